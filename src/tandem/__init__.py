@@ -1,0 +1,5 @@
+"""Tandem: a Dapr-compatible runtime with Envoy as the sidecar data plane."""
+
+__version__ = "0.1.0"
+# What GET /v1.0/metadata reports as runtimeVersion; SDKs only display it.
+RUNTIME_VERSION = "tandem-" + __version__

@@ -1,0 +1,112 @@
+"""Dapr's error vocabulary, mapped to HTTP and gRPC status in exactly one place.
+
+Blocks raise :class:`DaprError`; the HTTP front door renders it as Dapr's JSON error body
+and the gRPC front door as a ``google.rpc.Status`` with the same code and message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+# errorCode -> (HTTP status, gRPC status). Codes whose status depends on the case
+# (e.g. ERR_STATE_SAVE: 500, 409 on etag mismatch, 400 on a bad etag) pass an explicit
+# ``http_status``/``grpc_status`` when raised.
+_STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
+    "ERR_BAD_REQUEST": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_API_UNIMPLEMENTED": (501, grpc.StatusCode.UNIMPLEMENTED),
+    "ERR_BODY_READ": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_MALFORMED_REQUEST": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_MALFORMED_REQUEST_DATA": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_MALFORMED_RESPONSE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_INTERNAL": (500, grpc.StatusCode.INTERNAL),
+    "ERR_REQUEST_TOO_LARGE": (413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    "ERR_DIRECT_INVOKE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_HEALTH_NOT_READY": (500, grpc.StatusCode.INTERNAL),
+    "ERR_OUTBOUND_HEALTH_NOT_READY": (500, grpc.StatusCode.INTERNAL),
+    "ERR_HEALTH_APPID_NOT_MATCH": (500, grpc.StatusCode.INTERNAL),
+    "ERR_METADATA_GET": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_STORE_NOT_FOUND": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_STATE_STORE_NOT_CONFIGURED": (500, grpc.StatusCode.FAILED_PRECONDITION),
+    "ERR_STATE_GET": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_BULK_GET": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_SAVE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_DELETE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_BULK_DELETE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_NOT_SUPPORTED_STATE_OPERATION": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_STATE_TRANSACTION": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_STORE_NOT_SUPPORTED": (500, grpc.StatusCode.INTERNAL),
+    "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "ERR_STATE_QUERY": (500, grpc.StatusCode.INTERNAL),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """The rich-error details Dapr adds for some APIs (google.rpc.ErrorInfo and friends)."""
+
+    reason: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    resource_type: str = ""
+    resource_name: str = ""
+    field_violations: tuple[tuple[str, str], ...] = ()
+
+
+class DaprError(Exception):
+    """An API failure with Dapr's error code; the front doors render it."""
+
+    def __init__(
+        self,
+        error_code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        grpc_status: grpc.StatusCode | None = None,
+        info: ErrorInfo | None = None,
+    ) -> None:
+        super().__init__(message)
+        default_http, default_grpc = _STATUS.get(error_code, (500, grpc.StatusCode.INTERNAL))
+        self.error_code = error_code
+        self.message = message
+        self.http_status = http_status if http_status is not None else default_http
+        self.grpc_status = grpc_status if grpc_status is not None else default_grpc
+        self.info = info
+
+    def to_json(self) -> dict[str, Any]:
+        """Dapr's HTTP error body: ``errorCode``, ``message`` and, for rich errors, ``details``."""
+        body: dict[str, Any] = {"errorCode": self.error_code, "message": self.message}
+        if self.info is not None:
+            details: list[dict[str, Any]] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "domain": "dapr.io",
+                    "reason": self.info.reason,
+                    "metadata": dict(self.info.metadata),
+                }
+            ]
+            if self.info.resource_type:
+                details.append(
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+                        "resource_type": self.info.resource_type,
+                        "resource_name": self.info.resource_name,
+                        "owner": "",
+                        "description": "",
+                    }
+                )
+            if self.info.field_violations:
+                details.append(
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "field_violations": [
+                            {"field": f, "description": d} for f, d in self.info.field_violations
+                        ],
+                    }
+                )
+            body["details"] = details
+        return body
+
+    def __repr__(self) -> str:
+        return f"DaprError({self.error_code!r}, {self.message!r}, http={self.http_status})"
