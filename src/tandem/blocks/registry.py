@@ -1,0 +1,64 @@
+"""Components are registered by their Dapr type name (``state.redis``, ``pubsub.kafka``).
+
+The registry names a factory by import path, so a component's client library is imported
+only when a component of that type is configured.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentContext:
+    """What a component may know about the sidecar that loads it."""
+
+    app_id: str
+    namespace: str = "default"
+    home: Path = field(default_factory=lambda: Path.home() / ".tandem")
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    """A configured component, independent of the YAML it came from."""
+
+    name: str
+    type: str  # e.g. "state.redis"
+    version: str = "v1"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+Factory = Callable[[ComponentSpec, ComponentContext], Any]
+
+# Dapr type name -> (allowed versions, "module:attribute" of the factory).
+_FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "state.sqlite": (("v1",), "tandem.blocks.state.sqlite:create"),
+    "state.redis": (("v1",), "tandem.blocks.state.redis:create"),
+}
+
+
+class UnknownComponentError(ValueError):
+    pass
+
+
+def known_types() -> Mapping[str, tuple[str, ...]]:
+    return {name: versions for name, (versions, _) in _FACTORIES.items()}
+
+
+def create_component(spec: ComponentSpec, ctx: ComponentContext) -> Any:
+    """Build the component for ``spec``; raises UnknownComponentError for unknown type/version."""
+    entry = _FACTORIES.get(spec.type)
+    if entry is None:
+        raise UnknownComponentError(f"unknown component type {spec.type!r}")
+    versions, target = entry
+    if spec.version not in versions:
+        raise UnknownComponentError(
+            f"component type {spec.type!r} has no version {spec.version!r} (known: {', '.join(versions)})"
+        )
+    module_name, attr = target.split(":")
+    factory: Factory = getattr(importlib.import_module(module_name), attr)
+    return factory(spec, ctx)
