@@ -110,3 +110,41 @@ class DaprError(Exception):
 
     def __repr__(self) -> str:
         return f"DaprError({self.error_code!r}, {self.message!r}, http={self.http_status})"
+
+
+def to_grpc_status(err: DaprError) -> grpc.Status:
+    """The gRPC twin of :meth:`DaprError.to_json`: code, message and rich details."""
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+    from grpc_status import rpc_status
+
+    details: list[any_pb2.Any] = []
+    if err.info is not None:
+        info = any_pb2.Any()
+        info.Pack(
+            error_details_pb2.ErrorInfo(
+                reason=err.info.reason, domain="dapr.io", metadata=dict(err.info.metadata)
+            )
+        )
+        details.append(info)
+        if err.info.resource_type:
+            res = any_pb2.Any()
+            res.Pack(
+                error_details_pb2.ResourceInfo(
+                    resource_type=err.info.resource_type, resource_name=err.info.resource_name
+                )
+            )
+            details.append(res)
+        if err.info.field_violations:
+            bad = any_pb2.Any()
+            bad.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        for f, d in err.info.field_violations
+                    ]
+                )
+            )
+            details.append(bad)
+    status = status_pb2.Status(code=err.grpc_status.value[0], message=err.message, details=details)
+    return rpc_status.to_status(status)

@@ -43,7 +43,9 @@ class ApiRequest:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
-            raise DaprError("ERR_MALFORMED_REQUEST", f"failed to parse request body: {exc}") from exc
+            raise DaprError(
+                "ERR_MALFORMED_REQUEST", f"failed to parse request body: {exc}"
+            ) from exc
 
 
 @dataclass(slots=True)

@@ -53,43 +53,54 @@ class Router:
             node.handlers[m] = handler
 
     def resolve(self, req: ApiRequest) -> Handler:
-        """Find the handler and fill ``req.params``; Dapr-shaped errors when nothing matches."""
+        """Find the handler and fill ``req.params``; Dapr-shaped errors when nothing matches.
+
+        A path whose literal branch lacks the method falls back to a parameter branch (GET of
+        a state key named ``bulk`` is a key lookup), so the walk backtracks on method too.
+        """
         segments = req.path.strip("/").split("/")
-        found = self._walk(self._root, segments, 0, req.params)
-        if found is None:
-            raise DaprError(
-                "ERR_BAD_REQUEST",
-                f"no route for {req.method} {req.path}",
-                http_status=404,
-            )
-        handler = found.get(req.method)
-        if handler is None:
+        path_seen: list[bool] = [False]
+        handler = self._walk(self._root, segments, 0, req.method, req.params, path_seen)
+        if handler is not None:
+            return handler
+        if path_seen[0]:
             raise DaprError(
                 "ERR_BAD_REQUEST",
                 f"method {req.method} not allowed for {req.path}",
                 http_status=405,
             )
-        return handler
+        raise DaprError("ERR_BAD_REQUEST", f"no route for {req.method} {req.path}", http_status=404)
 
     def _walk(
-        self, node: _Node, segs: list[str], i: int, params: dict[str, str]
-    ) -> dict[str, Handler] | None:
+        self,
+        node: _Node,
+        segs: list[str],
+        i: int,
+        method: str,
+        params: dict[str, str],
+        path_seen: list[bool],
+    ) -> Handler | None:
         if i == len(segs):
-            return node.handlers or None
+            if node.handlers:
+                path_seen[0] = True
+            return node.handlers.get(method)
         seg = segs[i]
         child = node.literal.get(seg)
         if child is not None:
-            found = self._walk(child, segs, i + 1, params)
+            found = self._walk(child, segs, i + 1, method, params, path_seen)
             if found is not None:
                 return found
         if node.param is not None and seg:
             name, child = node.param
-            found = self._walk(child, segs, i + 1, params)
+            found = self._walk(child, segs, i + 1, method, params, path_seen)
             if found is not None:
                 params[name] = path_segment(seg)
                 return found
-        if node.rest is not None and i < len(segs):
+        if node.rest is not None:
             name, handlers = node.rest
-            params[name] = path_segment("/".join(segs[i:]))
-            return handlers
+            path_seen[0] = True
+            rest_handler = handlers.get(method)
+            if rest_handler is not None:
+                params[name] = path_segment("/".join(segs[i:]))
+            return rest_handler
         return None

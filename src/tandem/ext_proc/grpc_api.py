@@ -1,0 +1,127 @@
+"""The Dapr gRPC API (`dapr.proto.runtime.v1.Dapr`): wire types in, blocks called, wire types out.
+
+Every RPC this runtime does not serve yet answers UNIMPLEMENTED with a Dapr-style message
+rather than the generated stub's bare "Method not implemented!".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc, metadata_pb2
+from google.protobuf import empty_pb2
+
+from tandem.blocks.errors import DaprError, to_grpc_status
+from tandem.blocks.metadata import MetadataService
+
+log = logging.getLogger("tandem.grpc")
+
+T = TypeVar("T")
+
+_EMPTY = empty_pb2.Empty()
+
+
+async def guarded(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    """Run one RPC's work; a DaprError becomes its gRPC status with rich details."""
+    try:
+        return await work
+    except DaprError as err:
+        status = to_grpc_status(err)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+        raise  # unreachable: abort raises
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error in gRPC call")
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+        raise
+
+
+def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse:
+    md = service.snapshot()
+    return metadata_pb2.GetMetadataResponse(
+        id=md.id,
+        runtime_version=md.runtime_version,
+        enabled_features=list(md.enabled_features),
+        registered_components=[
+            metadata_pb2.RegisteredComponents(
+                name=c.name, type=c.type, version=c.version, capabilities=list(c.capabilities)
+            )
+            for c in md.components
+        ],
+        extended_metadata=md.extended,
+        app_connection_properties=metadata_pb2.AppConnectionProperties(
+            port=md.app.port or 0,
+            protocol=md.app.protocol,
+            channel_address=md.app.channel_address,
+            max_concurrency=md.app.max_concurrency,
+        ),
+    )
+
+
+RpcImpl = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
+    """Implemented RPCs are looked up in ``rpcs`` (name → coroutine function of the request)."""
+
+    def __init__(
+        self,
+        metadata: MetadataService,
+        rpcs: dict[str, Callable[[Any], Awaitable[Any]]] | None = None,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self._metadata = metadata
+        self._on_shutdown = on_shutdown
+        table: dict[str, Callable[[Any], Awaitable[Any]]] = {
+            "GetMetadata": self._get_metadata,
+            "SetMetadata": self._set_metadata,
+            "Shutdown": self._shutdown,
+            **(rpcs or {}),
+        }
+        service = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
+        for method in service.methods:
+            impl = table.get(method.name)
+            if impl is not None and not method.client_streaming and not method.server_streaming:
+                setattr(self, method.name, _unary(impl))
+            elif impl is None:
+                setattr(self, method.name, _unimplemented(method.name, method.server_streaming))
+
+    async def _get_metadata(self, request: Any) -> metadata_pb2.GetMetadataResponse:
+        return metadata_proto(self._metadata)
+
+    async def _set_metadata(self, request: Any) -> empty_pb2.Empty:
+        self._metadata.set_extended(request.key, request.value)
+        return _EMPTY
+
+    async def _shutdown(self, request: Any) -> empty_pb2.Empty:
+        if self._on_shutdown is not None:
+            self._on_shutdown()
+        return _EMPTY
+
+
+def _unary(impl: Callable[[Any], Awaitable[Any]]) -> RpcImpl:
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await guarded(context, impl(request))
+
+    return call
+
+
+def _unimplemented(name: str, server_streaming: bool) -> Callable[..., Any]:
+    message = f"the {name} API is not implemented by this Tandem runtime"
+
+    if server_streaming:
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+            yield  # pragma: no cover - makes this an async generator
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return unary

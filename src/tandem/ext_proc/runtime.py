@@ -1,0 +1,172 @@
+"""Assembles one sidecar runtime: components, blocks, routes, and the gRPC server on a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from tandem.blocks.health import Health
+from tandem.blocks.metadata import AppConnection, ComponentInfo, MetadataService
+from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.ext_proc import meta_http
+from tandem.ext_proc.dispatch import Dispatcher
+from tandem.ext_proc.extproc import ExtProcServicer
+from tandem.ext_proc.grpc_api import DaprGrpcServicer
+from tandem.ext_proc.router import Router
+
+log = logging.getLogger("tandem.runtime")
+
+DEFAULT_MAX_BODY = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    app_id: str
+    socket: Path
+    home: Path
+    namespace: str = "default"
+    resources_paths: tuple[Path, ...] = ()
+    config: Path | None = None
+    app_port: int | None = None
+    app_protocol: str = "http"
+    max_body_bytes: int = DEFAULT_MAX_BODY
+
+
+class StartupError(Exception):
+    """A problem that stops the runtime from starting, worded for the person who ran it."""
+
+
+@dataclass(slots=True)
+class LoadedComponent:
+    spec: ComponentSpec
+    instance: Any
+    info: ComponentInfo
+
+
+@dataclass(slots=True)
+class Runtime:
+    options: RuntimeOptions
+    health: Health = field(init=False)
+    metadata: MetadataService = field(init=False)
+    router: Router = field(default_factory=Router)
+    components: list[LoadedComponent] = field(default_factory=list)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: grpc.aio.Server | None = None
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.health = Health(self.options.app_id)
+        self.metadata = MetadataService(
+            app_id=self.options.app_id,
+            app=AppConnection(port=self.options.app_port, protocol=self.options.app_protocol),
+        )
+
+    async def start(self) -> None:
+        specs = self._load_specs()
+        await self._create_components(specs)
+        self.metadata.components = [c.info for c in self.components]
+        grpc_rpcs = self._wire_blocks()
+        meta_http.register(self.router, self.health, self.metadata)
+        await self._serve(grpc_rpcs)
+        self.health.mark_ready("components")
+        log.info(
+            "runtime ready",
+            extra={
+                "app_id": self.options.app_id,
+                "socket": str(self.options.socket),
+                "components": [c.spec.name for c in self.components],
+            },
+        )
+
+    def _load_specs(self) -> list[ComponentSpec]:
+        from tandem.resources import ResourceError, load_resources
+
+        try:
+            resources = load_resources(
+                list(self.options.resources_paths),
+                app_id=self.options.app_id,
+                namespace=self.options.namespace,
+            )
+        except ResourceError as exc:
+            raise StartupError(str(exc)) from exc
+        return [
+            ComponentSpec(name=c.name, type=c.type, version=c.version, metadata=c.plain_metadata())
+            for c in resources.components
+        ]
+
+    async def _create_components(self, specs: list[ComponentSpec]) -> None:
+        from tandem.blocks.registry import UnknownComponentError
+
+        ctx = ComponentContext(
+            app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
+        )
+        for spec in specs:
+            try:
+                instance = create_component(spec, ctx)
+                init = getattr(instance, "init", None)
+                if init is not None:
+                    await init()
+            except UnknownComponentError as exc:
+                raise StartupError(f"component {spec.name}: {exc}") from exc
+            except Exception as exc:
+                raise StartupError(
+                    f"component {spec.name} ({spec.type}) failed to start: {exc}"
+                ) from exc
+            features = getattr(instance, "capabilities", ())
+            caps = tuple(features() if callable(features) else features)
+            self.components.append(
+                LoadedComponent(
+                    spec, instance, ComponentInfo(spec.name, spec.type, spec.version, caps)
+                )
+            )
+            close = getattr(instance, "close", None)
+            if close is not None:
+                self._closers.append(close)
+
+    def _wire_blocks(self) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+        """Give each block its components and register its HTTP routes; returns its gRPC RPCs."""
+        from tandem.ext_proc.blocks_wiring import wire_blocks
+
+        return wire_blocks(self)
+
+    async def _serve(self, grpc_rpcs: dict[str, Callable[[Any], Awaitable[Any]]]) -> None:
+        limit = self.options.max_body_bytes + (1 << 20)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        dispatcher = Dispatcher(self.router)
+        ep_grpc.add_ExternalProcessorServicer_to_server(
+            ExtProcServicer(dispatcher, self.options.app_id), server
+        )
+        dapr_pb2_grpc.add_DaprServicer_to_server(
+            DaprGrpcServicer(self.metadata, grpc_rpcs, on_shutdown=self.stopped.set), server
+        )
+        sock = self.options.socket
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        sock.unlink(missing_ok=True)
+        server.add_insecure_port(f"unix:{sock}")
+        await server.start()
+        self._server = server
+
+    async def stop(self, grace: float = 2.0) -> None:
+        self.health.mark_not_ready("shutdown")
+        if self._server is not None:
+            await self._server.stop(grace)
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("closing a component failed")
+        self.options.socket.unlink(missing_ok=True)
