@@ -1,0 +1,97 @@
+"""Child processes of a sidecar: started with their output in a log file, stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # If `tandem run` is killed outright, its runtime and Envoy go with it instead of
+    # lingering on the ports; Linux only, best effort elsewhere.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Child:
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: Path | None) -> None:
+        self.name = name
+        self.proc = proc
+        self.log_path = log_path
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path | None,
+        env: Mapping[str, str] | None = None,
+        own_session: bool = True,
+    ) -> Child:
+        if log_path is not None:
+            log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+            out: int | object = log_file
+        else:
+            log_file = None
+            out = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL if own_session else None,
+                stdout=out,  # type: ignore[arg-type]
+                stderr=out,  # type: ignore[arg-type]
+                env=dict(env) if env is not None else None,
+                start_new_session=own_session,
+                preexec_fn=_die_with_parent if own_session else None,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
+        return cls(name, proc, log_path)
+
+    @property
+    def exited(self) -> bool:
+        return self.proc.returncode is not None
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float = 5.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``."""
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        self.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            return await self.proc.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None:
+            return ""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def pid_of_self() -> int:
+    return os.getpid()

@@ -1,0 +1,334 @@
+"""`tandem run`: start (or reuse) the control plane, then the runtime and Envoy; run the app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tandem.cli import ports
+from tandem.cli.children import Child
+from tandem.cli.controlplane import ControlPlaneError, ensure_running
+from tandem.cli.home import Home
+from tandem.cli.probe import http_status
+from tandem.cli.progress import Progress
+
+DEFAULT_HTTP_PORT = 3500
+DEFAULT_GRPC_PORT = 50001
+DEFAULT_INTERNAL_PORT = 50002
+DEFAULT_METRICS_PORT = 9090
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    app_id: str
+    command: tuple[str, ...] = ()
+    app_port: int | None = None
+    app_protocol: str = "http"
+    http_port: int | None = None
+    grpc_port: int | None = None
+    internal_port: int | None = None
+    metrics_port: int | None = None
+    resources_paths: tuple[Path, ...] = ()
+    config: Path | None = None
+    log_level: str = "info"
+    namespace: str = "default"
+    max_body_mb: int = 4
+    ready_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class Ports:
+    http: int
+    grpc: int
+    internal: int
+    metrics: int
+
+
+class RunError(Exception):
+    """Start-up failed; the message says what and where to look."""
+
+
+@dataclass(slots=True)
+class Sidecar:
+    options: RunOptions
+    home: Home
+    progress: Progress
+    children: list[Child] = field(default_factory=list)
+    run_dir: Path | None = None
+    app_file: Path | None = None
+
+    def choose_ports(self) -> Ports:
+        o = self.options
+        taken: set[int] = set()
+        if o.app_port is not None:
+            taken.add(o.app_port)
+        try:
+            return Ports(
+                http=ports.choose(o.http_port, DEFAULT_HTTP_PORT, taken, "--dapr-http-port"),
+                grpc=ports.choose(o.grpc_port, DEFAULT_GRPC_PORT, taken, "--dapr-grpc-port"),
+                internal=ports.choose(
+                    o.internal_port, DEFAULT_INTERNAL_PORT, taken, "--dapr-internal-port"
+                ),
+                metrics=ports.choose(o.metrics_port, DEFAULT_METRICS_PORT, taken, "--metrics-port"),
+            )
+        except ports.PortInUseError as exc:
+            raise RunError(str(exc)) from exc
+
+    def _make_run_dir(self, sidecar_id: str) -> Path:
+        run_dir = self.home.run_dir / sidecar_id
+        if len(str(run_dir / "runtime.sock")) > _MAX_SOCKET_PATH:
+            # Unix socket paths are limited to ~108 bytes; fall back to a short temp dir.
+            run_dir = Path(tempfile.mkdtemp(prefix=f"tandem-{sidecar_id[:12]}-", dir="/tmp"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    async def start(self) -> Ports:
+        o = self.options
+        self.home.ensure()
+        with self.progress.step("control plane"):
+            try:
+                cp = await asyncio.to_thread(ensure_running, self.home, o.log_level)
+            except ControlPlaneError as exc:
+                raise RunError(str(exc)) from exc
+        self.progress.done(
+            f"control plane {'started' if cp.started_here else 'running'} "
+            f"(pid {cp.pid}, xDS {cp.ads_address})"
+        )
+        chosen = self.choose_ports()
+        resources = o.resources_paths or (self.home.ensure_default_resources(),)
+        for path in resources:
+            if not path.exists():
+                raise RunError(f"--resources-path {path}: no such file or directory")
+        if o.config is not None and not o.config.is_file():
+            raise RunError(f"--config {o.config}: no such file")
+
+        sidecar_id = f"{o.app_id}-{secrets.token_hex(4)}"
+        self.run_dir = self._make_run_dir(sidecar_id)
+        runtime_socket = self.run_dir / "runtime.sock"
+        admin_socket = self.run_dir / "admin.sock"
+        logs = self.home.logs_dir
+
+        with self.progress.step("runtime"):
+            argv = [
+                sys.executable,
+                "-m",
+                "tandem.ext_proc",
+                "--app-id",
+                o.app_id,
+                "--socket",
+                str(runtime_socket),
+                "--home",
+                str(self.home.root),
+                "--namespace",
+                o.namespace,
+                "--app-protocol",
+                o.app_protocol,
+                "--max-body-bytes",
+                str(o.max_body_mb << 20),
+                "--log-level",
+                o.log_level,
+            ]
+            for path in resources:
+                argv += ["--resources-path", str(path)]
+            if o.config is not None:
+                argv += ["--config", str(o.config)]
+            if o.app_port is not None:
+                argv += ["--app-port", str(o.app_port)]
+            runtime = await Child.start("runtime", argv, log_path=logs / f"{o.app_id}.runtime.log")
+            self.children.append(runtime)
+            await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
+        self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
+
+        with self.progress.step("envoy"):
+            from tandem.envoy import envoy_binary, render_bootstrap
+
+            metadata: dict[str, object] = {
+                "app_id": o.app_id,
+                "namespace": o.namespace,
+                "app_protocol": o.app_protocol,
+                "http_port": chosen.http,
+                "grpc_port": chosen.grpc,
+                "internal_port": chosen.internal,
+                "internal_address": "127.0.0.1",
+                "metrics_port": chosen.metrics,
+                "max_body_bytes": o.max_body_mb << 20,
+                "pid": os.getpid(),
+            }
+            if o.app_port is not None:
+                metadata["app_port"] = o.app_port
+            bootstrap = render_bootstrap(
+                node_id=sidecar_id,
+                app_id=o.app_id,
+                metadata=metadata,
+                ads_address=cp.ads_address,
+                runtime_socket=runtime_socket,
+                admin_socket=admin_socket,
+            )
+            config_path = self.run_dir / "envoy.json"
+            config_path.write_text(json.dumps(bootstrap))
+            envoy = await Child.start(
+                "envoy",
+                [
+                    str(envoy_binary()),
+                    "-c",
+                    str(config_path),
+                    "--disable-hot-restart",
+                    "--log-level",
+                    "warn" if o.log_level in ("info", "warn", "warning") else o.log_level,
+                    "--base-id",
+                    str(secrets.randbelow(1 << 30)),
+                ],
+                log_path=logs / f"{o.app_id}.envoy.log",
+            )
+            self.children.append(envoy)
+            await self._wait_for_health(chosen.http)
+        self.progress.done(f"envoy ready (pid {envoy.proc.pid}, log {envoy.log_path})")
+
+        self.app_file = self.home.apps_dir / f"{o.app_id}.json"
+        record = {
+            "app_id": o.app_id,
+            "pid": os.getpid(),
+            "http_port": chosen.http,
+            "grpc_port": chosen.grpc,
+            "internal_port": chosen.internal,
+            "metrics_port": chosen.metrics,
+            "app_port": o.app_port,
+            "command": " ".join(o.command),
+            "started": time.time(),
+            "run_dir": str(self.run_dir),
+        }
+        tmp = self.app_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self.app_file)
+        return chosen
+
+    async def _wait_for(self, ready: object, child: Child, what: str) -> None:
+        deadline = time.monotonic() + self.options.ready_timeout
+        while time.monotonic() < deadline:
+            if callable(ready) and ready():
+                return
+            if child.exited:
+                raise RunError(
+                    f"the {child.name} exited before {what} appeared:\n{child.log_tail()}"
+                )
+            await asyncio.sleep(0.02)
+        raise RunError(f"timed out waiting for {what}; see {child.log_path}")
+
+    async def _wait_for_health(self, http_port: int) -> None:
+        deadline = time.monotonic() + self.options.ready_timeout
+        last: int | None = None
+        while time.monotonic() < deadline:
+            for child in self.children:
+                if child.exited:
+                    raise RunError(f"the {child.name} exited during start-up:\n{child.log_tail()}")
+            last = await http_status("127.0.0.1", http_port, "/v1.0/healthz")
+            if last == 204:
+                return
+            await asyncio.sleep(0.05)
+        raise RunError(
+            f"the sidecar did not become healthy within {self.options.ready_timeout:.0f}s "
+            f"(last /v1.0/healthz status: {last}); see {self.home.logs_dir}"
+        )
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            await child.stop()
+        if self.app_file is not None:
+            with contextlib.suppress(OSError):
+                data = json.loads(self.app_file.read_text())
+                if data.get("pid") == os.getpid():
+                    self.app_file.unlink()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DAPR_HTTP_PORT=str(chosen.http),
+        DAPR_GRPC_PORT=str(chosen.grpc),
+        APP_ID=options.app_id,
+        DAPR_METRICS_PORT=str(chosen.metrics),
+        APP_PROTOCOL=options.app_protocol,
+    )
+    if options.app_port is not None:
+        env["APP_PORT"] = str(options.app_port)
+    return env
+
+
+async def run(options: RunOptions, home: Home, progress: Progress) -> int:
+    sidecar = Sidecar(options, home, progress)
+    stop = asyncio.Event()
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        try:
+            chosen = await sidecar.start()
+        except RunError as exc:
+            progress.fail(str(exc))
+            return 1
+        progress.done(
+            f"sidecar {options.app_id} ready: HTTP 127.0.0.1:{chosen.http}, "
+            f"gRPC 127.0.0.1:{chosen.grpc}, internal {chosen.internal}"
+        )
+        watchers = [asyncio.ensure_future(c.wait()) for c in sidecar.children]
+        stopper = asyncio.ensure_future(stop.wait())
+        app: Child | None = None
+        if options.command:
+            try:
+                app = await Child.start(
+                    "app",
+                    options.command,
+                    log_path=None,
+                    env=app_environment(options, chosen),
+                    own_session=False,
+                )
+            except OSError as exc:
+                progress.fail(f"could not start {options.command[0]}: {exc}")
+                return 1
+            progress.done(f"app started (pid {app.proc.pid}): {' '.join(options.command)}")
+            watchers.append(asyncio.ensure_future(app.wait()))
+        done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        for task in [stopper, *watchers]:
+            if task not in done:
+                task.cancel()
+        code = 0
+        if app is not None:
+            if app.exited:
+                code = app.proc.returncode or 0
+                progress.done(f"app exited with code {code}")
+            else:
+                # A signal, or the sidecar died: the app goes too, and says so in the code.
+                for sig in received[-1:] or [signal.SIGTERM]:
+                    app.signal(sig)
+                code = await app.stop()
+                if not received:
+                    code = code or 1
+        for child in sidecar.children:
+            if child.exited and not received and (app is None or not app.exited):
+                progress.fail(f"the {child.name} exited unexpectedly:\n{child.log_tail()}")
+                code = code or 1
+        return code
+    finally:
+        progress.step_note("stopping sidecar")
+        await sidecar.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
