@@ -40,7 +40,7 @@ class Child:
         own_session: bool = True,
     ) -> Child:
         if log_path is not None:
-            log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+            log_file = open(log_path, "ab")  # noqa: SIM115, ASYNC230 - a local append-open, handed to the child
             out: int | object = log_file
         else:
             log_file = None
