@@ -1,0 +1,187 @@
+"""Reading resource folders and files into validated models.
+
+Everything here is blocking file I/O; async callers run it in a thread
+(``await asyncio.to_thread(load_resources, ...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ._parse import Node, load_documents
+from .component import Component, parse_component
+from .configuration import Configuration, parse_configuration
+from .errors import ResourceError
+from .http_endpoint import HTTPEndpoint, parse_http_endpoint
+from .resiliency import Resiliency, parse_resiliency
+from .subscription import VERSIONS as SUBSCRIPTION_VERSIONS
+from .subscription import Subscription, parse_subscription
+
+GROUP = "dapr.io"
+SUFFIXES = (".yaml", ".yml")
+# kind → apiVersion versions Dapr serves for it.
+KINDS = MappingProxyType(
+    {
+        "Component": ("v1alpha1",),
+        "Configuration": ("v1alpha1",),
+        "Resiliency": ("v1alpha1",),
+        "Subscription": SUBSCRIPTION_VERSIONS,
+        "HTTPEndpoint": ("v1alpha1",),
+    }
+)
+
+Resource = Component | Configuration | Resiliency | Subscription | HTTPEndpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSet:
+    """The resources one app loads, in file order (files sorted by name per folder)."""
+
+    components: tuple[Component, ...] = ()
+    configurations: tuple[Configuration, ...] = ()
+    resiliencies: tuple[Resiliency, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    http_endpoints: tuple[HTTPEndpoint, ...] = ()
+
+    def component(self, name: str) -> Component | None:
+        return next((c for c in self.components if c.name == name), None)
+
+
+def _files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            # Like Dapr, only the folder's own files: subfolders are not searched.
+            files.extend(
+                sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ResourceError(path, "", "no such file or directory")
+    return files
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResourceError(
+            path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ResourceError(path, "", exc.strerror or str(exc)) from None
+
+
+def _parse_document(doc: Node) -> Resource | None:
+    """The model for one document, or None for a document that is not a Dapr resource."""
+    if not isinstance(doc.value, dict):
+        return None  # not a manifest at all (a bare list or scalar)
+    kind = doc.get("kind").value
+    api_node = doc.get("apiVersion")
+    api_version = api_node.value
+    if api_version is None:
+        if isinstance(kind, str) and kind in KINDS:
+            raise api_node.error(f"is required for kind {kind} (e.g. {GROUP}/{KINDS[kind][-1]})")
+        return None
+    if not isinstance(api_version, str):
+        return None
+    group, _, version = api_version.partition("/")
+    if group != GROUP:
+        return None  # someone else's manifest in the same folder, e.g. a Deployment
+    kind_node = doc.get("kind")
+    kind = kind_node.required_text()
+    if kind not in KINDS:
+        raise kind_node.error(
+            f"unknown kind {kind!r} for {api_version} (known: {', '.join(KINDS)})"
+        )
+    if version not in KINDS[kind]:
+        supported = ", ".join(f"{GROUP}/{v}" for v in KINDS[kind])
+        raise api_node.error(f"{kind} does not support {api_version!r} (use {supported})")
+    match kind:
+        case "Component":
+            return parse_component(doc)
+        case "Configuration":
+            return parse_configuration(doc)
+        case "Resiliency":
+            return parse_resiliency(doc)
+        case "Subscription":
+            return parse_subscription(doc, version)
+        case _:
+            return parse_http_endpoint(doc)
+
+
+def read_file(path: Path) -> list[Resource]:
+    """Every Dapr resource in one YAML file, validated, in document order."""
+    file = str(path)
+    return [
+        resource
+        for line, data in load_documents(_read(path), file)
+        if (resource := _parse_document(Node.root(file, data, line))) is not None
+    ]
+
+
+def _applies(resource: Resource, app_id: str, namespace: str) -> bool:
+    if resource.namespace is not None and resource.namespace != namespace:
+        return False
+    is_scoped_for = getattr(resource, "is_scoped_for", None)
+    return is_scoped_for is None or bool(is_scoped_for(app_id))
+
+
+def _check_unique_components(components: list[Component]) -> None:
+    seen: dict[str, Component] = {}
+    for component in components:
+        first = seen.setdefault(component.name, component)
+        if first is not component:
+            raise ResourceError(
+                component.source,
+                "metadata.name",
+                f"component {component.name!r} is also defined in {first.source}",
+            )
+
+
+def load_resources(
+    paths: Sequence[Path], *, app_id: str, namespace: str = "default"
+) -> ResourceSet:
+    """Load every Dapr resource in ``paths`` (folders of *.yaml/*.yml, or files) for one app.
+
+    Every Dapr document is validated, even one scoped to another app, so a broken file
+    fails every app's start rather than only the app it was meant for. Documents of other
+    API groups are skipped silently. Resources for another namespace or not scoped for
+    ``app_id`` are dropped.
+    """
+    buckets: dict[type[Any], list[Any]] = {
+        Component: [],
+        Configuration: [],
+        Resiliency: [],
+        Subscription: [],
+        HTTPEndpoint: [],
+    }
+    for path in _files(paths):
+        for resource in read_file(path):
+            if _applies(resource, app_id, namespace):
+                buckets[type(resource)].append(resource)
+    _check_unique_components(buckets[Component])
+    return ResourceSet(
+        components=tuple(buckets[Component]),
+        configurations=tuple(buckets[Configuration]),
+        resiliencies=tuple(buckets[Resiliency]),
+        subscriptions=tuple(buckets[Subscription]),
+        http_endpoints=tuple(buckets[HTTPEndpoint]),
+    )
+
+
+def load_configuration(path: Path) -> Configuration:
+    """The Configuration in ``path`` (``--config FILE``): the first one, if several."""
+    if not path.is_file():
+        raise ResourceError(path, "", "no such file")
+    file = str(path)
+    for line, data in load_documents(_read(path), file):
+        resource = _parse_document(Node.root(file, data, line))
+        if isinstance(resource, Configuration):
+            return resource
+    raise ResourceError(path, "kind", f"no Configuration document ({GROUP}/v1alpha1) in file")
