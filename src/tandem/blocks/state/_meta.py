@@ -1,0 +1,51 @@
+"""Reading component metadata the way Dapr does: names are case-insensitive, values strings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tandem.resources.durations import parse_duration
+
+
+class ComponentConfigError(ValueError):
+    """A component's metadata is unusable; raised when the component is created."""
+
+
+def lookup(metadata: Mapping[str, str], *names: str) -> str | None:
+    """The first of ``names`` present in ``metadata``, compared case-insensitively."""
+    lowered = {k.lower(): v for k, v in metadata.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if value is not None:
+            return value
+    return None
+
+
+def as_bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "y", "on")
+
+
+def as_int(name: str, value: str | None, default: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ComponentConfigError(f"metadata {name}: {value!r} is not an integer") from None
+
+
+def as_seconds(name: str, value: str | None, default: float) -> float:
+    """A Go duration (``"30s"``, ``"1h"``) or a bare number of seconds."""
+    if value is None or value.strip() == "":
+        return default
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ComponentConfigError(f"metadata {name}: {exc}") from None

@@ -1,0 +1,205 @@
+"""``state.redis``: state in Redis hashes, one client per component instance.
+
+Layout (the one Dapr's Redis store uses): each key is a hash with fields ``data`` (the
+value) and ``version`` (the etag). Every check-and-set runs as a Lua script, because a
+script executes atomically on the server: no other client's command can slip between the
+version check and the write. Versions come from one counter key (``tandem||etag-seq``,
+which no user key can collide with because user keys may not contain ``||``), so a key
+deleted and re-created never repeats an etag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from tandem.blocks.registry import ComponentContext, ComponentSpec
+from tandem.blocks.state._meta import ComponentConfigError, as_bool, as_int, as_seconds, lookup
+from tandem.blocks.state.store import (
+    BulkGetItem,
+    DeleteRequest,
+    ETagMismatch,
+    Feature,
+    GetRequest,
+    GetResponse,
+    SetRequest,
+    TransactionOperation,
+    parse_version,
+)
+
+ETAG_SEQ_KEY = "tandem||etag-seq"
+_MISMATCH = "TANDEM_ETAG_MISMATCH"
+
+# KEYS: key, seq. ARGV: etag ('' = none), insert-only ('1'/'0'), data, ttl (<= 0: persist).
+_SET = f"""
+local v = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] ~= '' then
+  if v ~= ARGV[1] then return redis.error_reply('{_MISMATCH}') end
+elseif ARGV[2] == '1' and v then
+  return redis.error_reply('{_MISMATCH}')
+end
+local nv = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'version', nv)
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+return nv
+"""
+
+# KEYS: key. ARGV: etag ('' = none).
+_DELETE = f"""
+if ARGV[1] ~= '' then
+  if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then
+    return redis.error_reply('{_MISMATCH}')
+  end
+end
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: seq, then one key per operation. ARGV: 5 per operation —
+# kind ('s' upsert / 'd' delete), etag, insert-only, data, ttl.
+# Phase 1 checks every operation against the state the earlier ones would leave (so a key
+# may appear twice) without writing; phase 2 writes. A script is not rolled back on error,
+# so everything that can fail (etags, wrong key types) is met in phase 1.
+_TRANSACT = f"""
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cur = {{}}
+local n = #KEYS - 1
+for i = 1, n do
+  local key, b = KEYS[i + 1], (i - 1) * 5
+  local v = cur[key]
+  if v == nil then v = redis.call('HGET', key, 'version') end
+  if ARGV[b + 2] ~= '' then
+    if v ~= ARGV[b + 2] then return redis.error_reply('{_MISMATCH} ' .. key) end
+  elseif ARGV[b + 1] == 's' and ARGV[b + 3] == '1' and v then
+    return redis.error_reply('{_MISMATCH} ' .. key)
+  end
+  if ARGV[b + 1] == 's' then
+    seq = seq + 1
+    cur[key] = tostring(seq)
+  else
+    cur[key] = false
+  end
+end
+for i = 1, n do
+  local key, b = KEYS[i + 1], (i - 1) * 5
+  if ARGV[b + 1] == 's' then
+    local nv = redis.call('INCR', KEYS[1])
+    redis.call('HSET', key, 'data', ARGV[b + 4], 'version', nv)
+    local ttl = tonumber(ARGV[b + 5])
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  else
+    redis.call('DEL', key)
+  end
+end
+return n
+"""
+
+
+def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
+    md = spec.metadata
+    host_port = lookup(md, "redisHost")
+    if not host_port:
+        raise ComponentConfigError(f"state store {spec.name}: metadata redisHost is required")
+    host, _, port = host_port.rpartition(":")
+    if not host:
+        host, port = host_port, "6379"
+    client = aioredis.Redis(
+        host=host,
+        port=as_int("redisHost port", port, 6379),
+        db=as_int("redisDB", lookup(md, "redisDB"), 0),
+        username=lookup(md, "redisUsername") or None,
+        password=lookup(md, "redisPassword") or None,
+        ssl=as_bool(lookup(md, "enableTLS")),
+        socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
+        socket_timeout=as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0),
+        decode_responses=False,
+    )
+    default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
+    return RedisStateStore(client, default_ttl=default_ttl)
+
+
+class RedisStateStore:
+    def __init__(self, client: aioredis.Redis, *, default_ttl: int = 0) -> None:
+        self._client = client
+        self._default_ttl = default_ttl
+        # Registered once: the client sends EVALSHA and loads a script only when missing.
+        self._set = client.register_script(_SET)
+        self._delete = client.register_script(_DELETE)
+        self._transact = client.register_script(_TRANSACT)
+
+    @property
+    def features(self) -> frozenset[Feature]:
+        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
+
+    async def get(self, req: GetRequest) -> GetResponse:
+        data, version = await self._client.hmget(req.key, ["data", "version"])
+        return _response(data, version)
+
+    async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
+        # One pipelined round trip; a per-key failure (e.g. WRONGTYPE) stays with its key.
+        pipe = self._client.pipeline(transaction=False)
+        for r in reqs:
+            pipe.hmget(r.key, ["data", "version"])
+        results = await pipe.execute(raise_on_error=False)
+        items = []
+        for r, res in zip(reqs, results, strict=True):
+            if isinstance(res, Exception):
+                items.append(BulkGetItem(r.key, error=str(res)))
+            else:
+                items.append(BulkGetItem(r.key, _response(res[0], res[1])))
+        return items
+
+    async def set(self, req: SetRequest) -> None:
+        etag = _etag_arg(req.etag)
+        args = [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
+        await self._run(self._set, [req.key, ETAG_SEQ_KEY], args, req.key)
+
+    async def delete(self, req: DeleteRequest) -> None:
+        await self._run(self._delete, [req.key], [_etag_arg(req.etag)], req.key)
+
+    async def transact(
+        self, ops: Sequence[TransactionOperation], metadata: Mapping[str, str]
+    ) -> None:
+        keys: list[str] = [ETAG_SEQ_KEY]
+        args: list[Any] = []
+        for op in ops:
+            keys.append(op.key)
+            etag = _etag_arg(op.etag)
+            if isinstance(op, SetRequest):
+                insert_only = "1" if op.insert_only else "0"
+                args += ["s", etag, insert_only, op.value, self._ttl(op)]
+            else:
+                args += ["d", etag, "0", b"", 0]
+        await self._run(self._transact, keys, args, ",".join(op.key for op in ops))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _ttl(self, req: SetRequest) -> int:
+        return self._default_ttl if req.ttl is None else req.ttl
+
+    @staticmethod
+    async def _run(script: Any, keys: list[str], args: list[Any], what: str) -> None:
+        try:
+            await script(keys=keys, args=args)
+        except ResponseError as exc:
+            if _MISMATCH in str(exc):
+                raise ETagMismatch(what) from None
+            raise
+
+
+def _etag_arg(etag: str | None) -> str:
+    # Validated as an integer so the 400 (bad etag) is told apart from the 409 (stale).
+    return "" if etag is None else str(parse_version(etag))
+
+
+def _response(data: bytes | str | None, version: bytes | str | None) -> GetResponse:
+    # The client is built with decode_responses=False, so both are bytes or None.
+    if data is None:
+        return GetResponse(None)
+    raw = data.encode() if isinstance(data, str) else data
+    etag = version.decode() if isinstance(version, bytes) else version
+    return GetResponse(raw, etag)

@@ -1,0 +1,286 @@
+"""Dapr's state API semantics, shared by the HTTP and gRPC front doors.
+
+The front doors turn wire requests into the domain requests of :mod:`.store` with *user*
+keys; this module resolves the store, validates and prefixes keys, parses TTLs, calls the
+component and turns whatever it raises into a :class:`DaprError` — a store that is down
+must produce Dapr's 500, never an unhandled exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from tandem.blocks.errors import DaprError, ErrorInfo
+from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.blocks.state.keys import KeyScheme
+from tandem.blocks.state.store import (
+    BulkGetItem,
+    Consistency,
+    DeleteRequest,
+    ETagInvalid,
+    ETagMismatch,
+    Feature,
+    GetRequest,
+    GetResponse,
+    SetRequest,
+    StateStore,
+    TransactionOperation,
+)
+
+log = logging.getLogger(__name__)
+
+TTL_KEY = "ttlInSeconds"
+_MAX_TTL = 2**31 - 1  # Dapr's bound: TTLs are int32 seconds
+
+_Req = TypeVar("_Req", SetRequest, DeleteRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class StateComponent:
+    """A configured store as the service sees it: its name, component and key scheme."""
+
+    name: str
+    store: StateStore
+    keys: KeyScheme
+    type: str = ""
+
+
+def features_of(store: StateStore) -> frozenset[Feature]:
+    """The store's declared features, plus ACTOR when it has both ETAG and TRANSACTIONAL."""
+    declared = store.features
+    if Feature.ETAG in declared and Feature.TRANSACTIONAL in declared:
+        return declared | {Feature.ACTOR}
+    return declared
+
+
+def parse_ttl(metadata: Mapping[str, str]) -> int | None:
+    """``ttlInSeconds`` as Dapr reads it: absent/empty → None, else an int in [-1, 2**31-1]."""
+    raw = metadata.get(TTL_KEY)
+    if raw is None or raw == "":
+        return None
+    try:
+        ttl = int(raw)
+    except ValueError:
+        raise ValueError(f"incorrect value for metadata '{TTL_KEY}': {raw!r}") from None
+    if ttl < -1 or ttl > _MAX_TTL:
+        raise ValueError(f"'{TTL_KEY}' must be in the range -1 to {_MAX_TTL}")
+    return ttl
+
+
+class StateService:
+    def __init__(self, components: Iterable[StateComponent]) -> None:
+        self._components: dict[str, StateComponent] = {c.name: c for c in components}
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
+        """Create every ``state.*`` component in ``specs`` through the registry."""
+        components = []
+        for spec in specs:
+            if not spec.type.startswith("state."):
+                continue
+            store = cast(StateStore, create_component(spec, ctx))
+            keys = KeyScheme.from_metadata(spec.name, spec.metadata, ctx)
+            components.append(StateComponent(spec.name, store, keys, spec.type))
+        return cls(components)
+
+    @property
+    def components(self) -> Mapping[str, StateComponent]:
+        return self._components
+
+    def features(self, name: str) -> frozenset[Feature]:
+        return features_of(self.component(name).store)
+
+    def component(self, name: str) -> StateComponent:
+        """The named store, or Dapr's not-configured / not-found error."""
+        found = self._components.get(name)
+        if found is not None:
+            return found
+        if not self._components:
+            raise DaprError(
+                "ERR_STATE_STORE_NOT_CONFIGURED",
+                "state store is not configured",
+                info=ErrorInfo(reason="DAPR_STATE_NOT_CONFIGURED", resource_type="state"),
+            )
+        raise DaprError(
+            "ERR_STATE_STORE_NOT_FOUND",
+            f"state store {name} is not found",
+            info=ErrorInfo(
+                reason="DAPR_STATE_NOT_FOUND", resource_type="state", resource_name=name
+            ),
+        )
+
+    def transactional(self, name: str) -> StateComponent:
+        """The named store if it supports transactions (Dapr checks this before the body)."""
+        comp = self.component(name)
+        if Feature.TRANSACTIONAL not in comp.store.features:
+            raise DaprError(
+                "ERR_STATE_STORE_NOT_SUPPORTED",
+                f"state store {name} doesn't support transactions",
+                info=ErrorInfo(
+                    reason="DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED",
+                    resource_type="state",
+                    resource_name=name,
+                ),
+            )
+        return comp
+
+    async def get(
+        self,
+        store: str,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        consistency: Consistency | None = None,
+    ) -> GetResponse:
+        comp = self.component(store)
+        req = GetRequest(comp.keys.stored(key), metadata or {}, consistency)
+        try:
+            return await comp.store.get(req)
+        except Exception as exc:
+            raise _failure(
+                "ERR_STATE_GET", f"fail to get {key} from state store {store}", exc
+            ) from exc
+
+    async def bulk_get(
+        self,
+        store: str,
+        keys: Sequence[str],
+        *,
+        parallelism: int = 0,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[BulkGetItem]:
+        """Items in request order, carrying the *user* keys."""
+        comp = self.component(store)
+        md = metadata or {}
+        reqs = [GetRequest(comp.keys.stored(k), md) for k in keys]
+        if not reqs:
+            return []
+        try:
+            items = await comp.store.bulk_get(reqs, parallelism if parallelism > 0 else len(reqs))
+        except Exception as exc:
+            raise _failure(
+                "ERR_STATE_BULK_GET", f"failed getting bulk state from {store}", exc
+            ) from exc
+        return [dataclasses.replace(item, key=k) for k, item in zip(keys, items, strict=True)]
+
+    async def save(self, store: str, items: Sequence[SetRequest]) -> None:
+        comp = self.component(store)
+        # Validate every item before writing any, so a bad request changes nothing.
+        reqs = self._prepare_sets(comp, items, "ERR_STATE_SAVE")
+        prefix = f"failed saving state in state store {store}"
+        await self._run_all("ERR_STATE_SAVE", prefix, [comp.store.set(r) for r in reqs])
+
+    async def delete(self, store: str, req: DeleteRequest) -> None:
+        comp = self.component(store)
+        stored = self._prefixed(comp, req)
+        try:
+            await comp.store.delete(stored)
+        except Exception as exc:
+            raise _failure(
+                "ERR_STATE_DELETE", f"failed deleting state with key {req.key}", exc
+            ) from exc
+
+    async def delete_bulk(self, store: str, reqs: Sequence[DeleteRequest]) -> None:
+        comp = self.component(store)
+        stored = [self._prefixed(comp, r) for r in reqs]
+        prefix = f"failed deleting state in state store {store}"
+        await self._run_all("ERR_STATE_BULK_DELETE", prefix, [comp.store.delete(r) for r in stored])
+
+    async def transact(
+        self,
+        store: str,
+        ops: Sequence[TransactionOperation],
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        comp = self.transactional(store)
+        if not ops:
+            return
+        prepared: list[TransactionOperation] = []
+        for op in ops:
+            if isinstance(op, SetRequest):
+                prepared.extend(self._prepare_sets(comp, [op], "ERR_STATE_TRANSACTION"))
+            else:
+                prepared.append(self._prefixed(comp, op))
+        try:
+            await comp.store.transact(prepared, metadata or {})
+        except Exception as exc:
+            # Dapr reports every transaction failure, etag conflicts included, as a 500.
+            raise _failure(
+                "ERR_STATE_TRANSACTION",
+                "error while executing state transaction",
+                exc,
+                etag_status=False,
+            ) from exc
+
+    async def close(self) -> None:
+        for comp in self._components.values():
+            try:
+                await comp.store.close()
+            except Exception:
+                log.exception("closing state store %s failed", comp.name)
+
+    @staticmethod
+    def _prefixed(comp: StateComponent, req: _Req) -> _Req:
+        return dataclasses.replace(req, key=comp.keys.stored(req.key))
+
+    @staticmethod
+    def _prepare_sets(
+        comp: StateComponent, items: Sequence[SetRequest], code: str
+    ) -> list[SetRequest]:
+        out = []
+        for item in items:
+            key = comp.keys.stored(item.key)
+            try:
+                ttl = parse_ttl(item.metadata)
+            except ValueError as exc:
+                # Dapr's components reject a bad TTL, so Dapr answers with the op's 500.
+                raise DaprError(
+                    code, f"failed saving state in state store {comp.name}: {exc}"
+                ) from None
+            out.append(dataclasses.replace(item, key=key, ttl=ttl))
+        return out
+
+    @staticmethod
+    async def _run_all(code: str, prefix: str, calls: list[Coroutine[Any, Any, None]]) -> None:
+        """Run independent writes together; report an etag error over any other failure."""
+        if len(calls) == 1:
+            try:
+                await calls[0]
+            except Exception as exc:
+                raise _failure(code, prefix, exc) from exc
+            return
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if not errors:
+            return
+        for kind in (ETagMismatch, ETagInvalid):
+            for err in errors:
+                if isinstance(err, kind):
+                    raise _failure(code, prefix, err) from err
+        first = errors[0]
+        if not isinstance(first, Exception):
+            raise first
+        raise _failure(code, prefix, first) from first
+
+
+def _failure(code: str, prefix: str, exc: Exception, *, etag_status: bool = True) -> DaprError:
+    """A component exception as Dapr reports it: 409 on etag mismatch, 400 on a bad etag."""
+    if isinstance(exc, DaprError):
+        return exc
+    message = f"{prefix}: {exc}"
+    if etag_status and isinstance(exc, ETagMismatch):
+        return DaprError(code, message, http_status=409, grpc_status=grpc.StatusCode.ABORTED)
+    if etag_status and isinstance(exc, ETagInvalid):
+        return DaprError(
+            code, message, http_status=400, grpc_status=grpc.StatusCode.INVALID_ARGUMENT
+        )
+    if not isinstance(exc, ETagMismatch | ETagInvalid):
+        log.warning("%s: %s", prefix, exc, exc_info=exc)
+    return DaprError(code, message)

@@ -1,0 +1,258 @@
+"""``state.sqlite``: the embedded default state store — one file, no server.
+
+Concurrency model:
+- Every call runs on one worker thread owned by the store (the event loop never touches
+  SQLite), over one connection in WAL mode, so readers do not block the writer.
+- Every write is a ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock *before*
+  reading the version it checks, so check-and-set is atomic even between several processes
+  sharing the file; ``busyTimeout`` is how long a writer waits for another's lock.
+- Etags are integer versions drawn from one counter per table (in the same transaction),
+  so a key deleted and re-created never repeats an etag a client may still hold.
+- Expired rows are invisible to every read and check; a periodic task deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from tandem.blocks.registry import ComponentContext, ComponentSpec
+from tandem.blocks.state._meta import ComponentConfigError, as_seconds, lookup
+from tandem.blocks.state.store import (
+    BulkGetItem,
+    DeleteRequest,
+    ETagMismatch,
+    Feature,
+    GetRequest,
+    GetResponse,
+    SetRequest,
+    TransactionOperation,
+    parse_version,
+)
+
+_T = TypeVar("_T")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_BULK_CHUNK = 500  # stay far below SQLite's host-parameter limit
+
+
+def create(spec: ComponentSpec, ctx: ComponentContext) -> SqliteStateStore:
+    md = spec.metadata
+    path = lookup(md, "connectionString", "databaseName") or str(ctx.home / "state.db")
+    table = lookup(md, "tableName") or "state"
+    if not _IDENT.match(table):
+        raise ComponentConfigError(f"tableName {table!r} is not a plain SQL identifier")
+    return SqliteStateStore(
+        path,
+        table=table,
+        busy_timeout=as_seconds("busyTimeout", lookup(md, "busyTimeout", "timeout"), 5.0),
+        cleanup_interval=as_seconds("cleanupInterval", lookup(md, "cleanupInterval"), 3600.0),
+        name=spec.name,
+    )
+
+
+class SqliteStateStore:
+    def __init__(
+        self,
+        path: str,
+        *,
+        table: str = "state",
+        busy_timeout: float = 5.0,
+        cleanup_interval: float = 3600.0,
+        name: str = "sqlite",
+    ) -> None:
+        self._path = path
+        self._table = table
+        self._busy_timeout = busy_timeout
+        self._cleanup_interval = cleanup_interval
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"state-sqlite-{name}")
+        self._conn: sqlite3.Connection | None = None  # opened on the worker thread
+        self._cleanup_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def features(self) -> frozenset[Feature]:
+        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
+
+    async def get(self, req: GetRequest) -> GetResponse:
+        items = await self._call(self._read, [req.key])
+        return items[0].response or GetResponse(None)
+
+    async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
+        # One indexed query per chunk on the worker thread; parallelism buys nothing here.
+        return await self._call(self._read, [r.key for r in reqs])
+
+    async def set(self, req: SetRequest) -> None:
+        await self._write([req])
+
+    async def delete(self, req: DeleteRequest) -> None:
+        await self._write([req])
+
+    async def transact(
+        self, ops: Sequence[TransactionOperation], metadata: Mapping[str, str]
+    ) -> None:
+        await self._write(ops)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_connection)
+        self._executor.shutdown(wait=False)
+
+    async def purge_expired(self) -> int:
+        """Delete expired rows now; returns how many (the periodic cleanup calls this)."""
+        return await self._call(self._purge)
+
+    # -- event-loop side ------------------------------------------------------------------
+
+    async def _write(self, ops: Sequence[TransactionOperation]) -> None:
+        # A malformed etag fails before any lock is taken.
+        for op in ops:
+            if op.etag is not None:
+                parse_version(op.etag)
+        await self._call(self._apply_all, ops)
+
+    async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
+        if self._closed:
+            raise RuntimeError("state store is closed")
+        if self._cleanup_task is None and self._cleanup_interval > 0:
+            self._cleanup_task = asyncio.create_task(self._cleanup_loop())
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cleanup_interval)
+            try:
+                await self._call(self._purge)
+            except Exception:  # a locked or missing file must not end the loop
+                continue
+
+    # -- worker-thread side ---------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        uri = self._path.startswith("file:")
+        if not uri and self._path != ":memory:":
+            Path(self._path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves.
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            t = self._table
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{t}" (key TEXT NOT NULL PRIMARY KEY, '
+                "value BLOB NOT NULL, version INTEGER NOT NULL, expires_at REAL) WITHOUT ROWID"
+            )
+            conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "{t}_expires" ON "{t}"(expires_at) '
+                "WHERE expires_at IS NOT NULL"
+            )
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{t}_meta" '
+                "(name TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL)"
+            )
+            conn.execute(f"INSERT OR IGNORE INTO \"{t}_meta\" VALUES ('version', 0)")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _read(self, keys: list[str]) -> list[BulkGetItem]:
+        conn = self._connection()
+        now = time.time()
+        found: dict[str, tuple[bytes, int]] = {}
+        for start in range(0, len(keys), _BULK_CHUNK):
+            chunk = keys[start : start + _BULK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f'SELECT key, value, version FROM "{self._table}" WHERE key IN ({marks}) '
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (*chunk, now),
+            )
+            for key, value, version in rows:
+                found[key] = (bytes(value), version)
+        items = []
+        for key in keys:
+            hit = found.get(key)
+            resp = GetResponse(None) if hit is None else GetResponse(hit[0], str(hit[1]))
+            items.append(BulkGetItem(key, resp))
+        return items
+
+    def _apply_all(self, ops: Sequence[TransactionOperation]) -> None:
+        conn = self._connection()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                self._apply(conn, op, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # BEGIN itself may have failed (lock busy past timeout)
+                conn.execute("ROLLBACK")
+            raise
+
+    def _apply(self, conn: sqlite3.Connection, op: TransactionOperation, now: float) -> None:
+        t = self._table
+        row = conn.execute(
+            f'SELECT version, expires_at FROM "{t}" WHERE key = ?', (op.key,)
+        ).fetchone()
+        live = row is not None and (row[1] is None or row[1] > now)
+        if op.etag is not None:
+            if not live or row is None or row[0] != parse_version(op.etag):
+                raise ETagMismatch(op.key)
+        elif isinstance(op, SetRequest) and op.insert_only and live:
+            raise ETagMismatch(op.key)
+        if isinstance(op, DeleteRequest):
+            if row is not None:
+                conn.execute(f'DELETE FROM "{t}" WHERE key = ?', (op.key,))
+            return
+        (version,) = conn.execute(
+            f"UPDATE \"{t}_meta\" SET value = value + 1 WHERE name = 'version' RETURNING value"
+        ).fetchone()
+        expires = now + op.ttl if op.ttl is not None and op.ttl > 0 else None
+        conn.execute(
+            f'INSERT INTO "{t}" (key, value, version, expires_at) VALUES (?, ?, ?, ?) '
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "version = excluded.version, expires_at = excluded.expires_at",
+            (op.key, op.value, version, expires),
+        )
+
+    def _purge(self) -> int:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                f'DELETE FROM "{self._table}" WHERE expires_at IS NOT NULL AND expires_at <= ?',
+                (time.time(),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # BEGIN itself may have failed (lock busy past timeout)
+                conn.execute("ROLLBACK")
+            raise
+        return cur.rowcount
