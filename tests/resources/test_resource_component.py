@@ -275,7 +275,10 @@ def _component(spec: str, meta: str = "metadata: {name: store}", extra: str = ""
             id="type-unknown-block",
         ),
         pytest.param(
-            _component("  type: 42"), "spec.type", "expected a string, got integer 42", id="type-int"
+            _component("  type: 42"),
+            "spec.type",
+            "expected a string, got integer 42",
+            id="type-int",
         ),
         pytest.param(
             _component("  type: state.redis\n  version: 1"),

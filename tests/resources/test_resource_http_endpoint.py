@@ -101,7 +101,9 @@ def _endpoint(spec: str) -> str:
             id="url-without-scheme",
         ),
         pytest.param(
-            _endpoint("  baseUrl: http://a\n  headers:\n  - name: X-A\n    value: 1\n  - name: x-a\n"),
+            _endpoint(
+                "  baseUrl: http://a\n  headers:\n  - name: X-A\n    value: 1\n  - name: x-a\n"
+            ),
             "spec.headers[1].name",
             "duplicate header 'x-a'",
             id="duplicate-header",
