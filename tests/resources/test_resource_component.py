@@ -413,3 +413,28 @@ def test_duplicate_metadata_error_points_at_the_second_line(expect_error: Expect
         "duplicate metadata item",
         line=9,
     )
+
+
+def test_unquoted_dates_and_yaml_booleans_stay_as_dapr_renders_them(load: Load) -> None:
+    (component,) = load(
+        """
+        apiVersion: dapr.io/v1alpha1
+        kind: Component
+        metadata: {name: store}
+        spec:
+          type: bindings.cron
+          metadata:
+          - {name: since, value: 2024-01-01}
+          - {name: enabled, value: yes}
+          - {name: ratio, value: 1.50}
+          - {name: whole, value: 2.0}
+          - {name: empty, value: }
+        """
+    ).components
+    assert component.plain_metadata() == {
+        "since": "2024-01-01",
+        "enabled": "true",
+        "ratio": "1.5",
+        "whole": "2",
+        "empty": "",
+    }

@@ -159,7 +159,7 @@ def test_missing_path_names_the_path(tmp_path: Path) -> None:
 
 
 def test_bad_yaml_syntax_names_file_and_parser_line(expect_error: ExpectError) -> None:
-    expect_error(
+    err = expect_error(
         """\
         apiVersion: dapr.io/v1alpha1
         kind: Component
@@ -175,6 +175,7 @@ def test_bad_yaml_syntax_names_file_and_parser_line(expect_error: ExpectError) -
         name="statestore.yaml",
         line=8,
     )
+    assert "flow sequence started at line 7" in err.reason
 
 
 def test_tab_indentation_is_reported_as_yaml_error(expect_error: ExpectError) -> None:

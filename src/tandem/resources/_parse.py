@@ -94,10 +94,15 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)  # type: ig
 def load_documents(text: str, file: str) -> list[tuple[int, Any]]:
     """All documents of a YAML stream as (first line, data); empty documents dropped."""
     try:
-        docs = list(yaml.load_all(text, Loader=_LineLoader))  # noqa: S506 - SafeLoader subclass
+        docs = list(yaml.load_all(text, Loader=_LineLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        reason = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        reason = exc.problem or exc.context or "cannot parse"
+        if exc.problem and exc.context:
+            # The context says which construct was open, e.g. a flow list missing its "]".
+            started = exc.context_mark
+            at = f" started at line {started.line + 1}" if started is not None else ""
+            reason = f"{exc.problem} ({exc.context}{at})"
         line = mark.line + 1 if mark is not None else None
         raise ResourceError(file, "", f"invalid YAML: {reason}", line) from None
     except yaml.YAMLError as exc:
