@@ -1,0 +1,105 @@
+"""Render the sidecar's Envoy bootstrap from the packaged template. Pure: no I/O but reading
+the template that ships with the package."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+TEMPLATE = "bootstrap.yaml"
+# sun_path is 108 bytes on Linux and 104 on macOS; the contract keeps a margin.
+MAX_SOCKET_PATH_BYTES = 100
+
+
+@cache
+def _template() -> dict[str, Any]:
+    # Read once; callers get deep copies, so the cached dict is never mutated.
+    text = resources.files("tandem.envoy").joinpath(TEMPLATE).read_text()
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def new_node_id(app_id: str) -> str:
+    """``{app_id}~{random hex}``: unique per sidecar start, readable in logs."""
+    return f"{app_id}~{secrets.token_hex(6)}"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def check_socket_path(path: str, what: str) -> str:
+    if not path:
+        raise ValueError(f"{what} socket path is empty")
+    if len(path.encode()) >= MAX_SOCKET_PATH_BYTES:
+        raise ValueError(
+            f"{what} socket path is {len(path.encode())} bytes, must stay under "
+            f"{MAX_SOCKET_PATH_BYTES}: {path}"
+        )
+    return path
+
+
+def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == name:
+            assert isinstance(cluster, dict)
+            return cluster
+    raise KeyError(name)
+
+
+def _endpoint_address(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert isinstance(address, dict)
+    return address
+
+
+def render_bootstrap(
+    node_id: str,
+    app_id: str,
+    metadata: Mapping[str, Any],
+    ads_address: str,
+    runtime_socket: str,
+    admin_socket: str,
+) -> dict[str, Any]:
+    """The bootstrap dict for one sidecar; dump it as YAML/JSON for ``--config-yaml``.
+
+    ``metadata`` is the node metadata of the contract (``app_id``, ports, …); ``app_id`` is
+    copied into it if missing. Raises ValueError on a malformed address or a socket path
+    too long for a Unix socket.
+    """
+    if not node_id:
+        raise ValueError("node_id is empty")
+    if not app_id:
+        raise ValueError("app_id is empty")
+    host, port = parse_address(ads_address)
+    check_socket_path(str(runtime_socket), "runtime")
+    check_socket_path(str(admin_socket), "admin")
+    if metadata.get("app_id", app_id) != app_id:
+        raise ValueError(f"metadata app_id {metadata['app_id']!r} differs from {app_id!r}")
+
+    config = copy.deepcopy(_template())
+    config["node"] = {"id": node_id, "cluster": app_id, "metadata": {**metadata, "app_id": app_id}}
+    config["admin"]["address"]["pipe"]["path"] = str(admin_socket)
+    _endpoint_address(_cluster(config, "xds_cluster"))["socket_address"] = {
+        "address": host,
+        "port_value": port,
+    }
+    _endpoint_address(_cluster(config, "tandem_runtime"))["pipe"]["path"] = str(runtime_socket)
+    return config
+
+
+def bootstrap_yaml(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False)

@@ -1,0 +1,72 @@
+"""``python -m tandem.xds --home DIR [--port 0] [--host 127.0.0.1] [--log-level info]``.
+
+Runs the control plane until SIGTERM/SIGINT. Safe to run detached (no stdin, no terminal,
+SIGHUP ignored). Exit status 0 on a clean stop, 1 when another live control plane already
+owns DIR, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from tandem.xds import logs
+from tandem.xds.controlplane import ControlPlane, pid_alive, read_info, remove_info, write_info
+
+log = logging.getLogger("tandem.xds")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tandem.xds", description=__doc__)
+    parser.add_argument("--home", required=True, type=Path, help="TANDEM_HOME directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", default=0, type=int, help="ADS port (0 = a free port)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    return parser.parse_args(argv)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    home: Path = args.home.expanduser().resolve()
+    existing = read_info(home)
+    if existing is not None and existing.pid != os.getpid() and pid_alive(existing.pid):
+        log.error(
+            "another control plane owns this home",
+            extra={"home": str(home), "pid": existing.pid, "ads_address": existing.ads_address},
+        )
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Detached from any terminal, a hang-up means nothing to us.
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    control_plane = ControlPlane(host=args.host, port=args.port)
+    address = await control_plane.start()
+    try:
+        info = write_info(home, address)
+        log.info("control plane ready", extra={"home": str(home), **info.to_json()})
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        remove_info(home)
+        await control_plane.stop(grace=1.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logs.configure(args.log_level)
+    return uvloop.run(_run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The control plane process: ADS server + registry + cache on one grpc.aio server.
+
+Also the discovery file ``$TANDEM_HOME/controlplane.json`` that lets ``tandem run`` find (or
+decide to start) the one control plane of a machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from tandem.xds.cache import SnapshotCache
+from tandem.xds.registry import Registry
+from tandem.xds.server import AdsServer, add_to_server
+
+log = logging.getLogger("tandem.xds.controlplane")
+
+INFO_FILE = "controlplane.json"
+
+_SERVER_OPTIONS = [
+    # Find Envoys that vanished without closing their connection (the kernel closes it for
+    # a dead process, but not across a partition): then the stream ends and the sidecar is
+    # dropped from the mesh.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Envoy pings only if configured to; do not punish it if it does.
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+
+
+class ControlPlane:
+    """Owns the gRPC server and the xDS parts; ``start()`` returns ``host:port``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self.cache = SnapshotCache()
+        self.registry = Registry(self.cache)
+        self.ads = AdsServer(self.cache, self.registry)
+        self._server: grpc.aio.Server | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        add_to_server(server, self.ads)
+        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if port == 0:
+            raise OSError(f"cannot listen on {self._host}:{self._port}")
+        await server.start()
+        self._server = server
+        self.address = f"{self._host}:{port}"
+        log.info("ADS listening", extra={"ads_address": self.address})
+        return self.address
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def __aenter__(self) -> ControlPlane:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneInfo:
+    pid: int
+    ads_address: str
+    started: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ads_address": self.ads_address, "started": self.started}
+
+
+def info_path(home: Path) -> Path:
+    return home / INFO_FILE
+
+
+def write_info(home: Path, ads_address: str, pid: int | None = None) -> ControlPlaneInfo:
+    """Write ``controlplane.json`` atomically: readers see the old file or the whole new one."""
+    info = ControlPlaneInfo(
+        pid=os.getpid() if pid is None else pid, ads_address=ads_address, started=time.time()
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".controlplane.", suffix=".tmp", dir=home)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(info.to_json(), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, info_path(home))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return info
+
+
+def read_info(home: Path) -> ControlPlaneInfo | None:
+    """The recorded control plane, or None if there is no readable record."""
+    try:
+        data = json.loads(info_path(home).read_text())
+        return ControlPlaneInfo(
+            pid=int(data["pid"]),
+            ads_address=str(data["ads_address"]),
+            started=float(data["started"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_info(home: Path, pid: int | None = None) -> None:
+    """Remove the record, but only if it is ours (a successor may have replaced it)."""
+    current = read_info(home)
+    if current is not None and current.pid == (os.getpid() if pid is None else pid):
+        with contextlib.suppress(FileNotFoundError):
+            info_path(home).unlink()

@@ -1,0 +1,88 @@
+"""Live sidecars, learned from ADS streams, and the snapshots computed from them.
+
+A sidecar exists while its Envoy's ADS stream is open: it is added from the node metadata of
+the stream's first request and dropped when the stream ends. Every change recomputes every
+node's snapshot (translate → cache), so when app B joins, app A's Envoy gets B's route and
+cluster, and when B leaves they go away. Unchanged snapshots keep their version and are not
+resent (see :mod:`tandem.xds.cache`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import json_format
+
+from tandem.xds.cache import Snapshot, SnapshotCache
+from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate import Resources, translate
+
+log = logging.getLogger("tandem.xds.registry")
+
+Translator = Callable[[Sidecar, Mesh], Resources]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    stream_id: int
+    sidecar: Sidecar
+
+
+class Registry:
+    """Implements the ADS server's stream callbacks; owns the mesh and feeds the cache."""
+
+    def __init__(self, cache: SnapshotCache, translator: Translator = translate) -> None:
+        self._cache = cache
+        self._translate = translator
+        self._entries: dict[str, _Entry] = {}
+        self.generation = 0
+
+    def mesh(self) -> Mesh:
+        return Mesh.of(entry.sidecar for entry in self._entries.values())
+
+    def on_stream_open(self, stream_id: int, node: base_pb2.Node) -> None:
+        metadata = json_format.MessageToDict(node.metadata)
+        sidecar = Sidecar.from_node_metadata(node.id, metadata)
+        replaced = self._entries.get(node.id)
+        # A reconnecting Envoy may open its new stream before the old one is seen to close;
+        # the newest stream owns the node id.
+        self._entries[node.id] = _Entry(stream_id, sidecar)
+        log.info(
+            "sidecar joined",
+            extra={
+                "node": node.id,
+                "app_id": sidecar.app_id,
+                "replaces_stream": replaced.stream_id if replaced else None,
+            },
+        )
+        self._recompute()
+
+    def on_stream_closed(self, stream_id: int, node_id: str) -> None:
+        entry = self._entries.get(node_id)
+        if entry is None or entry.stream_id != stream_id:
+            return
+        del self._entries[node_id]
+        self._cache.clear_snapshot(node_id)
+        log.info("sidecar left", extra={"node": node_id, "app_id": entry.sidecar.app_id})
+        self._recompute()
+
+    def _recompute(self) -> None:
+        # O(sidecars²) protos per change; fine for one machine or a modest cluster. A debounce
+        # belongs here if joins ever come in storms.
+        mesh = self.mesh()
+        self.generation += 1
+        for sidecar in mesh.sidecars:
+            try:
+                snapshot = Snapshot.build(self._translate(sidecar, mesh).all())
+                self._cache.set_snapshot(sidecar.node_id, snapshot)
+            except Exception:
+                # A translator bug for one node must not take the others down with it; that
+                # node keeps its previous snapshot.
+                log.exception("snapshot failed", extra={"node": sidecar.node_id})
+        log.debug(
+            "snapshots recomputed",
+            extra={"generation": self.generation, "sidecars": len(mesh.sidecars)},
+        )

@@ -1,0 +1,54 @@
+"""Mesh model -> Envoy resources for one sidecar. Pure: same input, same protos.
+
+One module per feature (listeners, routes, clusters, endpoints, ext_proc, local replies);
+this module only assembles them. The output follows ``docs/design/sidecar-contract.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
+
+from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate import clusters, endpoints, listeners, routes
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Everything one sidecar's Envoy receives over ADS."""
+
+    listeners: tuple[listener_pb2.Listener, ...]
+    routes: tuple[route_pb2.RouteConfiguration, ...]
+    clusters: tuple[cluster_pb2.Cluster, ...]
+    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+
+    def all(self) -> Iterator[Message]:
+        yield from self.clusters
+        yield from self.endpoints
+        yield from self.listeners
+        yield from self.routes
+
+
+def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
+    """Resources for ``sidecar``, given every live sidecar in ``mesh``.
+
+    The sidecar itself counts as a known app whether or not ``mesh`` lists it, so a lone
+    sidecar can invoke its own app.
+    """
+    if mesh.get(sidecar.node_id) is None:
+        mesh = Mesh.of((*mesh.sidecars, sidecar))
+    return Resources(
+        listeners=tuple(listeners.listeners(sidecar)),
+        routes=tuple(routes.route_configs(sidecar, mesh)),
+        clusters=tuple(clusters.clusters(sidecar, mesh)),
+        endpoints=tuple(endpoints.load_assignments(mesh)),
+    )
+
+
+__all__ = ["Resources", "translate"]

@@ -1,0 +1,52 @@
+"""Small builders for proto fragments every feature module needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.protobuf.message import Message
+
+
+def pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def seconds(value: float) -> duration_pb2.Duration:
+    whole = int(value)
+    return duration_pb2.Duration(seconds=whole, nanos=round((value - whole) * 1e9))
+
+
+def ads() -> config_source_pb2.ConfigSource:
+    """A ConfigSource that rides the ADS stream (RDS/EDS names fetched over ADS)."""
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def socket_address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=host, port_value=port)
+    )
+
+
+def set_header(name: str, value: str) -> base_pb2.HeaderValueOption:
+    """A header that replaces whatever the client sent, so it cannot be spoofed."""
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=name, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def struct(values: Mapping[str, str]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(dict(values))
+    return out
+
+
+def metadata(namespace: str, values: Mapping[str, str]) -> base_pb2.Metadata:
+    return base_pb2.Metadata(filter_metadata={namespace: struct(values)})

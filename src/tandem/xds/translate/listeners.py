@@ -1,0 +1,114 @@
+"""The three listeners of a sidecar, each an HCM whose routes arrive over RDS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from envoy.config.core.v3 import protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import wrappers_pb2
+
+from tandem.xds.ir import Sidecar
+from tandem.xds.translate._protos import ads, pack, seconds, socket_address
+from tandem.xds.translate.ext_proc import ext_proc_filter
+from tandem.xds.translate.local_reply import local_reply_config
+from tandem.xds.translate.names import (
+    DAPR_GRPC,
+    DAPR_HTTP,
+    DAPR_INBOUND,
+    EXT_PROC_FILTER,
+    HCM_FILTER,
+    LOOPBACK,
+    ROUTER_FILTER,
+)
+
+_HCM = hcm_pb2.HttpConnectionManager
+
+
+def _router() -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+
+
+def _listener(
+    name: str,
+    host: str,
+    port: int,
+    hcm: hcm_pb2.HttpConnectionManager,
+    buffer_limit: int | None = None,
+) -> listener_pb2.Listener:
+    listener = listener_pb2.Listener(
+        name=name,
+        address=socket_address(host, port),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
+            )
+        ],
+    )
+    if buffer_limit is not None:
+        listener.per_connection_buffer_limit_bytes.CopyFrom(
+            wrappers_pb2.UInt32Value(value=buffer_limit)
+        )
+    return listener
+
+
+def _hcm(
+    name: str,
+    codec: int,
+    http_filters: Sequence[hcm_pb2.HttpFilter],
+    local_reply: hcm_pb2.LocalReplyConfig | None = None,
+) -> hcm_pb2.HttpConnectionManager:
+    hcm = _HCM(
+        stat_prefix=name,
+        codec_type=codec,  # type: ignore[arg-type]
+        rds=hcm_pb2.Rds(route_config_name=name, config_source=ads()),
+        http_filters=list(http_filters),
+    )
+    if local_reply is not None:
+        hcm.local_reply_config.CopyFrom(local_reply)
+    return hcm
+
+
+def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
+    """App-facing Dapr HTTP API: ext_proc answers building blocks, the router invokes apps."""
+    hcm = _hcm(
+        DAPR_HTTP,
+        _HCM.AUTO,
+        [
+            hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
+            _router(),
+        ],
+        local_reply_config(max_body_bytes=sidecar.max_body_bytes),
+    )
+    # BUFFERED ext_proc bodies over this limit get a 413: this is the Dapr max body size.
+    return _listener(DAPR_HTTP, LOOPBACK, sidecar.http_port, hcm, sidecar.max_body_bytes)
+
+
+def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
+    """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
+    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [_router()])
+    # SDK streams (work items, subscriptions) legitimately sit idle for long stretches;
+    # HTTP/2 keepalive finds dead peers instead of an idle timer cutting live streams.
+    hcm.stream_idle_timeout.CopyFrom(seconds(0))
+    hcm.http2_protocol_options.CopyFrom(
+        protocol_pb2.Http2ProtocolOptions(
+            connection_keepalive=protocol_pb2.KeepaliveSettings(
+                interval=seconds(30), timeout=seconds(20)
+            )
+        )
+    )
+    return _listener(DAPR_GRPC, LOOPBACK, sidecar.grpc_port, hcm)
+
+
+def dapr_inbound(sidecar: Sidecar) -> listener_pb2.Listener:
+    """Where other sidecars deliver invocations for this app (HTTP/1 or HTTP/2, AUTO)."""
+    hcm = _hcm(DAPR_INBOUND, _HCM.AUTO, [_router()], local_reply_config())
+    return _listener(DAPR_INBOUND, sidecar.internal_address, sidecar.internal_port, hcm)
+
+
+def listeners(sidecar: Sidecar) -> list[listener_pb2.Listener]:
+    return [dapr_http(sidecar), dapr_grpc(sidecar), dapr_inbound(sidecar)]

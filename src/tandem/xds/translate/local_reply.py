@@ -1,0 +1,112 @@
+"""Dapr JSON bodies for Envoy's own local replies (HCM ``local_reply_config``).
+
+Envoy answers by itself when there is no route, no healthy upstream, a connect failure, a
+timeout, an overflow or a body over the buffer limit; by default those answers are
+``text/plain``. Dapr clients expect ``{"errorCode", "message"}``. The runtime's answers
+(ext_proc ``ImmediateResponse``) also travel through ``sendLocalReply``, so every mapper
+here matches on an Envoy *response flag*, which an ImmediateResponse never carries; the one
+exception is 413, which Envoy raises without a flag when a buffered body is too large.
+
+The app id in messages comes from route metadata (``tandem.app_id``), so one mapper serves
+every invoke route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import struct_pb2, wrappers_pb2
+
+from tandem.xds.translate.names import METADATA_NAMESPACE
+
+APP_ID_FIELD = "app_id"
+APP_ID_FORMAT = f"%METADATA(ROUTE:{METADATA_NAMESPACE}:{APP_ID_FIELD})%"
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapping:
+    flags: tuple[str, ...]
+    status: int
+    error_code: str
+    err: str
+
+
+# Dapr answers every failed invocation with 500 ERR_DIRECT_INVOKE; we keep that status so
+# SDKs behave as they do against daprd, and say what went wrong in the message.
+_INVOKE_FAILURES: tuple[_Mapping, ...] = (
+    _Mapping(("NC",), 500, "ERR_DIRECT_INVOKE", f"couldn't find service: {APP_ID_FORMAT}"),
+    _Mapping(("UH",), 500, "ERR_DIRECT_INVOKE", "no healthy upstream"),
+    _Mapping(("UF",), 500, "ERR_DIRECT_INVOKE", "upstream connect error"),
+    _Mapping(("UC", "UR", "LR"), 500, "ERR_DIRECT_INVOKE", "upstream connection reset"),
+    _Mapping(("UO",), 500, "ERR_DIRECT_INVOKE", "upstream overflow (circuit breaker)"),
+    _Mapping(("URX",), 500, "ERR_DIRECT_INVOKE", "upstream retry limit exceeded"),
+    _Mapping(("UT", "UMSDR"), 500, "ERR_DIRECT_INVOKE", "upstream request timeout"),
+)
+
+_NO_ROUTE = _Mapping(("NR",), 404, "ERR_DIRECT_INVOKE", "no route for this request")
+
+
+def _json_body(
+    error_code: str, message: str
+) -> substitution_format_string_pb2.SubstitutionFormatString:
+    body = struct_pb2.Struct()
+    body.update({"errorCode": error_code, "message": message})
+    # json_format escapes substituted values and sets content-type: application/json.
+    return substitution_format_string_pb2.SubstitutionFormatString(json_format=body)
+
+
+def invoke_error_body(
+    app_id_expr: str, err: str
+) -> substitution_format_string_pb2.SubstitutionFormatString:
+    """Dapr's ERR_DIRECT_INVOKE body; ``app_id_expr`` may be a literal or a format command."""
+    return _json_body("ERR_DIRECT_INVOKE", f"failed to invoke, id: {app_id_expr}, err: {err}")
+
+
+def error_body(
+    error_code: str, message: str
+) -> substitution_format_string_pb2.SubstitutionFormatString:
+    return _json_body(error_code, message)
+
+
+def _flag_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
+    return hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(
+            response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=list(mapping.flags))
+        ),
+        status_code=wrappers_pb2.UInt32Value(value=mapping.status),
+        body_format_override=invoke_error_body(APP_ID_FORMAT, mapping.err)
+        if mapping.error_code == "ERR_DIRECT_INVOKE"
+        else error_body(mapping.error_code, mapping.err),
+    )
+
+
+def _too_large_mapper(max_body_bytes: int) -> hcm_pb2.ResponseMapper:
+    return hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(
+            status_code_filter=accesslog_pb2.StatusCodeFilter(
+                comparison=accesslog_pb2.ComparisonFilter(
+                    op=accesslog_pb2.ComparisonFilter.EQ,
+                    value=base_pb2.RuntimeUInt32(
+                        default_value=413, runtime_key="tandem.local_reply.payload_too_large"
+                    ),
+                )
+            )
+        ),
+        body_format_override=error_body(
+            "ERR_REQUEST_TOO_LARGE",
+            f"request body exceeds the limit of {max_body_bytes} bytes",
+        ),
+    )
+
+
+def local_reply_config(max_body_bytes: int | None = None) -> hcm_pb2.LocalReplyConfig:
+    """Mappers for a listener that routes invocations; 413 only where bodies are buffered."""
+    mappers = [_flag_mapper(m) for m in (*_INVOKE_FAILURES, _NO_ROUTE)]
+    if max_body_bytes is not None:
+        mappers.append(_too_large_mapper(max_body_bytes))
+    return hcm_pb2.LocalReplyConfig(mappers=mappers)

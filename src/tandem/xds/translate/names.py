@@ -1,0 +1,34 @@
+"""Fixed resource names from the sidecar contract, in one place."""
+
+from __future__ import annotations
+
+# Listeners and the route configurations they load over RDS share a name.
+DAPR_HTTP = "dapr_http"
+DAPR_GRPC = "dapr_grpc"
+DAPR_INBOUND = "dapr_inbound"
+
+# Static clusters that live in the bootstrap, not in CDS.
+RUNTIME_CLUSTER = "tandem_runtime"
+XDS_CLUSTER = "xds_cluster"
+
+LOCAL_APP_CLUSTER = "local_app"
+
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+ROUTER_FILTER = "envoy.filters.http.router"
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+
+# Route metadata namespace; local-reply bodies read the app id from it.
+METADATA_NAMESPACE = "tandem"
+
+HEADER_APP_ID = "dapr-app-id"
+HEADER_CALLER = "dapr-caller-app-id"
+HEADER_CALLEE = "dapr-callee-app-id"
+HEADER_TANDEM_CALLEE = "x-tandem-callee"
+METADATA_APP_ID = "x-tandem-app-id"
+
+LOOPBACK = "127.0.0.1"
+
+
+def app_cluster(app_id: str) -> str:
+    """CDS/EDS name of the cluster that reaches every live instance of ``app_id``."""
+    return f"app:{app_id}"

@@ -1,0 +1,206 @@
+"""Route configurations ``dapr_http``, ``dapr_grpc`` and ``dapr_inbound`` (first match wins)."""
+
+from __future__ import annotations
+
+import re
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from google.protobuf import any_pb2
+
+from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate._protos import metadata, pack, seconds, set_header
+from tandem.xds.translate.ext_proc import ext_proc_disabled
+from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
+from tandem.xds.translate.names import (
+    DAPR_GRPC,
+    DAPR_HTTP,
+    DAPR_INBOUND,
+    EXT_PROC_FILTER,
+    HEADER_APP_ID,
+    HEADER_CALLEE,
+    HEADER_CALLER,
+    HEADER_TANDEM_CALLEE,
+    LOCAL_APP_CLUSTER,
+    METADATA_NAMESPACE,
+    RUNTIME_CLUSTER,
+    app_cluster,
+)
+
+INVOKE_PREFIX = "/v1.0/invoke/"
+# Without the path form we cannot name the unknown app: Envoy's formatters cannot cut one
+# path segment out, so this message quotes the request path instead.
+_UNKNOWN_PATH_ID = "%REQ(:path)%"
+_UNKNOWN_HEADER_ID = f"%REQ({HEADER_APP_ID})%"
+
+
+def _no_ext_proc() -> dict[str, any_pb2.Any]:
+    return {EXT_PROC_FILTER: pack(ext_proc_disabled())}
+
+
+def _regex(pattern: str) -> regex_pb2.RegexMatcher:
+    return regex_pb2.RegexMatcher(regex=pattern)
+
+
+def _invoke_action(target: str) -> rc.RouteAction:
+    return rc.RouteAction(
+        cluster=app_cluster(target),
+        # Invocations may stream or long-poll; Envoy's 15 s default would cut them.
+        timeout=seconds(0),
+    )
+
+
+def _invoke_headers(self_id: str, target: str) -> list[base_pb2.HeaderValueOption]:
+    return [set_header(HEADER_CALLER, self_id), set_header(HEADER_CALLEE, target)]
+
+
+def _app_meta(app_id: str) -> base_pb2.Metadata:
+    return metadata(METADATA_NAMESPACE, {APP_ID_FIELD: app_id})
+
+
+def _path_invoke_route(self_id: str, target: str) -> rc.Route:
+    prefix = f"^/v1\\.0/invoke/{re.escape(target)}/method/"
+    action = _invoke_action(target)
+    # The rewrite touches only the matched prefix; the query string stays as sent.
+    action.regex_rewrite.CopyFrom(
+        regex_pb2.RegexMatchAndSubstitute(pattern=_regex(prefix), substitution="/")
+    )
+    return rc.Route(
+        name=f"invoke:{target}",
+        # safe_regex must match the whole path (query string excluded).
+        match=rc.RouteMatch(safe_regex=_regex(prefix + ".*")),
+        route=action,
+        request_headers_to_add=_invoke_headers(self_id, target),
+        typed_per_filter_config=_no_ext_proc(),
+        metadata=_app_meta(target),
+    )
+
+
+def _header_match(value: str | None) -> rc.HeaderMatcher:
+    if value is None:
+        return rc.HeaderMatcher(name=HEADER_APP_ID, present_match=True)
+    return rc.HeaderMatcher(name=HEADER_APP_ID, string_match=string_pb2.StringMatcher(exact=value))
+
+
+def _header_invoke_route(self_id: str, target: str, *, http: bool) -> rc.Route:
+    route = rc.Route(
+        name=f"invoke-header:{target}",
+        match=rc.RouteMatch(prefix="/", headers=[_header_match(target)]),
+        route=_invoke_action(target),
+        request_headers_to_add=_invoke_headers(self_id, target),
+        metadata=_app_meta(target),
+    )
+    if http:
+        # Dapr strips the header on the HTTP form; ext_proc must not see invocations.
+        route.request_headers_to_remove.append(HEADER_APP_ID)
+        route.typed_per_filter_config[EXT_PROC_FILTER].CopyFrom(pack(ext_proc_disabled()))
+    return route
+
+
+def _unknown_app(name: str, match: rc.RouteMatch, id_expr: str) -> rc.Route:
+    return rc.Route(
+        name=name,
+        match=match,
+        direct_response=rc.DirectResponseAction(
+            status=500,
+            body_format=invoke_error_body(id_expr, f"couldn't find service: {id_expr}"),
+        ),
+        typed_per_filter_config=_no_ext_proc(),
+    )
+
+
+def _route_config(name: str, vhost: rc.VirtualHost) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
+
+
+def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
+    apps = mesh.app_ids()
+    routes: list[rc.Route] = [_path_invoke_route(sidecar.app_id, app) for app in apps]
+    routes += [_header_invoke_route(sidecar.app_id, app, http=True) for app in apps]
+    routes.append(
+        _unknown_app("invoke-unknown", rc.RouteMatch(prefix=INVOKE_PREFIX), _UNKNOWN_PATH_ID)
+    )
+    routes.append(
+        _unknown_app(
+            "invoke-header-unknown",
+            rc.RouteMatch(prefix="/", headers=[_header_match(None)]),
+            _UNKNOWN_HEADER_ID,
+        )
+    )
+    # Reached only if ext_proc stepped aside (clean close or a spurious message): a loud 502
+    # beats silently routing an API call somewhere.
+    routes.append(
+        rc.Route(
+            name="tripwire",
+            match=rc.RouteMatch(prefix="/"),
+            direct_response=rc.DirectResponseAction(
+                status=502,
+                body_format=error_body(
+                    "ERR_INTERNAL", "the runtime did not answer this API request"
+                ),
+            ),
+        )
+    )
+    return _route_config(DAPR_HTTP, rc.VirtualHost(name=DAPR_HTTP, domains=["*"], routes=routes))
+
+
+def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
+    # gRPC proxying keeps `dapr-app-id` (the callee's SDK may read it), unlike the HTTP form.
+    routes = [_header_invoke_route(sidecar.app_id, app, http=False) for app in mesh.app_ids()]
+    routes.append(
+        rc.Route(
+            name="invoke-header-unknown",
+            match=rc.RouteMatch(prefix="/", headers=[_header_match(None)]),
+            # For gRPC callers Envoy turns this into grpc-status UNAVAILABLE + grpc-message.
+            direct_response=rc.DirectResponseAction(
+                status=503,
+                body_format=invoke_error_body(
+                    _UNKNOWN_HEADER_ID, f"couldn't find service: {_UNKNOWN_HEADER_ID}"
+                ),
+            ),
+        )
+    )
+    routes.append(
+        rc.Route(
+            name="runtime",
+            match=rc.RouteMatch(prefix="/"),
+            # Work-item, subscription and configuration streams live as long as the app.
+            route=rc.RouteAction(cluster=RUNTIME_CLUSTER, timeout=seconds(0)),
+        )
+    )
+    return _route_config(DAPR_GRPC, rc.VirtualHost(name=DAPR_GRPC, domains=["*"], routes=routes))
+
+
+def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
+    if sidecar.app_port is not None:
+        route = rc.Route(
+            name="local-app",
+            match=rc.RouteMatch(prefix="/"),
+            route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
+            metadata=_app_meta(sidecar.app_id),
+        )
+    else:
+        # Dapr answers the same way when the callee was started without an app port.
+        route = rc.Route(
+            name="no-app",
+            match=rc.RouteMatch(prefix="/"),
+            direct_response=rc.DirectResponseAction(
+                status=500,
+                body_format=invoke_error_body(sidecar.app_id, "app channel is not initialized"),
+            ),
+        )
+    vhost = rc.VirtualHost(
+        name=DAPR_INBOUND,
+        domains=["*"],
+        routes=[route],
+        request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id)],
+        # Lets a caller prove the request went Envoy -> Envoy rather than straight to the app.
+        response_headers_to_add=[set_header(HEADER_TANDEM_CALLEE, sidecar.app_id)],
+    )
+    return _route_config(DAPR_INBOUND, vhost)
+
+
+def route_configs(sidecar: Sidecar, mesh: Mesh) -> list[route_pb2.RouteConfiguration]:
+    return [dapr_http(sidecar, mesh), dapr_grpc(sidecar, mesh), dapr_inbound(sidecar)]
