@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ResponseError
 
 from tandem.blocks.registry import ComponentContext, ComponentSpec
@@ -116,6 +118,14 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
         socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
         socket_timeout=as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0),
         decode_responses=False,
+        # Dapr's knobs and defaults: 3 retries of connection errors, backoff capped at 2s.
+        retry=Retry(
+            ExponentialWithJitterBackoff(
+                base=0.008,
+                cap=as_seconds("maxRetryBackoff", lookup(md, "maxRetryBackoff"), 2.0),
+            ),
+            as_int("maxRetries", lookup(md, "maxRetries"), 3),
+        ),
     )
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
     return RedisStateStore(client, default_ttl=default_ttl)
