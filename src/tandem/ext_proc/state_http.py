@@ -144,10 +144,10 @@ class _StateHttp:
             raw_ops = []
         if not isinstance(raw_ops, list):
             raise malformed('"operations" must be an array')
-        query_md = req.query_metadata()
+        metadata = _metadata(body.get("metadata"), req.query_metadata())
         ops = [_operation(op) for op in raw_ops]
         if ops:
-            await self._service.transact(store, ops, _metadata(body.get("metadata"), query_md))
+            await self._service.transact(store, ops, metadata)
         return ApiResponse.empty(204)
 
 

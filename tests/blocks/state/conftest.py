@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from state_helpers import STORE, MakeService
 
 from servers import RedisServer, redis_server  # noqa: F401  (fixture re-export)
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state.service import StateService
-
-STORE = "store"
-
-MakeService = Callable[..., Awaitable[StateService]]
 
 
 def component_metadata(kind: str, tmp_path: Path, redis: RedisServer | None) -> dict[str, str]:

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
+from state_helpers import STORE, MakeService
 
-from conftest import STORE, MakeService
 from tandem.blocks.errors import DaprError
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import (
@@ -22,6 +22,7 @@ from tandem.blocks.state.store import (
     Feature,
     GetRequest,
     SetRequest,
+    TransactionOperation,
 )
 
 FW = Concurrency.FIRST_WRITE
@@ -252,7 +253,11 @@ async def test_transaction_with_one_stale_etag_writes_nothing(svc: StateService)
     await svc.save(STORE, [SetRequest("a", b"1"), SetRequest("b", b"1"), SetRequest("c", b"1")])
     stale = (await svc.get(STORE, "b")).etag
     await svc.save(STORE, [SetRequest("b", b"2")])
-    ops = [SetRequest("a", b"9"), SetRequest("b", b"9", etag=stale), DeleteRequest("c")]
+    ops: list[TransactionOperation] = [
+        SetRequest("a", b"9"),
+        SetRequest("b", b"9", etag=stale),
+        DeleteRequest("c"),
+    ]
     await expect_error("ERR_STATE_TRANSACTION", 500, svc.transact(STORE, ops))
     assert [await value(svc, k) for k in ("a", "b", "c")] == [b"1", b"2", b"1"]
 
@@ -268,14 +273,18 @@ async def test_transaction_with_first_write_on_existing_key_writes_nothing(
 
 async def test_transaction_with_delete_of_stale_etag_writes_nothing(svc: StateService) -> None:
     await svc.save(STORE, [SetRequest("d", b"1")])
-    ops = [SetRequest("a", b"9"), DeleteRequest("d", etag="123456")]
+    ops: list[TransactionOperation] = [SetRequest("a", b"9"), DeleteRequest("d", etag="123456")]
     await expect_error("ERR_STATE_TRANSACTION", 500, svc.transact(STORE, ops))
     assert [await value(svc, k) for k in ("a", "d")] == [None, b"1"]
 
 
 async def test_transaction_sees_its_own_earlier_operations(svc: StateService) -> None:
     await svc.save(STORE, [SetRequest("k", b"1")])
-    ops = [DeleteRequest("k"), SetRequest("k", b"2", concurrency=FW), SetRequest("x", b"x")]
+    ops: list[TransactionOperation] = [
+        DeleteRequest("k"),
+        SetRequest("k", b"2", concurrency=FW),
+        SetRequest("x", b"x"),
+    ]
     await svc.transact(STORE, ops)
     assert [await value(svc, k) for k in ("k", "x")] == [b"2", b"x"]
 
