@@ -4,6 +4,7 @@ the template that ships with the package."""
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 from collections.abc import Mapping
 from functools import cache
@@ -71,8 +72,8 @@ def render_bootstrap(
     app_id: str,
     metadata: Mapping[str, Any],
     ads_address: str,
-    runtime_socket: str,
-    admin_socket: str,
+    runtime_socket: str | os.PathLike[str],
+    admin_socket: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """The bootstrap dict for one sidecar; dump it as YAML/JSON for ``--config-yaml``.
 
@@ -85,19 +86,25 @@ def render_bootstrap(
     if not app_id:
         raise ValueError("app_id is empty")
     host, port = parse_address(ads_address)
-    check_socket_path(str(runtime_socket), "runtime")
-    check_socket_path(str(admin_socket), "admin")
+    runtime_path = check_socket_path(os.fspath(runtime_socket), "runtime")
+    admin_path = check_socket_path(os.fspath(admin_socket), "admin")
     if metadata.get("app_id", app_id) != app_id:
         raise ValueError(f"metadata app_id {metadata['app_id']!r} differs from {app_id!r}")
 
     config = copy.deepcopy(_template())
-    config["node"] = {"id": node_id, "cluster": app_id, "metadata": {**metadata, "app_id": app_id}}
-    config["admin"]["address"]["pipe"]["path"] = str(admin_socket)
+    # Absent values (no app port, no metrics port) are left out rather than sent as null.
+    node_metadata = {k: v for k, v in metadata.items() if v is not None}
+    config["node"] = {
+        "id": node_id,
+        "cluster": app_id,
+        "metadata": {**node_metadata, "app_id": app_id},
+    }
+    config["admin"]["address"]["pipe"]["path"] = admin_path
     _endpoint_address(_cluster(config, "xds_cluster"))["socket_address"] = {
         "address": host,
         "port_value": port,
     }
-    _endpoint_address(_cluster(config, "tandem_runtime"))["pipe"]["path"] = str(runtime_socket)
+    _endpoint_address(_cluster(config, "tandem_runtime"))["pipe"]["path"] = runtime_path
     return config
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
-import signal
+import shutil
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -21,27 +19,22 @@ from tandem.envoy.binary import envoy_binary
 
 log = logging.getLogger("tandem.envoy")
 
-_PR_SET_PDEATHSIG = 1
-
 
 class EnvoyError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGTERM Envoy if its parent dies (no orphans that keep
-    their ADS stream, and so their registry entry, alive)."""
+def _die_with_parent_prefix() -> list[str]:
+    """``setpriv --pdeathsig SIGTERM --`` when available: Linux then stops Envoy if its parent
+    dies, so an orphan cannot keep its ADS stream (and its registry entry) alive.
+
+    Not a ``preexec_fn``: that forces a real fork() of a process full of gRPC threads, and the
+    forked child can crash before it execs.
+    """
     if not sys.platform.startswith("linux"):
-        return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    prctl = ctypes.CDLL(name, use_errno=True).prctl  # resolved before fork, not in the child
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-    return hook
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "SIGTERM", "--"] if setpriv else []
 
 
 # Local-filesystem calls of microseconds; kept out of the coroutines on purpose.
@@ -101,7 +94,8 @@ class EnvoyProcess:
 
     def command(self) -> list[str]:
         binary = self._binary or envoy_binary()
-        args = [str(binary), "--disable-hot-restart", "--log-level", self._log_level]
+        prefix = _die_with_parent_prefix() if self._die_with_parent else []
+        args = [*prefix, str(binary), "--disable-hot-restart", "--log-level", self._log_level]
         if self._config is not None:
             # JSON is YAML; no temp file to clean up.
             args += ["--config-yaml", json.dumps(self._config, separators=(",", ":"))]
@@ -133,7 +127,6 @@ class EnvoyProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
-                preexec_fn=_die_with_parent() if self._die_with_parent else None,
             )
         finally:
             if output is not None:

@@ -64,7 +64,7 @@ class ControlPlane:
         log.info("ADS listening", extra={"ads_address": self.address})
         return self.address
 
-    async def stop(self, grace: float = 1.0) -> None:
+    async def stop(self, grace: float | None = 1.0) -> None:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
