@@ -7,12 +7,11 @@ Runs through StateService (so Dapr's rules are part of what is checked) for each
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import pytest
-from state_helpers import STORE, MakeService
+from state_helpers import STORE, MakeService, eventually
 
 from tandem.blocks.errors import DaprError
 from tandem.blocks.state.service import StateService
@@ -27,15 +26,6 @@ from tandem.blocks.state.store import (
 
 FW = Concurrency.FIRST_WRITE
 LW = Concurrency.LAST_WRITE
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], deadline_s: float = 10.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if await check():
-            return
-        await asyncio.sleep(0.05)  # poll interval; the deadline is the assertion
-    raise AssertionError(f"condition not met within {deadline_s}s")
 
 
 async def value(svc: StateService, key: str) -> bytes | None:
