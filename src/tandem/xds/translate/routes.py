@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
@@ -30,9 +30,9 @@ from tandem.xds.translate.names import (
 )
 
 INVOKE_PREFIX = "/v1.0/invoke/"
-# Without the path form we cannot name the unknown app: Envoy's formatters cannot cut one
-# path segment out, so this message quotes the request path instead.
-_UNKNOWN_PATH_ID = "%REQ(:path)%"
+# Envoy's formatters cannot cut one segment out of the path, so for an unknown app in the
+# path form the message quotes the (bounded) path instead of naming the id.
+_UNKNOWN_PATH_MESSAGE = "failed to invoke, err: couldn't find service for %REQ(:path):256%"
 _UNKNOWN_HEADER_ID = f"%REQ({HEADER_APP_ID})%"
 
 
@@ -99,14 +99,13 @@ def _header_invoke_route(self_id: str, target: str, *, http: bool) -> rc.Route:
     return route
 
 
-def _unknown_app(name: str, match: rc.RouteMatch, id_expr: str) -> rc.Route:
+def _unknown_app(
+    name: str, match: rc.RouteMatch, body: substitution_format_string_pb2.SubstitutionFormatString
+) -> rc.Route:
     return rc.Route(
         name=name,
         match=match,
-        direct_response=rc.DirectResponseAction(
-            status=500,
-            body_format=invoke_error_body(id_expr, f"couldn't find service: {id_expr}"),
-        ),
+        direct_response=rc.DirectResponseAction(status=500, body_format=body),
         typed_per_filter_config=_no_ext_proc(),
     )
 
@@ -120,13 +119,17 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     routes: list[rc.Route] = [_path_invoke_route(sidecar.app_id, app) for app in apps]
     routes += [_header_invoke_route(sidecar.app_id, app, http=True) for app in apps]
     routes.append(
-        _unknown_app("invoke-unknown", rc.RouteMatch(prefix=INVOKE_PREFIX), _UNKNOWN_PATH_ID)
+        _unknown_app(
+            "invoke-unknown",
+            rc.RouteMatch(prefix=INVOKE_PREFIX),
+            error_body("ERR_DIRECT_INVOKE", _UNKNOWN_PATH_MESSAGE),
+        )
     )
     routes.append(
         _unknown_app(
             "invoke-header-unknown",
             rc.RouteMatch(prefix="/", headers=[_header_match(None)]),
-            _UNKNOWN_HEADER_ID,
+            invoke_error_body(_UNKNOWN_HEADER_ID, f"couldn't find service: {_UNKNOWN_HEADER_ID}"),
         )
     )
     # Reached only if ext_proc stepped aside (clean close or a spurious message): a loud 502
