@@ -1,0 +1,74 @@
+"""Node metadata → Sidecar, and the Mesh index."""
+
+from __future__ import annotations
+
+import pytest
+from xds_fixtures import metadata, sidecar
+
+from tandem.xds.ir import DEFAULT_MAX_BODY_BYTES, Mesh, Sidecar, SidecarMetadataError
+
+
+def test_struct_numbers_arrive_as_floats_and_defaults_fill_the_rest() -> None:
+    parsed = Sidecar.from_node_metadata(
+        "a~1", {"app_id": "a", "http_port": 3500.0, "grpc_port": 50001.0, "internal_port": 50002.0}
+    )
+
+    assert (parsed.http_port, parsed.grpc_port, parsed.internal_port) == (3500, 50001, 50002)
+    assert parsed.namespace == "default"
+    assert parsed.app_protocol == "http"
+    assert parsed.app_port is None
+    assert parsed.internal_address == "127.0.0.1"
+    assert parsed.max_body_bytes == DEFAULT_MAX_BODY_BYTES
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SidecarMetadataError) as err:
+        Sidecar.from_node_metadata(
+            "x~1",
+            {
+                "app_id": "bad.id",
+                "http_port": True,
+                "internal_port": 70000,
+                "app_protocol": "thrift",
+                "max_body_bytes": 1.5,
+            },
+        )
+
+    message = str(err.value)
+    for fragment in (
+        "node 'x~1'",
+        "app_id 'bad.id'",
+        "http_port must be a number",
+        "grpc_port is required",
+        "internal_port must be a TCP port",
+        "app_protocol 'thrift'",
+        "max_body_bytes must be a whole number",
+    ):
+        assert fragment in message
+
+
+def test_internal_address_must_be_an_ip_because_eds_does_not_resolve_names() -> None:
+    with pytest.raises(SidecarMetadataError, match="internal_address 'host.local'"):
+        Sidecar.from_node_metadata("a~1", metadata("a", internal_address="host.local"))
+
+
+def test_metadata_round_trips() -> None:
+    original = sidecar("b", app_port=8080, app_protocol="grpc", metrics_port=9090, pid=7)
+
+    assert Sidecar.from_node_metadata(original.node_id, original.to_node_metadata()) == original
+
+
+def test_mesh_groups_instances_by_app_sorted_by_node_id() -> None:
+    b2, b1, a = sidecar("b", "b~2"), sidecar("b", "b~1"), sidecar("a")
+
+    mesh = Mesh.of([b2, a, b1])
+
+    assert mesh.app_ids() == ("a", "b")
+    assert mesh.instances("b") == (b1, b2)
+    assert mesh.instances("zz") == ()
+    assert mesh.get("b~2") == b2
+
+
+def test_mesh_refuses_a_node_id_twice() -> None:
+    with pytest.raises(ValueError, match="once"):
+        Mesh.of([sidecar("a"), sidecar("a")])

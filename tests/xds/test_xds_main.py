@@ -1,0 +1,64 @@
+"""``python -m tandem.xds`` as the CLI runs it: detached, discovered through controlplane.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+
+def _start(home: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tandem.xds", "--home", str(home), "--log-level", "debug"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not appear")
+
+
+def test_writes_its_address_serves_ads_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    proc = _start(tmp_path)
+    try:
+        info = _wait_for_file(tmp_path / "controlplane.json", proc)
+        assert info["pid"] == proc.pid
+        assert info["ads_address"].startswith("127.0.0.1:")
+        assert info["started"] <= time.time()
+        with grpc.insecure_channel(info["ads_address"]) as channel:
+            grpc.channel_ready_future(channel).result(timeout=5)
+            assert ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)  # type: ignore[no-untyped-call]
+
+        # A second control plane for the same home refuses to start.
+        second = _start(tmp_path)
+        assert second.wait(timeout=20) == 1
+        assert second.stderr is not None
+        assert b"another control plane owns this home" in second.stderr.read()
+
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not (tmp_path / "controlplane.json").exists()
+        assert proc.stderr is not None
+        lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
+        assert any(entry["msg"] == "control plane ready" for entry in lines)
+        assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

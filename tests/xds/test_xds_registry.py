@@ -1,0 +1,61 @@
+"""The registry: sidecars come and go with their streams; every node is recomputed."""
+
+from __future__ import annotations
+
+import pytest
+from xds_fixtures import node
+
+from tandem.xds import resource_types as rt
+from tandem.xds.cache import SnapshotCache
+from tandem.xds.ir import SidecarMetadataError
+from tandem.xds.registry import Registry
+
+
+def clusters(cache: SnapshotCache, node_id: str) -> list[str]:
+    snapshot = cache.get_snapshot(node_id)
+    assert snapshot is not None
+    return sorted(snapshot.of_type(rt.CLUSTER))
+
+
+def test_joining_app_appears_in_every_nodes_snapshot() -> None:
+    cache = SnapshotCache()
+    registry = Registry(cache)
+    registry.on_stream_open(1, node("a"))
+    assert clusters(cache, "a~1") == ["app:a"]
+
+    registry.on_stream_open(2, node("b", app_port=8080))
+
+    assert clusters(cache, "a~1") == ["app:a", "app:b"]
+    assert clusters(cache, "b~1") == ["app:a", "app:b", "local_app"]
+
+
+def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
+    cache = SnapshotCache()
+    registry = Registry(cache)
+    registry.on_stream_open(1, node("a"))
+    registry.on_stream_open(2, node("b"))
+
+    registry.on_stream_closed(2, "b~1")
+
+    assert clusters(cache, "a~1") == ["app:a"]
+    assert cache.get_snapshot("b~1") is None
+    assert registry.mesh().app_ids() == ("a",)
+
+
+def test_close_of_a_replaced_stream_keeps_the_newer_one() -> None:
+    cache = SnapshotCache()
+    registry = Registry(cache)
+    registry.on_stream_open(1, node("a"))
+    registry.on_stream_open(2, node("a"))  # Envoy reconnected before stream 1 was seen closed
+
+    registry.on_stream_closed(1, "a~1")
+
+    assert registry.mesh().app_ids() == ("a",)
+    assert cache.get_snapshot("a~1") is not None
+
+
+def test_bad_metadata_is_refused_with_the_reason() -> None:
+    registry = Registry(SnapshotCache())
+
+    with pytest.raises(SidecarMetadataError, match="grpc_port is required"):
+        registry.on_stream_open(1, node("a", grpc_port=None))
