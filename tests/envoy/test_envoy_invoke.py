@@ -252,3 +252,48 @@ async def test_control_plane_saw_no_nacks(mesh: Mesh) -> None:
 
     assert counters.nacks == 0
     assert counters.acks > 0
+
+
+async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+    caller = dict(context.invocation_metadata() or ()).get("dapr-caller-app-id", "")
+    return b"echo:" + request + b" from " + str(caller).encode()
+
+
+async def test_grpc_proxying_by_dapr_app_id_reaches_a_grpc_app(mesh: Mesh) -> None:
+    app = grpc.aio.server()
+    app.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(_echo)}
+            ),
+        )
+    )
+    port = app.add_insecure_port("127.0.0.1:0")
+    await app.start()
+    g = await start_sidecar(
+        "g",
+        ads_address=mesh.control_plane.address,
+        runtime_socket=mesh.runtime_socket,
+        workdir=mesh.workdir,
+        app_port=port,
+        app_protocol="grpc",
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.a.grpc_port}") as channel:
+            say = channel.unary_unary("/test.Echo/Say")
+
+            async def proxied() -> tuple[bytes, dict[str, str]] | None:
+                call = say(b"hi", metadata=(("dapr-app-id", "g"),), timeout=5)
+                try:
+                    reply = await call
+                except grpc.aio.AioRpcError:
+                    return None  # a has not learned about g yet
+                headers = {k: str(v) for k, v in (await call.initial_metadata() or ())}
+                return reply, headers
+
+            reply, headers = await eventually(proxied, what="gRPC proxying a -> g")
+        assert reply == b"echo:hi from a"
+        assert headers["x-tandem-callee"] == "g"
+    finally:
+        await g.envoy.stop()
+        await app.stop(None)
