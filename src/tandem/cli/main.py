@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _running_apps(home: Home) -> list[dict[str, object]]:
-    apps = []
+    apps: list[dict[str, object]] = []
     if not home.apps_dir.is_dir():
         return apps
     for f in sorted(home.apps_dir.glob("*.json")):

@@ -317,8 +317,7 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
                 progress.done(f"app exited with code {code}")
             else:
                 # A signal, or the sidecar died: the app goes too, and says so in the code.
-                for sig in received[-1:] or [signal.SIGTERM]:
-                    app.signal(sig)
+                app.signal(received[-1] if received else signal.SIGTERM)
                 code = await app.stop()
                 if not received:
                     code = code or 1

@@ -1,14 +1,70 @@
-"""Which block gets which components, and which routes and RPCs each block adds."""
+"""Which block gets which components, and which HTTP routes and gRPC RPCs each block adds."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from tandem.ext_proc.runtime import Runtime
+from tandem.blocks.metadata import ComponentInfo
+from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
+from tandem.blocks.state.service import StateService
+from tandem.ext_proc import state_grpc, state_http
+from tandem.ext_proc.router import Router
+
+log = logging.getLogger("tandem.runtime")
+
+Rpc = Callable[[Any], Awaitable[Any]]
+
+# Building blocks this runtime serves; components of other blocks are skipped with a warning
+# so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
+SERVED_BLOCKS = frozenset({"state"})
 
 
-def wire_blocks(runtime: Runtime) -> dict[str, Callable[[Any], Awaitable[Any]]]:
-    rpcs: dict[str, Callable[[Any], Awaitable[Any]]] = {}
-    return rpcs
+@dataclass(slots=True)
+class Wiring:
+    rpcs: dict[str, Rpc] = field(default_factory=dict)
+    components: list[ComponentInfo] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def wire_blocks(router: Router, specs: Sequence[ComponentSpec], ctx: ComponentContext) -> Wiring:
+    wiring = Wiring()
+    served = []
+    for spec in specs:
+        block = spec.type.split(".", 1)[0]
+        if block in SERVED_BLOCKS:
+            served.append(spec)
+        else:
+            log.warning(
+                "component skipped: its building block is not served by this runtime yet",
+                extra={"component": spec.name, "type": spec.type},
+            )
+    unknown = [s for s in served if s.type not in known_types()]
+    if unknown:
+        s = unknown[0]
+        known = ", ".join(
+            sorted(t for t in known_types() if t.startswith(s.type.split(".")[0] + "."))
+        )
+        raise ValueError(f"component {s.name}: unknown type {s.type!r} (known: {known})")
+
+    state = StateService.from_specs(served, ctx)
+    state_http.register(router, state)
+    wiring.rpcs.update(
+        GetState=lambda r: state_grpc.get_state(state, r),
+        GetBulkState=lambda r: state_grpc.get_bulk_state(state, r),
+        SaveState=lambda r: state_grpc.save_state(state, r),
+        DeleteState=lambda r: state_grpc.delete_state(state, r),
+        DeleteBulkState=lambda r: state_grpc.delete_bulk_state(state, r),
+        ExecuteStateTransaction=lambda r: state_grpc.execute_state_transaction(state, r),
+    )
+    for name, comp in state.components.items():
+        caps = tuple(sorted(f.value for f in state.features(name)))
+        wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))
+    wiring.closers.append(state.close)
+    return wiring
+
+
+def _version(specs: Sequence[ComponentSpec], name: str) -> str:
+    return next((s.version for s in specs if s.name == name), "v1")

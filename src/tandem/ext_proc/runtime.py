@@ -14,9 +14,10 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from tandem.blocks.health import Health
-from tandem.blocks.metadata import AppConnection, ComponentInfo, MetadataService
-from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.blocks.metadata import AppConnection, MetadataService
+from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import meta_http
+from tandem.ext_proc.blocks_wiring import wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer
@@ -45,19 +46,11 @@ class StartupError(Exception):
 
 
 @dataclass(slots=True)
-class LoadedComponent:
-    spec: ComponentSpec
-    instance: Any
-    info: ComponentInfo
-
-
-@dataclass(slots=True)
 class Runtime:
     options: RuntimeOptions
     health: Health = field(init=False)
     metadata: MetadataService = field(init=False)
     router: Router = field(default_factory=Router)
-    components: list[LoadedComponent] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _server: grpc.aio.Server | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -70,19 +63,25 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        specs = self._load_specs()
-        await self._create_components(specs)
-        self.metadata.components = [c.info for c in self.components]
-        grpc_rpcs = self._wire_blocks()
+        specs = await asyncio.to_thread(self._load_specs)
+        ctx = ComponentContext(
+            app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
+        )
+        try:
+            wiring = wire_blocks(self.router, specs, ctx)
+        except (UnknownComponentError, ValueError) as exc:
+            raise StartupError(str(exc)) from exc
+        self._closers.extend(wiring.closers)
+        self.metadata.components = list(wiring.components)
         meta_http.register(self.router, self.health, self.metadata)
-        await self._serve(grpc_rpcs)
+        await self._serve(wiring.rpcs)
         self.health.mark_ready("components")
         log.info(
             "runtime ready",
             extra={
                 "app_id": self.options.app_id,
                 "socket": str(self.options.socket),
-                "components": [c.spec.name for c in self.components],
+                "components": [c.name for c in wiring.components],
             },
         )
 
@@ -97,45 +96,19 @@ class Runtime:
             )
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
-        return [
-            ComponentSpec(name=c.name, type=c.type, version=c.version, metadata=c.plain_metadata())
-            for c in resources.components
-        ]
-
-    async def _create_components(self, specs: list[ComponentSpec]) -> None:
-        from tandem.blocks.registry import UnknownComponentError
-
-        ctx = ComponentContext(
-            app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
-        )
-        for spec in specs:
-            try:
-                instance = create_component(spec, ctx)
-                init = getattr(instance, "init", None)
-                if init is not None:
-                    await init()
-            except UnknownComponentError as exc:
-                raise StartupError(f"component {spec.name}: {exc}") from exc
-            except Exception as exc:
-                raise StartupError(
-                    f"component {spec.name} ({spec.type}) failed to start: {exc}"
-                ) from exc
-            features = getattr(instance, "capabilities", ())
-            caps = tuple(features() if callable(features) else features)
-            self.components.append(
-                LoadedComponent(
-                    spec, instance, ComponentInfo(spec.name, spec.type, spec.version, caps)
+        specs = []
+        for c in resources.components:
+            if c.secret_refs():
+                log.warning(
+                    "component uses secretKeyRef, which this runtime cannot resolve yet",
+                    extra={"component": c.name, "fields": [i.name for i in c.secret_refs()]},
+                )
+            specs.append(
+                ComponentSpec(
+                    name=c.name, type=c.type, version=c.version, metadata=c.plain_metadata()
                 )
             )
-            close = getattr(instance, "close", None)
-            if close is not None:
-                self._closers.append(close)
-
-    def _wire_blocks(self) -> dict[str, Callable[[Any], Awaitable[Any]]]:
-        """Give each block its components and register its HTTP routes; returns its gRPC RPCs."""
-        from tandem.ext_proc.blocks_wiring import wire_blocks
-
-        return wire_blocks(self)
+        return specs
 
     async def _serve(self, grpc_rpcs: dict[str, Callable[[Any], Awaitable[Any]]]) -> None:
         limit = self.options.max_body_bytes + (1 << 20)

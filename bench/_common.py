@@ -1,0 +1,173 @@
+"""Shared pieces of the benchmarks: a fast loopback app, wrk, `tandem run` launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.cli.ports import free_port
+
+FAST_APP = r"""
+import asyncio, sys
+try:
+    import uvloop; uvloop.install()
+except ImportError:
+    pass
+BODY = b'{"ok":true}'
+RESP = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+class P(asyncio.Protocol):
+    def connection_made(self, t): self.t = t; self.buf = b""
+    def data_received(self, d):
+        self.buf += d
+        while True:
+            i = self.buf.find(b"\r\n\r\n")
+            if i < 0: return
+            head = self.buf[:i].lower(); n = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"): n = int(line.split(b":")[1])
+            if len(self.buf) < i + 4 + n: return
+            self.buf = self.buf[i + 4 + n:]
+            self.t.write(RESP)
+async def main():
+    srv = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]))
+    await srv.serve_forever()
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    name: str
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+    def row(self) -> str:
+        return f"| {self.name} | {self.rps:,.0f} | {self.p50_ms:.3f} | {self.p90_ms:.3f} | {self.p99_ms:.3f} |"
+
+
+def need_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        sys.exit("bench: wrk is required (Debian: apt-get install wrk)")
+    return path
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        raise ValueError(value)
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def wrk(
+    name: str,
+    url: str,
+    *,
+    connections: int = 1,
+    seconds: int = 5,
+    threads: int = 1,
+    script: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> WrkResult:
+    argv = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for k, v in (headers or {}).items():
+        argv += ["-H", f"{k}: {v}"]
+    if script:
+        argv += ["-s", script]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        sys.exit(f"bench: {name}: {non2xx.group(1)} failed responses\n{out}")
+    return WrkResult(name, rps, _ms(pct["50"]), _ms(pct["90"]), _ms(pct["99"]))
+
+
+def start_fast_app() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FAST_APP, str(port)])
+    wait_http(f"http://127.0.0.1:{port}/", 200)
+    return proc, port
+
+
+def wait_http(
+    url: str, status: int, timeout: float = 60.0, headers: dict[str, str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == status:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"bench: {url} never answered {status}")
+
+
+class TandemMachine:
+    """A private $TANDEM_HOME with `tandem run` sidecars; everything stops on exit."""
+
+    def __init__(self) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="tb", dir="/tmp"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def run(self, app_id: str, *extra: str) -> int:
+        http = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "tandem.cli.main",
+            "run",
+            "--app-id",
+            app_id,
+            "--dapr-http-port",
+            str(http),
+            "--dapr-grpc-port",
+            str(free_port()),
+            "--dapr-internal-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "warn",
+            *extra,
+        ]
+        env = {**os.environ, "TANDEM_HOME": str(self.home)}
+        self.procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
+        wait_http(f"http://127.0.0.1:{http}/v1.0/healthz", 204)
+        return http
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(30)
+        cp = self.home / "controlplane.json"
+        if cp.exists():
+            try:
+                os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
+            except (ProcessLookupError, ValueError, KeyError):
+                pass
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> TandemMachine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,116 @@
+"""Start real `tandem run` processes for end-to-end tests and wait for them properly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tandem.cli.ports import free_port
+
+APPS = Path(__file__).resolve().parent.parent / "apps"
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Sidecar:
+    app_id: str
+    proc: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    internal_port: int
+    output: Path
+    home: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def record(self) -> dict:
+        return json.loads((self.home / "apps" / f"{self.app_id}.json").read_text())
+
+    def envoy_stats(self) -> dict[str, int]:
+        """Counters from this sidecar's Envoy admin (a Unix socket in its run dir)."""
+        admin = Path(self.record()["run_dir"]) / "admin.sock"
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(admin))) as c:
+            body = c.get("http://envoy/stats", params={"format": "json"}).json()
+        return {s["name"]: s["value"] for s in body["stats"] if "value" in s}
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        return self.proc.returncode
+
+
+def start_sidecar(
+    home: Path,
+    app_id: str,
+    *extra: str,
+    command: list[str] | None = None,
+    wait: bool = True,
+    env: dict[str, str] | None = None,
+) -> Sidecar:
+    http_port, grpc_port, internal_port, metrics_port = (free_port() for _ in range(4))
+    output = home / f"{app_id}-{http_port}.out"
+    argv = [
+        sys.executable,
+        "-m",
+        "tandem.cli.main",
+        "run",
+        "--app-id",
+        app_id,
+        "--dapr-http-port",
+        str(http_port),
+        "--dapr-grpc-port",
+        str(grpc_port),
+        "--dapr-internal-port",
+        str(internal_port),
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+    ]
+    if command:
+        argv += ["--", *command]
+    full_env = {**os.environ, "TANDEM_HOME": str(home), **(env or {})}
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    sidecar = Sidecar(app_id, proc, http_port, grpc_port, internal_port, output, home)
+    if wait:
+        wait_healthy(sidecar)
+    return sidecar
+
+
+def wait_healthy(sidecar: Sidecar, timeout: float = 60.0) -> None:
+    def healthy() -> bool:
+        if sidecar.proc.poll() is not None:
+            raise AssertionError(f"tandem run {sidecar.app_id} exited early:\n{sidecar.text()}")
+        try:
+            return httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=1).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout, f"sidecar {sidecar.app_id} to be healthy")
