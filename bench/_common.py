@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -160,10 +161,8 @@ class TandemMachine:
             p.wait(30)
         cp = self.home / "controlplane.json"
         if cp.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
                 os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-            except (ProcessLookupError, ValueError, KeyError):
-                pass
         shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> TandemMachine:

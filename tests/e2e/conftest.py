@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,8 +19,6 @@ def tandem_home():
     yield home
     cp = home / "controlplane.json"
     if cp.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
             os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-        except (ProcessLookupError, ValueError, KeyError):
-            pass
     shutil.rmtree(home, ignore_errors=True)
