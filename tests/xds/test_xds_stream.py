@@ -137,3 +137,14 @@ def test_nothing_is_sent_before_a_snapshot_exists() -> None:
 
     assert stream.on_request(request(rt.CLUSTER)) == []
     assert len(stream.on_snapshot(snapshot_for(A))) == 1
+
+
+def test_a_name_dropped_and_requested_again_is_sent_again() -> None:
+    stream = stream_with(B)
+    [first] = stream.on_request(request(rt.ENDPOINT, names=("app:b",)))
+    assert stream.on_request(request(rt.ENDPOINT, names=(), nonce=first.nonce)) == []
+
+    [again] = stream.on_request(request(rt.ENDPOINT, names=("app:b",), nonce=first.nonce))
+
+    assert names_in(again) == ["app:b"]
+    assert again.version_info == first.version_info

@@ -101,7 +101,12 @@ class AdsStream:
             state.must_answer = True
         state.subscribed = True
         names = frozenset(request.resource_names)
-        state.names = frozenset() if url in rt.WILDCARD_TYPES or "*" in names else names
+        names = frozenset() if url in rt.WILDCARD_TYPES or "*" in names else names
+        if names != state.names:
+            # A changed subscription is always answered: a cluster removed and added back
+            # needs its assignment again even though the version did not move.
+            state.must_answer = True
+        state.names = names
         return self._push((url,))
 
     def _push(self, urls: tuple[str, ...]) -> list[discovery_pb2.DiscoveryResponse]:

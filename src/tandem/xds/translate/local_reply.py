@@ -33,22 +33,29 @@ class _Mapping:
     flags: tuple[str, ...]
     status: int
     error_code: str
-    err: str
+    message: str
 
 
-# Dapr answers every failed invocation with 500 ERR_DIRECT_INVOKE; we keep that status so
-# SDKs behave as they do against daprd, and say what went wrong in the message.
-_INVOKE_FAILURES: tuple[_Mapping, ...] = (
-    _Mapping(("NC",), 500, "ERR_DIRECT_INVOKE", f"couldn't find service: {APP_ID_FORMAT}"),
-    _Mapping(("UH",), 500, "ERR_DIRECT_INVOKE", "no healthy upstream"),
-    _Mapping(("UF",), 500, "ERR_DIRECT_INVOKE", "upstream connect error"),
-    _Mapping(("UC", "UR", "LR"), 500, "ERR_DIRECT_INVOKE", "upstream connection reset"),
-    _Mapping(("UO",), 500, "ERR_DIRECT_INVOKE", "upstream overflow (circuit breaker)"),
-    _Mapping(("URX",), 500, "ERR_DIRECT_INVOKE", "upstream retry limit exceeded"),
-    _Mapping(("UT", "UMSDR"), 500, "ERR_DIRECT_INVOKE", "upstream request timeout"),
+def _invoke_failure(flags: tuple[str, ...], err: str) -> _Mapping:
+    # Dapr answers every failed invocation with 500 ERR_DIRECT_INVOKE; we keep that status so
+    # SDKs behave as they do against daprd, and say what went wrong in the message.
+    return _Mapping(
+        flags, 500, "ERR_DIRECT_INVOKE", f"failed to invoke, id: {APP_ID_FORMAT}, err: {err}"
+    )
+
+
+_MAPPINGS: tuple[_Mapping, ...] = (
+    # NC: a route still names a cluster that just left (routes update after clusters).
+    _invoke_failure(("NC",), f"couldn't find service: {APP_ID_FORMAT}"),
+    _invoke_failure(("UH",), "no healthy upstream"),
+    _invoke_failure(("UF",), "upstream connect error"),
+    _invoke_failure(("UC", "UR", "LR"), "upstream connection reset"),
+    _invoke_failure(("UO",), "upstream overflow (circuit breaker)"),
+    _invoke_failure(("URX",), "upstream retry limit exceeded"),
+    _invoke_failure(("UT", "UMSDR"), "upstream request timeout"),
+    # Every listener ends in a catch-all route, so this is a safety net, not a code path.
+    _Mapping(("NR",), 404, "ERR_DIRECT_INVOKE", "failed to invoke, err: no route for this request"),
 )
-
-_NO_ROUTE = _Mapping(("NR",), 404, "ERR_DIRECT_INVOKE", "no route for this request")
 
 
 def _json_body(
@@ -79,9 +86,7 @@ def _flag_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
             response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=list(mapping.flags))
         ),
         status_code=wrappers_pb2.UInt32Value(value=mapping.status),
-        body_format_override=invoke_error_body(APP_ID_FORMAT, mapping.err)
-        if mapping.error_code == "ERR_DIRECT_INVOKE"
-        else error_body(mapping.error_code, mapping.err),
+        body_format_override=error_body(mapping.error_code, mapping.message),
     )
 
 
@@ -106,7 +111,7 @@ def _too_large_mapper(max_body_bytes: int) -> hcm_pb2.ResponseMapper:
 
 def local_reply_config(max_body_bytes: int | None = None) -> hcm_pb2.LocalReplyConfig:
     """Mappers for a listener that routes invocations; 413 only where bodies are buffered."""
-    mappers = [_flag_mapper(m) for m in (*_INVOKE_FAILURES, _NO_ROUTE)]
+    mappers = [_flag_mapper(m) for m in _MAPPINGS]
     if max_body_bytes is not None:
         mappers.append(_too_large_mapper(max_body_bytes))
     return hcm_pb2.LocalReplyConfig(mappers=mappers)
