@@ -2,7 +2,7 @@
 
 Runs the control plane until SIGTERM/SIGINT. Safe to run detached (no stdin, no terminal,
 SIGHUP ignored). Exit status 0 on a clean stop, 1 when another live control plane already
-owns DIR, 2 on bad arguments.
+owns DIR or the port cannot be bound, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ async def _run(args: argparse.Namespace) -> int:
     # Detached from any terminal, a hang-up means nothing to us.
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     control_plane = ControlPlane(host=args.host, port=args.port)
-    address = await control_plane.start()
+    try:
+        address = await control_plane.start()
+    except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
+        log.error("cannot listen", extra={"host": args.host, "port": args.port, "error": str(exc)})
+        return 1
     try:
         info = write_info(home, address)
         log.info("control plane ready", extra={"home": str(home), **info.to_json()})

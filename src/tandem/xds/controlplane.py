@@ -37,6 +37,9 @@ _SERVER_OPTIONS = [
     # Envoy pings only if configured to; do not punish it if it does.
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # gRPC turns SO_REUSEPORT on by default: a second control plane on a fixed port would
+    # then share it silently instead of failing.
+    ("grpc.so_reuseport", 0),
 ]
 
 
