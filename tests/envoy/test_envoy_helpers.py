@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,14 @@ def _args(**overrides: Any) -> dict[str, Any]:
         "admin_socket": "/tmp/adm.sock",
     }
     return {**args, **overrides}
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory for Unix sockets (pytest's tmp_path can exceed 100 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_node_ids_are_unique_and_carry_the_app_id() -> None:
@@ -105,8 +115,8 @@ def test_admin_client_reads_chunked_bodies() -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_wait_ready_reports_an_envoy_that_exits_early() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+async def test_wait_ready_reports_an_envoy_that_exits_early(short_dir: Path) -> None:
+    workdir = short_dir
     config = {
         "admin": {"address": {"pipe": {"path": str(workdir / "adm")}}},
         "static_resources": {"clusters": [{"name": "broken", "type": "NO_SUCH_TYPE"}]},
@@ -122,8 +132,8 @@ async def test_wait_ready_reports_an_envoy_that_exits_early() -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_a_static_envoy_becomes_ready_and_serves_stats() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))
+async def test_a_static_envoy_becomes_ready_and_serves_stats(short_dir: Path) -> None:
+    workdir = short_dir
     config = {"admin": {"address": {"pipe": {"path": str(workdir / "adm")}}}}
     async with EnvoyProcess(config, log_path=workdir / "envoy.log") as envoy:
         await envoy.wait_ready(timeout=15)
