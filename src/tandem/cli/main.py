@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="resources_path",
     )
     r.add_argument("--config", "-c", type=Path)
-    r.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    r.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warn", "warning", "error"]
+    )
     r.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"))
     r.add_argument("--dapr-http-max-request-size", type=int, default=4, help="MB (default 4)")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS…")

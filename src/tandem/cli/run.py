@@ -98,7 +98,8 @@ class Sidecar:
         self.home.ensure()
         with self.progress.step("control plane"):
             try:
-                cp = await asyncio.to_thread(ensure_running, self.home, o.log_level)
+                # The control plane is shared by every sidecar: it keeps its own log level.
+                cp = await asyncio.to_thread(ensure_running, self.home)
             except ControlPlaneError as exc:
                 raise RunError(str(exc)) from exc
         self.progress.done(
