@@ -38,6 +38,13 @@ Factory = Callable[[ComponentSpec, ComponentContext], Any]
 _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "state.sqlite": (("v1",), "tandem.blocks.state.sqlite:create"),
     "state.redis": (("v1",), "tandem.blocks.state.redis:create"),
+    "state.postgresql": (("v1", "v2"), "tandem.blocks.state.postgresql:create"),
+    "state.in-memory": (("v1",), "tandem.blocks.state.memory:create"),
+    "pubsub.redis": (("v1",), "tandem.blocks.pubsub.redis:create"),
+    "pubsub.kafka": (("v1",), "tandem.blocks.pubsub.kafka:create"),
+    "pubsub.in-memory": (("v1",), "tandem.blocks.pubsub.memory:create"),
+    # The embedded, durable default that delivers across the sidecars of one machine.
+    "pubsub.sqlite": (("v1",), "tandem.blocks.pubsub.sqlite:create"),
 }
 
 

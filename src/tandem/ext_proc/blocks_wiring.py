@@ -51,14 +51,7 @@ def wire_blocks(router: Router, specs: Sequence[ComponentSpec], ctx: ComponentCo
 
     state = StateService.from_specs(served, ctx)
     state_http.register(router, state)
-    wiring.rpcs.update(
-        GetState=lambda r: state_grpc.get_state(state, r),
-        GetBulkState=lambda r: state_grpc.get_bulk_state(state, r),
-        SaveState=lambda r: state_grpc.save_state(state, r),
-        DeleteState=lambda r: state_grpc.delete_state(state, r),
-        DeleteBulkState=lambda r: state_grpc.delete_bulk_state(state, r),
-        ExecuteStateTransaction=lambda r: state_grpc.execute_state_transaction(state, r),
-    )
+    wiring.rpcs.update(state_grpc.rpcs(state))
     for name, comp in state.components.items():
         caps = tuple(sorted(f.value for f in state.features(name)))
         wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))

@@ -8,6 +8,9 @@ API and are stored exactly as sent.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import state_pb2
 from google.protobuf import empty_pb2
@@ -177,3 +180,15 @@ def _consistency(value: int) -> Consistency | None:
     if found is None:
         raise DaprError("ERR_MALFORMED_REQUEST", f"invalid consistency value {value}")
     return found
+
+
+def rpcs(service: StateService) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+    """The Dapr gRPC methods this block serves, by RPC name, bound to ``service``."""
+    return {
+        "GetState": lambda r: get_state(service, r),
+        "GetBulkState": lambda r: get_bulk_state(service, r),
+        "SaveState": lambda r: save_state(service, r),
+        "DeleteState": lambda r: delete_state(service, r),
+        "DeleteBulkState": lambda r: delete_bulk_state(service, r),
+        "ExecuteStateTransaction": lambda r: execute_state_transaction(service, r),
+    }
