@@ -233,13 +233,15 @@ class Sidecar:
             for child in self.children:
                 if child.exited:
                     raise RunError(f"the {child.name} exited during start-up:\n{child.log_tail()}")
-            last = await http_status("127.0.0.1", http_port, "/v1.0/healthz")
+            # The outbound check, not /v1.0/healthz: full health waits for the app, which
+            # only starts after this returns (Dapr's sidecar/app start-up deadlock).
+            last = await http_status("127.0.0.1", http_port, "/v1.0/healthz/outbound")
             if last == 204:
                 return
             await asyncio.sleep(0.05)
         raise RunError(
             f"the sidecar did not become healthy within {self.options.ready_timeout:.0f}s "
-            f"(last /v1.0/healthz status: {last}); see {self.home.logs_dir}"
+            f"(last /v1.0/healthz/outbound status: {last}); see {self.home.logs_dir}"
         )
 
     async def stop(self) -> None:
