@@ -84,13 +84,17 @@ class Child:
             return await self.proc.wait()
 
     def log_tail(self, lines: int = 20) -> str:
+        """What to show a person when this child failed: its `error:` lines if it printed
+        any (the runtime words its start-up failures that way), else the log's last lines."""
         if self.log_path is None:
             return ""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        tail = text.splitlines()[-lines:]
+        errors = [line for line in tail if line.startswith("error: ")]
+        return "\n".join(errors or tail)
 
 
 def pid_of_self() -> int:

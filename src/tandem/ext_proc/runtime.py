@@ -86,9 +86,12 @@ class Runtime:
         )
 
     def _load_specs(self) -> list[ComponentSpec]:
-        from tandem.resources import ResourceError, load_resources
+        from tandem.resources import ResourceError, load_configuration, load_resources
 
         try:
+            if self.options.config is not None:
+                # Validated at start so a bad --config fails here, naming file, field and reason.
+                load_configuration(self.options.config)
             resources = load_resources(
                 list(self.options.resources_paths),
                 app_id=self.options.app_id,
