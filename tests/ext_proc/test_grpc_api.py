@@ -1,0 +1,87 @@
+"""The Dapr gRPC servicer over a real gRPC socket: metadata, errors, unimplemented RPCs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import grpc
+import pytest
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tandem.blocks.errors import DaprError, ErrorInfo
+from tandem.blocks.metadata import AppConnection, ComponentInfo, MetadataService
+from tandem.ext_proc.grpc_api import DaprGrpcServicer
+
+
+@pytest.fixture
+async def stub():
+    md = MetadataService(
+        app_id="orders",
+        components=[ComponentInfo("statestore", "state.sqlite", "v1", ("ETAG", "TRANSACTIONAL"))],
+        app=AppConnection(port=8080),
+    )
+
+    async def failing_get_state(request):
+        raise DaprError(
+            "ERR_STATE_STORE_NOT_FOUND",
+            "state store nope is not found",
+            info=ErrorInfo(
+                reason="DAPR_STATE_NOT_FOUND", resource_type="state", resource_name="nope"
+            ),
+        )
+
+    server = grpc.aio.server()
+    dapr_pb2_grpc.add_DaprServicer_to_server(
+        DaprGrpcServicer(md, {"GetState": failing_get_state}), server
+    )
+    sock = Path(tempfile.mkdtemp(prefix="tg", dir="/tmp")) / "g.sock"
+    server.add_insecure_port(f"unix:{sock}")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"unix:{sock}")
+    yield dapr_pb2_grpc.DaprStub(channel)
+    await channel.close()
+    await server.stop(0)
+
+
+async def test_get_metadata_reports_app_id_components_and_app_port(stub):
+    resp = await stub.GetMetadata(metadata_pb2.GetMetadataRequest())
+    assert resp.id == "orders"
+    assert resp.runtime_version
+    assert [(c.name, c.type, list(c.capabilities)) for c in resp.registered_components] == [
+        ("statestore", "state.sqlite", ["ETAG", "TRANSACTIONAL"])
+    ]
+    assert resp.app_connection_properties.port == 8080
+
+
+async def test_set_metadata_appears_in_extended_metadata(stub):
+    await stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="appCommand", value="python app.py"))
+    resp = await stub.GetMetadata(metadata_pb2.GetMetadataRequest())
+    assert resp.extended_metadata["appCommand"] == "python app.py"
+
+
+async def test_dapr_error_becomes_grpc_status_with_rich_details(stub):
+    from dapr.proto.runtime.v1 import state_pb2
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetState(state_pb2.GetStateRequest(store_name="nope", key="k"))
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "state store nope is not found"
+    status = rpc_status.from_call(err)
+    assert status is not None
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    decoded = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(decoded)
+    assert (decoded.reason, decoded.domain) == ("DAPR_STATE_NOT_FOUND", "dapr.io")
+
+
+async def test_unserved_rpc_answers_unimplemented_with_a_readable_message(stub):
+    from dapr.proto.runtime.v1 import ai_pb2
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ConverseAlpha1(ai_pb2.ConversationRequest(name="llm"))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "ConverseAlpha1" in info.value.details()
