@@ -31,22 +31,18 @@ def _header(key: str, value: bytes) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=value))
 
 
-_CONTENT_TYPES: dict[bytes, base_pb2.HeaderValueOption] = {}
-
-
-def _content_type(value: bytes) -> base_pb2.HeaderValueOption:
-    opt = _CONTENT_TYPES.get(value)
-    if opt is None:
-        opt = _header("content-type", value)
-        if len(_CONTENT_TYPES) < 64:  # a tiny cache of the few content types we answer with
-            _CONTENT_TYPES[value] = opt
-    return opt
+_JSON_CONTENT_TYPE = _header("content-type", b"application/json")
 
 
 def to_immediate(resp: ApiResponse) -> ep.ProcessingResponse:
     headers = [_header(k, v) for k, v in resp.headers]
     if resp.body and resp.content_type:
-        headers.append(_content_type(resp.content_type))
+        # Nearly every answer is JSON: reuse one immutable header message for it.
+        headers.append(
+            _JSON_CONTENT_TYPE
+            if resp.content_type == b"application/json"
+            else _header("content-type", resp.content_type)
+        )
     return ep.ProcessingResponse(
         immediate_response=ep.ImmediateResponse(
             status=http_status_pb2.HttpStatus(code=resp.status),  # type: ignore[arg-type]
