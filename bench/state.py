@@ -1,0 +1,150 @@
+"""State API over HTTP: GET and SAVE vs the empty ext_proc answer vs a direct app call.
+
+    python bench/state.py [--seconds 5] [--connections 1 16] [--redis]
+
+One `tandem run` with the embedded default (`state.sqlite`), and with ``--redis`` a second
+one whose `statestore` is `state.redis` on a throwaway redis-server. For each sidecar wrk
+measures `GET /v1.0/healthz` (an ext_proc answer that does no work: the baseline),
+`GET /v1.0/state/statestore/k` and `POST /v1.0/state/statestore` (one small item); the
+direct app call (wrk → a minimal app, GET and the same POST) is the latency floor. Prints
+a table per connection count and the ratios the goal is stated in: state throughput /
+healthz throughput (goal ≥ 75 %) and state p50 − direct p50 (goal ≤ 0.6 ms at one
+connection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from _common import TandemMachine, WrkResult, start_fast_app, wait_http, wrk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import run_redis  # noqa: E402
+
+SAVE_BODY = '[{"key":"k","value":{"order":7,"total":42.5,"items":["a","b"]}}]'
+POST_SCRIPT = f"""
+wrk.method = "POST"
+wrk.body = '{SAVE_BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+REDIS_COMPONENT = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: "{address}"
+  - name: redisPassword
+    value: ""
+"""
+
+
+@contextlib.contextmanager
+def redis_resources(workdir: Path) -> Iterator[Path]:
+    """A resources folder whose `statestore` is `state.redis` on a throwaway Redis."""
+    with run_redis(workdir / "redis") as server:
+        resources = workdir / "resources"
+        resources.mkdir()
+        (resources / "statestore.yaml").write_text(REDIS_COMPONENT.format(address=server.address))
+        yield resources
+
+
+def seed(http_port: int) -> None:
+    """Store `k` once so GET answers 200 with a body (wrk counts 204 as success too)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v1.0/state/statestore",
+        data=SAVE_BODY.encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 204, r.status
+    wait_http(f"http://127.0.0.1:{http_port}/v1.0/state/statestore/k", 200)
+
+
+def measure(
+    label: str, http_port: int, script: str, connections: int, seconds: int
+) -> list[WrkResult]:
+    base = f"http://127.0.0.1:{http_port}"
+    return [
+        wrk(f"{label}: healthz (empty ext_proc answer)", f"{base}/v1.0/healthz",
+            connections=connections, seconds=seconds),
+        wrk(f"{label}: state GET", f"{base}/v1.0/state/statestore/k",
+            connections=connections, seconds=seconds),
+        wrk(f"{label}: state SAVE", f"{base}/v1.0/state/statestore",
+            connections=connections, seconds=seconds, script=script),
+    ]  # fmt: skip
+
+
+def report(connections: int, seconds: int, direct: list[WrkResult], rows: list[WrkResult]) -> None:
+    direct_get, direct_post = direct
+    print(f"\nconnections={connections} seconds={seconds}\n")
+    print("| path | req/s | p50 ms | p90 ms | p99 ms | vs healthz req/s | added p50 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for r in direct:
+        print(f"{r.row()} | |")
+    healthz = None
+    for r in rows:
+        if "healthz" in r.name:
+            healthz = r
+            print(f"{r.row()} 100 % | {r.p50_ms - direct_get.p50_ms:+.3f} |")
+            continue
+        assert healthz is not None
+        floor = direct_post if "SAVE" in r.name else direct_get
+        print(f"{r.row()} {r.rps / healthz.rps:.0%} | {r.p50_ms - floor.p50_ms:+.3f} |")
+    print(
+        "\n(vs healthz: state req/s / the same sidecar's healthz req/s, goal >= 75 %; "
+        "added p50: state p50 - direct p50 of the same verb, goal <= 0.6 ms at 1 connection)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--redis", action="store_true", help="also measure a state.redis store")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tbs", dir="/tmp"))
+    script = work / "post.lua"
+    script.write_text(POST_SCRIPT)
+    app, app_port = start_fast_app()
+    stack = contextlib.ExitStack()
+    try:
+        # Redis first, so it stops after the sidecar that uses it.
+        resources = stack.enter_context(redis_resources(work)) if a.redis else None
+        m = stack.enter_context(TandemMachine())
+        sidecars = [("sqlite", m.run("bench-state"))]
+        if resources is not None:
+            sidecars.append(("redis", m.run("bench-redis", "--resources-path", str(resources))))
+        for _, port in sidecars:
+            seed(port)
+        direct_url = f"http://127.0.0.1:{app_port}/x"
+        for c in a.connections:
+            direct = [
+                wrk("direct app call (GET)", direct_url, connections=c, seconds=a.seconds),
+                wrk("direct app call (POST)", direct_url, connections=c, seconds=a.seconds,
+                    script=str(script)),
+            ]  # fmt: skip
+            rows = []
+            for label, port in sidecars:
+                rows += measure(label, port, str(script), c, a.seconds)
+            report(c, a.seconds, direct, rows)
+    finally:
+        stack.close()
+        app.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
