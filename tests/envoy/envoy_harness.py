@@ -191,6 +191,7 @@ async def start_sidecar(
     app_port: int | None = None,
     app_protocol: str = "http",
     max_body_bytes: int = 4 << 20,
+    metrics_port: int | None = None,
 ) -> SidecarHandle:
     node_id = new_node_id(app_id)
     metadata: dict[str, Any] = {
@@ -203,6 +204,7 @@ async def start_sidecar(
         "internal_address": "127.0.0.1",
         "max_body_bytes": max_body_bytes,
         "app_port": app_port,
+        "metrics_port": metrics_port,
     }
     config = render_bootstrap(
         node_id=node_id,
@@ -214,8 +216,9 @@ async def start_sidecar(
     )
     envoy = EnvoyProcess(config, log_path=workdir / f"{app_id}.envoy.log")
     await envoy.start()
+    listeners = (*LISTENERS, "dapr_metrics") if metrics_port is not None else LISTENERS
     try:
-        await envoy.wait_ready(timeout=15.0, listeners=LISTENERS)
+        await envoy.wait_ready(timeout=15.0, listeners=listeners)
     except BaseException:
         await envoy.stop()
         raise

@@ -53,7 +53,12 @@ def test_node_ids_are_unique_and_carry_the_app_id() -> None:
 def test_bootstrap_fills_node_sockets_and_ads_address() -> None:
     config = render_bootstrap(**_args(ads_address="[::1]:41000", metadata={"metrics_port": None}))
 
-    assert config["node"] == {"id": "a~1", "cluster": "a", "metadata": {"app_id": "a"}}
+    assert config["node"] == {
+        "id": "a~1",
+        "cluster": "a",
+        # The admin socket is announced so the control plane can route /metrics to it.
+        "metadata": {"app_id": "a", "admin_socket": "/tmp/adm.sock"},
+    }
     assert config["admin"]["address"]["pipe"]["path"] == "/tmp/adm.sock"
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     xds = clusters["xds_cluster"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]

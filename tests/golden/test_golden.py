@@ -95,7 +95,8 @@ def _static_bootstrap(resources: dict[str, Any]) -> dict[str, Any]:
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
                 hcm = network_filter["typed_config"]
-                hcm["route_config"] = routes[hcm.pop("rds")["route_config_name"]]
+                if "rds" in hcm:
+                    hcm["route_config"] = routes[hcm.pop("rds")["route_config_name"]]
     clusters = copy.deepcopy(resources["clusters"])
     for cluster in clusters:
         if cluster.get("type") == "EDS":

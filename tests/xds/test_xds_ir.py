@@ -53,7 +53,14 @@ def test_internal_address_must_be_an_ip_because_eds_does_not_resolve_names() -> 
 
 
 def test_metadata_round_trips() -> None:
-    original = sidecar("b", app_port=8080, app_protocol="grpc", metrics_port=9090, pid=7)
+    original = sidecar(
+        "b",
+        app_port=8080,
+        app_protocol="grpc",
+        metrics_port=9090,
+        admin_socket="/tmp/b/admin.sock",
+        pid=7,
+    )
 
     assert Sidecar.from_node_metadata(original.node_id, original.to_node_metadata()) == original
 

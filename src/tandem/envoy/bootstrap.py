@@ -78,7 +78,8 @@ def render_bootstrap(
     """The bootstrap dict for one sidecar; dump it as YAML/JSON for ``--config-yaml``.
 
     ``metadata`` is the node metadata of the contract (``app_id``, ports, …); ``app_id`` is
-    copied into it if missing. Raises ValueError on a malformed address or a socket path
+    copied into it if missing, and ``admin_socket`` is set to ``admin_socket`` (the control
+    plane routes ``/metrics`` to it). Raises ValueError on a malformed address or a socket path
     too long for a Unix socket.
     """
     if not node_id:
@@ -97,7 +98,7 @@ def render_bootstrap(
     config["node"] = {
         "id": node_id,
         "cluster": app_id,
-        "metadata": {**node_metadata, "app_id": app_id},
+        "metadata": {**node_metadata, "app_id": app_id, "admin_socket": admin_path},
     }
     config["admin"]["address"]["pipe"]["path"] = admin_path
     _endpoint_address(_cluster(config, "xds_cluster"))["socket_address"] = {

@@ -46,6 +46,7 @@ class Sidecar:
     app_protocol: AppProtocol = "http"
     internal_address: str = DEFAULT_INTERNAL_ADDRESS
     metrics_port: int | None = None
+    admin_socket: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     pid: int | None = None
 
@@ -83,6 +84,7 @@ class Sidecar:
         internal_port = reader.port("internal_port", required=True)
         app_port = reader.port("app_port")
         metrics_port = reader.port("metrics_port")
+        admin_socket = reader.string("admin_socket") or None
         max_body = reader.integer("max_body_bytes", minimum=1)
         pid = reader.integer("pid", minimum=1)
         if problems:
@@ -99,6 +101,7 @@ class Sidecar:
             internal_port=internal_port,
             internal_address=internal_address,
             metrics_port=metrics_port,
+            admin_socket=admin_socket,
             max_body_bytes=max_body if max_body is not None else DEFAULT_MAX_BODY_BYTES,
             pid=pid,
         )
@@ -118,6 +121,7 @@ class Sidecar:
         for key, value in (
             ("app_port", self.app_port),
             ("metrics_port", self.metrics_port),
+            ("admin_socket", self.admin_socket),
             ("pid", self.pid),
         ):
             if value is not None:

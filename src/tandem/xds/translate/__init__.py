@@ -1,7 +1,7 @@
 """Mesh model -> Envoy resources for one sidecar. Pure: same input, same protos.
 
-One module per feature (listeners, routes, clusters, endpoints, ext_proc, local replies);
-this module only assembles them. The output follows ``docs/design/sidecar-contract.md``.
+One module per feature (listeners, routes, clusters, endpoints, ext_proc, local replies,
+metrics); this module only assembles them. The output follows ``docs/design/sidecar-contract.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import clusters, endpoints, listeners, routes
+from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +43,18 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
     """
     if mesh.get(sidecar.node_id) is None:
         mesh = Mesh.of((*mesh.sidecars, sidecar))
+    metrics_listener = metrics.metrics_listener(sidecar)
+    admin_cluster = metrics.admin_cluster(sidecar)
     return Resources(
-        listeners=tuple(listeners.listeners(sidecar)),
+        listeners=(
+            *listeners.listeners(sidecar),
+            *((metrics_listener,) if metrics_listener is not None else ()),
+        ),
         routes=tuple(routes.route_configs(sidecar, mesh)),
-        clusters=tuple(clusters.clusters(sidecar, mesh)),
+        clusters=(
+            *clusters.clusters(sidecar, mesh),
+            *((admin_cluster,) if admin_cluster is not None else ()),
+        ),
         endpoints=tuple(endpoints.load_assignments(mesh)),
     )
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 DAPR_HTTP = "dapr_http"
 DAPR_GRPC = "dapr_grpc"
 DAPR_INBOUND = "dapr_inbound"
+DAPR_METRICS = "dapr_metrics"
 
 # Static clusters that live in the bootstrap, not in CDS.
 RUNTIME_CLUSTER = "tandem_runtime"
 XDS_CLUSTER = "xds_cluster"
 
 LOCAL_APP_CLUSTER = "local_app"
+# The sidecar's own Envoy admin (Unix socket); only /metrics reaches it (translate/metrics.py).
+ADMIN_CLUSTER = "envoy_admin"
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 ROUTER_FILTER = "envoy.filters.http.router"
