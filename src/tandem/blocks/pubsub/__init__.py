@@ -1,0 +1,1 @@
+"""The pub/sub building block: brokers, CloudEvents, publishing, subscriptions."""

@@ -1,0 +1,250 @@
+"""``pubsub.redis``: Redis Streams, one client per component instance.
+
+- Publish: ``XADD topic [MAXLEN ~ maxLenApprox] * data <bytes> metadata <json>``.
+- Subscribe: the consumer group is ``consumerID`` (default: the app id), created at the
+  start of the stream (``0``) if missing; each component instance is one consumer with a
+  unique name and reads with ``XREADGROUP ... >``.
+- A message is ``XACK``ed only after its handler returned SUCCESS or DROP; a RETRY stays
+  pending. Every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
+  its group idle longer than ``processingTimeout`` — those of consumers that died, and its
+  own retries. While a handler runs, its entry's idle time is reset (``XCLAIM ... JUSTID``)
+  so a slow handler is not raced by another consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from tandem.blocks.pubsub._inflight import InFlight
+from tandem.blocks.pubsub.broker import (
+    Feature,
+    Handler,
+    Message,
+    Outcome,
+    PublishEntry,
+    SubscribeOptions,
+)
+from tandem.blocks.registry import ComponentContext, ComponentSpec
+from tandem.blocks.state._meta import ComponentConfigError, as_bool, as_int, as_seconds, lookup
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1000
+
+
+def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
+    md = spec.metadata
+    host_port = lookup(md, "redisHost")
+    if not host_port:
+        raise ComponentConfigError(f"pubsub {spec.name}: metadata redisHost is required")
+    host, _, port = host_port.rpartition(":")
+    if not host:
+        host, port = host_port, "6379"
+    # A blocking pool: a burst of publishes waits for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool(
+        host=host,
+        port=as_int("redisHost port", port, 6379),
+        db=as_int("redisDB", lookup(md, "redisDB"), 0),
+        username=lookup(md, "redisUsername") or None,
+        password=lookup(md, "redisPassword") or None,
+        socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
+        # Reads block up to READ_BLOCK_MS on the server, so the socket waits longer.
+        socket_timeout=max(
+            as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0), READ_BLOCK_MS / 1000 + 5
+        ),
+        max_connections=as_int("poolSize", lookup(md, "poolSize"), 50),
+        timeout=30,
+        **_tls(as_bool(lookup(md, "enableTLS"))),
+    )
+    client = aioredis.Redis(connection_pool=pool, decode_responses=False)
+    max_len = as_int("maxLenApprox", lookup(md, "maxLenApprox"), 0)
+    return RedisPubSub(
+        client,
+        group=lookup(md, "consumerID") or ctx.app_id,
+        concurrency=as_int("concurrency", lookup(md, "concurrency"), 10),
+        processing_timeout=as_seconds("processingTimeout", lookup(md, "processingTimeout"), 60.0),
+        redeliver_interval=as_seconds("redeliverInterval", lookup(md, "redeliverInterval"), 60.0),
+        max_len=max_len or None,
+    )
+
+
+def _tls(enabled: bool) -> dict[str, Any]:
+    return {"connection_class": aioredis.SSLConnection} if enabled else {}
+
+
+def _message(topic: str, entry_id: bytes, fields: Mapping[bytes, bytes], again: int) -> Message:
+    raw_md = fields.get(b"metadata")
+    md = orjson.loads(raw_md) if raw_md else {}
+    return Message(topic, fields.get(b"data", b""), md, entry_id.decode(), again)
+
+
+class _Subscription:
+    def __init__(
+        self, broker: RedisPubSub, topic: str, group: str, handler: Handler, limit: int
+    ) -> None:
+        self._b = broker
+        self._topic = topic
+        self._group = group
+        self._consumer = f"{group}-{uuid.uuid4().hex[:12]}"
+        self._inflight = InFlight(handler, self._settle, limit)
+        self._tasks = [asyncio.create_task(self._read())]
+        if broker.redeliver_interval > 0:
+            self._tasks.append(asyncio.create_task(self._reclaim()))
+        self._tasks.append(asyncio.create_task(self._keep_alive()))
+
+    async def _read(self) -> None:
+        client = self._b.client
+        while True:
+            await self._inflight.wait_free()
+            try:
+                res: Any = await client.xreadgroup(
+                    self._group,
+                    self._consumer,
+                    {self._topic: ">"},
+                    count=self._inflight.free,
+                    block=READ_BLOCK_MS,
+                )
+            except Exception as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    # The stream was deleted under us: recreate the group and go on.
+                    with contextlib.suppress(Exception):
+                        await self._b.ensure_group(self._topic, self._group)
+                    continue
+                log.warning("redis read of %s failed, retrying: %s", self._topic, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in res or ():
+                for entry_id, fields in entries:
+                    self._inflight.start(_message(self._topic, entry_id, fields, 0))
+
+    async def _reclaim(self) -> None:
+        client = self._b.client
+        idle_ms = int(self._b.processing_timeout * 1000)
+        while True:
+            await asyncio.sleep(self._b.redeliver_interval)
+            start: Any = "0-0"
+            try:
+                while self._inflight.free > 0:
+                    held = {m.id for m in self._inflight.messages()}
+                    res = await client.xautoclaim(
+                        self._topic,
+                        self._group,
+                        self._consumer,
+                        idle_ms,
+                        start_id=start,
+                        count=self._inflight.free,
+                    )
+                    start, entries = res[0], res[1]
+                    deleted = res[2] if len(res) > 2 else []
+                    if deleted:  # trimmed away while pending: nothing left to deliver
+                        await client.xack(self._topic, self._group, *deleted)
+                    for entry_id, fields in entries:
+                        if fields is None or entry_id.decode() in held:
+                            continue
+                        self._inflight.start(_message(self._topic, entry_id, fields, 1))
+                    if start in (b"0-0", "0-0"):
+                        break
+            except Exception as exc:
+                log.warning("redis reclaim on %s failed: %s", self._topic, exc)
+
+    async def _keep_alive(self) -> None:
+        """Reset the idle time of entries whose handlers still run (they are not dead)."""
+        client = self._b.client
+        every = max(self._b.processing_timeout / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            ids: list[Any] = [m.id for m in self._inflight.messages()]
+            if not ids:
+                continue
+            with contextlib.suppress(Exception):
+                await client.xclaim(self._topic, self._group, self._consumer, 0, ids, justid=True)
+
+    async def _settle(self, msg: Message, outcome: Outcome) -> None:
+        if outcome is not Outcome.RETRY:
+            await self._b.client.xack(self._topic, self._group, msg.id)
+
+    async def close(self, grace: float = 5.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # What is left stays pending; another consumer reclaims it after processingTimeout.
+        await self._inflight.drain(grace)
+        self._b.forget(self)
+
+
+class RedisPubSub:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        group: str,
+        concurrency: int = 10,
+        processing_timeout: float = 60.0,
+        redeliver_interval: float = 60.0,
+        max_len: int | None = None,
+    ) -> None:
+        self.client = client
+        self._default_group = group
+        self._concurrency = concurrency
+        self.processing_timeout = processing_timeout
+        self.redeliver_interval = redeliver_interval
+        self._max_len = max_len
+        self._subs: list[_Subscription] = []
+
+    @property
+    def features(self) -> frozenset[Feature]:
+        return frozenset({Feature.BULK_PUBLISH})
+
+    def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
+        return {"data": data, "metadata": orjson.dumps(dict(metadata))}
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        await self.client.xadd(
+            topic, self._fields(data, metadata), maxlen=self._max_len, approximate=True
+        )
+
+    async def bulk_publish(self, topic: str, entries: Sequence[PublishEntry]) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for e in entries:
+            pipe.xadd(
+                topic, self._fields(e.data, e.metadata), maxlen=self._max_len, approximate=True
+            )
+        results = await pipe.execute(raise_on_error=False)
+        return [
+            e.entry_id for e, r in zip(entries, results, strict=True) if isinstance(r, Exception)
+        ]
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        try:
+            await self.client.xgroup_create(topic, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def subscribe(
+        self, topic: str, handler: Handler, options: SubscribeOptions
+    ) -> _Subscription:
+        group = options.group or self._default_group
+        await self.ensure_group(topic, group)
+        limit = as_int("concurrency", lookup(options.metadata, "concurrency"), self._concurrency)
+        sub = _Subscription(self, topic, group, handler, limit)
+        self._subs.append(sub)
+        return sub
+
+    def forget(self, sub: _Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    async def close(self) -> None:
+        for sub in list(self._subs):
+            await sub.close(0)
+        await self.client.aclose()
