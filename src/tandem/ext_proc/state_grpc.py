@@ -128,6 +128,20 @@ async def execute_state_transaction(
     return empty_pb2.Empty()
 
 
+async def query_state_alpha1(
+    service: StateService, request: state_pb2.QueryStateRequest
+) -> state_pb2.QueryStateResponse:
+    result = await service.query(request.store_name, request.query, dict(request.metadata))
+    return state_pb2.QueryStateResponse(
+        results=[
+            state_pb2.QueryStateItem(key=i.key, data=i.data, etag=i.etag or "")
+            for i in result.items
+        ],
+        token=result.token,
+        metadata=dict(result.metadata or {}),
+    )
+
+
 def _set_request(item: common_pb2.StateItem) -> SetRequest:
     concurrency, consistency = _options(item.options if item.HasField("options") else None)
     return SetRequest(
@@ -191,4 +205,5 @@ def rpcs(service: StateService) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         "DeleteState": lambda r: delete_state(service, r),
         "DeleteBulkState": lambda r: delete_bulk_state(service, r),
         "ExecuteStateTransaction": lambda r: execute_state_transaction(service, r),
+        "QueryStateAlpha1": lambda r: query_state_alpha1(service, r),
     }

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from tandem.blocks.errors import DaprError
+from tandem.blocks.state.query import QueryItem
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import (
     BulkGetItem,
@@ -38,6 +39,7 @@ def register(router: Router, service: StateService) -> None:
     router.add(("POST", "PUT"), base, api.save)
     router.add(("POST", "PUT"), base + "/bulk", api.bulk_get)
     router.add(("POST", "PUT"), base + "/transaction", api.transaction)
+    router.add(("POST", "PUT"), "/v1.0-alpha1/state/{store}/query", api.query)
     # The router matches a literal segment before a parameter and then stops, so GET and
     # DELETE of keys literally named "bulk" or "transaction" need their own routes.
     for literal in ("bulk", "transaction"):
@@ -149,6 +151,19 @@ class _StateHttp:
         if ops:
             await self._service.transact(store, ops, metadata)
         return ApiResponse.empty(204)
+
+    async def query(self, req: ApiRequest) -> ApiResponse:
+        store = req.params["store"]
+        self._service.querier(store)
+        result = await self._service.query(store, req.body, req.query_metadata())
+        if not result.items:
+            return ApiResponse.empty(204)
+        out: dict[str, object] = {"results": [_query_item(i) for i in result.items]}
+        if result.token:
+            out["token"] = result.token
+        if result.metadata:
+            out["metadata"] = dict(result.metadata)
+        return ApiResponse.json(out)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -267,6 +282,13 @@ def _bulk_item(item: BulkGetItem) -> dict[str, object]:
         out["etag"] = resp.etag
     if resp.metadata:
         out["metadata"] = dict(resp.metadata)
+    return out
+
+
+def _query_item(item: QueryItem) -> dict[str, object]:
+    out: dict[str, object] = {"key": item.key, "data": _json_data(item.data)}
+    if item.etag:
+        out["etag"] = item.etag
     return out
 
 

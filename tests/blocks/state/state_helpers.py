@@ -11,6 +11,9 @@ from tandem.blocks.state.service import StateService
 
 STORE = "store"
 
+# The store kinds (conftest.py ``store_kind``) that declare QUERY_API.
+QUERY_KINDS = ("sqlite", "postgresql", "in-memory")
+
 MakeService = Callable[..., Awaitable[StateService]]
 
 

@@ -1,7 +1,8 @@
 """The state conformance suite: every state component must pass it against its real backend.
 
 Runs through StateService (so Dapr's rules are part of what is checked) for each
-``store_kind``: an on-disk SQLite file and a real redis-server.
+``store_kind`` (see conftest.py): an on-disk SQLite file, a real redis-server, a real
+PostgreSQL (v1 and v2) and the in-memory store. Query semantics: test_state_query.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 from collections.abc import Awaitable
 
 import pytest
-from state_helpers import STORE, MakeService, eventually
+from state_helpers import QUERY_KINDS, STORE, MakeService, eventually
 
 from tandem.blocks.errors import DaprError
 from tandem.blocks.state.service import StateService
@@ -341,14 +342,12 @@ async def test_empty_and_separator_keys_are_rejected_before_the_store(
 
 
 async def test_store_declares_etag_transactional_ttl_and_is_an_actor_store(
-    svc: StateService,
+    svc: StateService, store_kind: str
 ) -> None:
-    assert svc.features(STORE) == {
-        Feature.ETAG,
-        Feature.TRANSACTIONAL,
-        Feature.TTL,
-        Feature.ACTOR,
-    }
+    expected = {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.ACTOR}
+    if store_kind in QUERY_KINDS:
+        expected.add(Feature.QUERY_API)
+    assert svc.features(STORE) == expected
 
 
 async def test_concurrent_first_write_updaters_never_lose_an_update(

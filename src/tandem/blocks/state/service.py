@@ -19,7 +19,13 @@ import grpc
 
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
-from tandem.blocks.state.keys import KeyScheme
+from tandem.blocks.state.keys import SEPARATOR, KeyScheme
+from tandem.blocks.state.query import (
+    QueryError,
+    QueryRequest,
+    QueryResult,
+    parse_query,
+)
 from tandem.blocks.state.store import (
     BulkGetItem,
     Consistency,
@@ -29,6 +35,7 @@ from tandem.blocks.state.store import (
     Feature,
     GetRequest,
     GetResponse,
+    Querier,
     SetRequest,
     StateStore,
     TransactionOperation,
@@ -219,6 +226,44 @@ class StateService:
                 etag_status=False,
             ) from exc
 
+    def querier(self, name: str) -> tuple[StateComponent, Querier]:
+        """The named store if it answers the query API (checked before the query is read)."""
+        comp = self.component(name)
+        store = comp.store
+        if Feature.QUERY_API not in store.features or not isinstance(store, Querier):
+            raise DaprError(
+                "ERR_STATE_STORE_NOT_SUPPORTED",
+                "state store does not support querying",
+                info=ErrorInfo(
+                    reason="DAPR_STATE_QUERYING_NOT_SUPPORTED",
+                    resource_type="state",
+                    resource_name=name,
+                ),
+            )
+        return comp, store
+
+    async def query(
+        self, store: str, query: str | bytes, metadata: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        """Run the query text an app sent; result keys are *user* keys. Like Dapr, a query
+        that can't be parsed and one the store fails both are ``ERR_STATE_QUERY`` (500)."""
+        comp, querier = self.querier(store)
+        try:
+            parsed = parse_query(query)
+        except QueryError as exc:
+            raise _query_failed(store, str(exc)) from None
+        prefix = None if comp.keys.prefix is None else comp.keys.prefix + SEPARATOR
+        try:
+            result = await querier.query(QueryRequest(parsed, prefix, metadata or {}))
+        except Exception as exc:
+            log.warning("query on state store %s failed: %s", store, exc, exc_info=exc)
+            raise _query_failed(store, str(exc)) from exc
+        if prefix is None:
+            return result
+        cut = len(prefix)
+        items = tuple(dataclasses.replace(i, key=i.key[cut:]) for i in result.items)
+        return dataclasses.replace(result, items=items)
+
     async def close(self) -> None:
         for comp in self._components.values():
             try:
@@ -268,6 +313,16 @@ class StateService:
         if not isinstance(first, Exception):
             raise first
         raise _failure(code, prefix, first) from first
+
+
+def _query_failed(store: str, detail: str) -> DaprError:
+    return DaprError(
+        "ERR_STATE_QUERY",
+        f"failed query in state store {store}: {detail}",
+        info=ErrorInfo(
+            reason="DAPR_STATE_QUERY_FAILED", resource_type="state", resource_name=store
+        ),
+    )
 
 
 def _failure(code: str, prefix: str, exc: Exception, *, etag_status: bool = True) -> DaprError:

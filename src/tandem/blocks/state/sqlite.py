@@ -9,6 +9,8 @@ Concurrency model:
 - Etags are integer versions drawn from one counter per table (in the same transaction),
   so a key deleted and re-created never repeats an etag a client may still hold.
 - Expired rows are invisible to every read and check; a periodic task deletes them.
+- ``is_json`` flags values that are JSON documents; the query API (compiled to SQL by
+  :mod:`.query_sql`) only looks inside those.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from typing import TypeVar
 
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state._meta import ComponentConfigError, as_seconds, lookup
+from tandem.blocks.state.query import (
+    QueryItem,
+    QueryRequest,
+    QueryResult,
+    json_document,
+    next_token,
+)
+from tandem.blocks.state.query_sql import sqlite_select
 from tandem.blocks.state.store import (
     BulkGetItem,
     DeleteRequest,
@@ -77,7 +87,7 @@ class SqliteStateStore:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
+        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
 
     async def get(self, req: GetRequest) -> GetResponse:
         items = await self._call(self._read, [req.key])
@@ -97,6 +107,9 @@ class SqliteStateStore:
         self, ops: Sequence[TransactionOperation], metadata: Mapping[str, str]
     ) -> None:
         await self._write(ops)
+
+    async def query(self, req: QueryRequest) -> QueryResult:
+        return await self._call(self._query, req)
 
     async def close(self) -> None:
         if self._closed:
@@ -159,8 +172,13 @@ class SqliteStateStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 f'CREATE TABLE IF NOT EXISTS "{t}" (key TEXT NOT NULL PRIMARY KEY, '
-                "value BLOB NOT NULL, version INTEGER NOT NULL, expires_at REAL) WITHOUT ROWID"
+                "value BLOB NOT NULL, version INTEGER NOT NULL, expires_at REAL, "
+                "is_json INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
             )
+            columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{t}")')}
+            if "is_json" not in columns:  # a table from before the query API
+                conn.execute(f'ALTER TABLE "{t}" ADD COLUMN is_json INTEGER NOT NULL DEFAULT 0')
+                conn.execute(f'UPDATE "{t}" SET is_json = json_valid(CAST(value AS TEXT))')
             conn.execute(
                 f'CREATE INDEX IF NOT EXISTS "{t}_expires" ON "{t}"(expires_at) '
                 "WHERE expires_at IS NOT NULL"
@@ -236,11 +254,21 @@ class SqliteStateStore:
         ).fetchone()
         expires = now + op.ttl if op.ttl is not None and op.ttl > 0 else None
         conn.execute(
-            f'INSERT INTO "{t}" (key, value, version, expires_at) VALUES (?, ?, ?, ?) '
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
-            "version = excluded.version, expires_at = excluded.expires_at",
-            (op.key, op.value, version, expires),
+            f'INSERT INTO "{t}" (key, value, version, expires_at, is_json) '
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "version = excluded.version, expires_at = excluded.expires_at, "
+            "is_json = excluded.is_json",
+            (op.key, op.value, version, expires, json_document(op.value)),
         )
+
+    def _query(self, req: QueryRequest) -> QueryResult:
+        conn = self._connection()
+        sql, params = sqlite_select(self._table, req.query, req.key_prefix, time.time())
+        items = tuple(
+            QueryItem(key, bytes(value), str(version))
+            for key, value, version in conn.execute(sql, params)
+        )
+        return QueryResult(items, next_token(req.query, len(items)))
 
     def _purge(self) -> int:
         conn = self._connection()

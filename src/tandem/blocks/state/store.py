@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from tandem.blocks.state.query import QueryRequest, QueryResult
+
 
 class Feature(StrEnum):
     """Capabilities a state component declares; the strings are Dapr's (metadata API)."""
@@ -150,3 +152,12 @@ class StateStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Querier(Protocol):
+    """A store that also answers the query API (and declares ``Feature.QUERY_API``)."""
+
+    async def query(self, req: QueryRequest) -> QueryResult:
+        """Run a parsed query over the live keys starting with ``req.key_prefix``."""
+        ...
