@@ -205,3 +205,45 @@ async def test_transaction_on_unknown_store_is_invalid_argument(svc: StateServic
         grpc.StatusCode.INVALID_ARGUMENT,
         state_grpc.execute_state_transaction(svc, req),
     )
+
+
+# -- query (alpha) ----------------------------------------------------------------------
+
+
+def query(text: str | bytes, store: str = "store") -> state_pb2.QueryStateRequest:
+    raw = text if isinstance(text, str) else text.decode()
+    return state_pb2.QueryStateRequest(store_name=store, query=raw, metadata={"m": "v"})
+
+
+async def test_query_returns_raw_bytes_etags_and_token(svc: StateService) -> None:
+    await save(svc, item("a", b'{"n": 1}'), item("b", b'{"n": 2}'), item("c", b'{"n": 3}'))
+    await save(svc, item("raw", b"\x00\xff"))
+    text = '{"filter": {"GT": {"n": 1}}, "sort": [{"key": "n"}], "page": {"limit": 1}}'
+    resp = await state_grpc.query_state_alpha1(svc, query(text))
+    assert [(i.key, i.data) for i in resp.results] == [("b", b'{"n": 2}')]
+    assert resp.results[0].etag == (await get(svc, "b")).etag and resp.token == "1"
+    everything = await state_grpc.query_state_alpha1(svc, query("{}"))
+    assert {i.key: i.data for i in everything.results}["raw"] == b"\x00\xff"
+
+
+async def test_query_with_no_results_is_an_empty_response(svc: StateService) -> None:
+    resp = await state_grpc.query_state_alpha1(svc, query('{"filter": {"EQ": {"n": 9}}}'))
+    assert resp == state_pb2.QueryStateResponse()
+
+
+async def test_malformed_query_is_internal_err_state_query(svc: StateService) -> None:
+    await expect(
+        "ERR_STATE_QUERY", grpc.StatusCode.INTERNAL, state_grpc.query_state_alpha1(svc, query("{"))
+    )
+
+
+async def test_query_of_unknown_store_is_invalid_argument(svc: StateService) -> None:
+    await expect(
+        "ERR_STATE_STORE_NOT_FOUND",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        state_grpc.query_state_alpha1(svc, query("{}", store="nope")),
+    )
+
+
+def test_query_rpc_is_in_the_rpc_table(svc: StateService) -> None:
+    assert "QueryStateAlpha1" in state_grpc.rpcs(svc)

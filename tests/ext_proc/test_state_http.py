@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from servers import RedisServer, redis_server  # noqa: F401  (fixture re-export)
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import SetRequest
@@ -385,3 +386,80 @@ async def test_malformed_transaction_returns_400(api: Api, body: object) -> None
 async def test_empty_transaction_returns_204(api: Api) -> None:
     resp = await api.call("POST", f"{BASE}/transaction", {"operations": []})
     assert resp.status == 204
+
+
+# -- query (alpha) ----------------------------------------------------------------------
+
+QUERY = "/v1.0-alpha1/state/store/query"
+
+
+async def test_query_returns_results_with_embedded_json_data_etags_and_token(api: Api) -> None:
+    await api.call(
+        "POST",
+        BASE,
+        [
+            {"key": k, "value": {"n": n, "team": "a" if n % 2 else "b"}}
+            for k, n in [("x", 1), ("y", 2), ("z", 3), ("w", 5)]
+        ],
+    )
+    await api.service.save("store", [SetRequest("raw", b"not json")])
+    query = {
+        "filter": {"EQ": {"team": "a"}},
+        "sort": [{"key": "n", "order": "DESC"}],
+        "page": {"limit": 2},
+    }
+    resp = await api.call("POST", QUERY, query, query="metadata.contentType=application/json")
+    assert (resp.status, resp.content_type) == (200, b"application/json")
+    body = orjson.loads(resp.body)
+    etag_w = (await api.service.get("store", "w")).etag
+    assert body["results"][0] == {"key": "w", "data": {"n": 5, "team": "a"}, "etag": etag_w}
+    assert [r["key"] for r in body["results"]] == ["w", "z"]
+    assert body["token"] == "2"
+    query["page"]["token"] = body["token"]
+    rest = orjson.loads((await api.call("PUT", QUERY, query)).body)
+    assert [r["key"] for r in rest["results"]] == ["x"] and "token" not in rest
+    everything = orjson.loads((await api.call("POST", QUERY, {})).body)
+    assert {r["key"]: r["data"] for r in everything["results"]}["raw"] == "not json"
+
+
+async def test_query_with_no_results_returns_204(api: Api) -> None:
+    resp = await api.call("POST", QUERY, {"filter": {"EQ": {"a": 1}}})
+    assert (resp.status, resp.body) == (204, b"")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{oops", b"[]", b'{"filter": {"LIKE": {"a": 1}}}', b'{"page": {"token": "t"}}'],
+    ids=repr,
+)
+async def test_malformed_query_returns_500_err_state_query_with_reason(
+    api: Api, raw: bytes
+) -> None:
+    resp = await api.call("POST", QUERY, raw=raw)
+    assert (resp.status, error_code(resp)) == (500, "ERR_STATE_QUERY")
+    assert orjson.loads(resp.body)["details"][0]["reason"] == "DAPR_STATE_QUERY_FAILED"
+
+
+async def test_query_of_unknown_store_returns_400(api: Api) -> None:
+    resp = await api.call("POST", "/v1.0-alpha1/state/nope/query", raw=b"{oops")
+    assert (resp.status, error_code(resp)) == (400, "ERR_STATE_STORE_NOT_FOUND")
+
+
+async def test_query_on_redis_returns_500_not_supported(request: pytest.FixtureRequest) -> None:
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    spec = ComponentSpec("cache", "state.redis", metadata={"redisHost": redis.address})
+    service = StateService.from_specs([spec], ComponentContext(app_id="app"))
+    try:
+        resp = await api_for(service).call("POST", "/v1.0-alpha1/state/cache/query", {})
+    finally:
+        await service.close()
+    assert (resp.status, error_code(resp)) == (500, "ERR_STATE_STORE_NOT_SUPPORTED")
+    body = orjson.loads(resp.body)
+    assert body["message"] == "state store does not support querying"
+    assert body["details"][0]["reason"] == "DAPR_STATE_QUERYING_NOT_SUPPORTED"
+
+
+async def test_get_and_delete_still_reach_keys_named_query(api: Api) -> None:
+    await api.call("POST", BASE, [{"key": "query", "value": 1}])
+    assert (await api.call("GET", f"{BASE}/query")).body == b"1"
+    assert (await api.call("DELETE", f"{BASE}/query")).status == 204
