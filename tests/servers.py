@@ -89,49 +89,81 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
+class RedisProcess:
+    """A throwaway ``redis-server`` (no persistence) that can be stopped and started again
+    on the same port, so tests can take Redis away under load and bring it back."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> RedisServer:
+        return RedisServer("127.0.0.1", self.port)
+
+    def start(self, port: int | None = None) -> None:
+        """Start on ``port`` (default: the previous one, else a free one); fail at the deadline."""
+        self.port = port or self.port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / f"redis-{self.port}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [
+                    str(redis_server_binary()),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._proc = proc
+        try:
+            wait_until(
+                lambda: _redis_ping(self.port),
+                deadline_s=STARTUP_DEADLINE_S,
+                what=f"redis-server on port {self.port}",
+                alive=lambda: proc.poll() is None,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop(proc)
+
+
 @contextlib.contextmanager
 def run_redis(workdir: Path) -> Iterator[RedisServer]:
     """Run a throwaway ``redis-server`` (no persistence) until the block exits."""
-    binary = redis_server_binary()
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_redis_process(workdir) as redis:
+        yield redis.server
+
+
+@contextlib.contextmanager
+def run_redis_process(workdir: Path) -> Iterator[RedisProcess]:
+    """A started :class:`RedisProcess` on a free port, stopped when the block exits."""
+    redis = RedisProcess(workdir)
     last_error: Exception | None = None
     for _attempt in range(3):  # another process may grab the free port before us
-        port = free_port()
-        log = (workdir / f"redis-{port}.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
         try:
-            wait_until(
-                lambda port=port: _redis_ping(port),  # type: ignore[misc]
-                deadline_s=STARTUP_DEADLINE_S,
-                what=f"redis-server on port {port}",
-                alive=lambda proc=proc: proc.poll() is None,  # type: ignore[misc]
-            )
+            redis.start(free_port())
         except RuntimeError as exc:
             last_error = exc
-            _stop(proc)
-            log.close()
             continue
         try:
-            yield RedisServer("127.0.0.1", port)
+            yield redis
         finally:
-            _stop(proc)
-            log.close()
+            redis.stop()
         return
     raise RuntimeError(f"could not start redis-server: {last_error}")
 
@@ -214,6 +246,10 @@ class PostgresProcess:
     @property
     def server(self) -> PostgresServer:
         return PostgresServer("127.0.0.1", self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def init(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

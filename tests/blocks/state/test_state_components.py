@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from state_helpers import STORE, eventually
 
-from servers import RedisServer
+from servers import PostgresServer, RedisServer, free_port
+from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state._meta import ComponentConfigError
+from tandem.blocks.state.memory import MemoryStateStore
+from tandem.blocks.state.postgresql import PostgresStateStore, connect_args
+from tandem.blocks.state.postgresql import create as create_pg
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.sqlite import SqliteStateStore
 from tandem.blocks.state.sqlite import create as create_sqlite
-from tandem.blocks.state.store import SetRequest
+from tandem.blocks.state.store import Feature, SetRequest
 
 CTX = ComponentContext(app_id="app")
 
@@ -72,3 +79,200 @@ async def test_redis_component_ttl_default_applies_unless_the_request_says_other
     finally:
         await client.aclose()
         await svc.close()
+
+
+# -- sqlite: tables from before the query API --------------------------------------------
+
+
+async def test_sqlite_table_without_the_json_flag_is_migrated_and_queryable(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE state (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, "
+            "version INTEGER NOT NULL, expires_at REAL) WITHOUT ROWID"
+        )
+        conn.execute("CREATE TABLE state_meta (name TEXT NOT NULL PRIMARY KEY, value INTEGER)")
+        conn.execute("INSERT INTO state_meta VALUES ('version', 7)")
+        conn.execute("INSERT INTO state VALUES ('app||j', CAST('{\"v\": 1}' AS BLOB), 7, NULL)")
+        conn.execute("INSERT INTO state VALUES ('app||t', CAST('text' AS BLOB), 6, NULL)")
+    spec = ComponentSpec(STORE, "state.sqlite", metadata={"connectionString": str(db)})
+    svc = StateService.from_specs([spec], CTX)
+    try:
+        result = await svc.query(STORE, b'{"filter": {"EQ": {"v": 1}}}')
+        assert [(i.key, i.etag) for i in result.items] == [("j", "7")]
+        assert len((await svc.query(STORE, b"{}")).items) == 2
+    finally:
+        await svc.close()
+
+
+# -- postgresql -------------------------------------------------------------------------
+
+
+def test_postgresql_connection_string_forms() -> None:
+    url = connect_args({"connectionString": "postgres://u:p@db:5433/x"}, 20)
+    assert url == {"dsn": "postgres://u:p@db:5433/x", "timeout": 10.0}
+    kv = connect_args(
+        {
+            "ConnectionString": "host=db port=5433 user=u password='p w' dbname=x "
+            "sslmode=disable connect_timeout=3",
+            "database": "ignored",
+        },
+        20,
+    )
+    assert kv == {
+        "host": "db",
+        "port": 5433,
+        "user": "u",
+        "password": "p w",
+        "database": "x",
+        "ssl": False,
+        "timeout": 3.0,
+    }
+    fields = connect_args({"host": "db", "user": "u", "password": "p", "database": "x"}, 5)
+    assert fields == {"host": "db", "user": "u", "password": "p", "database": "x", "timeout": 5.0}
+    for bad in ({}, {"connectionString": "host"}, {"connectionString": "host='db"}):
+        with pytest.raises(ComponentConfigError):
+            connect_args(bad, 20)
+
+
+@pytest.mark.parametrize("name", ['x"; DROP TABLE y', "a.b.c", "1abc", ""])
+def test_postgresql_table_names_must_be_plain_identifiers(name: str) -> None:
+    md = {"connectionString": "postgres://db/x", "tableName": name or "."}
+    with pytest.raises(ComponentConfigError):
+        create_pg(ComponentSpec(STORE, "state.postgresql", metadata=md), CTX)
+
+
+def pg_service(
+    pg: PostgresServer, version: str = "v1", app: str | None = None, **metadata: str
+) -> StateService:
+    md = {"connectionString": pg.url} | metadata
+    ctx = ComponentContext(app_id=app or f"app-{uuid.uuid4().hex[:12]}")
+    return StateService.from_specs([ComponentSpec(STORE, "state.postgresql", version, md)], ctx)
+
+
+async def pg_fetch(pg: PostgresServer, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_postgresql_cleanup_only_reclaims_rows_reads_already_hide(
+    postgres_server: PostgresServer,
+) -> None:
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    svc = pg_service(postgres_server, tableName=table, cleanupInterval="0")
+    try:
+        await svc.save(STORE, [SetRequest("k", b"1", metadata={"ttlInSeconds": "1"})])
+        await svc.save(STORE, [SetRequest("keep", b"1")])
+
+        async def expired() -> bool:
+            return (await svc.get(STORE, "k")).data is None
+
+        await eventually(expired)
+        assert len(await pg_fetch(postgres_server, f'SELECT key FROM "{table}"')) == 2
+        store = svc.components[STORE].store
+        assert isinstance(store, PostgresStateStore)
+        assert await store.purge_expired() == 1
+        rows = await pg_fetch(postgres_server, f'SELECT key FROM "{table}"')
+        assert [r["key"] for r in rows] == [svc.components[STORE].keys.stored("keep")]
+    finally:
+        await svc.close()
+
+
+async def test_postgresql_periodic_cleanup_runs_on_its_own(postgres_server: PostgresServer) -> None:
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    svc = pg_service(
+        postgres_server, tableName=table, metadataTableName=f"{table}_meta", cleanupInterval="0.2"
+    )
+    try:
+        await svc.save(STORE, [SetRequest("k", b"1", metadata={"ttlInSeconds": "1"})])
+
+        async def swept() -> bool:
+            return not await pg_fetch(postgres_server, f'SELECT key FROM "{table}"')
+
+        await eventually(swept)
+        meta = await pg_fetch(postgres_server, f'SELECT key FROM "{table}_meta"')
+        assert [r["key"] for r in meta] == [f"last-cleanup-{table}"]
+    finally:
+        await svc.close()
+
+
+async def test_postgresql_schema_qualified_table_and_v2_keeps_bytes_only(
+    postgres_server: PostgresServer,
+) -> None:
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    await pg_fetch(postgres_server, f'CREATE SCHEMA "{schema}"')
+    v1 = pg_service(postgres_server, tableName=f"{schema}.v1")
+    v2 = pg_service(postgres_server, "v2", tableName=f"{schema}.v2")
+    try:
+        for svc in (v1, v2):
+            await svc.save(STORE, [SetRequest("j", b'{"a": 1}'), SetRequest("b", b"\xff")])
+            assert (await svc.get(STORE, "j")).data == b'{"a": 1}'
+        flags = {
+            name: [
+                r["value_json"]
+                for r in await pg_fetch(
+                    postgres_server, f'SELECT value_json FROM "{schema}"."{name}" ORDER BY key'
+                )
+            ]
+            for name in ("v1", "v2")
+        }
+        assert flags == {"v1": [None, '{"a": 1}'], "v2": [None, None]}
+        assert Feature.QUERY_API in v1.features(STORE)
+        assert Feature.QUERY_API not in v2.features(STORE)
+    finally:
+        await v1.close()
+        await v2.close()
+
+
+async def test_postgresql_uses_one_bounded_pool_per_component(
+    postgres_server: PostgresServer,
+) -> None:
+    svc = pg_service(postgres_server, maxConns="3")
+    store = svc.components[STORE].store
+    assert isinstance(store, PostgresStateStore)
+    try:
+        await svc.save(STORE, [SetRequest("k", b"1")])
+        pool = store._pool
+        await asyncio.gather(*(svc.get(STORE, "k") for _ in range(100)))
+        assert store._pool is pool and pool is not None and pool.get_size() <= 3
+    finally:
+        await svc.close()
+
+
+async def test_postgresql_component_loads_while_the_database_is_down() -> None:
+    md = {"connectionString": f"postgres://postgres@127.0.0.1:{free_port()}/x", "timeout": "2s"}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.postgresql", metadata=md)], CTX)
+    try:
+        with pytest.raises(DaprError) as info:
+            await svc.get(STORE, "k")
+        assert (info.value.error_code, info.value.http_status) == ("ERR_STATE_GET", 500)
+        with pytest.raises(DaprError) as info:
+            await svc.query(STORE, b"{}")
+        assert (info.value.error_code, info.value.http_status) == ("ERR_STATE_QUERY", 500)
+    finally:
+        await svc.close()
+
+
+# -- in-memory --------------------------------------------------------------------------
+
+
+async def test_in_memory_components_are_separate_and_purge_expired_entries() -> None:
+    a = StateService.from_specs([ComponentSpec(STORE, "state.in-memory")], CTX)
+    b = StateService.from_specs([ComponentSpec(STORE, "state.in-memory")], CTX)
+    await a.save(STORE, [SetRequest("k", b"1", metadata={"ttlInSeconds": "1"})])
+    assert (await b.get(STORE, "k")).data is None
+
+    async def expired() -> bool:
+        return (await a.get(STORE, "k")).data is None
+
+    await eventually(expired)
+    store = a.components[STORE].store
+    assert isinstance(store, MemoryStateStore)
+    assert store.purge_expired() == 1
+    await a.close()
+    await b.close()

@@ -181,20 +181,14 @@ async def test_value_with_ttl_expires(svc: StateService) -> None:
     assert await value(svc, "k") == b"2"
 
 
-async def test_ttl_minus_one_clears_an_earlier_ttl(svc: StateService) -> None:
-    await svc.save(STORE, [SetRequest("k", b"1", metadata=ttl(1))])
-    await svc.save(STORE, [SetRequest("k", b"2", metadata=ttl(-1))])
+async def test_ttl_minus_one_or_no_ttl_makes_an_earlier_ttl_permanent(svc: StateService) -> None:
+    await svc.save(
+        STORE, [SetRequest("a", b"1", metadata=ttl(1)), SetRequest("b", b"1", metadata=ttl(1))]
+    )
+    await svc.save(STORE, [SetRequest("a", b"2", metadata=ttl(-1)), SetRequest("b", b"2")])
     await svc.save(STORE, [SetRequest("witness", b"w", metadata=ttl(1))])
     await eventually(lambda: _is_gone(svc, "witness"))
-    assert await value(svc, "k") == b"2"
-
-
-async def test_save_without_ttl_after_ttl_makes_the_value_permanent(svc: StateService) -> None:
-    await svc.save(STORE, [SetRequest("k", b"1", metadata=ttl(1))])
-    await svc.save(STORE, [SetRequest("k", b"2")])
-    await svc.save(STORE, [SetRequest("witness", b"w", metadata=ttl(1))])
-    await eventually(lambda: _is_gone(svc, "witness"))
-    assert await value(svc, "k") == b"2"
+    assert [await value(svc, "a"), await value(svc, "b")] == [b"2", b"2"]
 
 
 @pytest.mark.parametrize("bad", ["soon", "1.5", "-2", str(2**31)])
@@ -251,6 +245,18 @@ async def test_transaction_with_one_stale_etag_writes_nothing(svc: StateService)
     ]
     await expect_error("ERR_STATE_TRANSACTION", 500, svc.transact(STORE, ops))
     assert [await value(svc, k) for k in ("a", "b", "c")] == [b"1", b"2", b"1"]
+
+
+async def test_transaction_failing_at_its_last_operation_leaves_no_partial_write(
+    svc: StateService,
+) -> None:
+    await svc.save(STORE, [SetRequest("d0", b"old"), SetRequest("last", b"1")])
+    ops: list[TransactionOperation] = [SetRequest(f"u{i}", b"new") for i in range(20)]
+    ops += [DeleteRequest("d0"), SetRequest("d0", b"again"), SetRequest("last", b"2", "424242")]
+    await expect_error("ERR_STATE_TRANSACTION", 500, svc.transact(STORE, ops))
+    items = await svc.bulk_get(STORE, [f"u{i}" for i in range(20)])
+    assert all(i.response is not None and i.response.data is None for i in items)
+    assert [await value(svc, "d0"), await value(svc, "last")] == [b"old", b"1"]
 
 
 async def test_transaction_with_first_write_on_existing_key_writes_nothing(
