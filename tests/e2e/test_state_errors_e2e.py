@@ -213,15 +213,10 @@ WRONG_TYPES = {
     "save body is an object": ("", {"key": KEY, "value": 1}),
     "key is a number": ("", [{"key": KEY, "value": 1}, {"key": 7, "value": 1}]),
     "key is missing": ("", [{"key": KEY, "value": 1}, {"value": 1}]),
-    "value is missing": ("", [{"key": KEY, "value": 1}, {"key": "other"}]),
     "etag is a number": ("", [{"key": KEY, "value": 1}, {"key": "o", "value": 1, "etag": 3}]),
     "options is a string": (
         "",
         [{"key": KEY, "value": 1}, {"key": "o", "value": 1, "options": "x"}],
-    ),
-    "concurrency is unknown": (
-        "",
-        [{"key": KEY, "value": 1}, {"key": "o", "value": 1, "options": {"concurrency": "any"}}],
     ),
     "metadata value is a number": (
         "",
