@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tandem import RUNTIME_VERSION
@@ -14,6 +14,18 @@ class ComponentInfo:
     type: str
     version: str
     capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """One active pub/sub subscription; ``type`` is DECLARATIVE, PROGRAMMATIC or STREAMING."""
+
+    pubsub_name: str
+    topic: str
+    rules: tuple[tuple[str, str], ...]  # (match, path); "" matches everything
+    type: str
+    dead_letter_topic: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,7 @@ class Metadata:
     extended: dict[str, str]
     app: AppConnection
     enabled_features: tuple[str, ...] = ()
+    subscriptions: tuple[SubscriptionInfo, ...] = ()
 
 
 @dataclass(slots=True)
@@ -42,6 +55,7 @@ class MetadataService:
     components: Sequence[ComponentInfo] = ()
     app: AppConnection = field(default_factory=lambda: AppConnection(port=None))
     enabled_features: tuple[str, ...] = ()
+    subscriptions: Sequence[SubscriptionInfo] = ()
     # PUT /v1.0/metadata/{key} lands here; in memory only, as in Dapr.
     _extended: dict[str, str] = field(default_factory=dict)
 
@@ -57,4 +71,5 @@ class MetadataService:
             extended=extended,
             app=self.app,
             enabled_features=self.enabled_features,
+            subscriptions=tuple(self.subscriptions),
         )

@@ -22,6 +22,21 @@ spec:
     value: "true"
 """
 
+DEFAULT_PUBSUB = """\
+# Written by `tandem run` on first use: the embedded default pub/sub. One SQLite file
+# shared by every sidecar on this machine; consumer groups are app ids.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: "{path}"
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Home:
@@ -64,10 +79,14 @@ class Home:
         """The embedded defaults (like `dapr init` writes), created once and then left alone."""
         folder = self.default_resources
         folder.mkdir(parents=True, exist_ok=True)
-        statestore = folder / "statestore.yaml"
-        if not statestore.exists():
-            db = self.root / "state.db"
-            tmp = statestore.with_suffix(".tmp")
-            tmp.write_text(DEFAULT_STATESTORE.format(path=db))
-            tmp.replace(statestore)
+        defaults = (
+            ("statestore.yaml", DEFAULT_STATESTORE, "state.db"),
+            ("pubsub.yaml", DEFAULT_PUBSUB, "pubsub.db"),
+        )
+        for file_name, template, db_name in defaults:
+            target = folder / file_name
+            if not target.exists():
+                tmp = target.with_suffix(".tmp")
+                tmp.write_text(template.format(path=self.root / db_name))
+                tmp.replace(target)
         return folder

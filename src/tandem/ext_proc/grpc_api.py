@@ -6,6 +6,7 @@ rather than the generated stub's bare "Method not implemented!".
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -22,6 +23,12 @@ log = logging.getLogger("tandem.grpc")
 T = TypeVar("T")
 
 _EMPTY = empty_pb2.Empty()
+
+# The calling RPC's invocation metadata (lower-cased keys), for RPCs that read it
+# (e.g. ``traceparent`` on PublishEvent); set around each table RPC.
+invocation_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "invocation_metadata", default=None
+)
 
 
 async def guarded(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
@@ -53,6 +60,19 @@ def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse
             for c in md.components
         ],
         extended_metadata=md.extended,
+        subscriptions=[
+            metadata_pb2.PubsubSubscription(
+                pubsub_name=s.pubsub_name,
+                topic=s.topic,
+                metadata=dict(s.metadata),
+                rules=metadata_pb2.PubsubSubscriptionRules(
+                    rules=[metadata_pb2.PubsubSubscriptionRule(match=m, path=p) for m, p in s.rules]
+                ),
+                dead_letter_topic=s.dead_letter_topic,
+                type=metadata_pb2.PubsubSubscriptionType.Value(s.type),
+            )
+            for s in md.subscriptions
+        ],
         app_connection_properties=metadata_pb2.AppConnectionProperties(
             port=md.app.port or 0,
             protocol=md.app.protocol,
@@ -105,6 +125,11 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
 
 def _unary(impl: Callable[[Any], Awaitable[Any]]) -> RpcImpl:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        md = {
+            k.lower(): v if isinstance(v, str) else v.decode("latin-1")
+            for k, v in context.invocation_metadata() or ()
+        }
+        invocation_metadata.set(md)
         return await guarded(context, impl(request))
 
     return call

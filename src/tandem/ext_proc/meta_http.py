@@ -27,6 +27,18 @@ def metadata_json(md: Metadata) -> dict[str, Any]:
             }
             for c in md.components
         ]
+    if md.subscriptions:
+        out["subscriptions"] = [
+            {
+                "pubsubname": s.pubsub_name,
+                "topic": s.topic,
+                "metadata": dict(s.metadata),
+                "rules": [{"match": m, "path": p} for m, p in s.rules],
+                "deadLetterTopic": s.dead_letter_topic,
+                "type": s.type,
+            }
+            for s in md.subscriptions
+        ]
     out["extended"] = md.extended
     app: dict[str, Any] = {"protocol": md.app.protocol, "channelAddress": md.app.channel_address}
     if md.app.port:

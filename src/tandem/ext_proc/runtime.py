@@ -17,7 +17,7 @@ from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import meta_http
-from tandem.ext_proc.blocks_wiring import wire_blocks
+from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer
@@ -54,6 +54,7 @@ class Runtime:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _server: grpc.aio.Server | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _resources: Any = None  # the loaded tandem.resources.ResourceSet
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -76,6 +77,20 @@ class Runtime:
         meta_http.register(self.router, self.health, self.metadata)
         await self._serve(wiring.rpcs)
         self.health.mark_ready("components")
+        if self.options.app_port is not None:
+            # Closers run in reverse: deliveries drain before the components close.
+            self._closers.append(
+                start_app(
+                    wiring,
+                    app_id=self.options.app_id,
+                    port=self.options.app_port,
+                    protocol=self.options.app_protocol,
+                    health=self.health,
+                    metadata=self.metadata,
+                    subscriptions=self._resources.subscriptions if self._resources else (),
+                    resiliencies=self._resources.resiliencies if self._resources else (),
+                )
+            )
         log.info(
             "runtime ready",
             extra={
@@ -99,6 +114,7 @@ class Runtime:
             )
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
+        self._resources = resources
         specs = []
         for c in resources.components:
             if c.secret_refs():

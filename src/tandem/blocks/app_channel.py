@@ -1,0 +1,124 @@
+"""The runtime's HTTP channel to its app (``127.0.0.1:<app port>``).
+
+One pooled aiohttp session for the runtime's lifetime, used for pub/sub deliveries and
+``GET /dapr/subscribe`` (later: input bindings, actors). Every request carries
+``dapr-api-token`` when ``APP_API_TOKEN`` is set in the runtime's environment; callers add
+W3C trace context per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+log = logging.getLogger("tandem.app_channel")
+
+APP_API_TOKEN_ENV = "APP_API_TOKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class AppResponse:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class AppChannelError(Exception):
+    """The app could not be reached (connection refused, reset, timed out)."""
+
+
+class AppChannel:
+    def __init__(
+        self,
+        port: int,
+        *,
+        app_id: str,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        max_connections: int = 100,
+        timeout: float = 60.0,
+    ) -> None:
+        self.port = port
+        self.host = host
+        self._app_id = app_id
+        self._token = token or None
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def port_open(self) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), timeout=1.0
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def wait_ready(self, *, interval: float = 0.05, report_every: float = 5.0) -> None:
+        """Wait until the app port accepts connections, logging progress while it does not."""
+        started = last = time.monotonic()
+        while not await self.port_open():
+            now = time.monotonic()
+            if now - last >= report_every:
+                last = now
+                log.info(
+                    "waiting for the app to listen on port %d (%.0fs so far)",
+                    self.port,
+                    now - started,
+                )
+            await asyncio.sleep(interval)
+        log.info("app is listening on port %d", self.port)
+        self.ready.set()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> AppResponse:
+        hdrs = dict(headers or {})
+        hdrs.setdefault("dapr-app-id", self._app_id)
+        if self._token:
+            hdrs["dapr-api-token"] = self._token
+        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
+        try:
+            async with self._client().request(
+                method, url, data=body or None, headers=hdrs, timeout=limit
+            ) as resp:
+                data = await resp.read()
+                return AppResponse(resp.status, data, dict(resp.headers))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AppChannelError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

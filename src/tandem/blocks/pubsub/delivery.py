@@ -1,0 +1,41 @@
+"""Delivery targets: where the subscriber core hands a routed event (HTTP app today; a gRPC
+app callback or a streaming subscription later). The core only sees :class:`Delivery` in
+and :class:`DeliveryResult` out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class DeliveryStatus(StrEnum):
+    SUCCESS = "SUCCESS"  # processed: ack
+    RETRY = "RETRY"  # failed or asked to retry
+    DROP = "DROP"  # the app asked to drop it
+    NOT_FOUND = "NOT_FOUND"  # the app has no such route (HTTP 404 / gRPC Unimplemented)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    pubsub_name: str
+    topic: str
+    path: str
+    event: Mapping[str, Any]  # the CloudEvent (synthetic for raw payloads)
+    body: bytes  # what the app receives
+    content_type: str
+    metadata: Mapping[str, str] = field(default_factory=dict)  # broker message metadata
+    traceparent: str = ""
+    tracestate: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    status: DeliveryStatus
+    http_status: int | None = None
+    detail: str = ""
+
+
+class DeliveryTarget(Protocol):
+    async def deliver(self, delivery: Delivery, timeout: float | None) -> DeliveryResult: ...

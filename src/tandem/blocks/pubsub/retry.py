@@ -1,0 +1,116 @@
+"""How often and how long to retry delivering a message to the app (pure).
+
+With a Resiliency policy targeting the component's inbound side (``components.<name>.
+inbound``, or the ``Default…Inbound…`` policies), that policy applies; otherwise the
+built-in default: exponential back-off from ``TANDEM_PUBSUB_RETRY_BASE`` seconds (default
+1 s), doubling, 5 retries — then the dead-letter topic, or a drop with an error log.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tandem.resources import Resiliency, StatusCodes
+
+RETRY_BASE_ENV = "TANDEM_PUBSUB_RETRY_BASE"
+DEFAULT_RETRIES = 5
+
+_DEFAULT_NAMES = (
+    "DefaultPubsubComponentInbound{}Policy",
+    "DefaultComponentInbound{}Policy",
+    "DefaultComponent{}Policy",
+    "Default{}Policy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    policy: str = "exponential"  # constant | exponential
+    interval: float = 1.0  # constant: every wait; exponential: the first wait
+    factor: float = 2.0
+    max_interval: float = 60.0
+    max_retries: int = DEFAULT_RETRIES  # -1: forever
+    jitter: float = 0.0  # exponential: each wait × random(1 - jitter, 1 + jitter)
+    http_status_codes: StatusCodes = StatusCodes()
+    timeout: float | None = None  # per delivery attempt
+
+    def allows(self, retries_done: int) -> bool:
+        return self.max_retries < 0 or retries_done < self.max_retries
+
+    def retries_status(self, http_status: int | None) -> bool:
+        """With ``matching.httpStatusCodes`` set, only those statuses are retried."""
+        if http_status is None or not self.http_status_codes:
+            return True
+        return http_status in self.http_status_codes
+
+    def delay(self, retry: int, rnd: Callable[[], float] = random.random) -> float:
+        """The wait before retry number ``retry`` (1-based)."""
+        if self.policy == "constant":
+            return self.interval
+        wait = self.interval * self.factor ** (retry - 1)
+        if self.jitter:
+            wait *= 1 - self.jitter + 2 * self.jitter * rnd()
+        return min(wait, self.max_interval)
+
+
+def default_plan(env: Mapping[str, str]) -> RetryPlan:
+    raw = env.get(RETRY_BASE_ENV, "")
+    try:
+        base = float(raw) if raw else 1.0
+    except ValueError:
+        base = 1.0
+    return RetryPlan(interval=max(base, 0.0))
+
+
+def plan_for(
+    component: str, resiliencies: Sequence[Resiliency], env: Mapping[str, str]
+) -> RetryPlan:
+    """The retry plan for deliveries from ``component`` to the app."""
+    for res in resiliencies:
+        target = res.components.get(component)
+        names = target.inbound if target is not None else None
+        retry_name = names.retry if names is not None else None
+        timeout_name = names.timeout if names is not None else None
+        if retry_name is None:
+            retry_name = next(
+                (n.format("Retry") for n in _DEFAULT_NAMES if n.format("Retry") in res.retries),
+                None,
+            )
+        if timeout_name is None:
+            timeout_name = next(
+                (
+                    n.format("Timeout")
+                    for n in _DEFAULT_NAMES
+                    if n.format("Timeout") in res.timeouts
+                ),
+                None,
+            )
+        if retry_name is None and timeout_name is None:
+            continue
+        timeout = res.timeouts[timeout_name].total_seconds() if timeout_name else None
+        if retry_name is None:
+            base = default_plan(env)
+            return RetryPlan(interval=base.interval, timeout=timeout or None)
+        p = res.retries[retry_name]
+        if p.policy == "constant":
+            return RetryPlan(
+                policy="constant",
+                interval=p.duration.total_seconds(),
+                max_retries=p.max_retries,
+                http_status_codes=p.http_status_codes,
+                timeout=timeout or None,
+            )
+        # Dapr's exponential back-off: from 500 ms, × 1.5 with ±50 % jitter, capped.
+        return RetryPlan(
+            policy="exponential",
+            interval=0.5,
+            factor=1.5,
+            jitter=0.5,
+            max_interval=p.max_interval.total_seconds(),
+            max_retries=p.max_retries,
+            http_status_codes=p.http_status_codes,
+            timeout=timeout or None,
+        )
+    return default_plan(env)

@@ -1,0 +1,191 @@
+"""The subscriber core: broker message in, routed delivery out, outcome back to the broker.
+
+For each message: read it as a CloudEvent (synthetic for raw payloads), drop it when
+expired, pick the route (CEL rules), deliver through the :class:`DeliveryTarget` and retry
+per the subscription's :class:`RetryPlan`. When the app answers DROP, has no such route,
+no rule matches, the event expired or retries run out, the message goes to the
+subscription's dead-letter topic (same pubsub) if it has one, else it is dropped with a
+log line. Only then is it acknowledged; if the dead-letter publish fails, or the runtime
+is stopping mid-retry, the broker gets RETRY and redelivers it (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tandem.blocks.pubsub import cloudevents
+from tandem.blocks.pubsub.broker import Message, Outcome, SubscribeOptions, SubscriptionHandle
+from tandem.blocks.pubsub.delivery import Delivery, DeliveryStatus, DeliveryTarget
+from tandem.blocks.pubsub.retry import RetryPlan, plan_for
+from tandem.blocks.pubsub.routing import RouteError, Routes
+from tandem.blocks.pubsub.service import PubSubService
+from tandem.blocks.pubsub.subscriptions import TopicSubscription
+from tandem.resources import Resiliency
+
+log = logging.getLogger("tandem.pubsub")
+
+
+@dataclass(slots=True)
+class _Active:
+    sub: TopicSubscription
+    routes: Routes
+    plan: RetryPlan
+    raw: bool
+    handle: SubscriptionHandle | None = None
+
+
+class Subscriber:
+    def __init__(
+        self,
+        service: PubSubService,
+        target: DeliveryTarget,
+        *,
+        resiliencies: Sequence[Resiliency] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._service = service
+        self._target = target
+        self._resiliencies = tuple(resiliencies)
+        self._env = os.environ if env is None else env
+        self._active: list[_Active] = []
+        self._stopping = asyncio.Event()
+
+    @property
+    def subscriptions(self) -> list[TopicSubscription]:
+        return [a.sub for a in self._active]
+
+    async def subscribe_all(self, subs: Sequence[TopicSubscription]) -> list[TopicSubscription]:
+        """Start every subscription that is valid and allowed; returns those started."""
+        started = []
+        for sub in subs:
+            active = self._prepare(sub)
+            if active is None:
+                continue
+            comp = self._service.components[sub.pubsub_name]
+
+            async def handler(msg: Message, active: _Active = active) -> Outcome:
+                return await self.handle(active, msg)
+
+            try:
+                active.handle = await comp.broker.subscribe(
+                    sub.topic, handler, SubscribeOptions(metadata=sub.metadata)
+                )
+            except Exception as exc:
+                log.error("subscribing to %s/%s failed: %s", sub.pubsub_name, sub.topic, exc)
+                continue
+            self._active.append(active)
+            started.append(sub)
+            log.info(
+                "subscribed",
+                extra={"pubsub": sub.pubsub_name, "topic": sub.topic, "type": sub.type.value},
+            )
+        return started
+
+    def _prepare(self, sub: TopicSubscription) -> _Active | None:
+        comp = self._service.components.get(sub.pubsub_name)
+        if comp is None:
+            log.warning(
+                "subscription to %s/%s skipped: no pubsub component named %s",
+                sub.pubsub_name,
+                sub.topic,
+                sub.pubsub_name,
+            )
+            return None
+        if not comp.scopes.may_subscribe(self._service.app_id, sub.topic):
+            log.info(
+                "subscription to %s/%s skipped: the topic is not in this app's scopes",
+                sub.pubsub_name,
+                sub.topic,
+            )
+            return None
+        try:
+            routes = Routes.compile(sub.rules)
+            raw = cloudevents.is_raw_payload(sub.metadata)
+        except (RouteError, cloudevents.EnvelopeError) as exc:
+            log.error("subscription to %s/%s skipped: %s", sub.pubsub_name, sub.topic, exc)
+            return None
+        if sub.bulk.enabled:
+            log.warning(
+                "bulkSubscribe on %s/%s: bulk delivery is not supported yet; "
+                "events are delivered one by one",
+                sub.pubsub_name,
+                sub.topic,
+            )
+        plan = plan_for(sub.pubsub_name, self._resiliencies, self._env)
+        return _Active(sub, routes, plan, raw)
+
+    async def handle(self, active: _Active, msg: Message) -> Outcome:
+        sub = active.sub
+        event = cloudevents.from_message(
+            msg.data, topic=sub.topic, pubsub_name=sub.pubsub_name, raw=active.raw
+        )
+        if cloudevents.expired(event):
+            return await self._dead_letter(active, msg, "the event expired (ttlInSeconds)")
+        path = active.routes.path_for(event)
+        if path is None:
+            return await self._dead_letter(active, msg, "no routing rule matched")
+        delivery = Delivery(
+            pubsub_name=sub.pubsub_name,
+            topic=sub.topic,
+            path=path,
+            event=event,
+            body=cloudevents.encode(event),
+            content_type=cloudevents.CLOUDEVENT_CONTENT_TYPE,
+            metadata=msg.metadata,
+            traceparent=str(event.get("traceparent") or ""),
+            tracestate=str(event.get("tracestate") or ""),
+        )
+        plan = active.plan
+        retries = 0
+        while True:
+            result = await self._target.deliver(delivery, plan.timeout)
+            if result.status is DeliveryStatus.SUCCESS:
+                return Outcome.SUCCESS
+            if result.status is DeliveryStatus.DROP:
+                return await self._dead_letter(active, msg, result.detail, warn=True)
+            if result.status is DeliveryStatus.NOT_FOUND:
+                return await self._dead_letter(active, msg, f"{result.detail} ({path})")
+            if self._stopping.is_set():
+                return Outcome.RETRY  # give it back; another instance or the next start retries
+            if not plan.retries_status(result.http_status) or not plan.allows(retries):
+                return await self._dead_letter(
+                    active, msg, f"delivery failed after {retries} retries: {result.detail}"
+                )
+            retries += 1
+            try:
+                await asyncio.wait_for(self._stopping.wait(), plan.delay(retries))
+                return Outcome.RETRY  # stopping while waiting to retry
+            except TimeoutError:
+                pass
+
+    async def _dead_letter(
+        self, active: _Active, msg: Message, reason: str, *, warn: bool = False
+    ) -> Outcome:
+        sub = active.sub
+        dlq = sub.dead_letter_topic
+        where = f"{sub.pubsub_name}/{sub.topic}"
+        if not dlq:
+            (log.warning if warn else log.error)(
+                "event %s on %s dropped: %s", msg.id, where, reason
+            )
+            return Outcome.DROP
+        try:
+            await self._service.forward(sub.pubsub_name, dlq, msg.data, msg.metadata)
+        except Exception as exc:
+            log.error("dead-lettering event %s from %s failed, will retry: %s", msg.id, where, exc)
+            return Outcome.RETRY
+        log.warning("event %s on %s sent to dead-letter topic %s: %s", msg.id, where, dlq, reason)
+        return Outcome.DROP
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop fetching; let deliveries in flight finish (up to ``grace``), give back the rest."""
+        self._stopping.set()
+        active, self._active = self._active, []
+        await asyncio.gather(
+            *(a.handle.close(grace) for a in active if a.handle is not None),
+            return_exceptions=True,
+        )

@@ -1,0 +1,79 @@
+"""Helpers for pub/sub end-to-end tests: a recording subscriber app under `tandem run`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import APPS, Sidecar, start_sidecar, wait_until
+
+from tandem.cli.ports import free_port
+
+
+@dataclass
+class Records:
+    """The JSON lines the subscriber app writes, one per delivery it answered."""
+
+    path: Path
+
+    def all(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def where(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [r for r in self.all() if pred(r)]
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        return wait_until(
+            lambda: (found := self.where(pred)) and len(found) >= count and found,
+            timeout,
+            f"{count} matching deliveries in {self.path.name}",
+        )
+
+
+def subscription(pubsub: str, topic: str, route: str, **extra: Any) -> dict[str, Any]:
+    return {"pubsubname": pubsub, "topic": topic, "route": route, **extra}
+
+
+def start_subscriber(
+    home: Path,
+    app_id: str,
+    subscriptions: list[dict[str, Any]],
+    records: Records,
+    *extra: str,
+    app_port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Sidecar:
+    port = app_port or free_port()
+    command = [
+        sys.executable,
+        str(APPS / "subscriber_app.py"),
+        str(port),
+        str(records.path),
+        json.dumps(subscriptions),
+    ]
+    return start_sidecar(home, app_id, "--app-port", str(port), *extra, command=command, env=env)
+
+
+def runtime_pid(sidecar: Sidecar) -> int:
+    """The pid of the runtime process (`python -m tandem.ext_proc`) of this `tandem run`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == sidecar.proc.pid and b"tandem.ext_proc" in cmdline:
+            return int(proc.name)
+    raise AssertionError(f"no runtime process under tandem run pid {sidecar.proc.pid}")
