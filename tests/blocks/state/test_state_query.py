@@ -144,6 +144,7 @@ async def test_values_that_are_not_json_never_match_but_unfiltered_queries_retur
             SetRequest("text", b"v=x"),
             SetRequest("binary", b"\xff\x00{"),
             SetRequest("nul", b'{"v": "\\u0000"}'),
+            SetRequest("deep", b'{"v": "x", "d": ' + b"[" * 150 + b"]" * 150 + b"}"),
         ],
     )
     for flt in ({"EQ": {"v": "x"}}, {"NEQ": {"v": "y"}}, {"GT": {"v": ""}}):
@@ -154,6 +155,7 @@ async def test_values_that_are_not_json_never_match_but_unfiltered_queries_retur
         "text": b"v=x",
         "binary": b"\xff\x00{",
         "nul": b'{"v": "\\u0000"}',
+        "deep": b'{"v": "x", "d": ' + b"[" * 150 + b"]" * 150 + b"}",
     }
 
 

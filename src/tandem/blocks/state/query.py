@@ -223,15 +223,40 @@ def next_token(query: Query, returned: int) -> str:
 # -- values -------------------------------------------------------------------------------
 
 
+MAX_NESTING = 100
+
+
 def json_document(data: bytes) -> bool:
     """Whether stored bytes are a JSON document every store can index (the "is JSON" flag).
-    A NUL escape is refused because PostgreSQL's jsonb can't hold it."""
+
+    Refused, so stored as plain bytes: a NUL escape (PostgreSQL's jsonb can't hold one) and
+    nesting deeper than MAX_NESTING (the SQL engines' JSON parsers have depth limits, and a
+    document one of them rejects would fail every query over the table)."""
     if b"\\u0000" in data:
         return False
     try:
-        orjson.loads(data)
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError:
         return False
+    # Counting brackets is C-speed; only a document with many containers is walked.
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING:
+        return _depth_within(doc, MAX_NESTING)
+    return True
+
+
+def _depth_within(doc: Any, limit: int) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
     return True
 
 
