@@ -85,3 +85,27 @@ async def test_unserved_rpc_answers_unimplemented_with_a_readable_message(stub):
         await stub.ConverseAlpha1(ai_pb2.ConversationRequest(name="llm"))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "ConverseAlpha1" in info.value.details()
+
+
+async def test_request_over_the_body_limit_is_resource_exhausted():
+    from dapr.proto.runtime.v1 import state_pb2
+
+    async def get_state(request):
+        return state_pb2.GetStateResponse(data=b"x")
+
+    server = grpc.aio.server()
+    dapr_pb2_grpc.add_DaprServicer_to_server(
+        DaprGrpcServicer(MetadataService(app_id="a"), {"GetState": get_state}, max_request_bytes=1024),
+        server,
+    )
+    sock = Path(tempfile.mkdtemp(prefix="tg", dir="/tmp")) / "g.sock"
+    server.add_insecure_port(f"unix:{sock}")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        ok = await stub.GetState(state_pb2.GetStateRequest(store_name="s", key="k"))
+        assert ok.data == b"x"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetState(state_pb2.GetStateRequest(store_name="s", key="k" * 2000))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await server.stop(0)

@@ -93,6 +93,7 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         metadata: MetadataService,
         rpcs: dict[str, Callable[[Any], Awaitable[Any]]] | None = None,
         on_shutdown: Callable[[], None] | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         self._metadata = metadata
         self._on_shutdown = on_shutdown
@@ -106,7 +107,7 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         for method in service.methods:
             impl = table.get(method.name)
             if impl is not None and not method.client_streaming and not method.server_streaming:
-                setattr(self, method.name, _unary(impl))
+                setattr(self, method.name, _unary(impl, max_request_bytes))
             elif impl is None:
                 setattr(self, method.name, _unimplemented(method.name, method.server_streaming))
 
@@ -123,8 +124,17 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         return _EMPTY
 
 
-def _unary(impl: Callable[[Any], Awaitable[Any]]) -> RpcImpl:
+def _unary(impl: Callable[[Any], Awaitable[Any]], max_request_bytes: int | None) -> RpcImpl:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # The gRPC server's own receive limit is set higher, for ext_proc messages that carry
+        # a whole HTTP body plus headers, so the API's body limit is enforced here.
+        if max_request_bytes is not None:
+            size = request.ByteSize()
+            if size > max_request_bytes:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"grpc: received message larger than max ({size} vs. {max_request_bytes})",
+                )
         md = {
             k.lower(): v if isinstance(v, str) else v.decode("latin-1")
             for k, v in context.invocation_metadata() or ()

@@ -143,7 +143,13 @@ class Runtime:
             ExtProcServicer(dispatcher, self.options.app_id), server
         )
         dapr_pb2_grpc.add_DaprServicer_to_server(
-            DaprGrpcServicer(self.metadata, grpc_rpcs, on_shutdown=self.stopped.set), server
+            DaprGrpcServicer(
+                self.metadata,
+                grpc_rpcs,
+                on_shutdown=self.stopped.set,
+                max_request_bytes=self.options.max_body_bytes,
+            ),
+            server,
         )
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
