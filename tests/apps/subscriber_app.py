@@ -4,12 +4,14 @@ Usage: python subscriber_app.py PORT RECORD_FILE SUBSCRIPTIONS_JSON
 
 - ``GET /dapr/subscribe`` answers SUBSCRIPTIONS_JSON (a JSON array, Dapr's shape).
 - Every ``POST`` is recorded as one JSON line in RECORD_FILE: path, the headers that matter
-  (content-type, traceparent, tracestate, pubsubname), the body (parsed when JSON), and the
+  (content-type, traceparent, tracestate, pubsubname, dapr-api-token), the body (parsed when JSON), and the
   answer given.
 - The answer comes from the event itself: when its ``data`` is an object with ``answers``
   (e.g. ``["RETRY", "SUCCESS"]``), the n-th delivery of that event id gets the n-th answer
   (the last one repeats). ``SUCCESS``/``RETRY``/``DROP`` are 200 with ``{"status": ...}``;
   ``HTTP<code>`` answers that status. Without ``answers``: 200 SUCCESS.
+- Dead-letter sinks (paths ``/poison`` and ``/dead``) always answer SUCCESS, so a
+  dead-lettered event carrying ``answers`` is not failed again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RECORD_LOCK = threading.Lock()
 SEEN: Counter[str] = Counter()
+SINKS = ("/poison", "/dead")
 
 
 class Subscriber(BaseHTTPRequestHandler):
@@ -51,7 +54,7 @@ class Subscriber(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         answers = ["SUCCESS"]
         event_id = ""
-        if isinstance(body, dict):
+        if isinstance(body, dict) and self.path not in SINKS:
             event_id = str(body.get("id", ""))
             data = body.get("data")
             if isinstance(data, dict) and isinstance(data.get("answers"), list):
@@ -63,7 +66,13 @@ class Subscriber(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": {
                     k: self.headers.get(k, "")
-                    for k in ("content-type", "traceparent", "tracestate", "pubsubname")
+                    for k in (
+                        "content-type",
+                        "traceparent",
+                        "tracestate",
+                        "pubsubname",
+                        "dapr-api-token",
+                    )
                 },
                 "body": body,
                 "answer": answer,
