@@ -22,6 +22,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from envoy.type.v3 import http_status_pb2
 
 from tandem.envoy import EnvoyProcess, new_node_id, render_bootstrap
+from tandem.xds.ca import spiffe_id
+from tandem.xds.enrolment import WorkloadKey
+from tandem.xds.identity import Identities
 
 T = TypeVar("T")
 
@@ -182,9 +185,32 @@ class SidecarHandle:
         return f"http://127.0.0.1:{self.http_port}"
 
 
+def enrol(
+    identities: Identities,
+    node_id: str,
+    app_id: str,
+    workdir: Path,
+    *,
+    namespace: str = "default",
+    trust_domain: str = "public",
+) -> dict[str, Any]:
+    """What `tandem run` does for its sidecar: a key file next to it, a CSR, a credential."""
+    key = WorkloadKey.generate()
+    key_path = workdir / f"{node_id}.key"
+    key.write_key(key_path)
+    spiffe = spiffe_id(trust_domain, namespace, app_id)
+    return {
+        "key_path": str(key_path),
+        "csr": key.csr_pem,
+        "credential": identities.enrolment.mint(node_id, spiffe, key.csr_pem),
+        "trust_domain": trust_domain,
+    }
+
+
 async def start_sidecar(
     app_id: str,
     *,
+    identities: Identities,
     ads_address: str,
     runtime_socket: str,
     workdir: Path,
@@ -192,6 +218,7 @@ async def start_sidecar(
     app_protocol: str = "http",
     max_body_bytes: int = 4 << 20,
     metrics_port: int | None = None,
+    extra_metadata: dict[str, Any] | None = None,
 ) -> SidecarHandle:
     node_id = new_node_id(app_id)
     metadata: dict[str, Any] = {
@@ -205,6 +232,8 @@ async def start_sidecar(
         "max_body_bytes": max_body_bytes,
         "app_port": app_port,
         "metrics_port": metrics_port,
+        **enrol(identities, node_id, app_id, workdir),
+        **(extra_metadata or {}),
     }
     config = render_bootstrap(
         node_id=node_id,

@@ -57,6 +57,7 @@ async def mesh() -> AsyncIterator[Mesh]:
     try:
         a = await start_sidecar(
             "a",
+            identities=control_plane.identities,
             ads_address=ads_address,
             runtime_socket=runtime_socket,
             workdir=workdir,
@@ -65,6 +66,7 @@ async def mesh() -> AsyncIterator[Mesh]:
         sidecars.append(a)
         b = await start_sidecar(
             "b",
+            identities=control_plane.identities,
             ads_address=ads_address,
             runtime_socket=runtime_socket,
             workdir=workdir,
@@ -208,6 +210,7 @@ async def test_joining_app_gets_a_route_and_leaving_app_loses_it(mesh: Mesh) -> 
     # failure, in Dapr's JSON, and marks the hop.
     c = await start_sidecar(
         "c",
+        identities=mesh.control_plane.identities,
         ads_address=mesh.control_plane.address,
         runtime_socket=mesh.runtime_socket,
         workdir=mesh.workdir,
@@ -279,6 +282,7 @@ async def test_grpc_proxying_by_dapr_app_id_reaches_a_grpc_app(mesh: Mesh) -> No
     await app.start()
     g = await start_sidecar(
         "g",
+        identities=mesh.control_plane.identities,
         ads_address=mesh.control_plane.address,
         runtime_socket=mesh.runtime_socket,
         workdir=mesh.workdir,

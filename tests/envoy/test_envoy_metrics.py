@@ -36,6 +36,7 @@ async def metrics() -> AsyncIterator[Metrics]:
     try:
         sidecar = await start_sidecar(
             "m",
+            identities=control_plane.identities,
             ads_address=ads_address,
             runtime_socket=runtime_socket,
             workdir=workdir,

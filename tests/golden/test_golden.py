@@ -1,9 +1,11 @@
 """Golden files: ``in/<case>.yaml`` → ``out/<case>.yaml``. Refresh with ``pytest --update-golden``.
 
-Translator cases name a mesh (``sidecars``) and the node to ``render``; bootstrap cases
-(``bootstrap-*.yaml``) hold the arguments of ``render_bootstrap``. Each translator case is
-also checked by Envoy itself (``envoy --mode validate``), with RDS inlined and EDS made
-static, since validation mode has no ADS to fetch from.
+Translator cases name a mesh (``sidecars``), the node to ``render`` and optionally the mesh
+``security`` (``mtls``, a placeholder trust bundle and certificates per node); bootstrap
+cases (``bootstrap-*.yaml``) hold the arguments of ``render_bootstrap``. Each translator
+case is also checked by Envoy itself (``envoy --mode validate``), with RDS inlined, EDS made
+static and SDS secrets replaced by static ones holding a real certificate and key, since
+validation mode has no ADS to fetch from.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import yaml
 from google.protobuf import json_format
 
 from tandem.envoy import envoy_binary, render_bootstrap
-from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.ca import CertificateAuthority, csr_public_key
+from tandem.xds.enrolment import WorkloadKey
+from tandem.xds.ir import Mesh, MeshSecurity, Sidecar
 from tandem.xds.translate import Resources, translate
 
 HERE = Path(__file__).parent
@@ -47,12 +51,23 @@ def _as_dict(resources: Resources) -> dict[str, Any]:
         "routes": _dicts(resources.routes),
         "clusters": _dicts(resources.clusters),
         "endpoints": _dicts(resources.endpoints),
+        **({"secrets": _dicts(resources.secrets)} if resources.secrets else {}),
     }
 
 
 def _translate_case(data: dict[str, Any]) -> Resources:
     sidecars = [Sidecar.from_node_metadata(s["node_id"], s["metadata"]) for s in data["sidecars"]]
-    mesh = Mesh.of(sidecars)
+    security = data.get("security")
+    mesh = Mesh.of(
+        sidecars,
+        MeshSecurity(
+            mtls=security["mtls"],
+            trust_bundle_pem=security["trust_bundle"],
+            certificates=security["certificates"],
+        )
+        if security
+        else None,
+    )
     target = mesh.get(data["render"])
     assert target is not None, f"render names an unknown node {data['render']!r}"
     return translate(target, mesh)
@@ -86,8 +101,53 @@ def test_translation_is_deterministic() -> None:
     assert _as_dict(_translate_case(data)) == _as_dict(_translate_case(shuffled))
 
 
-def _static_bootstrap(resources: dict[str, Any]) -> dict[str, Any]:
+def _static_secrets(
+    resources: dict[str, Any], workdir: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Point every SDS reference at a static secret with a real certificate and key."""
+    if "secrets" not in resources:
+        return resources, []
+    ca = CertificateAuthority.generate()
+    key = WorkloadKey.generate()
+    key_path = workdir / "workload.key"
+    key.write_key(key_path)
+    leaf = ca.sign(csr_public_key(key.csr_pem), "spiffe://public/ns/default/validate")
+    text = json.dumps(resources)
+    for secret in resources["secrets"]:
+        if "tls_certificate" in secret:
+            text = text.replace(
+                json.dumps(secret["tls_certificate"]["private_key"]["filename"]),
+                json.dumps(str(key_path)),
+            )
+            text = text.replace(
+                json.dumps(secret["tls_certificate"]["certificate_chain"]["inline_string"]),
+                json.dumps(leaf.certificate_pem),
+            )
+        else:
+            text = text.replace(
+                json.dumps(secret["validation_context"]["trusted_ca"]["inline_string"]),
+                json.dumps(ca.trust_bundle_pem),
+            )
+    resources = json.loads(text)
+
+    def strip_sds(node: Any) -> None:
+        if isinstance(node, dict):
+            if "sds_config" in node and set(node) == {"name", "sds_config"}:
+                del node["sds_config"]
+            for value in node.values():
+                strip_sds(value)
+        elif isinstance(node, list):
+            for value in node:
+                strip_sds(value)
+
+    secrets = resources.pop("secrets")
+    strip_sds(resources)
+    return resources, secrets
+
+
+def _static_bootstrap(resources: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The translated resources as static config Envoy can validate without a server."""
+    resources, secrets = _static_secrets(resources, workdir)
     routes = {r["name"]: r for r in resources["routes"]}
     assignments = {e["cluster_name"]: e for e in resources["endpoints"]}
     listeners = copy.deepcopy(resources["listeners"])
@@ -117,13 +177,13 @@ def _static_bootstrap(resources: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "node": {"id": "validate", "cluster": "validate"},
-        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "static_resources": {"listeners": listeners, "clusters": clusters, "secrets": secrets},
     }
 
 
 @pytest.mark.parametrize("case", TRANSLATOR_CASES)
-def test_envoy_accepts_translated_resources(case: str) -> None:
-    config = _static_bootstrap(_as_dict(_translate_case(_load(case))))
+def test_envoy_accepts_translated_resources(case: str, tmp_path: Path) -> None:
+    config = _static_bootstrap(_as_dict(_translate_case(_load(case))), tmp_path)
     result = subprocess.run(
         [
             str(envoy_binary()),

@@ -7,8 +7,11 @@ from xds_fixtures import node
 
 from tandem.xds import resource_types as rt
 from tandem.xds.cache import SnapshotCache
+from tandem.xds.identity import Identities
 from tandem.xds.ir import SidecarMetadataError
 from tandem.xds.registry import Registry
+
+IDS = Identities.ephemeral()
 
 
 def clusters(cache: SnapshotCache, node_id: str) -> list[str]:
@@ -19,11 +22,11 @@ def clusters(cache: SnapshotCache, node_id: str) -> list[str]:
 
 def test_joining_app_appears_in_every_nodes_snapshot() -> None:
     cache = SnapshotCache()
-    registry = Registry(cache)
-    registry.on_stream_open(1, node("a"))
+    registry = Registry(cache, IDS)
+    registry.on_stream_open(1, node("a", identities=IDS))
     assert clusters(cache, "a~1") == ["app:a"]
 
-    registry.on_stream_open(2, node("b", app_port=8080))
+    registry.on_stream_open(2, node("b", app_port=8080, identities=IDS))
 
     assert clusters(cache, "a~1") == ["app:a", "app:b"]
     assert clusters(cache, "b~1") == ["app:a", "app:b", "local_app"]
@@ -31,9 +34,9 @@ def test_joining_app_appears_in_every_nodes_snapshot() -> None:
 
 def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
     cache = SnapshotCache()
-    registry = Registry(cache)
-    registry.on_stream_open(1, node("a"))
-    registry.on_stream_open(2, node("b"))
+    registry = Registry(cache, IDS)
+    registry.on_stream_open(1, node("a", identities=IDS))
+    registry.on_stream_open(2, node("b", identities=IDS))
 
     registry.on_stream_closed(2, "b~1")
 
@@ -44,9 +47,11 @@ def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
 
 def test_close_of_a_replaced_stream_keeps_the_newer_one() -> None:
     cache = SnapshotCache()
-    registry = Registry(cache)
-    registry.on_stream_open(1, node("a"))
-    registry.on_stream_open(2, node("a"))  # Envoy reconnected before stream 1 was seen closed
+    registry = Registry(cache, IDS)
+    registry.on_stream_open(1, node("a", identities=IDS))
+    registry.on_stream_open(
+        2, node("a", identities=IDS)
+    )  # Envoy reconnected before stream 1 was seen closed
 
     registry.on_stream_closed(1, "a~1")
 
@@ -55,7 +60,7 @@ def test_close_of_a_replaced_stream_keeps_the_newer_one() -> None:
 
 
 def test_bad_metadata_is_refused_with_the_reason() -> None:
-    registry = Registry(SnapshotCache())
+    registry = Registry(SnapshotCache(), IDS)
 
     with pytest.raises(SidecarMetadataError, match="grpc_port is required"):
-        registry.on_stream_open(1, node("a", grpc_port=None))
+        registry.on_stream_open(1, node("a", grpc_port=None, identities=IDS))

@@ -74,9 +74,13 @@ async def test_first_request_without_a_node_is_refused(channel: grpc.aio.Channel
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_bad_node_metadata_is_refused_with_the_reason(channel: grpc.aio.Channel) -> None:
+async def test_bad_node_metadata_is_refused_with_the_reason(
+    channel: grpc.aio.Channel, control_plane: ControlPlane
+) -> None:
     envoy = FakeEnvoy(channel)
-    envoy.send(request(rt.CLUSTER, node_=node("a", http_port="3500")))
+    envoy.send(
+        request(rt.CLUSTER, node_=node("a", http_port="3500", identities=control_plane.identities))
+    )
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await envoy.receive()
@@ -100,13 +104,13 @@ async def test_app_b_joining_and_leaving_is_pushed_to_a(
     channel: grpc.aio.Channel, control_plane: ControlPlane
 ) -> None:
     a = FakeEnvoy(channel)
-    a.send(request(rt.CLUSTER, node_=node("a")))
+    a.send(request(rt.CLUSTER, node_=node("a", identities=control_plane.identities)))
     first = await a.receive()
     assert names_in(first) == ["app:a"]
     a.ack(first)
 
     b = FakeEnvoy(channel)
-    b.send(request(rt.CLUSTER, node_=node("b")))
+    b.send(request(rt.CLUSTER, node_=node("b", identities=control_plane.identities)))
     assert names_in(await b.receive()) == ["app:a", "app:b"]
     joined = await a.receive()
     assert names_in(joined) == ["app:a", "app:b"]
@@ -125,7 +129,7 @@ async def test_streams_are_counted_and_dropped_when_they_end(
     channel: grpc.aio.Channel, control_plane: ControlPlane
 ) -> None:
     a = FakeEnvoy(channel)
-    a.send(request(rt.CLUSTER, node_=node("a", "a~counted")))
+    a.send(request(rt.CLUSTER, node_=node("a", "a~counted", identities=control_plane.identities)))
     await a.receive()
     assert control_plane.ads.open_streams == 1
 

@@ -11,13 +11,17 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 from tandem.xds import resource_types as rt
+from tandem.xds.ca import spiffe_id
 from tandem.xds.cache import Snapshot
-from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.enrolment import WorkloadKey
+from tandem.xds.identity import Identities
+from tandem.xds.ir import DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, Mesh, Sidecar
 from tandem.xds.translate import translate
 
 _PORTS = {"a": 3500, "b": 3510, "c": 3520}
@@ -38,10 +42,29 @@ def sidecar(app_id: str, node_id: str | None = None, **extra: Any) -> Sidecar:
     return Sidecar.from_node_metadata(node_id or f"{app_id}~1", metadata(app_id, **extra))
 
 
-def node(app_id: str, node_id: str | None = None, **extra: Any) -> base_pb2.Node:
+def enrolment(identities: Identities, app_id: str, node_id: str, **extra: Any) -> dict[str, Any]:
+    """What `tandem run` adds to the node metadata: a CSR, a credential and the key path."""
+    key = WorkloadKey.generate()
+    spiffe = spiffe_id(
+        extra.get("trust_domain", DEFAULT_TRUST_DOMAIN),
+        extra.get("namespace", DEFAULT_NAMESPACE),
+        app_id,
+    )
+    return {
+        "csr": key.csr_pem,
+        "credential": identities.enrolment.mint(node_id, spiffe, key.csr_pem),
+        "key_path": f"/tmp/{node_id}.key",
+    }
+
+
+def node(
+    app_id: str, node_id: str | None = None, *, identities: Identities, **extra: Any
+) -> base_pb2.Node:
+    """A node as an enrolled Envoy announces itself."""
+    node_id = node_id or f"{app_id}~1"
     meta = struct_pb2.Struct()
-    meta.update(metadata(app_id, **extra))
-    return base_pb2.Node(id=node_id or f"{app_id}~1", cluster=app_id, metadata=meta)
+    meta.update({**metadata(app_id, **extra), **enrolment(identities, app_id, node_id, **extra)})
+    return base_pb2.Node(id=node_id, cluster=app_id, metadata=meta)
 
 
 def snapshot_for(target: Sidecar, *others: Sidecar) -> Snapshot:
@@ -72,6 +95,7 @@ _MESSAGES = (
     endpoint_pb2.ClusterLoadAssignment,
     listener_pb2.Listener,
     route_pb2.RouteConfiguration,
+    secret_pb2.Secret,
 )
 
 

@@ -153,6 +153,7 @@ class Sidecar:
 
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary, render_bootstrap
+            from tandem.xds.ca import write_private_file
 
             metadata: dict[str, object] = {
                 "app_id": o.app_id,
@@ -168,6 +169,9 @@ class Sidecar:
             }
             if o.app_port is not None:
                 metadata["app_port"] = o.app_port
+            # Holds the private key and (in envoy.json) the credential and tokens.
+            self.run_dir.chmod(0o700)
+            metadata.update(self._security_metadata(sidecar_id))
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
                 app_id=o.app_id,
@@ -177,7 +181,7 @@ class Sidecar:
                 admin_socket=admin_socket,
             )
             config_path = self.run_dir / "envoy.json"
-            config_path.write_text(json.dumps(bootstrap))
+            write_private_file(config_path, json.dumps(bootstrap).encode())
             envoy = await Child.start(
                 "envoy",
                 [
@@ -213,6 +217,55 @@ class Sidecar:
         tmp.write_text(json.dumps(record))
         tmp.replace(self.app_file)
         return chosen
+
+    def _security_metadata(self, sidecar_id: str) -> dict[str, object]:
+        """Identity, access control and API tokens for the node metadata.
+
+        The key pair is made here, next to the sidecar; the control plane sees only the CSR
+        and the credential minted for this node id, SPIFFE id and key (see
+        ``tandem.xds.enrolment``). The app's ``--config`` contributes its accessControl
+        (and trust domain) but not mTLS, which is the control plane's mesh-wide setting.
+        """
+        from tandem.resources import ResourceError, load_configuration
+        from tandem.xds.ca import DEFAULT_TRUST_DOMAIN, ca_dir, spiffe_id
+        from tandem.xds.enrolment import EnrolmentKey, WorkloadKey
+        from tandem.xds.ir import access_control_metadata
+
+        o = self.options
+        assert self.run_dir is not None
+        out: dict[str, object] = {}
+        trust_domain = DEFAULT_TRUST_DOMAIN
+        if o.config is not None:
+            try:
+                config = load_configuration(o.config)
+            except ResourceError as exc:
+                raise RunError(f"--config: {exc}") from exc
+            if config.access_control is not None:
+                trust_domain = config.access_control.trust_domain
+                out["access_control"] = access_control_metadata(config.access_control)
+        try:
+            enrolment = EnrolmentKey.load(ca_dir(self.home.root))
+        except OSError as exc:
+            raise RunError(f"cannot enrol the sidecar with the control plane: {exc}") from exc
+        key = WorkloadKey.generate()
+        key_path = self.run_dir / "workload.key"
+        key.write_key(key_path)
+        spiffe = spiffe_id(trust_domain, o.namespace, o.app_id)
+        out.update(
+            trust_domain=trust_domain,
+            key_path=str(key_path),
+            csr=key.csr_pem,
+            credential=enrolment.mint(sidecar_id, spiffe, key.csr_pem),
+        )
+        # Dapr's variables, read from `tandem run`'s environment as daprd reads its own.
+        for variable, key_name in (
+            ("DAPR_API_TOKEN", "dapr_api_token"),
+            ("APP_API_TOKEN", "app_api_token"),
+        ):
+            token = os.environ.get(variable)
+            if token:
+                out[key_name] = token
+        return out
 
     async def _wait_for(self, ready: object, child: Child, what: str) -> None:
         deadline = time.monotonic() + self.options.ready_timeout

@@ -1,8 +1,13 @@
-"""``python -m tandem.xds --home DIR [--port 0] [--host 127.0.0.1] [--log-level info]``.
+"""``python -m tandem.xds --home DIR [--config FILE] [--port 0] [--host 127.0.0.1] [--log-level info]``.
 
 Runs the control plane until SIGTERM/SIGINT. Safe to run detached (no stdin, no terminal,
 SIGHUP ignored). Exit status 0 on a clean stop, 1 when another live control plane already
-owns DIR or the port cannot be bound, 2 on bad arguments.
+owns DIR, the port cannot be bound or the Configuration is invalid, 2 on bad arguments.
+
+The mesh-wide Configuration (``spec.mtls``: ``enabled``, ``workloadCertTTL``,
+``allowedClockSkew``) is ``--config FILE``, else ``DIR/config.yaml`` when it exists, else
+the defaults (mTLS on, 24 h certificates, 15 min skew). The CA root and the enrolment key
+live in ``DIR/ca/``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from pathlib import Path
 
 import uvloop
 
+from tandem.resources import ResourceError
 from tandem.xds import logs
 from tandem.xds.controlplane import ControlPlane, pid_alive, read_info, remove_info, write_info
+from tandem.xds.identity import Identities, MtlsSettings
+
+MESH_CONFIG_FILE = "config.yaml"
 
 log = logging.getLogger("tandem.xds")
 
@@ -28,6 +37,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", required=True, type=Path, help="TANDEM_HOME directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", default=0, type=int, help="ADS port (0 = a free port)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"mesh-wide Configuration (spec.mtls); default: DIR/{MESH_CONFIG_FILE} if present",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -43,13 +57,32 @@ async def _run(args: argparse.Namespace) -> int:
             extra={"home": str(home), "pid": existing.pid, "ads_address": existing.ads_address},
         )
         return 1
+    config_path: Path | None = args.config
+    if config_path is None and (home / MESH_CONFIG_FILE).is_file():
+        config_path = home / MESH_CONFIG_FILE
+    try:
+        settings = MtlsSettings.from_configuration(config_path) if config_path else MtlsSettings()
+    except ResourceError as exc:
+        log.error("invalid mesh configuration", extra={"error": str(exc)})
+        return 1
+    # Key generation and file I/O, once, before serving.
+    identities = await asyncio.to_thread(Identities.load, home, settings)
+    log.info(
+        "mesh security",
+        extra={
+            "config": str(config_path) if config_path else None,
+            "mtls": settings.enabled,
+            "workload_cert_ttl_s": settings.workload_cert_ttl.total_seconds(),
+            "allowed_clock_skew_s": settings.allowed_clock_skew.total_seconds(),
+        },
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Detached from any terminal, a hang-up means nothing to us.
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
-    control_plane = ControlPlane(host=args.host, port=args.port)
+    control_plane = ControlPlane(host=args.host, port=args.port, identities=identities)
     try:
         address = await control_plane.start()
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError

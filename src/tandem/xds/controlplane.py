@@ -1,4 +1,5 @@
-"""The control plane process: ADS server + registry + cache on one grpc.aio server.
+"""The control plane process: ADS server + registry + cache on one grpc.aio server, and
+the timer that rotates workload certificates at half-life.
 
 Also the discovery file ``$TANDEM_HOME/controlplane.json`` that lets ``tandem run`` find (or
 decide to start) the one control plane of a machine.
@@ -6,6 +7,7 @@ decide to start) the one control plane of a machine.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -19,7 +21,9 @@ from typing import Any
 
 import grpc
 
+from tandem.xds.ca import utcnow
 from tandem.xds.cache import SnapshotCache
+from tandem.xds.identity import Identities
 from tandem.xds.registry import Registry
 from tandem.xds.server import AdsServer, add_to_server
 
@@ -43,16 +47,29 @@ _SERVER_OPTIONS = [
 ]
 
 
-class ControlPlane:
-    """Owns the gRPC server and the xDS parts; ``start()`` returns ``host:port``."""
+# Upper bound on one rotation wait, so a clock jump cannot postpone rotation for long.
+_MAX_ROTATION_WAIT_SECONDS = 300.0
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+
+class ControlPlane:
+    """Owns the gRPC server and the xDS parts; ``start()`` returns ``host:port``.
+
+    ``identities`` holds the CA, the enrolment key and the mesh-wide mTLS settings; without
+    one the control plane makes an in-memory CA (tests, throwaway meshes).
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, identities: Identities | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self.identities = identities if identities is not None else Identities.ephemeral()
         self.cache = SnapshotCache()
-        self.registry = Registry(self.cache)
+        self._admitted = asyncio.Event()
+        self.registry = Registry(self.cache, self.identities, on_admitted=self._admitted.set)
         self.ads = AdsServer(self.cache, self.registry)
         self._server: grpc.aio.Server | None = None
+        self._rotation: asyncio.Task[None] | None = None
         self.address = ""
 
     async def start(self) -> str:
@@ -64,10 +81,35 @@ class ControlPlane:
         await server.start()
         self._server = server
         self.address = f"{self._host}:{port}"
-        log.info("ADS listening", extra={"ads_address": self.address})
+        self._rotation = asyncio.create_task(self._rotate_forever(), name="certificate-rotation")
+        log.info(
+            "ADS listening",
+            extra={"ads_address": self.address, "mtls": self.identities.settings.enabled},
+        )
         return self.address
 
+    async def _rotate_forever(self) -> None:
+        """Sleep until the earliest half-life (or a new admission), then rotate what is due."""
+        while True:
+            due = self.identities.next_rotation()
+            wait = _MAX_ROTATION_WAIT_SECONDS
+            if due is not None:
+                # A hair late rather than early, so the certificate is due when we look.
+                wait = min(wait, max(0.0, (due - utcnow()).total_seconds()) + 0.005)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._admitted.wait(), wait)
+            self._admitted.clear()
+            try:
+                self.registry.rotate_certificates()
+            except Exception:
+                log.exception("certificate rotation failed")
+
     async def stop(self, grace: float | None = 1.0) -> None:
+        if self._rotation is not None:
+            self._rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotation
+            self._rotation = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -13,7 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tandem.resources import AccessControl, ResourceError
+from tandem.resources._parse import Node
+from tandem.resources.access_control import parse_access_control
+
 DEFAULT_NAMESPACE = "default"
+DEFAULT_TRUST_DOMAIN = "public"
 # Dapr's DefaultMaxRequestBodySize (4 << 20).
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_INTERNAL_ADDRESS = "127.0.0.1"
@@ -26,6 +31,10 @@ APP_PROTOCOLS: tuple[AppProtocol, ...] = ("http", "grpc")
 # need escaping in a URL path segment.
 _APP_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
 _NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# A SPIFFE trust domain: lower-case letters, digits, '.', '-' and '_'.
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
+# API tokens travel in a header value and a route matcher: printable ASCII, no spaces.
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")
 
 
 class SidecarMetadataError(ValueError):
@@ -49,6 +58,18 @@ class Sidecar:
     admin_socket: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     pid: int | None = None
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    # Where this sidecar's Envoy reads its private key (the key never leaves the sidecar).
+    key_path: str | None = None
+    # The callee's own spec.accessControl, compiled to RBAC on its inbound listener.
+    access_control: AccessControl | None = None
+    # DAPR_API_TOKEN / APP_API_TOKEN of this sidecar: secrets, kept out of repr and logs.
+    api_token: str | None = field(default=None, repr=False)
+    app_api_token: str | None = field(default=None, repr=False)
+
+    @property
+    def spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/{self.app_id}"
 
     @classmethod
     def from_node_metadata(cls, node_id: str, metadata: Mapping[str, Any]) -> Sidecar:
@@ -87,6 +108,13 @@ class Sidecar:
         admin_socket = reader.string("admin_socket") or None
         max_body = reader.integer("max_body_bytes", minimum=1)
         pid = reader.integer("pid", minimum=1)
+        trust_domain = reader.string("trust_domain") or DEFAULT_TRUST_DOMAIN
+        if not _TRUST_DOMAIN.match(trust_domain):
+            problems.append(f"trust_domain {trust_domain!r} is not a SPIFFE trust domain")
+        key_path = reader.string("key_path") or None
+        api_token = reader.secret("dapr_api_token")
+        app_api_token = reader.secret("app_api_token")
+        access_control = reader.access_control("access_control")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -104,6 +132,11 @@ class Sidecar:
             admin_socket=admin_socket,
             max_body_bytes=max_body if max_body is not None else DEFAULT_MAX_BODY_BYTES,
             pid=pid,
+            trust_domain=trust_domain,
+            key_path=key_path,
+            access_control=access_control,
+            api_token=api_token,
+            app_api_token=app_api_token,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -117,16 +150,43 @@ class Sidecar:
             "internal_port": self.internal_port,
             "internal_address": self.internal_address,
             "max_body_bytes": self.max_body_bytes,
+            "trust_domain": self.trust_domain,
         }
         for key, value in (
             ("app_port", self.app_port),
             ("metrics_port", self.metrics_port),
             ("admin_socket", self.admin_socket),
             ("pid", self.pid),
+            ("key_path", self.key_path),
+            ("dapr_api_token", self.api_token),
+            ("app_api_token", self.app_api_token),
         ):
             if value is not None:
                 out[key] = value
+        if self.access_control is not None:
+            out["access_control"] = access_control_metadata(self.access_control)
         return out
+
+
+def access_control_metadata(access: AccessControl) -> dict[str, Any]:
+    """``spec.accessControl`` in Dapr's YAML shape, as the node metadata carries it."""
+    return {
+        "defaultAction": access.default_action,
+        "trustDomain": access.trust_domain,
+        "policies": [
+            {
+                "appId": policy.app_id,
+                **({"defaultAction": policy.default_action} if policy.default_action else {}),
+                "trustDomain": policy.trust_domain,
+                "namespace": policy.namespace,
+                "operations": [
+                    {"name": op.name, "httpVerb": list(op.http_verbs), "action": op.action}
+                    for op in policy.operations
+                ],
+            }
+            for policy in access.policies
+        ],
+    }
 
 
 @dataclass(slots=True)
@@ -166,6 +226,26 @@ class _Reader:
             return None
         return number
 
+    def secret(self, key: str) -> str | None:
+        """A token: its problems are reported without ever repeating its value."""
+        value = self.data.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not _TOKEN.match(value):
+            self.problems.append(f"{key} must be 1-4096 printable ASCII characters")
+            return None
+        return value
+
+    def access_control(self, key: str) -> AccessControl | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_access_control(Node.root(f"node metadata {key}", value))
+        except ResourceError as exc:
+            self.problems.append(str(exc))
+            return None
+
     def port(self, key: str, *, required: bool = False) -> int | None:
         number = self.integer(key, required=required, minimum=1)
         if number is not None and number > 65535:
@@ -175,10 +255,21 @@ class _Reader:
 
 
 @dataclass(frozen=True, slots=True)
+class MeshSecurity:
+    """Mesh-wide TLS material for translation: whether mTLS is on, the trust bundle, and
+    each admitted node's workload certificate (PEM; the key stays with the sidecar)."""
+
+    mtls: bool = False
+    trust_bundle_pem: str = ""
+    certificates: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Mesh:
     """Every live sidecar. Sidecars are kept sorted by node id so translation is stable."""
 
     sidecars: tuple[Sidecar, ...] = ()
+    security: MeshSecurity = field(default_factory=MeshSecurity)
     _by_app: Mapping[str, tuple[Sidecar, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -197,8 +288,8 @@ class Mesh:
         )
 
     @classmethod
-    def of(cls, sidecars: Iterable[Sidecar]) -> Mesh:
-        return cls(tuple(sidecars))
+    def of(cls, sidecars: Iterable[Sidecar], security: MeshSecurity | None = None) -> Mesh:
+        return cls(tuple(sidecars), security if security is not None else MeshSecurity())
 
     def app_ids(self) -> tuple[str, ...]:
         """Known app ids, sorted."""

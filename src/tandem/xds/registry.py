@@ -5,6 +5,10 @@ the stream's first request and dropped when the stream ends. Every change recomp
 node's snapshot (translate → cache), so when app B joins, app A's Envoy gets B's route and
 cluster, and when B leaves they go away. Unchanged snapshots keep their version and are not
 resent (see :mod:`tandem.xds.cache`).
+
+A sidecar joins only once :class:`tandem.xds.identity.Identities` has admitted it (checked
+its enrolment credential and signed its CSR); otherwise its stream is refused with the
+reason. The node metadata itself is never logged: it carries the credential and tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from tandem.xds.cache import Snapshot, SnapshotCache
+from tandem.xds.identity import Identities
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import Resources, translate
 
@@ -34,18 +39,31 @@ class _Entry:
 class Registry:
     """Implements the ADS server's stream callbacks; owns the mesh and feeds the cache."""
 
-    def __init__(self, cache: SnapshotCache, translator: Translator = translate) -> None:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        identities: Identities,
+        translator: Translator = translate,
+        on_admitted: Callable[[], None] = lambda: None,
+    ) -> None:
         self._cache = cache
+        self._identities = identities
         self._translate = translator
+        self._on_admitted = on_admitted
         self._entries: dict[str, _Entry] = {}
         self.generation = 0
 
     def mesh(self) -> Mesh:
-        return Mesh.of(entry.sidecar for entry in self._entries.values())
+        return Mesh.of(
+            (entry.sidecar for entry in self._entries.values()), self._identities.security()
+        )
 
     def on_stream_open(self, stream_id: int, node: base_pb2.Node) -> None:
+        """Raises ValueError (bad metadata) or PermissionError (identity refused)."""
         metadata = json_format.MessageToDict(node.metadata)
         sidecar = Sidecar.from_node_metadata(node.id, metadata)
+        self._identities.admit(sidecar, metadata)
+        self._on_admitted()
         replaced = self._entries.get(node.id)
         # A reconnecting Envoy may open its new stream before the old one is seen to close;
         # the newest stream owns the node id.
@@ -65,9 +83,17 @@ class Registry:
         if entry is None or entry.stream_id != stream_id:
             return
         del self._entries[node_id]
+        self._identities.forget(node_id)
         self._cache.clear_snapshot(node_id)
         log.info("sidecar left", extra={"node": node_id, "app_id": entry.sidecar.app_id})
         self._recompute()
+
+    def rotate_certificates(self) -> list[str]:
+        """Re-sign certificates past half-life and push them (as new SDS versions)."""
+        rotated = [n for n in self._identities.rotate_due() if n in self._entries]
+        if rotated:
+            self._recompute()
+        return rotated
 
     def _recompute(self) -> None:
         # O(sidecars²) protos per change; fine for one machine or a modest cluster. A debounce

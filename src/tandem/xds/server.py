@@ -28,7 +28,8 @@ _COUNTER_FIELDS = ("responses", "acks", "nacks", "stale")
 
 class StreamCallbacks(Protocol):
     def on_stream_open(self, stream_id: int, node: base_pb2.Node) -> None:
-        """Called before anything is sent; raise ValueError to refuse the stream."""
+        """Called before anything is sent; raise ValueError (malformed node) or
+        PermissionError (not allowed) to refuse the stream."""
 
     def on_stream_closed(self, stream_id: int, node_id: str) -> None: ...
 
@@ -73,6 +74,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         except ValueError as exc:
             log.warning("stream refused", extra={"node": node_id, "error": str(exc)})
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except PermissionError as exc:
+            log.warning("stream refused", extra={"node": node_id, "error": str(exc)})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         log.info("stream open", extra={"node": node_id, "stream": stream_id})
         stream = AdsStream(node_id=node_id, log=log)
         self._live[stream_id] = stream

@@ -1,7 +1,7 @@
 """Mesh model -> Envoy resources for one sidecar. Pure: same input, same protos.
 
 One module per feature (listeners, routes, clusters, endpoints, ext_proc, local replies,
-metrics); this module only assembles them. The output follows ``docs/design/sidecar-contract.md``.
+metrics, tls, rbac, auth); this module only assembles them. The output follows ``docs/design/sidecar-contract.md``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes
+from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes, tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +28,10 @@ class Resources:
     routes: tuple[route_pb2.RouteConfiguration, ...]
     clusters: tuple[cluster_pb2.Cluster, ...]
     endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+    secrets: tuple[secret_pb2.Secret, ...] = ()
 
     def all(self) -> Iterator[Message]:
+        yield from self.secrets
         yield from self.clusters
         yield from self.endpoints
         yield from self.listeners
@@ -42,12 +45,12 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
     sidecar can invoke its own app.
     """
     if mesh.get(sidecar.node_id) is None:
-        mesh = Mesh.of((*mesh.sidecars, sidecar))
+        mesh = Mesh.of((*mesh.sidecars, sidecar), mesh.security)
     metrics_listener = metrics.metrics_listener(sidecar)
     admin_cluster = metrics.admin_cluster(sidecar)
     return Resources(
         listeners=(
-            *listeners.listeners(sidecar),
+            *listeners.listeners(sidecar, mesh),
             *((metrics_listener,) if metrics_listener is not None else ()),
         ),
         routes=tuple(routes.route_configs(sidecar, mesh)),
@@ -56,6 +59,7 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
             *((admin_cluster,) if admin_cluster is not None else ()),
         ),
         endpoints=tuple(endpoints.load_assignments(mesh)),
+        secrets=tuple(tls.secrets(sidecar, mesh)),
     )
 
 

@@ -1,4 +1,4 @@
-"""Clusters: ``app:<id>`` per known app (EDS over ADS) and ``local_app`` (the app port)."""
+"""Clusters: ``app:<id>`` per known app (EDS over ADS, mTLS when on) and ``local_app``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate import tls
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.names import LOCAL_APP_CLUSTER, LOOPBACK, app_cluster
 
@@ -35,9 +36,9 @@ def _explicit(http2: bool) -> hpo_pb2.HttpProtocolOptions:
     return hpo_pb2.HttpProtocolOptions(explicit_http_config=config)
 
 
-def app_cluster_for(app_id: str) -> cluster_pb2.Cluster:
+def app_cluster_for(app_id: str, mesh: Mesh) -> cluster_pb2.Cluster:
     name = app_cluster(app_id)
-    return cluster_pb2.Cluster(
+    cluster = cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
@@ -46,6 +47,10 @@ def app_cluster_for(app_id: str) -> cluster_pb2.Cluster:
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
         typed_extension_protocol_options={_HPO_KEY: pack(_downstream_protocol())},
     )
+    transport = tls.upstream_transport_socket(mesh, app_id)
+    if transport is not None:
+        cluster.transport_socket.CopyFrom(transport)
+    return cluster
 
 
 def local_app(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
@@ -76,7 +81,7 @@ def local_app(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
 
 
 def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
-    out = [app_cluster_for(app) for app in mesh.app_ids()]
+    out = [app_cluster_for(app, mesh) for app in mesh.app_ids()]
     local = local_app(sidecar)
     if local is not None:
         out.append(local)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envoy.config.core.v3 import protocol_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -12,7 +12,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import wrappers_pb2
 
-from tandem.xds.ir import Sidecar
+from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate import rbac, tls
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_reply import local_reply_config
@@ -39,15 +40,15 @@ def _listener(
     port: int,
     hcm: hcm_pb2.HttpConnectionManager,
     buffer_limit: int | None = None,
+    transport_socket: base_pb2.TransportSocket | None = None,
 ) -> listener_pb2.Listener:
+    chain = listener_components_pb2.FilterChain(
+        filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
+    )
+    if transport_socket is not None:
+        chain.transport_socket.CopyFrom(transport_socket)
     listener = listener_pb2.Listener(
-        name=name,
-        address=socket_address(host, port),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
-            )
-        ],
+        name=name, address=socket_address(host, port), filter_chains=[chain]
     )
     if buffer_limit is not None:
         listener.per_connection_buffer_limit_bytes.CopyFrom(
@@ -104,11 +105,38 @@ def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     return _listener(DAPR_GRPC, LOOPBACK, sidecar.grpc_port, hcm)
 
 
-def dapr_inbound(sidecar: Sidecar) -> listener_pb2.Listener:
-    """Where other sidecars deliver invocations for this app (HTTP/1 or HTTP/2, AUTO)."""
-    hcm = _hcm(DAPR_INBOUND, _HCM.AUTO, [_router()], local_reply_config())
-    return _listener(DAPR_INBOUND, sidecar.internal_address, sidecar.internal_port, hcm)
+def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
+    """Where other sidecars deliver invocations for this app (HTTP/1 or HTTP/2, AUTO):
+    mTLS with a client certificate from the mesh CA, then the app's access control."""
+    filters = []
+    access = sidecar.access_control
+    if access is not None:
+        filters.append(
+            hcm_pb2.HttpFilter(name=rbac.RBAC_FILTER, typed_config=pack(rbac.rbac_filter(access)))
+        )
+    filters.append(_router())
+    hcm = _hcm(
+        DAPR_INBOUND,
+        _HCM.AUTO,
+        filters,
+        local_reply_config(access_controlled=sidecar.app_id if access is not None else None),
+    )
+    # Access control matches the path: `/a/../b` and `//b` must not slip past a rule for `/b`.
+    hcm.normalize_path.CopyFrom(wrappers_pb2.BoolValue(value=True))
+    hcm.merge_slashes = True
+    transport = tls.inbound_transport_socket(mesh)
+    if transport is not None:
+        # The app may read the verified caller identity: XFCC carries the peer's SPIFFE id.
+        hcm.forward_client_cert_details = _HCM.SANITIZE_SET
+        hcm.set_current_client_cert_details.CopyFrom(_HCM.SetCurrentClientCertDetails(uri=True))
+    return _listener(
+        DAPR_INBOUND,
+        sidecar.internal_address,
+        sidecar.internal_port,
+        hcm,
+        transport_socket=transport,
+    )
 
 
-def listeners(sidecar: Sidecar) -> list[listener_pb2.Listener]:
-    return [dapr_http(sidecar), dapr_grpc(sidecar), dapr_inbound(sidecar)]
+def listeners(sidecar: Sidecar, mesh: Mesh) -> list[listener_pb2.Listener]:
+    return [dapr_http(sidecar), dapr_grpc(sidecar), dapr_inbound(sidecar, mesh)]

@@ -92,16 +92,7 @@ def _flag_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
 
 def _too_large_mapper(max_body_bytes: int) -> hcm_pb2.ResponseMapper:
     return hcm_pb2.ResponseMapper(
-        filter=accesslog_pb2.AccessLogFilter(
-            status_code_filter=accesslog_pb2.StatusCodeFilter(
-                comparison=accesslog_pb2.ComparisonFilter(
-                    op=accesslog_pb2.ComparisonFilter.EQ,
-                    value=base_pb2.RuntimeUInt32(
-                        default_value=413, runtime_key="tandem.local_reply.payload_too_large"
-                    ),
-                )
-            )
-        ),
+        filter=_status_filter(413, "tandem.local_reply.payload_too_large"),
         body_format_override=error_body(
             "ERR_REQUEST_TOO_LARGE",
             f"request body exceeds the limit of {max_body_bytes} bytes",
@@ -109,9 +100,43 @@ def _too_large_mapper(max_body_bytes: int) -> hcm_pb2.ResponseMapper:
     )
 
 
-def local_reply_config(max_body_bytes: int | None = None) -> hcm_pb2.LocalReplyConfig:
-    """Mappers for a listener that routes invocations; 413 only where bodies are buffered."""
+def _status_filter(status: int, runtime_key: str) -> accesslog_pb2.AccessLogFilter:
+    return accesslog_pb2.AccessLogFilter(
+        status_code_filter=accesslog_pb2.StatusCodeFilter(
+            comparison=accesslog_pb2.ComparisonFilter(
+                op=accesslog_pb2.ComparisonFilter.EQ,
+                value=base_pb2.RuntimeUInt32(default_value=status, runtime_key=runtime_key),
+            )
+        )
+    )
+
+
+def _access_denied_mapper(callee: str) -> hcm_pb2.ResponseMapper:
+    """Dapr answers a callee's access-control denial with 403 ERR_DIRECT_INVOKE.
+
+    The RBAC filter sets no response flag, so this matches the status: on the inbound
+    listener the only local reply with a 403 is an RBAC denial (the app's own 403s are
+    upstream responses, which mappers never touch).
+    """
+    return hcm_pb2.ResponseMapper(
+        filter=_status_filter(403, "tandem.local_reply.access_denied"),
+        body_format_override=error_body(
+            "ERR_DIRECT_INVOKE",
+            f"failed to invoke, id: {callee}, err: access control policy has denied access "
+            "to id: %DOWNSTREAM_PEER_URI_SAN% operation: %REQ(:path):256% "
+            "verb: %REQ(:method)%",
+        ),
+    )
+
+
+def local_reply_config(
+    max_body_bytes: int | None = None, access_controlled: str | None = None
+) -> hcm_pb2.LocalReplyConfig:
+    """Mappers for a listener that routes invocations; 413 only where bodies are buffered,
+    403 where ``access_controlled`` (the callee's app id) runs an RBAC filter."""
     mappers = [_flag_mapper(m) for m in _MAPPINGS]
+    if access_controlled is not None:
+        mappers.append(_access_denied_mapper(access_controlled))
     if max_body_bytes is not None:
         mappers.append(_too_large_mapper(max_body_bytes))
     return hcm_pb2.LocalReplyConfig(mappers=mappers)

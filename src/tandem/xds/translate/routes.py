@@ -11,6 +11,7 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
+from tandem.xds.translate import auth
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -73,6 +74,8 @@ def _path_invoke_route(self_id: str, target: str) -> rc.Route:
         match=rc.RouteMatch(safe_regex=_regex(prefix + ".*")),
         route=action,
         request_headers_to_add=_invoke_headers(self_id, target),
+        # The caller's API token is for its own sidecar; it never travels on.
+        request_headers_to_remove=[auth.API_TOKEN_HEADER],
         typed_per_filter_config=_no_ext_proc(),
         metadata=_app_meta(target),
     )
@@ -90,6 +93,7 @@ def _header_invoke_route(self_id: str, target: str, *, http: bool) -> rc.Route:
         match=rc.RouteMatch(prefix="/", headers=[_header_match(target)]),
         route=_invoke_action(target),
         request_headers_to_add=_invoke_headers(self_id, target),
+        request_headers_to_remove=[auth.API_TOKEN_HEADER],
         metadata=_app_meta(target),
     )
     if http:
@@ -114,9 +118,37 @@ def _route_config(name: str, vhost: rc.VirtualHost) -> route_pb2.RouteConfigurat
     return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
 
 
+def _tripwire_action() -> rc.DirectResponseAction:
+    return rc.DirectResponseAction(
+        status=502,
+        body_format=error_body("ERR_INTERNAL", "the runtime did not answer this API request"),
+    )
+
+
+def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
+    """With DAPR_API_TOKEN set: a 401 for a missing or wrong token, before any other route."""
+    if sidecar.api_token is None:
+        return []
+    routes = []
+    if http:
+        # Health endpoints stay open: ext_proc answers them (the route is never used).
+        routes += [
+            rc.Route(name=f"health:{match.path}", match=match, direct_response=_tripwire_action())
+            for match in auth.health_matches()
+        ]
+    name, reply = auth.unauthorized_route()
+    reject = rc.Route(
+        name=name, match=auth.rejects_bad_token(sidecar.api_token), direct_response=reply
+    )
+    if http:
+        reject.typed_per_filter_config[EXT_PROC_FILTER].CopyFrom(pack(ext_proc_disabled()))
+    return [*routes, reject]
+
+
 def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     apps = mesh.app_ids()
-    routes: list[rc.Route] = [_path_invoke_route(sidecar.app_id, app) for app in apps]
+    routes: list[rc.Route] = _token_check(sidecar, http=True)
+    routes += [_path_invoke_route(sidecar.app_id, app) for app in apps]
     routes += [_header_invoke_route(sidecar.app_id, app, http=True) for app in apps]
     routes.append(
         _unknown_app(
@@ -136,14 +168,7 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # beats silently routing an API call somewhere.
     routes.append(
         rc.Route(
-            name="tripwire",
-            match=rc.RouteMatch(prefix="/"),
-            direct_response=rc.DirectResponseAction(
-                status=502,
-                body_format=error_body(
-                    "ERR_INTERNAL", "the runtime did not answer this API request"
-                ),
-            ),
+            name="tripwire", match=rc.RouteMatch(prefix="/"), direct_response=_tripwire_action()
         )
     )
     return _route_config(DAPR_HTTP, rc.VirtualHost(name=DAPR_HTTP, domains=["*"], routes=routes))
@@ -151,7 +176,8 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
 
 def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # gRPC proxying keeps `dapr-app-id` (the callee's SDK may read it), unlike the HTTP form.
-    routes = [_header_invoke_route(sidecar.app_id, app, http=False) for app in mesh.app_ids()]
+    routes = _token_check(sidecar, http=False)
+    routes += [_header_invoke_route(sidecar.app_id, app, http=False) for app in mesh.app_ids()]
     routes.append(
         rc.Route(
             name="invoke-header-unknown",
@@ -194,11 +220,13 @@ def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
                 body_format=invoke_error_body(sidecar.app_id, "app channel is not initialized"),
             ),
         )
+    token_to_add, token_to_remove = auth.inbound_token_headers(sidecar)
     vhost = rc.VirtualHost(
         name=DAPR_INBOUND,
         domains=["*"],
         routes=[route],
-        request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id)],
+        request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id), *token_to_add],
+        request_headers_to_remove=token_to_remove,
         # Lets a caller prove the request went Envoy -> Envoy rather than straight to the app.
         response_headers_to_add=[set_header(HEADER_TANDEM_CALLEE, sidecar.app_id)],
     )
