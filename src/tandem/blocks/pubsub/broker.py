@@ -4,7 +4,7 @@ A component moves opaque bytes: the CloudEvent envelope, routing, retries and de
 are the block's work (:mod:`.service`, :mod:`.subscriber`), so every broker stays small
 and one conformance suite can hold them all to the same delivery guarantees.
 
-Delivery invariant (at-least-once, see ``docs/design/pubsub-delivery.md``): a message
+Delivery invariant (at-least-once): a message
 published and acknowledged to the publisher is handed to one consumer of every consumer
 group subscribed to its topic, again and again until a handler returns SUCCESS or DROP.
 A consumer that dies holding a message gives it back: its lease expires (or, for the

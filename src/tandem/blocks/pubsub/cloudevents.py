@@ -215,11 +215,8 @@ def _user_event(data: bytes) -> dict[str, Any]:
 
 
 def _json_or_text(data: bytes) -> Any:
+    # The stdlib parser keeps integers of any size exact (orjson turns big ones into floats).
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # e.g. integers beyond 64 bits, which orjson refuses
         return json.loads(data)
     except ValueError:
         return data.decode("utf-8", "replace")
