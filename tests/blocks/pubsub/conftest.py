@@ -9,23 +9,14 @@ from typing import Any
 
 import pytest
 
-from servers import RedisServer, redis_server  # noqa: F401  (fixture re-export)
+from servers import KafkaServer, RedisServer, redis_server, tansu_server  # noqa: F401  (fixture re-export)
 from tandem.blocks.pubsub.broker import PubSub
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
 
 MakeBroker = Callable[..., Awaitable[PubSub]]
 
 
-def broker_metadata(kind: str, tmp_path: Path, redis: RedisServer | None) -> dict[str, str]:
-    if kind == "sqlite":
-        return {"connectionString": str(tmp_path / "pubsub.db")}
-    if kind == "redis":
-        assert redis is not None
-        return {"redisHost": redis.address}
-    return {}
-
-
-@pytest.fixture(params=["sqlite", "in-memory", "redis"])
+@pytest.fixture(params=["sqlite", "in-memory", "redis", "kafka"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -43,10 +34,11 @@ async def make_broker(
     over the same file or server, like one more sidecar (in-memory: the same process, so
     calls share nothing — tests of several instances use the durable kinds)."""
     redis = request.getfixturevalue("redis_server") if broker_kind == "redis" else None
+    kafka = request.getfixturevalue("tansu_server") if broker_kind == "kafka" else None
     made: list[Any] = []
 
     async def make(app_id: str = "app", **metadata: str) -> PubSub:
-        md = broker_metadata(broker_kind, tmp_path, redis) | metadata
+        md = broker_metadata(broker_kind, tmp_path, redis, kafka) | metadata
         spec = ComponentSpec("pubsub", f"pubsub.{broker_kind}", metadata=md)
         broker = create_component(spec, ComponentContext(app_id=app_id, home=tmp_path))
         made.append(broker)
