@@ -79,3 +79,40 @@ def test_mesh_groups_instances_by_app_sorted_by_node_id() -> None:
 def test_mesh_refuses_a_node_id_twice() -> None:
     with pytest.raises(ValueError, match="once"):
         Mesh.of([sidecar("a"), sidecar("a")])
+
+
+def test_tokens_are_kept_out_of_repr_and_their_problems_never_echo_them() -> None:
+    parsed = sidecar("a", dapr_api_token="s3cret-token", app_api_token="app-s3cret")
+
+    assert parsed.api_token == "s3cret-token"
+    assert parsed.app_api_token == "app-s3cret"
+    assert "s3cret" not in repr(parsed)
+    with pytest.raises(SidecarMetadataError) as err:
+        Sidecar.from_node_metadata("a~1", metadata("a", dapr_api_token="has space s3cret"))
+    assert "dapr_api_token must be 1-4096 printable ASCII characters" in str(err.value)
+    assert "s3cret" not in str(err.value)
+
+
+def test_access_control_arrives_in_daprs_yaml_shape_and_round_trips() -> None:
+    access = {
+        "defaultAction": "deny",
+        "trustDomain": "public",
+        "policies": [
+            {
+                "appId": "a",
+                "namespace": "default",
+                "operations": [{"name": "/x/*", "httpVerb": ["get"], "action": "allow"}],
+            }
+        ],
+    }
+    parsed = sidecar("b", access_control=access, trust_domain="example.org")
+
+    assert parsed.access_control is not None
+    assert parsed.access_control.policies[0].operations[0].http_verbs == ("GET",)
+    assert parsed.spiffe_id == "spiffe://example.org/ns/default/b"
+    assert Sidecar.from_node_metadata(parsed.node_id, parsed.to_node_metadata()) == parsed
+
+
+def test_bad_access_control_is_reported_with_its_field() -> None:
+    with pytest.raises(SidecarMetadataError, match=r"policies\[0\]\.appId: is required"):
+        sidecar("b", access_control={"policies": [{"namespace": "default"}]})

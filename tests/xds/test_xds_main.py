@@ -62,3 +62,47 @@ def test_writes_its_address_serves_ads_and_cleans_up_on_sigterm(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reads_the_mesh_configuration_from_the_home_and_creates_the_ca(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: daprsystem}\n"
+        "spec:\n  mtls: {enabled: false, workloadCertTTL: 2h}\n"
+    )
+    proc = _start(tmp_path)
+    try:
+        _wait_for_file(tmp_path / "controlplane.json", proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
+        security = next(entry for entry in lines if entry["msg"] == "mesh security")
+        assert security["mtls"] is False
+        assert security["workload_cert_ttl_s"] == 7200
+        assert {p.name for p in (tmp_path / "ca").iterdir()} == {
+            "root.pem",
+            "root.key",
+            "enrolment.key",
+        }
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_an_invalid_mesh_configuration_stops_it_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "mesh.yaml"
+    bad.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: x}\n"
+        "spec:\n  mtls: {workloadCertTTL: soon}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tandem.xds", "--home", str(tmp_path), "--config", str(bad)],
+        capture_output=True,
+        timeout=30,
+    )
+
+    assert proc.returncode == 1
+    assert b"invalid mesh configuration" in proc.stderr
+    assert b"workloadCertTTL" in proc.stderr
+    assert not (tmp_path / "controlplane.json").exists()
