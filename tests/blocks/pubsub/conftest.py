@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pubsub_helpers import broker_metadata
 
-from servers import KafkaServer, RedisServer, redis_server, tansu_server  # noqa: F401  (fixture re-export)
+from servers import redis_server, tansu_server  # noqa: F401  (fixture re-export)
 from tandem.blocks.pubsub.broker import PubSub
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
 

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
+from servers import KafkaServer, RedisServer
 from tandem.blocks.pubsub.broker import Message, Outcome
 
 FAST = {"redeliverInterval": "50ms", "processingTimeout": "500ms"}
+
+
+def broker_metadata(
+    kind: str, tmp_path: Path, redis: RedisServer | None, kafka: KafkaServer | None = None
+) -> dict[str, str]:
+    if kind == "sqlite":
+        return {"connectionString": str(tmp_path / "pubsub.db")}
+    if kind == "redis":
+        assert redis is not None
+        return {"redisHost": redis.address}
+    if kind == "kafka":
+        assert kafka is not None
+        # tansu holds group joins for about the session timeout: keep it short.
+        timeouts = {"sessionTimeout": "1s", "heartbeatInterval": "300ms"}
+        return {"brokers": kafka.brokers, "authType": "none", **timeouts}
+    return {}
 
 
 class Recorder:

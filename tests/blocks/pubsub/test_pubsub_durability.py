@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pubsub_helpers import FAST, Recorder
+from pubsub_helpers import FAST, Recorder, broker_metadata
 
 from tandem.blocks.pubsub.broker import SubscribeOptions
 
@@ -50,8 +50,6 @@ async def test_messages_wait_for_a_group_whose_consumers_are_all_gone(make_broke
 async def test_message_held_by_a_killed_consumer_is_redelivered_to_its_group(
     make_broker, broker_kind, topic, tmp_path, request
 ):
-    from conftest import broker_metadata
-
     redis = request.getfixturevalue("redis_server") if broker_kind == "redis" else None
     md = broker_metadata(broker_kind, tmp_path, redis) | FAST
     proc = await asyncio.create_subprocess_exec(
