@@ -32,9 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -46,6 +46,8 @@ from tandem.blocks.state._meta import ComponentConfigError, as_int, lookup
 from tandem.resources.durations import parse_duration
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TOPIC_ALREADY_EXISTS = 36
 # How long a rebalance waits for a handler in flight on a revoked partition.
@@ -231,7 +233,7 @@ class KafkaPubSub:
             if isinstance(r, BaseException)
         ]
 
-    async def _deadline(self, aw: Any) -> Any:
+    async def _deadline(self, aw: Awaitable[T]) -> T:
         # The producer's own request timeout normally fires first; this bounds the rest
         # (metadata waits, reconnects) so a publish never hangs on a vanished broker.
         timeout = self.config.publish_timeout_ms / 1000 + 1.0
@@ -263,7 +265,7 @@ class KafkaPubSub:
             max_partition_fetch_bytes=max(cfg.max_message_bytes, 1_048_576),
         )
         try:
-            await consumer.start()
+            await self._deadline(consumer.start())
             initial = await self._deadline(self._ends(consumer, topic))
         except BaseException:
             with contextlib.suppress(Exception):

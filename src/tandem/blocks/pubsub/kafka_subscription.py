@@ -36,7 +36,7 @@ BUFFERED_RECORDS = 200
 
 
 def _message(record: ConsumerRecord[Any, Any]) -> Message:
-    md = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    md = {k: (v or b"").decode(errors="replace") for k, v in record.headers or ()}
     data = record.value if record.value is not None else b""
     return Message(record.topic, data, md, f"{record.partition}-{record.offset}")
 
