@@ -7,29 +7,68 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
+from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
-from tandem.blocks.pubsub.app_subscriptions import start_app_subscriptions
+from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
+from tandem.blocks.pubsub.delivery import DeliveryTarget
+from tandem.blocks.pubsub.grpc_delivery import GrpcDelivery, fetch_grpc_subscriptions
 from tandem.blocks.pubsub.http_delivery import HttpDelivery
 from tandem.blocks.pubsub.service import PubSubService
+from tandem.blocks.pubsub.streaming import StreamingSubscriptions
 from tandem.blocks.pubsub.subscriber import Subscriber
-from tandem.blocks.pubsub.subscriptions import TopicSubscription, from_declarative
+from tandem.blocks.pubsub.subscriptions import (
+    SubscriptionType,
+    TopicSubscription,
+    from_declarative,
+)
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
 from tandem.blocks.state.service import StateService
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.resources import Resiliency, Subscription
 
 log = logging.getLogger("tandem.runtime")
 
-Rpc = Callable[[Any], Awaitable[Any]]
-
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
 SERVED_BLOCKS = frozenset({"state", "pubsub"})
+
+
+def _info(s: TopicSubscription) -> SubscriptionInfo:
+    rules = () if s.type is SubscriptionType.STREAMING else s.rules
+    return SubscriptionInfo(
+        pubsub_name=s.pubsub_name,
+        topic=s.topic,
+        rules=tuple((r.match, r.path) for r in rules),
+        type=s.type.value,
+        dead_letter_topic=s.dead_letter_topic or "",
+        metadata=dict(s.metadata),
+    )
+
+
+@dataclass(slots=True)
+class SubscriptionBoard:
+    """What the metadata API lists: the app's subscriptions, then the open streams."""
+
+    metadata: MetadataService | None = None
+    app: list[TopicSubscription] = field(default_factory=list)
+    streaming: list[TopicSubscription] = field(default_factory=list)
+
+    def set_app(self, subs: Sequence[TopicSubscription]) -> None:
+        self.app = list(subs)
+        self._publish()
+
+    def set_streaming(self, subs: Sequence[TopicSubscription]) -> None:
+        self.streaming = list(subs)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.metadata is not None:
+            self.metadata.subscriptions = [_info(s) for s in self.app + self.streaming]
 
 
 @dataclass(slots=True)
@@ -37,11 +76,21 @@ class Wiring:
     rpcs: dict[str, Rpc] = field(default_factory=dict)
     components: list[ComponentInfo] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run once the gRPC server is up (background consumers such as the outbox's).
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pubsub: PubSubService | None = None
+    board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
 
 
-def wire_blocks(router: Router, specs: Sequence[ComponentSpec], ctx: ComponentContext) -> Wiring:
-    wiring = Wiring()
+def wire_blocks(
+    router: Router,
+    specs: Sequence[ComponentSpec],
+    ctx: ComponentContext,
+    *,
+    metadata: MetadataService | None = None,
+    resiliencies: Sequence[Resiliency] = (),
+) -> Wiring:
+    wiring = Wiring(board=SubscriptionBoard(metadata))
     served = []
     for spec in specs:
         block = spec.type.split(".", 1)[0]
@@ -70,11 +119,15 @@ def wire_blocks(router: Router, specs: Sequence[ComponentSpec], ctx: ComponentCo
 
     pubsub = PubSubService.from_specs(served, ctx)
     pubsub_http.register(router, pubsub)
-    wiring.rpcs.update(pubsub_grpc.rpcs(pubsub))
+    streams = StreamingSubscriptions(
+        pubsub, resiliencies=resiliencies, on_change=wiring.board.set_streaming
+    )
+    wiring.rpcs.update(pubsub_grpc.rpcs(pubsub, streams))
     for name, ps in pubsub.components.items():
         caps = tuple(sorted(f.value for f in ps.broker.features))
         wiring.components.append(ComponentInfo(name, ps.type, _version(served, name), caps))
     wiring.closers.append(pubsub.close)
+    wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
     return wiring
 
@@ -90,34 +143,36 @@ def start_app(
     subscriptions: Sequence[Subscription] = (),
     resiliencies: Sequence[Resiliency] = (),
 ) -> Callable[[], Awaitable[None]]:
-    """Open the app channel and, in the background, wait for the app and start its
-    subscriptions; ``/v1.0/healthz`` reports not ready ("app") until then. Returns the
-    stopper, which drains deliveries in flight."""
-    channel = AppChannel(port, app_id=app_id, token=os.environ.get(APP_API_TOKEN_ENV))
+    """Open the app channel (HTTP, or gRPC for ``protocol == "grpc"``) and, in the
+    background, wait for the app and start its subscriptions; ``/v1.0/healthz`` reports not
+    ready ("app") until then. Returns the stopper, which drains deliveries in flight."""
+    token = os.environ.get(APP_API_TOKEN_ENV)
+    channel = AppChannel(port, app_id=app_id, token=token)  # also the app readiness probe
+    grpc_channel = AppGrpcChannel(port, app_id=app_id, token=token) if protocol == "grpc" else None
     health.mark_not_ready("app", outbound=False)
+    target: DeliveryTarget = HttpDelivery(channel)
+    if grpc_channel is not None:
+        target = GrpcDelivery(grpc_channel)
+
+    async def fetch() -> list[TopicSubscription]:
+        if grpc_channel is not None:
+            return await fetch_grpc_subscriptions(grpc_channel)
+        return await fetch_programmatic(channel)
+
     subscriber = None
     if wiring.pubsub is not None and wiring.pubsub.components:
-        if protocol == "http":
-            subscriber = Subscriber(wiring.pubsub, HttpDelivery(channel), resiliencies=resiliencies)
-        else:
-            log.warning("pub/sub delivery to gRPC apps is not supported yet: no subscriptions")
+        subscriber = Subscriber(wiring.pubsub, target, resiliencies=resiliencies)
+    if wiring.board.metadata is None:
+        wiring.board.metadata = metadata
 
     def ready(started: list[TopicSubscription]) -> None:
-        metadata.subscriptions = [
-            SubscriptionInfo(
-                pubsub_name=s.pubsub_name,
-                topic=s.topic,
-                rules=tuple((r.match, r.path) for r in s.rules),
-                type=s.type.value,
-                dead_letter_topic=s.dead_letter_topic or "",
-                metadata=dict(s.metadata),
-            )
-            for s in started
-        ]
+        wiring.board.set_app(started)
         health.mark_ready("app")
 
     declarative = [from_declarative(s) for s in subscriptions]
-    task = asyncio.create_task(start_app_subscriptions(channel, subscriber, declarative, ready))
+    task = asyncio.create_task(
+        start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
+    )
 
     async def stop() -> None:
         task.cancel()
@@ -125,6 +180,8 @@ def start_app(
         if subscriber is not None:
             await subscriber.stop()
         await channel.close()
+        if grpc_channel is not None:
+            await grpc_channel.close()
 
     return stop
 

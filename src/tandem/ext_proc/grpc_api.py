@@ -1,14 +1,19 @@
 """The Dapr gRPC API (`dapr.proto.runtime.v1.Dapr`): wire types in, blocks called, wire types out.
 
-Every RPC this runtime does not serve yet answers UNIMPLEMENTED with a Dapr-style message
-rather than the generated stub's bare "Method not implemented!".
+Blocks hand the servicer one table, RPC name → implementation: a coroutine function of the
+request for a unary RPC, or a :class:`StreamRpc` for a streaming one (its handler gets the
+requests as an async iterator and yields the responses). Every RPC this runtime does not
+serve yet answers UNIMPLEMENTED with a Dapr-style message rather than the generated stub's
+bare "Method not implemented!".
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -83,21 +88,38 @@ def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse
 
 
 RpcImpl = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+UnaryRpc = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRpc:
+    """A streaming RPC (client, server or bidi): ``handler(requests)`` yields the responses.
+
+    ``requests`` is the client's messages (a single-item iterator for a server-streaming
+    RPC). A :class:`DaprError` raised by the handler ends the call with its gRPC status;
+    the call's metadata is in :data:`invocation_metadata` while the handler runs.
+    """
+
+    handler: Callable[[AsyncIterator[Any]], AsyncGenerator[Any, None]]
+
+
+Rpc = UnaryRpc | StreamRpc
 
 
 class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
-    """Implemented RPCs are looked up in ``rpcs`` (name → coroutine function of the request)."""
+    """Implemented RPCs are looked up in ``rpcs``: name → unary coroutine function or
+    :class:`StreamRpc`, matching the RPC's kind in the proto (a mismatch is a startup error)."""
 
     def __init__(
         self,
         metadata: MetadataService,
-        rpcs: dict[str, Callable[[Any], Awaitable[Any]]] | None = None,
+        rpcs: Mapping[str, Rpc] | None = None,
         on_shutdown: Callable[[], None] | None = None,
         max_request_bytes: int | None = None,
     ) -> None:
         self._metadata = metadata
         self._on_shutdown = on_shutdown
-        table: dict[str, Callable[[Any], Awaitable[Any]]] = {
+        table: dict[str, Rpc] = {
             "GetMetadata": self._get_metadata,
             "SetMetadata": self._set_metadata,
             "Shutdown": self._shutdown,
@@ -106,10 +128,18 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         service = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
         for method in service.methods:
             impl = table.get(method.name)
-            if impl is not None and not method.client_streaming and not method.server_streaming:
-                setattr(self, method.name, _unary(impl, max_request_bytes))
-            elif impl is None:
+            streaming = method.client_streaming or method.server_streaming
+            if impl is None:
                 setattr(self, method.name, _unimplemented(method.name, method.server_streaming))
+            elif isinstance(impl, StreamRpc) != streaming:
+                kind = "streaming" if streaming else "unary"
+                raise TypeError(f"{method.name} is a {kind} RPC: its implementation is not")
+            elif isinstance(impl, StreamRpc) and method.server_streaming:
+                setattr(self, method.name, _stream(impl, method.client_streaming))
+            elif isinstance(impl, StreamRpc):
+                setattr(self, method.name, _client_stream(impl))
+            else:
+                setattr(self, method.name, _unary(impl, max_request_bytes))
 
     async def _get_metadata(self, request: Any) -> metadata_pb2.GetMetadataResponse:
         return metadata_proto(self._metadata)
@@ -124,7 +154,14 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         return _EMPTY
 
 
-def _unary(impl: Callable[[Any], Awaitable[Any]], max_request_bytes: int | None) -> RpcImpl:
+def _call_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {
+        k.lower(): v if isinstance(v, str) else v.decode("latin-1")
+        for k, v in context.invocation_metadata() or ()
+    }
+
+
+def _unary(impl: UnaryRpc, max_request_bytes: int | None) -> RpcImpl:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # The gRPC server's own receive limit is set higher, for ext_proc messages that carry
         # a whole HTTP body plus headers, so the API's body limit is enforced here.
@@ -135,12 +172,51 @@ def _unary(impl: Callable[[Any], Awaitable[Any]], max_request_bytes: int | None)
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"grpc: received message larger than max ({size} vs. {max_request_bytes})",
                 )
-        md = {
-            k.lower(): v if isinstance(v, str) else v.decode("latin-1")
-            for k, v in context.invocation_metadata() or ()
-        }
-        invocation_metadata.set(md)
+        invocation_metadata.set(_call_metadata(context))
         return await guarded(context, impl(request))
+
+    return call
+
+
+async def _one(request: Any) -> AsyncIterator[Any]:
+    yield request
+
+
+def _stream(rpc: StreamRpc, client_streaming: bool) -> Callable[..., AsyncIterator[Any]]:
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        invocation_metadata.set(_call_metadata(context))
+        requests = request if client_streaming else _one(request)
+        try:
+            # aclosing: the handler's own clean-up runs when the client goes away mid-stream.
+            async with contextlib.aclosing(rpc.handler(requests)) as responses:
+                async for response in responses:
+                    yield response
+        except DaprError as err:
+            status = to_grpc_status(err)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except (grpc.aio.AbortError, GeneratorExit):
+            raise
+        except Exception as exc:
+            log.exception("unhandled error in streaming gRPC call")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+
+    return call
+
+
+def _client_stream(rpc: StreamRpc) -> RpcImpl:
+    """A client-streaming RPC: the handler yields exactly one response."""
+
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        invocation_metadata.set(_call_metadata(context))
+
+        async def last() -> Any:
+            last_response = None
+            async with contextlib.aclosing(rpc.handler(requests)) as responses:
+                async for response in responses:
+                    last_response = response
+            return last_response
+
+        return await guarded(context, last())
 
     return call
 

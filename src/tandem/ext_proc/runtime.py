@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from tandem.ext_proc import meta_http
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
-from tandem.ext_proc.grpc_api import DaprGrpcServicer
+from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -69,13 +69,21 @@ class Runtime:
             app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
         )
         try:
-            wiring = wire_blocks(self.router, specs, ctx)
+            wiring = wire_blocks(
+                self.router,
+                specs,
+                ctx,
+                metadata=self.metadata,
+                resiliencies=self._resources.resiliencies if self._resources else (),
+            )
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         meta_http.register(self.router, self.health, self.metadata)
         await self._serve(wiring.rpcs)
+        for start in wiring.starters:
+            await start()
         self.health.mark_ready("components")
         if self.options.app_port is not None:
             # Closers run in reverse: deliveries drain before the components close.
@@ -129,7 +137,7 @@ class Runtime:
             )
         return specs
 
-    async def _serve(self, grpc_rpcs: dict[str, Callable[[Any], Awaitable[Any]]]) -> None:
+    async def _serve(self, grpc_rpcs: Mapping[str, Rpc]) -> None:
         limit = self.options.max_body_bytes + (1 << 20)
         server = grpc.aio.server(
             options=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
@@ -61,12 +61,15 @@ async def start_app_subscriptions(
     subscriber: Subscriber | None,
     declarative: Sequence[TopicSubscription],
     on_ready: Callable[[list[TopicSubscription]], None],
+    *,
+    fetch: Callable[[], Awaitable[list[TopicSubscription]]] | None = None,
 ) -> None:
-    """Wait for the app, then start its subscriptions (if pub/sub is configured)."""
+    """Wait for the app, then start its subscriptions (if pub/sub is configured).
+    ``fetch`` asks the app what it subscribes to (default: ``GET /dapr/subscribe``)."""
     await channel.wait_ready()
     started: list[TopicSubscription] = []
     if subscriber is not None:
-        programmatic = await fetch_programmatic(channel)
+        programmatic = await (fetch() if fetch is not None else fetch_programmatic(channel))
         subs, problems = merge(declarative, programmatic)
         for problem in problems:
             log.warning("%s", problem)

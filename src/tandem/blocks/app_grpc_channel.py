@@ -1,0 +1,100 @@
+"""The runtime's gRPC channel to an app started with ``--app-protocol grpc``.
+
+One ``grpc.aio`` channel to ``127.0.0.1:<app port>`` for the runtime's lifetime, speaking
+Dapr's ``AppCallback`` service (pub/sub today; input bindings and invocation later). Every
+call carries ``dapr-api-token`` when ``APP_API_TOKEN`` is set and ``dapr-app-id``; callers
+add W3C trace context and per-call metadata. Readiness (the app port accepting
+connections) is :meth:`tandem.blocks.app_channel.AppChannel.wait_ready`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import grpc
+from dapr.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
+from google.protobuf import empty_pb2
+
+# gRPC metadata keys are lower-case ASCII; values printable ASCII ("-bin" keys carry bytes).
+_KEY = re.compile(r"^[0-9a-z_.-]+$")
+_RESERVED = frozenset({"content-type", "te", "user-agent", "host", "dapr-api-token"})
+_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def grpc_metadata(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``values`` as gRPC call metadata: keys lower-cased; what gRPC cannot carry is left out."""
+    out = []
+    for key, value in values.items():
+        k = key.lower()
+        if (
+            not _KEY.match(k)
+            or k.endswith("-bin")
+            or k.startswith(("grpc-", ":"))
+            or k in _RESERVED
+            or not _PRINTABLE.match(value)
+        ):
+            continue
+        out.append((k, value))
+    return out
+
+
+class AppGrpcChannel:
+    def __init__(
+        self,
+        port: int,
+        *,
+        app_id: str,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        max_message_bytes: int = 4 << 20,
+    ) -> None:
+        self.port = port
+        self.host = host
+        self._app_id = app_id
+        self._token = token or None
+        self._max = max_message_bytes
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: appcallback_pb2_grpc.AppCallbackStub | None = None
+
+    def _callback(self) -> appcallback_pb2_grpc.AppCallbackStub:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(
+                f"{self.host}:{self.port}",
+                options=[
+                    ("grpc.max_receive_message_length", self._max),
+                    ("grpc.max_send_message_length", self._max),
+                ],
+            )
+            self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
+        return self._stub
+
+    def metadata(self, extra: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        md = grpc_metadata(extra or {})
+        md.append(("dapr-app-id", self._app_id))
+        if self._token:
+            md.append(("dapr-api-token", self._token))
+        return md
+
+    async def list_topic_subscriptions(
+        self, timeout: float = 10.0
+    ) -> appcallback_pb2.ListTopicSubscriptionsResponse:
+        return await self._callback().ListTopicSubscriptions(
+            empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout
+        )
+
+    async def on_topic_event(
+        self,
+        request: appcallback_pb2.TopicEventRequest,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> appcallback_pb2.TopicEventResponse:
+        return await self._callback().OnTopicEvent(
+            request, metadata=self.metadata(metadata), timeout=timeout
+        )
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub = None
