@@ -8,7 +8,8 @@
   pending. Every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
   its group idle longer than ``processingTimeout`` — those of consumers that died, and its
   own retries. While a handler runs, its entry's idle time is reset (``XCLAIM ... JUSTID``)
-  so a slow handler is not raced by another consumer.
+  so a slow handler is not raced by another consumer. A consumer that closes marks what
+  it still holds as idle past ``processingTimeout``, so the next reclaim takes it at once.
 """
 
 from __future__ import annotations
@@ -176,8 +177,15 @@ class _Subscription:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # What is left stays pending; another consumer reclaims it after processingTimeout.
-        await self._inflight.drain(grace)
+        # What is left stays pending, marked idle for longer than processingTimeout, so the
+        # next reclaim by another consumer of the group takes it at once.
+        left: list[Any] = [m.id for m in await self._inflight.drain(grace)]
+        if left:
+            idle = int(self._b.processing_timeout * 1000) + 1
+            with contextlib.suppress(Exception):
+                await self._b.client.xclaim(
+                    self._topic, self._group, self._consumer, 0, left, idle=idle, justid=True
+                )
         self._b.forget(self)
 
 

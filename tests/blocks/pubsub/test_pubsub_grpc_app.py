@@ -1,0 +1,161 @@
+"""Delivery to a gRPC app (``--app-protocol grpc``): ``ListTopicSubscriptions`` at start,
+``OnTopicEvent`` per event, over one channel, with the API token and trace context in the
+call metadata — against the plain grpc.aio test app of ``tests/apps``, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from dapr.proto.runtime.v1 import appcallback_pb2_grpc
+
+from servers import free_port
+from tandem.blocks.errors import DaprError
+from tandem.blocks.health import Health
+from tandem.blocks.metadata import MetadataService
+from tandem.blocks.pubsub.memory import MemoryPubSub
+from tandem.blocks.pubsub.service import PublishRequest, PubSubComponent, PubSubService
+from tandem.ext_proc.blocks_wiring import Wiring, start_app
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "grpc_subscriber_app.py"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+SUBSCRIPTIONS = [
+    {
+        "pubsubname": "pubsub",
+        "topic": "orders",
+        "routes": {
+            "rules": [{"match": 'event.type == "widget"', "path": "widgets"}],
+            "default": "orders",
+        },
+        "deadLetterTopic": "dead",
+    },
+    {"pubsubname": "pubsub", "topic": "dead"},
+]
+
+
+def _load_app() -> Any:
+    spec = importlib.util.spec_from_file_location("grpc_subscriber_app", APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Records:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def all(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    async def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(found := [r for r in self.all() if pred(r)]) < count:
+            assert time.monotonic() < deadline, f"{len(found)} of {count} deliveries recorded"
+            await asyncio.sleep(0.01)  # polling the app's record file, with a deadline
+        return found
+
+
+async def _until_ready(health: Health, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health.check()
+            return
+        except DaprError:
+            assert time.monotonic() < deadline, "the sidecar never became ready"
+        await asyncio.sleep(0.01)  # polling a readiness flag, with a deadline
+
+
+@pytest.fixture
+async def grpc_app(tmp_path, monkeypatch) -> AsyncIterator[tuple[Records, PubSubService, Any]]:
+    monkeypatch.setenv("APP_API_TOKEN", "tok")
+    monkeypatch.setenv("TANDEM_PUBSUB_RETRY_BASE", "0.001")
+    port = free_port()
+    records = Records(tmp_path / "records.jsonl")
+    service = PubSubService(
+        [PubSubComponent("pubsub", MemoryPubSub(group="app"), "pubsub.in-memory")], "app"
+    )
+    health, metadata = Health("app"), MetadataService("app")
+    health.mark_ready("components")
+    stop = start_app(
+        Wiring(pubsub=service),
+        app_id="app",
+        port=port,
+        protocol="grpc",
+        health=health,
+        metadata=metadata,
+    )
+    server = grpc.aio.server()
+    app = _load_app().App(str(records.path), SUBSCRIPTIONS)
+    appcallback_pb2_grpc.add_AppCallbackServicer_to_server(app, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await _until_ready(health)
+    yield records, service, metadata
+    await stop()
+    await server.stop(0)
+    await service.close()
+
+
+async def _publish(service: PubSubService, data: dict[str, Any], **md: str) -> None:
+    body = json.dumps(data).encode()
+    await service.publish(
+        PublishRequest(
+            "pubsub", "orders", body, "application/json", metadata=md, traceparent=TRACEPARENT
+        )
+    )
+
+
+async def test_grpc_app_subscriptions_come_from_list_topic_subscriptions(grpc_app):
+    _, _, metadata = grpc_app
+    subs = {s.topic: s for s in metadata.subscriptions}
+    assert subs["orders"].type == "PROGRAMMATIC"
+    assert subs["orders"].rules == (('event.type == "widget"', "widgets"), ("", "orders"))
+    assert subs["orders"].dead_letter_topic == "dead"
+
+
+async def test_grpc_app_gets_on_topic_event_with_route_token_and_trace_context(grpc_app):
+    records, service, _ = grpc_app
+    await _publish(service, {"tag": "a"}, **{"cloudevent.type": "widget"})
+    await _publish(service, {"tag": "b"})
+    [widget] = await records.wait_for(lambda r: r["data"] == {"tag": "a"})
+    [order] = await records.wait_for(lambda r: r["data"] == {"tag": "b"})
+    assert (widget["path"], order["path"]) == ("widgets", "orders")
+    assert (order["topic"], order["pubsub"], order["type"]) == (
+        "orders",
+        "pubsub",
+        "com.dapr.event.sent",
+    )
+    assert order["content_type"] == "application/json"
+    md = order["metadata"]
+    assert (md["dapr-api-token"], md["pubsubname"], md["dapr-app-id"]) == ("tok", "pubsub", "app")
+    # the app's span is a child of the publisher's: same trace id, new span id
+    assert md["traceparent"].split("-")[1] == TRACEPARENT.split("-")[1]
+    assert md["traceparent"] != TRACEPARENT
+    assert order["extensions"]["traceparent"] == TRACEPARENT
+
+
+async def test_grpc_app_error_is_retried_and_unimplemented_is_dead_lettered(grpc_app):
+    records, service, _ = grpc_app
+    await _publish(service, {"tag": "flaky", "answers": ["ERROR", "RETRY", "SUCCESS"]})
+    tries = await records.wait_for(lambda r: r["data"].get("tag") == "flaky", count=3)
+    assert [t["answer"] for t in tries] == ["ERROR", "RETRY", "SUCCESS"]
+    await _publish(service, {"tag": "gone", "answers": ["UNIMPLEMENTED"]})
+    [dead] = await records.wait_for(
+        lambda r: r["topic"] == "dead" and r["data"].get("tag") == "gone"
+    )
+    [original] = [r for r in records.all() if r["topic"] == "orders" and r["data"]["tag"] == "gone"]
+    assert dead["id"] == original["id"]  # the original event, dead-lettered as it was

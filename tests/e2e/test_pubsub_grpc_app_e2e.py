@@ -1,0 +1,111 @@
+"""Pub/sub to a gRPC app end to end: `tandem run --app-protocol grpc` starts a plain grpc.aio
+``AppCallback`` app (`tests/apps/grpc_subscriber_app.py`), reads its subscriptions with
+``ListTopicSubscriptions`` and delivers with ``OnTopicEvent``; another sidecar publishes
+over HTTP through the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+
+import httpx
+import pytest
+from harness import APPS, start_sidecar
+from pubsub_harness import Records
+
+from tandem.cli.ports import free_port
+
+TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4737"
+SUBSCRIPTIONS = [
+    {
+        "pubsubname": "pubsub",
+        "topic": "grpc-orders",
+        "routes": {"rules": [{"match": "event.data.big", "path": "big"}], "default": "orders"},
+        "deadLetterTopic": "grpc-dead",
+    },
+    {"pubsubname": "pubsub", "topic": "grpc-dead", "routes": {"default": "dead"}},
+]
+
+
+@pytest.fixture(scope="module")
+def records(tandem_home):
+    return Records(tandem_home / "grpc-deliveries.jsonl")
+
+
+@pytest.fixture(scope="module")
+def mesh(tandem_home, records):
+    port = free_port()
+    command = [
+        sys.executable,
+        str(APPS / "grpc_subscriber_app.py"),
+        str(port),
+        str(records.path),
+        json.dumps(SUBSCRIPTIONS),
+    ]
+    sub = start_sidecar(
+        tandem_home,
+        "grpc-sub",
+        "--app-port",
+        str(port),
+        "--app-protocol",
+        "grpc",
+        command=command,
+        env={"APP_API_TOKEN": "app-secret", "TANDEM_PUBSUB_RETRY_BASE": "0.02"},
+    )
+    pub = start_sidecar(tandem_home, "grpc-pub")
+    yield pub, sub
+    for s in (pub, sub):
+        s.stop()
+
+
+def _publish(sidecar, data, **headers) -> None:
+    r = httpx.post(
+        f"{sidecar.base}/v1.0/publish/pubsub/grpc-orders", json=data, headers=headers, timeout=10
+    )
+    assert r.status_code == 204, r.text
+
+
+def _tagged(tag: str):
+    return lambda r: isinstance(r["data"], dict) and r["data"].get("tag") == tag
+
+
+def test_grpc_app_subscriptions_are_listed_by_its_sidecar(mesh):
+    _, sub = mesh
+    md = httpx.get(f"{sub.base}/v1.0/metadata", timeout=5).json()
+    listed = {s["topic"]: s for s in md["subscriptions"]}
+    assert listed["grpc-orders"]["type"] == "PROGRAMMATIC"
+    assert listed["grpc-orders"]["deadLetterTopic"] == "grpc-dead"
+    assert md["appConnectionProperties"]["protocol"] == "grpc"
+
+
+def test_event_published_over_http_reaches_the_grpc_app_on_its_route(mesh, records):
+    pub, _ = mesh
+    tag = uuid.uuid4().hex
+    _publish(pub, {"tag": tag}, traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+    _publish(pub, {"tag": tag + "-big", "big": True})
+    [got] = records.wait_for(_tagged(tag))
+    [big] = records.wait_for(_tagged(tag + "-big"))
+    assert (got["path"], big["path"]) == ("orders", "big")
+    assert (got["topic"], got["pubsub"], got["content_type"]) == (
+        "grpc-orders",
+        "pubsub",
+        "application/json",
+    )
+    md = got["metadata"]
+    assert md["dapr-api-token"] == "app-secret"
+    assert md["traceparent"].split("-")[1] == TRACE_ID
+    assert got["extensions"]["traceparent"].split("-")[1] == TRACE_ID
+
+
+def test_grpc_app_errors_are_retried_and_a_drop_is_dead_lettered(mesh, records):
+    pub, _ = mesh
+    tag = uuid.uuid4().hex
+    _publish(pub, {"tag": tag, "answers": ["ERROR", "SUCCESS"]})
+    tries = records.wait_for(lambda r: _tagged(tag)(r) and r["path"] == "orders", count=2)
+    assert [t["answer"] for t in tries] == ["ERROR", "SUCCESS"]
+    dropped = uuid.uuid4().hex
+    _publish(pub, {"tag": dropped, "answers": ["DROP"]})
+    [letter] = records.wait_for(lambda r: _tagged(dropped)(r) and r["path"] == "dead")
+    [original] = records.where(lambda r: _tagged(dropped)(r) and r["path"] == "orders")
+    assert letter["id"] == original["id"]
