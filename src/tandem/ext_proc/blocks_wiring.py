@@ -12,6 +12,7 @@ from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
+from tandem.blocks.outbox import Outbox, configs_from
 from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
 from tandem.blocks.pubsub.delivery import DeliveryTarget
 from tandem.blocks.pubsub.grpc_delivery import GrpcDelivery, fetch_grpc_subscriptions
@@ -79,6 +80,7 @@ class Wiring:
     # Run once the gRPC server is up (background consumers such as the outbox's).
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pubsub: PubSubService | None = None
+    outbox: Outbox | None = None
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
 
 
@@ -129,6 +131,17 @@ def wire_blocks(
     wiring.closers.append(pubsub.close)
     wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
+
+    outboxes = configs_from(
+        [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
+    )
+    if outboxes:
+        outbox = Outbox(state, pubsub, outboxes)
+        outbox.check()
+        state.transaction_hook = outbox.around_transaction
+        wiring.starters.append(outbox.start)
+        wiring.closers.append(outbox.close)  # stops relaying before pubsub and state close
+        wiring.outbox = outbox
     return wiring
 
 

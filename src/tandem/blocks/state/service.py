@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -81,9 +81,20 @@ def parse_ttl(metadata: Mapping[str, str]) -> int | None:
     return ttl
 
 
+# Wraps each transaction's commit (the outbox, :mod:`tandem.blocks.outbox`): called with the
+# store, the prepared operations, the request metadata and ``commit``, which it must await
+# with the operations to apply. Commit failures are reported as ERR_STATE_TRANSACTION; a
+# DaprError of the hook's own passes through as it is.
+Commit = Callable[[Sequence[TransactionOperation]], Awaitable[None]]
+TransactionHook = Callable[
+    [StateComponent, Sequence[TransactionOperation], Mapping[str, str], Commit], Awaitable[None]
+]
+
+
 class StateService:
     def __init__(self, components: Iterable[StateComponent]) -> None:
         self._components: dict[str, StateComponent] = {c.name: c for c in components}
+        self.transaction_hook: TransactionHook | None = None
 
     @classmethod
     def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
@@ -215,8 +226,18 @@ class StateService:
                 prepared.extend(self._prepare_sets(comp, [op], "ERR_STATE_TRANSACTION"))
             else:
                 prepared.append(self._prefixed(comp, op))
+        md = metadata or {}
+
+        async def commit(final: Sequence[TransactionOperation]) -> None:
+            await comp.store.transact(final, md)
+
         try:
-            await comp.store.transact(prepared, metadata or {})
+            if self.transaction_hook is None:
+                await commit(prepared)
+            else:
+                await self.transaction_hook(comp, prepared, md, commit)
+        except DaprError:
+            raise
         except Exception as exc:
             # Dapr reports every transaction failure, etag conflicts included, as a 500.
             raise _failure(
