@@ -121,6 +121,12 @@ def wait_http(
     sys.exit(f"bench: {url} never answered {status}")
 
 
+@dataclass(frozen=True)
+class SidecarPorts:
+    http: int
+    grpc: int
+
+
 class TandemMachine:
     """A private $TANDEM_HOME with `tandem run` sidecars; everything stops on exit."""
 
@@ -129,7 +135,11 @@ class TandemMachine:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self, app_id: str, *extra: str) -> int:
-        http = free_port()
+        return self.run_sidecar(app_id, *extra).http
+
+    def run_sidecar(self, app_id: str, *extra: str) -> SidecarPorts:
+        """Like :meth:`run`, returning both API ports."""
+        http, grpc = free_port(), free_port()
         argv = [
             sys.executable,
             "-m",
@@ -140,7 +150,7 @@ class TandemMachine:
             "--dapr-http-port",
             str(http),
             "--dapr-grpc-port",
-            str(free_port()),
+            str(grpc),
             "--dapr-internal-port",
             str(free_port()),
             "--metrics-port",
@@ -152,7 +162,7 @@ class TandemMachine:
         env = {**os.environ, "TANDEM_HOME": str(self.home)}
         self.procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
         wait_http(f"http://127.0.0.1:{http}/v1.0/healthz", 204)
-        return http
+        return SidecarPorts(http, grpc)
 
     def close(self) -> None:
         for p in self.procs:
