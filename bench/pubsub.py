@@ -1,0 +1,340 @@
+"""Pub/sub: publish → delivered throughput and delivery latency per broker, through real
+`tandem run` sidecars, against the same broker driven directly in the same run.
+
+    python bench/pubsub.py [--messages 2000] [--concurrency 16] [--latency-messages 200]
+                           [--brokers sqlite in-memory redis kafka]
+
+Paths, per broker:
+- **tandem**: the bench POSTs ``/v1.0/publish/pubsub/<topic>`` to a publisher sidecar
+  (Envoy → ext_proc → CloudEvent → broker); a second sidecar's runtime consumes, routes and
+  POSTs each event to the subscriber app (`bench/pubsub_app.py`), which records when it
+  arrived. ``in-memory`` is process-local, so there one sidecar publishes and delivers.
+- **direct** (the baseline): the broker's own client — the Tandem component of that type,
+  no sidecar, no HTTP, no envelope — publishing from the bench process and consuming in
+  another process (`bench/pubsub_direct_consumer.py`), as the two sidecars do; for
+  ``in-memory`` both in the bench process.
+
+Every message carries its send time; latency = arrival − send (one machine, one clock).
+Two runs each: ``--latency-messages`` one at a time (unloaded latency), then
+``--messages`` with ``--concurrency`` publishes in flight (throughput = messages / (last
+arrival − first send), and latency under that load). Prints a table and the ratios
+tandem / direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+from _common import TandemMachine
+
+from tandem.blocks.pubsub.broker import Message, Outcome, PubSub, SubscribeOptions
+from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.cli.ports import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import run_redis, run_tansu_process  # noqa: E402
+
+APP = str(Path(__file__).resolve().parent / "pubsub_app.py")
+CONSUMER = str(Path(__file__).resolve().parent / "pubsub_direct_consumer.py")
+BROKERS = ("sqlite", "in-memory", "redis", "kafka")
+Row = list[int]  # [seq, sent ns, arrived ns]
+
+
+@dataclass(frozen=True)
+class Result:
+    broker: str
+    path: str
+    mode: str
+    messages: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def row(self) -> str:
+        return (
+            f"| {self.broker} | {self.path} | {self.mode} | {self.messages:,} | "
+            f"{self.rate:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} |"
+        )
+
+
+def summarize(broker: str, path: str, mode: str, rows: list[Row]) -> Result:
+    first: dict[int, tuple[int, int]] = {}
+    for seq, sent, arrived in rows:  # the first arrival of each message
+        first.setdefault(seq, (sent, arrived))
+    lat = sorted((a - s) / 1e6 for s, a in first.values())
+    span = (max(a for _, a in first.values()) - min(s for s, _ in first.values())) / 1e9
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return Result(broker, path, mode, len(first), span, statistics.median(lat), p99)
+
+
+async def drive(
+    publish: Callable[[bytes], Awaitable[None]],
+    arrivals: Callable[[int], Awaitable[list[Row]]],
+    count: int,
+    concurrency: int,
+    offset: int,
+) -> list[Row]:
+    """Publish ``count`` messages (seq from ``offset``) with ``concurrency`` in flight."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(seq: int) -> None:
+        async with sem:
+            await publish(orjson.dumps({"seq": seq, "t": time.time_ns()}))
+
+    await asyncio.gather(*(one(offset + i) for i in range(count)))
+    return await arrivals(count)
+
+
+# -- the two paths ------------------------------------------------------------------------
+
+
+class Arrivals:
+    """What a recording consumer (`pubsub_app.py` or `pubsub_direct_consumer.py`) got."""
+
+    def __init__(self, port: int, session: aiohttp.ClientSession) -> None:
+        self._base = f"http://127.0.0.1:{port}"
+        self._session = session
+
+    async def _stats(self, records: bool) -> dict:
+        async with self._session.get(f"{self._base}/stats?records={int(records)}") as r:
+            return orjson.loads(await r.read())
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self._stats(False)
+                return
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"bench: {self._base} never answered")
+            await asyncio.sleep(0.05)  # polling for the consumer to listen, with a deadline
+
+    async def __call__(self, count: int, timeout: float = 120.0) -> list[Row]:
+        deadline = time.monotonic() + timeout
+        while (await self._stats(False))["count"] < count:
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: not every message arrived within {timeout:.0f}s")
+            await asyncio.sleep(0.02)  # polling the consumer's count, with a deadline
+        rows = (await self._stats(True))["records"]
+        async with self._session.post(f"{self._base}/reset"):
+            pass
+        return rows
+
+
+def http_publisher(
+    session: aiohttp.ClientSession, port: int, topic: str
+) -> Callable[[bytes], Awaitable[None]]:
+    url = f"http://127.0.0.1:{port}/v1.0/publish/pubsub/{topic}"
+    headers = {"content-type": "application/json"}
+
+    async def publish(body: bytes) -> None:
+        async with session.post(url, data=body, headers=headers) as r:
+            if r.status != 204:
+                sys.exit(f"bench: publish answered {r.status}: {await r.text()}")
+
+    return publish
+
+
+class InProcess:
+    """Publisher and consumer in this process (the in-memory broker's only possible use)."""
+
+    def __init__(self, broker: PubSub, topic: str) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._rows: list[Row] = []
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._broker.subscribe(self._topic, self._handle, SubscribeOptions())
+
+    async def _handle(self, msg: Message) -> Outcome:
+        now = time.time_ns()
+        doc = orjson.loads(msg.data)
+        self._rows.append([doc["seq"], doc["t"], now])
+        self._arrived.set()
+        return Outcome.SUCCESS
+
+    async def arrivals(self, count: int, timeout: float = 120.0) -> list[Row]:
+        async def enough() -> None:
+            while len({r[0] for r in self._rows}) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        rows, self._rows = self._rows, []
+        return rows
+
+
+# -- brokers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Broker:
+    name: str
+    type: str
+    metadata: dict[str, str]
+    embedded: bool = False  # the `tandem run` default: no resources folder
+
+    def component_yaml(self) -> str:
+        md = "".join(f"  - {{name: {k}, value: '{v}'}}\n" for k, v in self.metadata.items())
+        return (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: pubsub}\n"
+            f"spec:\n  type: {self.type}\n  version: v1\n  metadata:\n{md}"
+        )
+
+
+@contextlib.contextmanager
+def brokers(names: list[str], workdir: Path) -> Iterator[list[Broker]]:
+    with contextlib.ExitStack() as stack:
+        out = []
+        for name in names:
+            if name == "sqlite":
+                out.append(Broker(name, "pubsub.sqlite", {}, embedded=True))
+            elif name == "in-memory":
+                out.append(Broker(name, "pubsub.in-memory", {}))
+            elif name == "redis":
+                server = stack.enter_context(run_redis(workdir / "redis"))
+                out.append(Broker(name, "pubsub.redis", {"redisHost": server.address}))
+            elif name == "kafka":
+                tansu = stack.enter_context(run_tansu_process(workdir / "tansu"))
+                md = {
+                    "brokers": tansu.server.brokers,
+                    "authType": "none",
+                    "sessionTimeout": "6s",
+                    "heartbeatInterval": "1s",
+                }
+                out.append(Broker(name, "pubsub.kafka", md))
+        yield out
+
+
+async def measure_direct(broker: Broker, workdir: Path, args: argparse.Namespace) -> list[Result]:
+    """The broker's client publishing in this process, consuming in another one (in-memory:
+    the same process, as it cannot be shared)."""
+    md = dict(broker.metadata)
+    if broker.name == "sqlite":
+        md["connectionString"] = str(workdir / "direct-pubsub.db")
+    topic = f"direct-{uuid.uuid4().hex[:8]}"
+    spec = ComponentSpec("pubsub", broker.type, metadata=md)
+    ctx = ComponentContext(app_id="direct", home=workdir)
+    publisher: PubSub = create_component(spec, ctx)  # type: ignore[assignment]
+    consumer = None
+    if broker.name == "in-memory":
+        path = InProcess(publisher, topic)
+        await path.start()
+        arrivals: Callable[[int], Awaitable[list[Row]]] = path.arrivals
+    else:
+        port = free_port()
+        consumer = await asyncio.create_subprocess_exec(
+            sys.executable, CONSUMER, str(port), broker.type, topic, json.dumps(md), str(workdir)
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+            if consumer is not None:
+                stats = Arrivals(port, session)
+                await stats.wait_ready()
+                arrivals = stats
+
+            async def publish(body: bytes) -> None:
+                await publisher.publish(topic, body, {})
+
+            return await _measure(broker.name, "direct", publish, arrivals, args)
+    finally:
+        await publisher.close()
+        if consumer is not None:
+            consumer.terminate()
+            await consumer.wait()
+
+
+async def _measure(
+    broker: str,
+    label: str,
+    publish: Callable[[bytes], Awaitable[None]],
+    arrivals: Callable[[int], Awaitable[list[Row]]],
+    args: argparse.Namespace,
+) -> list[Result]:
+    await drive(publish, arrivals, 50, 4, -100_000)  # warm-up (connections, topic, group)
+    one = await drive(publish, arrivals, args.latency_messages, 1, 0)
+    many = await drive(publish, arrivals, args.messages, args.concurrency, 1_000_000)
+    return [
+        summarize(broker, label, "1 in flight", one),
+        summarize(broker, label, f"{args.concurrency} in flight", many),
+    ]
+
+
+def measure_tandem(
+    machine: TandemMachine, broker: Broker, workdir: Path, args: argparse.Namespace
+) -> list[Result]:
+    extra: tuple[str, ...] = ()
+    if not broker.embedded:
+        resources = workdir / f"resources-{broker.name}"
+        resources.mkdir(exist_ok=True)
+        (resources / "pubsub.yaml").write_text(broker.component_yaml())
+        extra = ("--resources-path", str(resources))
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    app_port = free_port()
+    app = (sys.executable, APP, str(app_port), "pubsub", topic)
+    sub = machine.run(f"sub-{broker.name}", *extra, "--app-port", str(app_port), "--", *app)
+    pub = sub if broker.name == "in-memory" else machine.run(f"pub-{broker.name}", *extra)
+
+    async def run() -> list[Result]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            publish = http_publisher(session, pub, topic)
+            return await _measure(broker.name, "tandem", publish, Arrivals(app_port, session), args)
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency-messages", type=int, default=200)
+    parser.add_argument("--brokers", nargs="+", choices=BROKERS, default=list(BROKERS))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bps", dir="/tmp"))
+    results: list[Result] = []
+    with brokers(args.brokers, workdir) as configured, TandemMachine() as machine:
+        for broker in configured:
+            print(f"… {broker.name}", file=sys.stderr, flush=True)
+            results += asyncio.run(measure_direct(broker, workdir, args))
+            results += measure_tandem(machine, broker, workdir, args)
+    print("| broker | path | load | messages | msg/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(r.row())
+    print()
+    print(
+        "| broker | tandem / direct msg/s | unloaded p50: tandem − direct ms | "
+        "unloaded p99: tandem − direct ms |"
+    )
+    print("|---|---|---|---|")
+    for name in dict.fromkeys(r.broker for r in results):
+        mine = {(r.path, r.mode.startswith("1 ")): r for r in results if r.broker == name}
+        loaded = mine["tandem", False].rate / mine["direct", False].rate
+        t1, d1 = mine["tandem", True], mine["direct", True]
+        print(
+            f"| {name} | {loaded:.0%} | {t1.p50_ms - d1.p50_ms:+.2f} | "
+            f"{t1.p99_ms - d1.p99_ms:+.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
