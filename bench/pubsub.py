@@ -15,10 +15,11 @@ Paths, per broker:
   ``in-memory`` both in the bench process.
 
 Every message carries its send time; latency = arrival − send (one machine, one clock).
-Two runs each: ``--latency-messages`` one at a time (unloaded latency), then
-``--messages`` with ``--concurrency`` publishes in flight (throughput = messages / (last
-arrival − first send), and latency under that load). Prints a table and the ratios
-tandem / direct.
+Two runs each: ``--latency-messages`` one at a time, each published once the previous one
+arrived (unloaded latency; its msg/s is just 1 / round trip), then ``--messages`` with
+``--concurrency`` publishes in flight (throughput = messages / (last arrival − first
+send), and the latency under that load, queueing included). Prints a table and the
+ratios tandem / direct.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -84,14 +86,33 @@ def summarize(broker: str, path: str, mode: str, rows: list[Row]) -> Result:
     return Result(broker, path, mode, len(first), span, statistics.median(lat), p99)
 
 
+class Consumer(Protocol):
+    async def count(self) -> int:
+        """How many distinct messages arrived since the last :meth:`take`."""
+        ...
+
+    async def take(self, count: int) -> list[Row]:
+        """Wait until ``count`` distinct messages arrived; return their rows and forget them."""
+        ...
+
+
 async def drive(
     publish: Callable[[bytes], Awaitable[None]],
-    arrivals: Callable[[int], Awaitable[list[Row]]],
+    consumer: Consumer,
     count: int,
     concurrency: int,
     offset: int,
 ) -> list[Row]:
-    """Publish ``count`` messages (seq from ``offset``) with ``concurrency`` in flight."""
+    """Publish ``count`` messages (seq from ``offset``) with ``concurrency`` in flight;
+    ``concurrency=0``: one at a time, each only after the previous one arrived."""
+    if concurrency == 0:
+        for i in range(count):
+            await publish(orjson.dumps({"seq": offset + i, "t": time.time_ns()}))
+            while True:  # polling for the arrival (not part of the figure)
+                if await consumer.count() > i:
+                    break
+                await asyncio.sleep(0.0005)
+        return await consumer.take(count)
     sem = asyncio.Semaphore(concurrency)
 
     async def one(seq: int) -> None:
@@ -99,7 +120,7 @@ async def drive(
             await publish(orjson.dumps({"seq": seq, "t": time.time_ns()}))
 
     await asyncio.gather(*(one(offset + i) for i in range(count)))
-    return await arrivals(count)
+    return await consumer.take(count)
 
 
 # -- the two paths ------------------------------------------------------------------------
@@ -127,7 +148,10 @@ class Arrivals:
                     sys.exit(f"bench: {self._base} never answered")
             await asyncio.sleep(0.05)  # polling for the consumer to listen, with a deadline
 
-    async def __call__(self, count: int, timeout: float = 120.0) -> list[Row]:
+    async def count(self) -> int:
+        return int((await self._stats(False))["count"])
+
+    async def take(self, count: int, timeout: float = 120.0) -> list[Row]:
         deadline = time.monotonic() + timeout
         while (await self._stats(False))["count"] < count:
             if time.monotonic() > deadline:
@@ -172,7 +196,10 @@ class InProcess:
         self._arrived.set()
         return Outcome.SUCCESS
 
-    async def arrivals(self, count: int, timeout: float = 120.0) -> list[Row]:
+    async def count(self) -> int:
+        return len({r[0] for r in self._rows})
+
+    async def take(self, count: int, timeout: float = 120.0) -> list[Row]:
         async def enough() -> None:
             while len({r[0] for r in self._rows}) < count:
                 self._arrived.clear()
@@ -235,46 +262,46 @@ async def measure_direct(broker: Broker, workdir: Path, args: argparse.Namespace
     spec = ComponentSpec("pubsub", broker.type, metadata=md)
     ctx = ComponentContext(app_id="direct", home=workdir)
     publisher: PubSub = create_component(spec, ctx)  # type: ignore[assignment]
-    consumer = None
+    process = None
     if broker.name == "in-memory":
-        path = InProcess(publisher, topic)
-        await path.start()
-        arrivals: Callable[[int], Awaitable[list[Row]]] = path.arrivals
+        in_process = InProcess(publisher, topic)
+        await in_process.start()
+        consumer: Consumer = in_process
     else:
         port = free_port()
-        consumer = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable, CONSUMER, str(port), broker.type, topic, json.dumps(md), str(workdir)
         )
     try:
         async with aiohttp.ClientSession() as session:
-            if consumer is not None:
+            if process is not None:
                 stats = Arrivals(port, session)
                 await stats.wait_ready()
-                arrivals = stats
+                consumer = stats
 
             async def publish(body: bytes) -> None:
                 await publisher.publish(topic, body, {})
 
-            return await _measure(broker.name, "direct", publish, arrivals, args)
+            return await _measure(broker.name, "direct", publish, consumer, args)
     finally:
         await publisher.close()
-        if consumer is not None:
-            consumer.terminate()
-            await consumer.wait()
+        if process is not None:
+            process.terminate()
+            await process.wait()
 
 
 async def _measure(
     broker: str,
     label: str,
     publish: Callable[[bytes], Awaitable[None]],
-    arrivals: Callable[[int], Awaitable[list[Row]]],
+    consumer: Consumer,
     args: argparse.Namespace,
 ) -> list[Result]:
-    await drive(publish, arrivals, 50, 4, -100_000)  # warm-up (connections, topic, group)
-    one = await drive(publish, arrivals, args.latency_messages, 1, 0)
-    many = await drive(publish, arrivals, args.messages, args.concurrency, 1_000_000)
+    await drive(publish, consumer, 50, 4, -100_000)  # warm-up (connections, topic, group)
+    one = await drive(publish, consumer, args.latency_messages, 0, 0)
+    many = await drive(publish, consumer, args.messages, args.concurrency, 1_000_000)
     return [
-        summarize(broker, label, "1 in flight", one),
+        summarize(broker, label, "one at a time", one),
         summarize(broker, label, f"{args.concurrency} in flight", many),
     ]
 
@@ -327,7 +354,7 @@ def main() -> None:
     )
     print("|---|---|---|---|")
     for name in dict.fromkeys(r.broker for r in results):
-        mine = {(r.path, r.mode.startswith("1 ")): r for r in results if r.broker == name}
+        mine = {(r.path, r.mode == "one at a time"): r for r in results if r.broker == name}
         loaded = mine["tandem", False].rate / mine["direct", False].rate
         t1, d1 = mine["tandem", True], mine["direct", True]
         print(
