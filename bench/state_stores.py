@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -418,7 +419,8 @@ def main() -> None:
                     (resources / "statestore.yaml").write_text(component_yaml(s.spec))
                     extra = ("--resources-path", str(resources))
                 ports = machine.run_sidecar(f"bench-{s.name}", *extra)
-                print(f"bench: {s.name} sidecar up, measuring ...", file=sys.stderr)
+                load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                print(f"bench: {s.name} sidecar up (load average {load}), measuring ...")
                 rows: list[Result] = []
                 if s.direct is not None:
                     rows += asyncio.run(
