@@ -23,7 +23,9 @@ class Records:
     def all(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        lines = self.path.read_text().splitlines()
+        # The app may be appending right now: a last line without its newline is not whole.
+        text = self.path.read_text()
+        lines = text.split("\n")[:-1]
         return [json.loads(line) for line in lines if line.strip()]
 
     def where(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:

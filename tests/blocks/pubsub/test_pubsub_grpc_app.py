@@ -56,7 +56,9 @@ class Records:
     def all(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        # The app may be appending right now: a last line without its newline is not whole.
+        lines = self.path.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in lines if line]
 
     async def wait_for(
         self, pred: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 10.0
