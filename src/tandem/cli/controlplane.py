@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tandem.cli.home import Home
+from tandem.procs import pid_alive
+from tandem.xds.controlplane import read_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,21 +26,6 @@ class ControlPlaneError(Exception):
     pass
 
 
-def pid_alive(pid: int) -> bool:
-    """True while the process runs; a zombie (exited, not yet reaped by its parent) is dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust the signal check
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def _reachable(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
@@ -51,13 +36,9 @@ def _reachable(address: str) -> bool:
 
 
 def read_running(home: Home) -> ControlPlane | None:
-    try:
-        data = json.loads(home.controlplane_file.read_text())
-        pid, address = int(data["pid"]), str(data["ads_address"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if pid_alive(pid) and _reachable(address):
-        return ControlPlane(pid, address, started_here=False)
+    info = read_info(home.root)
+    if info is not None and pid_alive(info.pid) and _reachable(info.ads_address):
+        return ControlPlane(info.pid, info.ads_address, started_here=False)
     return None
 
 

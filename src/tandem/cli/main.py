@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from tandem import __version__
-from tandem.cli.controlplane import pid_alive
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
 from tandem.cli.run import RunOptions, run
+from tandem.procs import pid_alive
 
 
 def _parser() -> argparse.ArgumentParser:

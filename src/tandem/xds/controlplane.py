@@ -21,11 +21,21 @@ from typing import Any
 
 import grpc
 
+from tandem.procs import pid_alive
 from tandem.xds.ca import utcnow
 from tandem.xds.cache import SnapshotCache
 from tandem.xds.identity import Identities
 from tandem.xds.registry import Registry
 from tandem.xds.server import AdsServer, add_to_server
+
+__all__ = [
+    "ControlPlane",
+    "ControlPlaneInfo",
+    "pid_alive",
+    "read_info",
+    "remove_info",
+    "write_info",
+]
 
 log = logging.getLogger("tandem.xds.controlplane")
 
@@ -172,16 +182,6 @@ def read_info(home: Path) -> ControlPlaneInfo | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_info(home: Path, pid: int | None = None) -> None:
