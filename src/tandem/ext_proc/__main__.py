@@ -20,6 +20,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p = argparse.ArgumentParser(prog="python -m tandem.ext_proc")
     p.add_argument("--app-id", required=True)
     p.add_argument("--socket", required=True, type=Path)
+    p.add_argument("--http-socket", type=Path, help="also serve the Dapr HTTP API here (HTTP/1.1)")
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--namespace", default="default")
     p.add_argument("--resources-path", action="append", type=Path, default=[])
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         app_port=a.app_port,
         app_protocol=a.app_protocol,
         max_body_bytes=a.max_body_bytes,
+        http_socket=a.http_socket,
     )
 
 

@@ -21,6 +21,7 @@ from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
+from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -39,6 +40,8 @@ class RuntimeOptions:
     app_port: int | None = None
     app_protocol: str = "http"
     max_body_bytes: int = DEFAULT_MAX_BODY
+    # The plain HTTP/1.1 front door for the Dapr HTTP API (Envoy's `tandem_runtime_http`).
+    http_socket: Path | None = None
 
 
 class StartupError(Exception):
@@ -53,6 +56,7 @@ class Runtime:
     router: Router = field(default_factory=Router)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _server: grpc.aio.Server | None = None
+    _http: HttpApiServer | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
 
@@ -163,11 +167,22 @@ class Runtime:
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         server.add_insecure_port(f"unix:{sock}")
+        if self.options.http_socket is not None:
+            # Before the gRPC socket appears: `tandem run` waits for that one first.
+            self._http = HttpApiServer(
+                dispatcher,
+                app_id=self.options.app_id,
+                max_body_bytes=self.options.max_body_bytes,
+                socket_path=self.options.http_socket,
+            )
+            await self._http.start()
         await server.start()
         self._server = server
 
     async def stop(self, grace: float = 2.0) -> None:
         self.health.mark_not_ready("shutdown")
+        if self._http is not None:
+            await self._http.stop(grace)
         if self._server is not None:
             await self._server.stop(grace)
         for close in reversed(self._closers):

@@ -1,0 +1,353 @@
+"""The plain HTTP/1.1 front door: Envoy proxies the Dapr HTTP API to this server on a Unix socket.
+
+The second door next to ext_proc (``extproc.py``), selected per sidecar by the node metadata
+``api_transport: http``. Both build the same :class:`ApiRequest` and call the same
+``Dispatcher``; this one costs one HTTP/1.1 exchange on a kept-alive connection instead of a
+gRPC stream per request (see ``docs/design/sidecar-contract.md``).
+
+- Parsing is ``httptools`` (llhttp): Content-Length and chunked bodies, keep-alive, and
+  pipelined requests, answered one at a time in order.
+- The body limit is enforced here, not by an Envoy buffer: a Content-Length over
+  ``max_body_bytes`` is refused with 413 ``ERR_REQUEST_TOO_LARGE`` before any of the body is
+  read; a chunked body is refused as soon as it passes the limit. Both close the connection.
+- The app id comes from the ``x-tandem-app-id`` header Envoy's route sets (never seen by
+  handlers), else the runtime's own.
+- A malformed request gets 400 ``ERR_MALFORMED_REQUEST`` and a close; a handler that raises
+  gets 500 ``ERR_INTERNAL`` and the connection keeps serving. A client that goes away while a
+  handler runs does not cancel it (a state write either happens or not, as with any client
+  that hangs up); its answer is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from http import HTTPStatus
+from pathlib import Path
+
+import httptools
+
+from tandem.blocks.errors import DaprError
+from tandem.ext_proc.api import ApiRequest, ApiResponse
+
+log = logging.getLogger("tandem.ext_proc.http")
+
+Dispatch = Callable[[ApiRequest], Awaitable[ApiResponse]]
+
+APP_ID_HEADER = "x-tandem-app-id"
+# Requests parsed ahead of the one being answered before the socket stops being read.
+_MAX_PIPELINED = 16
+# Bodies above this go out in their own write instead of being copied after the head.
+_COPY_BODY_LIMIT = 64 * 1024
+
+
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "Unknown"
+    return f"HTTP/1.1 {code} {phrase}\r\n".encode("latin-1")
+
+
+_STATUS_LINES: dict[int, bytes] = {code: _status_line(code) for code in range(100, 600)}
+_METHODS: dict[bytes, str] = {
+    m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+}
+# No body and no content-length on these (RFC 9110 §8.6).
+_BODYLESS = frozenset({204, 304, *range(100, 200)})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
+_JSON_TYPE = b"content-type: application/json\r\n"
+
+
+def render(resp: ApiResponse, keep_alive: bool) -> tuple[bytes, bytes]:
+    """(head, body) of the HTTP/1.1 answer; raises ValueError on a header that would split."""
+    status = resp.status
+    line = _STATUS_LINES.get(status) or _status_line(status)
+    parts = [line]
+    for key, value in resp.headers:
+        if b"\n" in value or b"\r" in value:
+            raise ValueError(f"response header {key!r} holds a line break")
+        parts.append(b"%s: %s\r\n" % (key.encode("latin-1"), value))
+    body = resp.body
+    if status in _BODYLESS:
+        body = b""
+    else:
+        if body and resp.content_type:
+            parts.append(
+                _JSON_TYPE
+                if resp.content_type == b"application/json"
+                else b"content-type: %s\r\n" % resp.content_type
+            )
+        parts.append(b"content-length: %d\r\n" % len(body))
+    if not keep_alive:
+        parts.append(_CLOSE)
+    parts.append(b"\r\n")
+    return b"".join(parts), body
+
+
+def _error(code: str, message: str) -> ApiResponse:
+    return ApiResponse.error(DaprError(code, message))
+
+
+class _RequestTooLarge(Exception):
+    pass
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection from Envoy: parse, dispatch in order, write back."""
+
+    __slots__ = (
+        "_server",
+        "_transport",
+        "_parser",
+        "_url",
+        "_headers",
+        "_chunks",
+        "_size",
+        "_ready",
+        "_task",
+        "_closing",
+        "_read_paused",
+        "_write_paused",
+        "_drained",
+    )
+
+    def __init__(self, server: HttpApiServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._ready: deque[tuple[ApiRequest, bool]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._read_paused = False
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # --- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._ready.clear()
+        self._server._connections.discard(self)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _RequestTooLarge):
+                self._refuse(
+                    _error(
+                        "ERR_REQUEST_TOO_LARGE",
+                        f"request body exceeds the limit of {self._server.max_body_bytes} bytes",
+                    )
+                )
+            elif isinstance(cause, _BadRequest):
+                self._refuse(_error("ERR_MALFORMED_REQUEST", f"malformed HTTP request: {cause}"))
+            else:  # a bug in a callback: never go on with a half-parsed stream
+                log.error("HTTP parser callback failed", exc_info=cause)
+                self._refuse(_error("ERR_INTERNAL", "internal error reading the request"))
+            return
+        except httptools.HttpParserUpgrade:
+            self._refuse(_error("ERR_MALFORMED_REQUEST", "protocol upgrades are not supported"))
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(_error("ERR_MALFORMED_REQUEST", f"malformed HTTP request: {exc}"))
+            return
+        if self._ready and self._task is None:
+            self._task = self._server.spawn(self._serve_ready())
+        if len(self._ready) > _MAX_PIPELINED and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # --- httptools callbacks -----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._chunks = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        # llhttp may hand the URL over in pieces when it spans two reads.
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._headers
+        if key in headers:
+            headers[key] = f"{headers[key]}, {text}"
+        else:
+            headers[key] = text
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise _BadRequest(f"content-length {length[:40]!r}")
+            if int(length) > self._server.max_body_bytes:
+                raise _RequestTooLarge
+        if self._headers.get("expect", "").lower() == "100-continue":
+            assert self._transport is not None
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._server.max_body_bytes:
+            raise _RequestTooLarge
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        method = parser.get_method()
+        path, _, query = self._url.decode("latin-1").partition("?")
+        headers = self._headers
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        app_id = headers.pop(APP_ID_HEADER, None) or self._server.app_id
+        req = ApiRequest(
+            method=_METHODS.get(method) or method.decode("latin-1"),
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            app_id=app_id,
+        )
+        self._ready.append((req, parser.should_keep_alive()))
+
+    # --- answering ---------------------------------------------------------------------
+    async def _serve_ready(self) -> None:
+        try:
+            while self._ready and not self._closing:
+                req, keep_alive = self._ready.popleft()
+                resp = await self._server.answer(req)
+                if self._closing:
+                    return
+                self._write(resp, keep_alive)
+                if not keep_alive:
+                    self._close()
+                    return
+                if self._write_paused:
+                    self._drained = asyncio.get_running_loop().create_future()
+                    await self._drained
+                    self._drained = None
+                if self._read_paused and self._transport is not None:
+                    self._read_paused = False
+                    self._transport.resume_reading()
+        finally:
+            self._task = None
+
+    def _write(self, resp: ApiResponse, keep_alive: bool) -> None:
+        assert self._transport is not None
+        try:
+            head, body = render(resp, keep_alive)
+        except ValueError as exc:
+            log.error("refusing to send a malformed answer: %s", exc)
+            bad = _error("ERR_INTERNAL", "internal error: bad response header")
+            head, body = render(bad, keep_alive)
+        if len(body) > _COPY_BODY_LIMIT:
+            self._transport.write(head)
+            self._transport.write(body)
+        else:
+            self._transport.write(head + body)
+
+    def _refuse(self, resp: ApiResponse) -> None:
+        """Answer without reading further, then close: the stream cannot be trusted."""
+        self._ready.clear()
+        self._closing = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._write(resp, keep_alive=False)
+        self._close()
+
+    def _close(self) -> None:
+        self._closing = True
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            # A Unix socket keeps what we wrote readable for the peer after close, so the
+            # answer arrives even if the peer is still sending a body we will not read.
+            transport.close()
+
+    def close_if_idle(self) -> asyncio.Task[None] | None:
+        """Close now if no answer is in progress, else return the task producing it."""
+        if self._task is not None:
+            return self._task
+        self._close()
+        return None
+
+
+class HttpApiServer:
+    """The HTTP/1.1 Dapr API server on a Unix socket, answering through ``dispatch``."""
+
+    def __init__(
+        self, dispatch: Dispatch, *, app_id: str, max_body_bytes: int, socket_path: Path
+    ) -> None:
+        self._dispatch = dispatch
+        self.app_id = app_id
+        self.max_body_bytes = max_body_bytes
+        self.socket_path = socket_path
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        path = self.socket_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        # Created under a restrictive umask: only this user (Envoy runs as it) may connect.
+        old = os.umask(0o177)
+        try:
+            self._server = await loop.create_unix_server(lambda: _Connection(self), path=str(path))
+        finally:
+            os.umask(old)
+
+    def spawn(self, coro: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro)
+
+    async def answer(self, req: ApiRequest) -> ApiResponse:
+        try:
+            return await self._dispatch(req)
+        except Exception as exc:  # the Dispatcher maps errors; this guards the guard
+            log.exception("unhandled error in %s %s", req.method, req.path)
+            return _error("ERR_INTERNAL", f"internal error: {exc}")
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, let answers in progress finish (up to ``grace``), then close all."""
+        if self._server is not None:
+            self._server.close()
+        busy = [t for c in list(self._connections) if (t := c.close_if_idle()) is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
+        for conn in list(self._connections):
+            conn._close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        self.socket_path.unlink(missing_ok=True)
