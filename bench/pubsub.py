@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -338,11 +339,14 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bps", dir="/tmp"))
     results: list[Result] = []
-    with brokers(args.brokers, workdir) as configured, TandemMachine() as machine:
-        for broker in configured:
-            print(f"… {broker.name}", file=sys.stderr, flush=True)
-            results += asyncio.run(measure_direct(broker, workdir, args))
-            results += measure_tandem(machine, broker, workdir, args)
+    try:
+        with brokers(args.brokers, workdir) as configured, TandemMachine() as machine:
+            for broker in configured:
+                print(f"… {broker.name}", file=sys.stderr, flush=True)
+                results += asyncio.run(measure_direct(broker, workdir, args))
+                results += measure_tandem(machine, broker, workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print("| broker | path | load | messages | msg/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|")
     for r in results:

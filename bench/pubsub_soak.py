@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -162,16 +163,19 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     ok = True
-    for broker in args.brokers:
-        with TandemMachine() as machine:
-            if broker == "sqlite":
-                ok &= soak(machine, broker, (), args)
-                continue
-            with run_redis(workdir / "redis") as server:
-                resources = workdir / "resources-redis"
-                resources.mkdir(exist_ok=True)
-                (resources / "pubsub.yaml").write_text(REDIS.format(address=server.address))
-                ok &= soak(machine, broker, ("--resources-path", str(resources)), args)
+    try:
+        for broker in args.brokers:
+            with TandemMachine() as machine:
+                if broker == "sqlite":
+                    ok &= soak(machine, broker, (), args)
+                    continue
+                with run_redis(workdir / "redis") as server:
+                    resources = workdir / "resources-redis"
+                    resources.mkdir(exist_ok=True)
+                    (resources / "pubsub.yaml").write_text(REDIS.format(address=server.address))
+                    ok &= soak(machine, broker, ("--resources-path", str(resources)), args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     sys.exit(0 if ok else 1)
 
 
