@@ -67,6 +67,24 @@ def test_bootstrap_fills_node_sockets_and_ads_address() -> None:
     assert runtime["endpoint"]["address"]["pipe"]["path"] == "/tmp/rt.sock"
 
 
+def test_the_runtime_http_cluster_is_there_only_with_its_socket() -> None:
+    plain = render_bootstrap(**_args())
+    http = render_bootstrap(
+        **_args(metadata={"api_transport": "http"}, runtime_http_socket="/tmp/rt-http.sock")
+    )
+
+    assert "tandem_runtime_http" not in {c["name"] for c in plain["static_resources"]["clusters"]}
+    clusters = {c["name"]: c for c in http["static_resources"]["clusters"]}
+    runtime_http = clusters["tandem_runtime_http"]
+    endpoint = runtime_http["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["pipe"]["path"] == "/tmp/rt-http.sock"
+    protocol = runtime_http["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert protocol["explicit_http_config"] == {"http_protocol_options": {}}
+    assert http["node"]["metadata"]["api_transport"] == "http"
+
+
 def test_rendering_twice_does_not_share_state() -> None:
     first = render_bootstrap(**_args())
     first["node"]["metadata"]["poison"] = True
@@ -87,6 +105,8 @@ def test_rendering_twice_does_not_share_state() -> None:
         ({"runtime_socket": ""}, "runtime socket path is empty"),
         ({"metadata": {"app_id": "b"}}, "differs"),
         ({"node_id": ""}, "node_id is empty"),
+        ({"metadata": {"api_transport": "http"}}, "needs the runtime's HTTP socket"),
+        ({"runtime_http_socket": "/tmp/" + "h" * 100}, "runtime HTTP socket path is 105"),
     ],
 )
 def test_bad_arguments_are_refused(override: dict[str, Any], message: str) -> None:

@@ -163,18 +163,20 @@ def _static_bootstrap(resources: dict[str, Any], workdir: Path) -> dict[str, Any
             cluster["type"] = "STATIC"
             del cluster["eds_cluster_config"]
             cluster["load_assignment"] = assignments[cluster["name"]]
-    clusters.append(
-        {
-            "name": "tandem_runtime",
-            "type": "STATIC",
-            "load_assignment": {
-                "cluster_name": "tandem_runtime",
-                "endpoints": [
-                    {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": "/tmp/rt"}}}}]}
-                ],
-            },
-        }
-    )
+    # The bootstrap's static runtime clusters (ext_proc/gRPC and the HTTP/1.1 front door).
+    for name, path in (("tandem_runtime", "/tmp/rt"), ("tandem_runtime_http", "/tmp/rt-http")):
+        clusters.append(
+            {
+                "name": name,
+                "type": "STATIC",
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [
+                        {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": path}}}}]}
+                    ],
+                },
+            }
+        )
     return {
         "node": {"id": "validate", "cluster": "validate"},
         "static_resources": {"listeners": listeners, "clusters": clusters, "secrets": secrets},
@@ -203,8 +205,9 @@ def test_envoy_accepts_translated_resources(case: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_envoy_accepts_the_rendered_bootstrap(tmp_path: Path) -> None:
-    config = _render("bootstrap-sidecar")
+@pytest.mark.parametrize("case", ["bootstrap-sidecar", "bootstrap-sidecar-http"])
+def test_envoy_accepts_the_rendered_bootstrap(case: str, tmp_path: Path) -> None:
+    config = _render(case)
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps(config))
     result = subprocess.run(

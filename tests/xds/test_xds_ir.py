@@ -19,6 +19,8 @@ def test_struct_numbers_arrive_as_floats_and_defaults_fill_the_rest() -> None:
     assert parsed.app_port is None
     assert parsed.internal_address == "127.0.0.1"
     assert parsed.max_body_bytes == DEFAULT_MAX_BODY_BYTES
+    # A bootstrap that does not say has no tandem_runtime_http cluster: ext_proc it is.
+    assert parsed.api_transport == "ext_proc"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -30,6 +32,7 @@ def test_every_problem_is_reported_at_once() -> None:
                 "http_port": True,
                 "internal_port": 70000,
                 "app_protocol": "thrift",
+                "api_transport": "carrier-pigeon",
                 "max_body_bytes": 1.5,
             },
         )
@@ -42,6 +45,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "grpc_port is required",
         "internal_port must be a TCP port",
         "app_protocol 'thrift'",
+        "api_transport 'carrier-pigeon' must be one of http, ext_proc",
         "max_body_bytes must be a whole number",
     ):
         assert fragment in message
@@ -57,6 +61,7 @@ def test_metadata_round_trips() -> None:
         "b",
         app_port=8080,
         app_protocol="grpc",
+        api_transport="http",
         metrics_port=9090,
         admin_socket="/tmp/b/admin.sock",
         pid=7,

@@ -16,6 +16,7 @@ import yaml
 TEMPLATE = "bootstrap.yaml"
 # sun_path is 108 bytes on Linux and 104 on macOS; the contract keeps a margin.
 MAX_SOCKET_PATH_BYTES = 100
+RUNTIME_HTTP_CLUSTER = "tandem_runtime_http"
 
 
 @cache
@@ -74,13 +75,16 @@ def render_bootstrap(
     ads_address: str,
     runtime_socket: str | os.PathLike[str],
     admin_socket: str | os.PathLike[str],
+    runtime_http_socket: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """The bootstrap dict for one sidecar; dump it as YAML/JSON for ``--config-yaml``.
 
     ``metadata`` is the node metadata of the contract (``app_id``, ports, …); ``app_id`` is
     copied into it if missing, and ``admin_socket`` is set to ``admin_socket`` (the control
-    plane routes ``/metrics`` to it). Raises ValueError on a malformed address or a socket path
-    too long for a Unix socket.
+    plane routes ``/metrics`` to it). ``runtime_http_socket`` is the runtime's HTTP/1.1 front
+    door: with it the static cluster ``tandem_runtime_http`` is kept, and it is required when
+    the metadata says ``api_transport: http``. Raises ValueError on a malformed address, a
+    socket path too long for a Unix socket, or ``api_transport: http`` without the socket.
     """
     if not node_id:
         raise ValueError("node_id is empty")
@@ -91,6 +95,13 @@ def render_bootstrap(
     admin_path = check_socket_path(os.fspath(admin_socket), "admin")
     if metadata.get("app_id", app_id) != app_id:
         raise ValueError(f"metadata app_id {metadata['app_id']!r} differs from {app_id!r}")
+    http_path = (
+        check_socket_path(os.fspath(runtime_http_socket), "runtime HTTP")
+        if runtime_http_socket is not None
+        else None
+    )
+    if metadata.get("api_transport") == "http" and http_path is None:
+        raise ValueError("api_transport http needs the runtime's HTTP socket")
 
     config = copy.deepcopy(_template())
     # Absent values (no app port, no metrics port) are left out rather than sent as null.
@@ -106,6 +117,11 @@ def render_bootstrap(
         "port_value": port,
     }
     _endpoint_address(_cluster(config, "tandem_runtime"))["pipe"]["path"] = runtime_path
+    if http_path is not None:
+        _endpoint_address(_cluster(config, RUNTIME_HTTP_CLUSTER))["pipe"]["path"] = http_path
+    else:
+        clusters = config["static_resources"]["clusters"]
+        clusters[:] = [c for c in clusters if c["name"] != RUNTIME_HTTP_CLUSTER]
     return config
 
 

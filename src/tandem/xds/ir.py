@@ -25,6 +25,12 @@ DEFAULT_INTERNAL_ADDRESS = "127.0.0.1"
 
 AppProtocol = Literal["http", "grpc"]
 APP_PROTOCOLS: tuple[AppProtocol, ...] = ("http", "grpc")
+# How the Dapr HTTP API reaches the runtime: Envoy proxies HTTP/1.1 to it (cluster
+# `tandem_runtime_http`), or asks it over ext_proc. A sidecar that does not say is ext_proc:
+# only a bootstrap that names `tandem_runtime_http` can use `http`.
+ApiTransport = Literal["http", "ext_proc"]
+API_TRANSPORTS: tuple[ApiTransport, ...] = ("http", "ext_proc")
+DEFAULT_API_TRANSPORT: ApiTransport = "ext_proc"
 
 # App ids end up in cluster names, RE2 patterns and header values. Dapr forbids dots in app
 # ids (a dot separates the namespace in `id.namespace`), and we refuse anything that would
@@ -53,6 +59,7 @@ class Sidecar:
     namespace: str = DEFAULT_NAMESPACE
     app_port: int | None = None
     app_protocol: AppProtocol = "http"
+    api_transport: ApiTransport = DEFAULT_API_TRANSPORT
     internal_address: str = DEFAULT_INTERNAL_ADDRESS
     metrics_port: int | None = None
     admin_socket: str | None = None
@@ -94,6 +101,11 @@ class Sidecar:
         protocol = reader.string("app_protocol") or "http"
         if protocol not in APP_PROTOCOLS:
             problems.append(f"app_protocol {protocol!r} must be one of {', '.join(APP_PROTOCOLS)}")
+        transport = reader.string("api_transport") or DEFAULT_API_TRANSPORT
+        if transport not in API_TRANSPORTS:
+            problems.append(
+                f"api_transport {transport!r} must be one of {', '.join(API_TRANSPORTS)}"
+            )
         internal_address = reader.string("internal_address") or DEFAULT_INTERNAL_ADDRESS
         # EDS endpoints must be IP literals: Envoy does not resolve names in EDS.
         try:
@@ -124,6 +136,7 @@ class Sidecar:
             namespace=namespace,
             app_port=app_port,
             app_protocol="grpc" if protocol == "grpc" else "http",
+            api_transport="http" if transport == "http" else "ext_proc",
             http_port=http_port,
             grpc_port=grpc_port,
             internal_port=internal_port,
@@ -145,6 +158,7 @@ class Sidecar:
             "app_id": self.app_id,
             "namespace": self.namespace,
             "app_protocol": self.app_protocol,
+            "api_transport": self.api_transport,
             "http_port": self.http_port,
             "grpc_port": self.grpc_port,
             "internal_port": self.internal_port,

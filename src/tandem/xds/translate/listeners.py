@@ -75,17 +75,26 @@ def _hcm(
 
 
 def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
-    """App-facing Dapr HTTP API: ext_proc answers building blocks, the router invokes apps."""
+    """App-facing Dapr HTTP API: the router invokes apps; building blocks go to the runtime,
+    either proxied over HTTP/1.1 (``api_transport: http``, no ext_proc in the chain) or
+    answered by ext_proc."""
+    filters = [_router()]
+    if sidecar.api_transport == "ext_proc":
+        filters.insert(
+            0,
+            hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
+        )
     hcm = _hcm(
         DAPR_HTTP,
         _HCM.AUTO,
-        [
-            hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
-            _router(),
-        ],
-        local_reply_config(max_body_bytes=sidecar.max_body_bytes),
+        filters,
+        local_reply_config(
+            max_body_bytes=sidecar.max_body_bytes,
+            runtime_http=sidecar.api_transport == "http",
+        ),
     )
     # BUFFERED ext_proc bodies over this limit get a 413: this is the Dapr max body size.
+    # (Over HTTP the runtime enforces it; for a streamed body this is only Envoy's watermark.)
     return _listener(DAPR_HTTP, LOOPBACK, sidecar.http_port, hcm, sidecar.max_body_bytes)
 
 

@@ -9,6 +9,11 @@ exception is 413, which Envoy raises without a flag when a buffered body is too 
 
 The app id in messages comes from route metadata (``tandem.app_id``), so one mapper serves
 every invoke route.
+
+With ``api_transport: http`` the runtime's answers are upstream responses, which mappers
+never see. Only Envoy's own failures to reach the runtime are local replies; they are told
+apart from failed invocations by the ``x-tandem-app-id`` request header, which only the
+runtime route sets (a client that sends it on an invocation only rewords its own error).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from google.protobuf import struct_pb2, wrappers_pb2
 
-from tandem.xds.translate.names import METADATA_NAMESPACE
+from tandem.xds.translate.names import METADATA_APP_ID, METADATA_NAMESPACE
 
 APP_ID_FIELD = "app_id"
 APP_ID_FORMAT = f"%METADATA(ROUTE:{METADATA_NAMESPACE}:{APP_ID_FIELD})%"
@@ -58,6 +64,17 @@ _MAPPINGS: tuple[_Mapping, ...] = (
 )
 
 
+# Envoy could not get an answer from the runtime's HTTP front door (it is down, restarting,
+# or dropped the connection): 503 as ext_proc's `status_on_error` (504 on a timeout, as
+# ext_proc's message timeout), in Dapr's JSON shape.
+_RUNTIME_MAPPINGS: tuple[_Mapping, ...] = (
+    _Mapping(("UF", "UH", "NC"), 503, "ERR_INTERNAL", "the runtime is not reachable"),
+    _Mapping(("UC", "UR", "LR"), 503, "ERR_INTERNAL", "the runtime closed the connection"),
+    _Mapping(("UO",), 503, "ERR_INTERNAL", "too many requests in progress in the runtime"),
+    _Mapping(("UT", "UMSDR"), 504, "ERR_INTERNAL", "the runtime did not answer in time"),
+)
+
+
 def _json_body(
     error_code: str, message: str
 ) -> substitution_format_string_pb2.SubstitutionFormatString:
@@ -84,6 +101,29 @@ def _flag_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
     return hcm_pb2.ResponseMapper(
         filter=accesslog_pb2.AccessLogFilter(
             response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=list(mapping.flags))
+        ),
+        status_code=wrappers_pb2.UInt32Value(value=mapping.status),
+        body_format_override=error_body(mapping.error_code, mapping.message),
+    )
+
+
+def _runtime_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
+    return hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(
+            and_filter=accesslog_pb2.AndFilter(
+                filters=[
+                    accesslog_pb2.AccessLogFilter(
+                        header_filter=accesslog_pb2.HeaderFilter(
+                            header=rc.HeaderMatcher(name=METADATA_APP_ID, present_match=True)
+                        )
+                    ),
+                    accesslog_pb2.AccessLogFilter(
+                        response_flag_filter=accesslog_pb2.ResponseFlagFilter(
+                            flags=list(mapping.flags)
+                        )
+                    ),
+                ]
+            )
         ),
         status_code=wrappers_pb2.UInt32Value(value=mapping.status),
         body_format_override=error_body(mapping.error_code, mapping.message),
@@ -130,11 +170,16 @@ def _access_denied_mapper(callee: str) -> hcm_pb2.ResponseMapper:
 
 
 def local_reply_config(
-    max_body_bytes: int | None = None, access_controlled: str | None = None
+    max_body_bytes: int | None = None,
+    access_controlled: str | None = None,
+    runtime_http: bool = False,
 ) -> hcm_pb2.LocalReplyConfig:
     """Mappers for a listener that routes invocations; 413 only where bodies are buffered,
-    403 where ``access_controlled`` (the callee's app id) runs an RBAC filter."""
-    mappers = [_flag_mapper(m) for m in _MAPPINGS]
+    403 where ``access_controlled`` (the callee's app id) runs an RBAC filter, and first (the
+    first match wins) Envoy's failures to reach the runtime where ``runtime_http`` routes the
+    Dapr HTTP API to it."""
+    mappers = [_runtime_mapper(m) for m in _RUNTIME_MAPPINGS] if runtime_http else []
+    mappers += [_flag_mapper(m) for m in _MAPPINGS]
     if access_controlled is not None:
         mappers.append(_access_denied_mapper(access_controlled))
     if max_body_bytes is not None:

@@ -10,6 +10,8 @@ DAPR_METRICS = "dapr_metrics"
 
 # Static clusters that live in the bootstrap, not in CDS.
 RUNTIME_CLUSTER = "tandem_runtime"
+# The runtime's HTTP/1.1 front door (sidecars with api_transport: http).
+RUNTIME_HTTP_CLUSTER = "tandem_runtime_http"
 XDS_CLUSTER = "xds_cluster"
 
 LOCAL_APP_CLUSTER = "local_app"

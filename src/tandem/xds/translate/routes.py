@@ -13,7 +13,7 @@ from google.protobuf import any_pb2
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import auth
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
-from tandem.xds.translate.ext_proc import ext_proc_disabled
+from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
 from tandem.xds.translate.names import (
     DAPR_GRPC,
@@ -25,8 +25,10 @@ from tandem.xds.translate.names import (
     HEADER_CALLER,
     HEADER_TANDEM_CALLEE,
     LOCAL_APP_CLUSTER,
+    METADATA_APP_ID,
     METADATA_NAMESPACE,
     RUNTIME_CLUSTER,
+    RUNTIME_HTTP_CLUSTER,
     app_cluster,
 )
 
@@ -35,10 +37,20 @@ INVOKE_PREFIX = "/v1.0/invoke/"
 # path form the message quotes the (bounded) path instead of naming the id.
 _UNKNOWN_PATH_MESSAGE = "failed to invoke, err: couldn't find service for %REQ(:path):256%"
 _UNKNOWN_HEADER_ID = f"%REQ({HEADER_APP_ID})%"
+# Upper bound on one Dapr HTTP API call proxied to the runtime (api_transport: http).
+RUNTIME_TIMEOUT_SECONDS = MAX_MESSAGE_TIMEOUT_SECONDS
 
 
-def _no_ext_proc() -> dict[str, any_pb2.Any]:
+def _no_ext_proc(sidecar: Sidecar) -> dict[str, any_pb2.Any]:
+    """Keeps a route out of ext_proc; nothing to say where ext_proc is not in the chain."""
+    if sidecar.api_transport != "ext_proc":
+        return {}
     return {EXT_PROC_FILTER: pack(ext_proc_disabled())}
+
+
+def _keep_out_of_ext_proc(route: rc.Route, sidecar: Sidecar) -> None:
+    for name, config in _no_ext_proc(sidecar).items():
+        route.typed_per_filter_config[name].CopyFrom(config)
 
 
 def _regex(pattern: str) -> regex_pb2.RegexMatcher:
@@ -61,7 +73,8 @@ def _app_meta(app_id: str) -> base_pb2.Metadata:
     return metadata(METADATA_NAMESPACE, {APP_ID_FIELD: app_id})
 
 
-def _path_invoke_route(self_id: str, target: str) -> rc.Route:
+def _path_invoke_route(sidecar: Sidecar, target: str) -> rc.Route:
+    self_id = sidecar.app_id
     prefix = f"^/v1\\.0/invoke/{re.escape(target)}/method/"
     action = _invoke_action(target)
     # The rewrite touches only the matched prefix; the query string stays as sent.
@@ -76,7 +89,7 @@ def _path_invoke_route(self_id: str, target: str) -> rc.Route:
         request_headers_to_add=_invoke_headers(self_id, target),
         # The caller's API token is for its own sidecar; it never travels on.
         request_headers_to_remove=[auth.API_TOKEN_HEADER],
-        typed_per_filter_config=_no_ext_proc(),
+        typed_per_filter_config=_no_ext_proc(sidecar),
         metadata=_app_meta(target),
     )
 
@@ -87,7 +100,8 @@ def _header_match(value: str | None) -> rc.HeaderMatcher:
     return rc.HeaderMatcher(name=HEADER_APP_ID, string_match=string_pb2.StringMatcher(exact=value))
 
 
-def _header_invoke_route(self_id: str, target: str, *, http: bool) -> rc.Route:
+def _header_invoke_route(sidecar: Sidecar, target: str, *, http: bool) -> rc.Route:
+    self_id = sidecar.app_id
     route = rc.Route(
         name=f"invoke-header:{target}",
         match=rc.RouteMatch(prefix="/", headers=[_header_match(target)]),
@@ -99,18 +113,21 @@ def _header_invoke_route(self_id: str, target: str, *, http: bool) -> rc.Route:
     if http:
         # Dapr strips the header on the HTTP form; ext_proc must not see invocations.
         route.request_headers_to_remove.append(HEADER_APP_ID)
-        route.typed_per_filter_config[EXT_PROC_FILTER].CopyFrom(pack(ext_proc_disabled()))
+        _keep_out_of_ext_proc(route, sidecar)
     return route
 
 
 def _unknown_app(
-    name: str, match: rc.RouteMatch, body: substitution_format_string_pb2.SubstitutionFormatString
+    sidecar: Sidecar,
+    name: str,
+    match: rc.RouteMatch,
+    body: substitution_format_string_pb2.SubstitutionFormatString,
 ) -> rc.Route:
     return rc.Route(
         name=name,
         match=match,
         direct_response=rc.DirectResponseAction(status=500, body_format=body),
-        typed_per_filter_config=_no_ext_proc(),
+        typed_per_filter_config=_no_ext_proc(sidecar),
     )
 
 
@@ -125,15 +142,35 @@ def _tripwire_action() -> rc.DirectResponseAction:
     )
 
 
+def _runtime_route(sidecar: Sidecar, name: str, match: rc.RouteMatch) -> rc.Route:
+    """A Dapr HTTP API request for the runtime: proxied to its HTTP front door, or (ext_proc)
+    a tripwire, reached only if ext_proc stepped aside (a clean close or a spurious message):
+    a loud 502 beats silently routing an API call somewhere."""
+    if sidecar.api_transport == "ext_proc":
+        return rc.Route(name=name, match=match, direct_response=_tripwire_action())
+    return rc.Route(
+        name=name,
+        match=match,
+        route=rc.RouteAction(
+            cluster=RUNTIME_HTTP_CLUSTER,
+            # Like ext_proc's per-message deadline, only longer: actor and workflow calls
+            # may legitimately wait (ext_proc allowed up to MAX_MESSAGE_TIMEOUT_SECONDS).
+            timeout=seconds(RUNTIME_TIMEOUT_SECONDS),
+        ),
+        # Which sidecar is asking (one runtime could serve several); overwrites any sent.
+        request_headers_to_add=[set_header(METADATA_APP_ID, sidecar.app_id)],
+    )
+
+
 def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
     """With DAPR_API_TOKEN set: a 401 for a missing or wrong token, before any other route."""
     if sidecar.api_token is None:
         return []
     routes = []
     if http:
-        # Health endpoints stay open: ext_proc answers them (the route is never used).
+        # Health endpoints stay open (with ext_proc, ext_proc answers them first).
         routes += [
-            rc.Route(name=f"health:{match.path}", match=match, direct_response=_tripwire_action())
+            _runtime_route(sidecar, f"health:{match.path}", match)
             for match in auth.health_matches()
         ]
     name, reply = auth.unauthorized_route()
@@ -141,17 +178,18 @@ def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
         name=name, match=auth.rejects_bad_token(sidecar.api_token), direct_response=reply
     )
     if http:
-        reject.typed_per_filter_config[EXT_PROC_FILTER].CopyFrom(pack(ext_proc_disabled()))
+        _keep_out_of_ext_proc(reject, sidecar)
     return [*routes, reject]
 
 
 def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     apps = mesh.app_ids()
     routes: list[rc.Route] = _token_check(sidecar, http=True)
-    routes += [_path_invoke_route(sidecar.app_id, app) for app in apps]
-    routes += [_header_invoke_route(sidecar.app_id, app, http=True) for app in apps]
+    routes += [_path_invoke_route(sidecar, app) for app in apps]
+    routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(
         _unknown_app(
+            sidecar,
             "invoke-unknown",
             rc.RouteMatch(prefix=INVOKE_PREFIX),
             error_body("ERR_DIRECT_INVOKE", _UNKNOWN_PATH_MESSAGE),
@@ -159,16 +197,17 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     )
     routes.append(
         _unknown_app(
+            sidecar,
             "invoke-header-unknown",
             rc.RouteMatch(prefix="/", headers=[_header_match(None)]),
             invoke_error_body(_UNKNOWN_HEADER_ID, f"couldn't find service: {_UNKNOWN_HEADER_ID}"),
         )
     )
-    # Reached only if ext_proc stepped aside (clean close or a spurious message): a loud 502
-    # beats silently routing an API call somewhere.
     routes.append(
-        rc.Route(
-            name="tripwire", match=rc.RouteMatch(prefix="/"), direct_response=_tripwire_action()
+        _runtime_route(
+            sidecar,
+            "tripwire" if sidecar.api_transport == "ext_proc" else "runtime",
+            rc.RouteMatch(prefix="/"),
         )
     )
     return _route_config(DAPR_HTTP, rc.VirtualHost(name=DAPR_HTTP, domains=["*"], routes=routes))
@@ -177,7 +216,7 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
 def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # gRPC proxying keeps `dapr-app-id` (the callee's SDK may read it), unlike the HTTP form.
     routes = _token_check(sidecar, http=False)
-    routes += [_header_invoke_route(sidecar.app_id, app, http=False) for app in mesh.app_ids()]
+    routes += [_header_invoke_route(sidecar, app, http=False) for app in mesh.app_ids()]
     routes.append(
         rc.Route(
             name="invoke-header-unknown",
