@@ -219,7 +219,9 @@ async def start_sidecar(
     max_body_bytes: int = 4 << 20,
     metrics_port: int | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    runtime_http_socket: str | None = None,
 ) -> SidecarHandle:
+    """With ``runtime_http_socket`` the sidecar uses ``api_transport: http``, else ext_proc."""
     node_id = new_node_id(app_id)
     metadata: dict[str, Any] = {
         "app_id": app_id,
@@ -233,6 +235,7 @@ async def start_sidecar(
         "app_port": app_port,
         "metrics_port": metrics_port,
         **enrol(identities, node_id, app_id, workdir),
+        **({"api_transport": "http"} if runtime_http_socket is not None else {}),
         **(extra_metadata or {}),
     }
     config = render_bootstrap(
@@ -242,6 +245,7 @@ async def start_sidecar(
         ads_address=ads_address,
         runtime_socket=runtime_socket,
         admin_socket=str(workdir / f"{app_id}.adm"),
+        runtime_http_socket=runtime_http_socket,
     )
     envoy = EnvoyProcess(config, log_path=workdir / f"{app_id}.envoy.log")
     await envoy.start()

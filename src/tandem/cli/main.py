@@ -14,7 +14,7 @@ from pathlib import Path
 from tandem import __version__
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
-from tandem.cli.run import RunOptions, run
+from tandem.cli.run import API_TRANSPORTS, DEFAULT_API_TRANSPORT, RunOptions, run
 from tandem.procs import pid_alive
 
 
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"))
     r.add_argument("--dapr-http-max-request-size", type=int, default=4, help="MB (default 4)")
+    r.add_argument(
+        "--api-transport",
+        default=DEFAULT_API_TRANSPORT,
+        choices=API_TRANSPORTS,
+        help="how Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 over a Unix socket "
+        f"or ext_proc (default {DEFAULT_API_TRANSPORT})",
+    )
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
 
     ls = sub.add_parser("list", help="list the sidecars running on this machine")
@@ -156,6 +163,7 @@ def _run_options(a: argparse.Namespace) -> RunOptions:
         log_level=a.log_level,
         namespace=a.namespace,
         max_body_mb=a.dapr_http_max_request_size,
+        api_transport=a.api_transport,
     )
 
 

@@ -26,6 +26,9 @@ DEFAULT_HTTP_PORT = 3500
 DEFAULT_GRPC_PORT = 50001
 DEFAULT_INTERNAL_PORT = 50002
 DEFAULT_METRICS_PORT = 9090
+# How Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 to its HTTP socket, or ext_proc.
+API_TRANSPORTS = ("http", "ext_proc")
+DEFAULT_API_TRANSPORT = "http"
 _MAX_SOCKET_PATH = 100
 
 
@@ -45,6 +48,7 @@ class RunOptions:
     namespace: str = "default"
     max_body_mb: int = 4
     ready_timeout: float = 30.0
+    api_transport: str = DEFAULT_API_TRANSPORT
 
 
 @dataclass(slots=True)
@@ -117,6 +121,7 @@ class Sidecar:
         sidecar_id = f"{o.app_id}-{secrets.token_hex(4)}"
         self.run_dir = self._make_run_dir(sidecar_id)
         runtime_socket = self.run_dir / "runtime.sock"
+        http_socket = self.run_dir / "runtime-http.sock" if o.api_transport == "http" else None
         admin_socket = self.run_dir / "admin.sock"
         logs = self.home.logs_dir
 
@@ -146,9 +151,13 @@ class Sidecar:
                 argv += ["--config", str(o.config)]
             if o.app_port is not None:
                 argv += ["--app-port", str(o.app_port)]
+            if http_socket is not None:
+                argv += ["--http-socket", str(http_socket)]
             runtime = await Child.start("runtime", argv, log_path=logs / f"{o.app_id}.runtime.log")
             self.children.append(runtime)
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
+            if http_socket is not None:
+                await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
         self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
 
         with self.progress.step("envoy"):
@@ -159,6 +168,7 @@ class Sidecar:
                 "app_id": o.app_id,
                 "namespace": o.namespace,
                 "app_protocol": o.app_protocol,
+                "api_transport": o.api_transport,
                 "http_port": chosen.http,
                 "grpc_port": chosen.grpc,
                 "internal_port": chosen.internal,
@@ -179,6 +189,7 @@ class Sidecar:
                 ads_address=cp.ads_address,
                 runtime_socket=runtime_socket,
                 admin_socket=admin_socket,
+                runtime_http_socket=http_socket,
             )
             config_path = self.run_dir / "envoy.json"
             write_private_file(config_path, json.dumps(bootstrap).encode())
