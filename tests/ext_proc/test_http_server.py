@@ -347,6 +347,26 @@ async def test_content_length_over_the_limit_is_413_before_the_body_is_read(
     await client.close()
 
 
+async def test_413_is_readable_while_the_client_is_still_sending_its_body(
+    harness: Harness,
+) -> None:
+    # Closing a Unix socket with unread data resets the peer: the server must drain instead,
+    # or a client (Envoy) mid-upload loses the answer (Envoy would turn it into a 503).
+    client = await harness.connect()
+    size = LIMIT * 200
+    await client.send(
+        f"POST /echo/big HTTP/1.1\r\nhost: t\r\ncontent-length: {size}\r\n\r\n".encode()
+    )
+    for _ in range(20):
+        await client.send(b"z" * (size // 20))
+    reply = await client.reply()
+
+    assert reply.status == 413
+    assert orjson.loads(reply.body)["errorCode"] == "ERR_REQUEST_TOO_LARGE"
+    assert await client.at_eof()
+    await client.close()
+
+
 async def test_body_at_the_limit_is_accepted(harness: Harness) -> None:
     client = await harness.connect()
     reply = await client.request(post("/echo/full", b"x" * LIMIT))
@@ -425,6 +445,36 @@ async def test_client_gone_while_the_handler_runs_leaves_the_server_serving(
     await other.close()
 
     assert reply.status == 200
+
+
+def test_uvloop_transports_are_served() -> None:
+    """The runtime runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop
+
+    async def scenario() -> Reply:
+        async def dispatch(req: ApiRequest) -> ApiResponse:
+            return ApiResponse.json({"path": req.path})
+
+        workdir = Path(tempfile.mkdtemp(prefix="th", dir="/tmp"))
+        server = HttpApiServer(
+            dispatch, app_id="a", max_body_bytes=LIMIT, socket_path=workdir / "h.sock"
+        )
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(server.socket_path))
+            client = Client(reader, writer)
+            first = await client.request(get("/uv"))
+            second = await client.request(get("/again"))
+            await client.close()
+            assert orjson.loads(first.body) == {"path": "/uv"}
+            return second
+        finally:
+            await server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    reply = uvloop.run(scenario())
+
+    assert orjson.loads(reply.body) == {"path": "/again"}
 
 
 async def test_stop_lets_an_answer_in_progress_finish(harness: Harness) -> None:

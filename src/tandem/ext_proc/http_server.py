@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from pathlib import Path
+from typing import cast
 
 import httptools
 
@@ -42,6 +43,10 @@ APP_ID_HEADER = "x-tandem-app-id"
 _MAX_PIPELINED = 16
 # Bodies above this go out in their own write instead of being copied after the head.
 _COPY_BODY_LIMIT = 64 * 1024
+# After a refusal, how long and how much of the peer's unread request we drain and drop
+# before closing anyway (see _Connection._linger).
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 64 << 20
 
 
 def _status_line(code: int) -> bytes:
@@ -118,6 +123,8 @@ class _Connection(asyncio.Protocol):
         "_read_paused",
         "_write_paused",
         "_drained",
+        "_lingering",
+        "_discarded",
     )
 
     def __init__(self, server: HttpApiServer) -> None:
@@ -134,15 +141,20 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._lingering: asyncio.TimerHandle | None = None
+        self._discarded = 0
 
     # --- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's are not asyncio.Transport subclasses).
+        self._transport = cast(asyncio.Transport, transport)
         self._server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         self._ready.clear()
         self._server._connections.discard(self)
         if self._drained is not None and not self._drained.done():
@@ -150,6 +162,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._lingering is not None:
+                self._discarded += len(data)
+                if self._discarded > _LINGER_BYTES:
+                    self._close()
             return
         try:
             self._parser.feed_data(data)
@@ -253,7 +269,7 @@ class _Connection(asyncio.Protocol):
                     return
                 self._write(resp, keep_alive)
                 if not keep_alive:
-                    self._close()
+                    self._linger()
                     return
                 if self._write_paused:
                     self._drained = asyncio.get_running_loop().create_future()
@@ -280,19 +296,39 @@ class _Connection(asyncio.Protocol):
             self._transport.write(head + body)
 
     def _refuse(self, resp: ApiResponse) -> None:
-        """Answer without reading further, then close: the stream cannot be trusted."""
+        """Answer, parse nothing more, and end the connection: the stream cannot be trusted
+        (or carries a body we will not read)."""
         self._ready.clear()
         self._closing = True
         if self._transport is not None and not self._transport.is_closing():
             self._write(resp, keep_alive=False)
-        self._close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the peer has read the answer.
+
+        Closing a Unix socket with unread data makes the peer's next read fail with
+        ECONNRESET, possibly before it reads our answer (Envoy then reports a reset instead
+        of the 413). So: end our side (EOF after the answer), drop whatever still arrives,
+        and close when the peer does — or after ``_LINGER_SECONDS`` / ``_LINGER_BYTES``.
+        """
+        self._closing = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = asyncio.get_running_loop().call_later(_LINGER_SECONDS, self._close)
 
     def _close(self) -> None:
         self._closing = True
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            # A Unix socket keeps what we wrote readable for the peer after close, so the
-            # answer arrives even if the peer is still sending a body we will not read.
             transport.close()
 
     def close_if_idle(self) -> asyncio.Task[None] | None:

@@ -1,0 +1,174 @@
+"""Both front doors of the Dapr HTTP API through a real `tandem run`: ``--api-transport http``
+(Envoy proxies HTTP/1.1 to the runtime) and ``--api-transport ext_proc`` answer the same
+requests with the same statuses, headers and Dapr error bodies.
+
+One sidecar per transport, each with DAPR_API_TOKEN set and a 1 MiB body limit; the
+embedded defaults (sqlite state store ``statestore``, sqlite pub/sub ``pubsub``) serve.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import Sidecar, start_sidecar
+
+TOKEN = "transport-test-token"
+MiB = 1 << 20
+TRANSPORTS = ("http", "ext_proc")
+
+
+@pytest.fixture(scope="module")
+def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
+    started: dict[str, Sidecar] = {}
+    try:
+        for transport in TRANSPORTS:
+            started[transport] = start_sidecar(
+                tandem_home,
+                f"door-{transport.replace('_', '-')}",
+                "--api-transport",
+                transport,
+                "--dapr-http-max-request-size",
+                "1",
+                env={"DAPR_API_TOKEN": TOKEN},
+            )
+        yield started
+    finally:
+        for s in started.values():
+            s.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sidecar(sidecars: dict[str, Sidecar], transport: str) -> Sidecar:
+    return sidecars[transport]
+
+
+@pytest.fixture
+def api(sidecar: Sidecar) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=sidecar.base, headers={"dapr-api-token": TOKEN}, timeout=30
+    ) as client:
+        yield client
+
+
+def test_the_chosen_transport_is_the_one_serving(sidecar: Sidecar, transport: str) -> None:
+    httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=10)
+    stats = sidecar.envoy_stats()
+
+    proxied = stats.get("cluster.tandem_runtime_http.upstream_rq_total", 0)
+    ext_proc_streams = stats.get("http.dapr_http.ext_proc.streams_started", 0)
+    if transport == "http":
+        assert proxied > 0
+        assert ext_proc_streams == 0
+    else:
+        assert "cluster.tandem_runtime_http.upstream_rq_total" not in stats
+        assert ext_proc_streams > 0
+
+
+@pytest.mark.parametrize("path", ["/v1.0/healthz", "/v1.0/healthz/outbound"])
+def test_health_answers_204_without_a_token(sidecar: Sidecar, path: str) -> None:
+    reply = httpx.get(f"{sidecar.base}{path}", timeout=10)
+
+    assert reply.status_code == 204
+    assert reply.content == b""
+
+
+def test_metadata_names_the_app(api: httpx.Client, sidecar: Sidecar) -> None:
+    reply = api.get("/v1.0/metadata")
+
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert body["id"] == sidecar.app_id
+    assert "statestore" in {c["name"] for c in body["components"]}
+
+
+def test_state_save_get_and_etag_conflict(api: httpx.Client) -> None:
+    key = f"k-{uuid.uuid4().hex[:8]}"
+
+    saved = api.post("/v1.0/state/statestore", json=[{"key": key, "value": {"n": 1}}])
+    got = api.get(f"/v1.0/state/statestore/{key}")
+    stale = api.post(
+        "/v1.0/state/statestore",
+        json=[{"key": key, "value": {"n": 2}, "etag": "999999"}],
+    )
+    missing = api.get(f"/v1.0/state/statestore/{key}-absent")
+
+    assert saved.status_code == 204
+    assert got.status_code == 200
+    assert got.json() == {"n": 1}
+    assert got.headers["etag"]
+    assert stale.status_code == 409
+    assert stale.json()["errorCode"] == "ERR_STATE_SAVE"
+    assert missing.status_code == 204
+    assert missing.content == b""
+
+
+def test_state_errors_keep_daprs_status_and_code(api: httpx.Client) -> None:
+    unknown_store = api.get("/v1.0/state/nope/k")
+    malformed = api.post(
+        "/v1.0/state/statestore",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    no_route = api.get("/v1.0/nothing-here")
+
+    assert unknown_store.status_code == 400
+    assert unknown_store.json()["errorCode"] == "ERR_STATE_STORE_NOT_FOUND"
+    assert malformed.status_code == 400
+    assert malformed.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+    assert no_route.status_code == 404
+
+
+def test_chunked_state_save_arrives_whole(api: httpx.Client) -> None:
+    key = f"chunked-{uuid.uuid4().hex[:8]}"
+    body = f'[{{"key": "{key}", "value": "{"v" * 5000}"}}]'.encode()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    saved = api.post("/v1.0/state/statestore", content=chunks())
+
+    assert saved.status_code == 204
+    assert api.get(f"/v1.0/state/statestore/{key}").json() == "v" * 5000
+
+
+def test_publish_is_accepted(api: httpx.Client) -> None:
+    reply = api.post("/v1.0/publish/pubsub/transports", json={"hello": "world"})
+    unknown = api.post("/v1.0/publish/nope/transports", json={})
+
+    assert reply.status_code == 204
+    assert unknown.status_code == 404
+    assert unknown.json()["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
+
+
+def test_body_over_the_limit_is_413_in_daprs_json(api: httpx.Client) -> None:
+    reply = api.post("/v1.0/state/statestore", content=b"x" * (MiB + 1))
+
+    assert reply.status_code == 413
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json() == {
+        "errorCode": "ERR_REQUEST_TOO_LARGE",
+        "message": f"request body exceeds the limit of {MiB} bytes",
+    }
+    # The sidecar keeps serving.
+    assert api.get("/v1.0/healthz").status_code == 204
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_a_missing_or_wrong_token_is_401(sidecar: Sidecar, token: str | None) -> None:
+    headers = {"dapr-api-token": token} if token is not None else {}
+
+    reply = httpx.get(f"{sidecar.base}/v1.0/metadata", headers=headers, timeout=10)
+
+    assert reply.status_code == 401
+    assert reply.text == "invalid api token"
