@@ -1,15 +1,18 @@
-"""State API over HTTP: GET and SAVE vs the empty ext_proc answer vs a direct app call.
+"""State API over HTTP: GET and SAVE vs the empty answer vs a direct app call.
 
     python bench/state.py [--seconds 5] [--connections 1 16] [--redis]
+                          [--api-transport http ext_proc]
 
-One `tandem run` with the embedded default (`state.sqlite`), and with ``--redis`` a second
-one whose `statestore` is `state.redis` on a throwaway redis-server. For each sidecar wrk
-measures `GET /v1.0/healthz` (an ext_proc answer that does no work: the baseline),
-`GET /v1.0/state/statestore/k` and `POST /v1.0/state/statestore` (one small item); the
-direct app call (wrk → a minimal app, GET and the same POST) is the latency floor. Prints
-a table per connection count and the ratios the goal is stated in: state throughput /
-healthz throughput (goal ≥ 75 %) and state p50 − direct p50 (goal ≤ 0.6 ms at one
-connection).
+One `tandem run` per API transport (``--api-transport``: the HTTP/1.1 front door and/or
+ext_proc; both by default, measured in the same run) with the embedded default
+(`state.sqlite`), and with ``--redis`` one more per transport whose `statestore` is
+`state.redis` on a throwaway redis-server. For each sidecar wrk measures `GET /v1.0/healthz`
+(a runtime answer that does no work: the baseline), `GET /v1.0/state/statestore/k` and
+`POST /v1.0/state/statestore` (one small item); the direct app call (wrk → a minimal app,
+GET and the same POST) is the latency floor. Prints a table per connection count, the
+ratios the goal is stated in: state throughput / healthz throughput (goal ≥ 75 %) and
+state p50 − direct p50 (goal ≤ 0.6 ms at one connection), and with both transports the
+http / ext_proc throughput ratio of each row.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def measure(
 ) -> list[WrkResult]:
     base = f"http://127.0.0.1:{http_port}"
     return [
-        wrk(f"{label}: healthz (empty ext_proc answer)", f"{base}/v1.0/healthz",
+        wrk(f"{label}: healthz (empty answer)", f"{base}/v1.0/healthz",
             connections=connections, seconds=seconds),
         wrk(f"{label}: state GET", f"{base}/v1.0/state/statestore/k",
             connections=connections, seconds=seconds),
@@ -107,6 +110,20 @@ def report(connections: int, seconds: int, direct: list[WrkResult], rows: list[W
         "\n(vs healthz: state req/s / the same sidecar's healthz req/s, goal >= 75 %; "
         "added p50: state p50 - direct p50 of the same verb, goal <= 0.6 ms at 1 connection)"
     )
+    by_name = {r.name: r for r in rows}
+    pairs = [
+        (r, by_name.get(r.name.replace("/http:", "/ext_proc:"))) for r in rows if "/http:" in r.name
+    ]
+    pairs = [(h, e) for h, e in pairs if e is not None]
+    if pairs:
+        print("\n| path | http req/s | ext_proc req/s | http / ext_proc | p50 http − ext_proc ms |")
+        print("|---|---|---|---|---|")
+        for h, e in pairs:
+            name = h.name.replace("/http:", ":")
+            print(
+                f"| {name} | {h.rps:,.0f} | {e.rps:,.0f} | {h.rps / e.rps:.1f}× "
+                f"| {h.p50_ms - e.p50_ms:+.3f} |"
+            )
 
 
 def main() -> None:
@@ -114,6 +131,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--redis", action="store_true", help="also measure a state.redis store")
+    ap.add_argument(
+        "--api-transport",
+        nargs="+",
+        choices=["http", "ext_proc"],
+        default=["http", "ext_proc"],
+        help="the front door(s) of the Dapr HTTP API to measure (default: both)",
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tbs", dir="/tmp"))
     script = work / "post.lua"
@@ -124,9 +148,23 @@ def main() -> None:
         # Redis first, so it stops after the sidecar that uses it.
         resources = stack.enter_context(redis_resources(work)) if a.redis else None
         m = stack.enter_context(TandemMachine())
-        sidecars = [("sqlite", m.run("bench-state"))]
+        stores: list[tuple[str, tuple[str, ...]]] = [("sqlite", ())]
         if resources is not None:
-            sidecars.append(("redis", m.run("bench-redis", "--resources-path", str(resources))))
+            stores.append(("redis", ("--resources-path", str(resources))))
+        # Store by store, the transports side by side, so drift hits both alike.
+        sidecars = [
+            (
+                f"{store}/{transport}",
+                m.run(
+                    f"bench-{store}-{transport.replace('_', '-')}",
+                    *extra,
+                    "--api-transport",
+                    transport,
+                ),
+            )
+            for store, extra in stores
+            for transport in a.api_transport
+        ]
         for _, port in sidecars:
             seed(port)
         direct_url = f"http://127.0.0.1:{app_port}/x"

@@ -7,9 +7,10 @@ gRPC stream per request (see ``docs/design/sidecar-contract.md``).
 
 - Parsing is ``httptools`` (llhttp): Content-Length and chunked bodies, keep-alive, and
   pipelined requests, answered one at a time in order.
-- The body limit is enforced here, not by an Envoy buffer: a Content-Length over
-  ``max_body_bytes`` is refused with 413 ``ERR_REQUEST_TOO_LARGE`` before any of the body is
-  read; a chunked body is refused as soon as it passes the limit. Both close the connection.
+- The body limit is enforced here, not by Envoy's buffer filter (which would hold every body
+  in Envoy before the first byte reaches us): a Content-Length over ``max_body_bytes`` is
+  refused with 413 ``ERR_REQUEST_TOO_LARGE`` before any of the body is read; a chunked body
+  is refused as soon as it passes the limit. Both end the connection (see ``_linger``).
 - The app id comes from the ``x-tandem-app-id`` header Envoy's route sets (never seen by
   handlers), else the runtime's own.
 - A malformed request gets 400 ``ERR_MALFORMED_REQUEST`` and a close; a handler that raises
