@@ -33,7 +33,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -48,6 +47,7 @@ from tandem.blocks.pubsub.broker import (
     SubscribeOptions,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
+from tandem.blocks.sqlite_files import connect_wal
 from tandem.blocks.state._meta import as_int, as_seconds, lookup
 
 _T = TypeVar("_T")
@@ -115,18 +115,8 @@ class _Db:
     def conn(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        uri = self._path.startswith("file:")
-        if not uri and self._path != ":memory:":
-            Path(self._path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-            uri=uri,
-        )
+        conn = connect_wal(self._path, self._busy_timeout)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed publish survives the crash of any process.
             conn.execute("PRAGMA synchronous=NORMAL")
             self._write(conn, lambda: [conn.execute(sql) for sql in _SCHEMA])

@@ -21,10 +21,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 from tandem.blocks.registry import ComponentContext, ComponentSpec
+from tandem.blocks.sqlite_files import connect_wal
 from tandem.blocks.state._meta import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.state.query import (
     QueryItem,
@@ -155,19 +155,8 @@ class SqliteStateStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        uri = self._path.startswith("file:")
-        if not uri and self._path != ":memory:":
-            Path(self._path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves.
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-            uri=uri,
-        )
+        conn = connect_wal(self._path, self._busy_timeout)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             t = self._table
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
