@@ -95,7 +95,9 @@ async def test_request_over_the_body_limit_is_resource_exhausted():
 
     server = grpc.aio.server()
     dapr_pb2_grpc.add_DaprServicer_to_server(
-        DaprGrpcServicer(MetadataService(app_id="a"), {"GetState": get_state}, max_request_bytes=1024),
+        DaprGrpcServicer(
+            MetadataService(app_id="a"), {"GetState": get_state}, max_request_bytes=1024
+        ),
         server,
     )
     sock = Path(tempfile.mkdtemp(prefix="tg", dir="/tmp")) / "g.sock"

@@ -49,3 +49,14 @@ def as_seconds(name: str, value: str | None, default: float) -> float:
         return parse_duration(text).total_seconds()
     except ValueError as exc:
         raise ComponentConfigError(f"metadata {name}: {exc}") from None
+
+
+def redis_address(metadata: Mapping[str, str], what: str) -> tuple[str, int]:
+    """``redisHost`` (``host:port``, port 6379 when left out), shared by every Redis component."""
+    host_port = lookup(metadata, "redisHost")
+    if not host_port:
+        raise ComponentConfigError(f"{what}: metadata redisHost is required")
+    host, _, port = host_port.rpartition(":")
+    if not host:
+        host, port = host_port, "6379"
+    return host, as_int("redisHost port", port, 6379)

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 
 import orjson
 
+from tandem.blocks.component_metadata import as_bool, as_seconds, lookup
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.pubsub.broker import Message, Outcome, SubscribeOptions, SubscriptionHandle
 from tandem.blocks.pubsub.service import PublishRequest, PubSubService
-from tandem.blocks.state._meta import as_bool, as_seconds, lookup
 from tandem.blocks.state.service import StateComponent, StateService
 from tandem.blocks.state.store import DeleteRequest, GetRequest, SetRequest, TransactionOperation
 

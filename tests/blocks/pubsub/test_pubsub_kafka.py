@@ -17,9 +17,9 @@ import pytest
 from pubsub_helpers import Blocker, Recorder
 
 from servers import KafkaServer, run_tansu_process
+from tandem.blocks.component_metadata import ComponentConfigError
 from tandem.blocks.pubsub.broker import Outcome, PublishEntry, SubscribeOptions
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
-from tandem.blocks.state._meta import ComponentConfigError
 
 HERE = Path(__file__).parent
 

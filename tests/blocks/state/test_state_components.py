@@ -12,9 +12,9 @@ import pytest
 from state_helpers import STORE, eventually
 
 from servers import PostgresServer, RedisServer, free_port
+from tandem.blocks.component_metadata import ComponentConfigError
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError
 from tandem.blocks.state.memory import MemoryStateStore
 from tandem.blocks.state.postgresql import PostgresStateStore, connect_args
 from tandem.blocks.state.postgresql import create as create_pg

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from servers import free_port
+from tandem.blocks.component_metadata import ComponentConfigError
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError
 from tandem.blocks.state.keys import KeyScheme
 from tandem.blocks.state.service import StateComponent, StateService
 from tandem.blocks.state.store import (

@@ -39,10 +39,10 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tandem.blocks.component_metadata import ComponentConfigError, as_int, lookup
 from tandem.blocks.pubsub.broker import Feature, Handler, PublishEntry, SubscribeOptions
 from tandem.blocks.pubsub.kafka_subscription import FETCH_WAIT_MS, KafkaSubscription
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError, as_int, lookup
 from tandem.resources.durations import parse_duration
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
+from tandem.blocks.component_metadata import as_int, as_seconds, lookup
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
     Feature,
@@ -22,7 +23,6 @@ from tandem.blocks.pubsub.broker import (
     SubscribeOptions,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import as_int, as_seconds, lookup
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> MemoryPubSub:

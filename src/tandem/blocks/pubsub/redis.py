@@ -25,6 +25,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from tandem.blocks.component_metadata import (
+    as_bool,
+    as_int,
+    as_seconds,
+    lookup,
+    redis_address,
+)
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
     Feature,
@@ -35,7 +42,6 @@ from tandem.blocks.pubsub.broker import (
     SubscribeOptions,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError, as_bool, as_int, as_seconds, lookup
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +50,11 @@ READ_BLOCK_MS = 1000
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
     md = spec.metadata
-    host_port = lookup(md, "redisHost")
-    if not host_port:
-        raise ComponentConfigError(f"pubsub {spec.name}: metadata redisHost is required")
-    host, _, port = host_port.rpartition(":")
-    if not host:
-        host, port = host_port, "6379"
+    host, port = redis_address(md, f"pubsub {spec.name}")
     # A blocking pool: a burst of publishes waits for a connection instead of failing.
     pool = aioredis.BlockingConnectionPool(
         host=host,
-        port=as_int("redisHost port", port, 6379),
+        port=port,
         db=as_int("redisDB", lookup(md, "redisDB"), 0),
         username=lookup(md, "redisUsername") or None,
         password=lookup(md, "redisPassword") or None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tandem.blocks.state._meta import lookup
+from tandem.blocks.component_metadata import lookup
 
 
 def _topics(text: str) -> frozenset[str]:

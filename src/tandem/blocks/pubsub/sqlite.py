@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from tandem.blocks.component_metadata import as_int, as_seconds, lookup
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
     Feature,
@@ -48,7 +49,6 @@ from tandem.blocks.pubsub.broker import (
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.sqlite_files import connect_wal
-from tandem.blocks.state._meta import as_int, as_seconds, lookup
 
 _T = TypeVar("_T")
 POLL_MIN = 0.005

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tandem.blocks.component_metadata import ComponentConfigError, lookup
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.registry import ComponentContext
-from tandem.blocks.state._meta import ComponentConfigError, lookup
 
 SEPARATOR = "||"
 

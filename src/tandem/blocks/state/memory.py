@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from tandem.blocks.component_metadata import as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import as_seconds, lookup
 from tandem.blocks.state.query import (
     NOT_JSON,
     QueryItem,

@@ -30,8 +30,8 @@ from typing import Any
 
 import asyncpg
 
+from tandem.blocks.component_metadata import ComponentConfigError, as_int, as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError, as_int, as_seconds, lookup
 from tandem.blocks.state.query import (
     QueryItem,
     QueryRequest,

@@ -18,8 +18,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ResponseError
 
+from tandem.blocks.component_metadata import (
+    as_bool,
+    as_int,
+    as_seconds,
+    lookup,
+    redis_address,
+)
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state._meta import ComponentConfigError, as_bool, as_int, as_seconds, lookup
 from tandem.blocks.state.store import (
     BulkGetItem,
     DeleteRequest,
@@ -102,15 +108,10 @@ return n
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
     md = spec.metadata
-    host_port = lookup(md, "redisHost")
-    if not host_port:
-        raise ComponentConfigError(f"state store {spec.name}: metadata redisHost is required")
-    host, _, port = host_port.rpartition(":")
-    if not host:
-        host, port = host_port, "6379"
+    host, port = redis_address(md, f"state store {spec.name}")
     client = aioredis.Redis(
         host=host,
-        port=as_int("redisHost port", port, 6379),
+        port=port,
         db=as_int("redisDB", lookup(md, "redisDB"), 0),
         username=lookup(md, "redisUsername") or None,
         password=lookup(md, "redisPassword") or None,

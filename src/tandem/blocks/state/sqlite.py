@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from tandem.blocks.component_metadata import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.sqlite_files import connect_wal
-from tandem.blocks.state._meta import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.state.query import (
     QueryItem,
     QueryRequest,
