@@ -64,16 +64,8 @@ async def serve(options: RuntimeOptions) -> int:
     return 0
 
 
-# The event loop thread is busy Python under load (the HTTP door parses and dispatches
-# there), and a store's worker thread coming back from I/O (an SQLite commit's fsync) waits
-# for the GIL up to the switch interval: at 5 ms (the default) SAVEs under 16 connections
-# queue behind it (p90 ~40 ms). 0.5 ms hands the GIL back quickly (see BENCHMARKS.md).
-GIL_SWITCH_INTERVAL_SECONDS = 0.0005
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     try:
         import uvloop
 
