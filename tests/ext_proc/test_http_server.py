@@ -239,6 +239,38 @@ async def test_pipelined_requests_are_answered_in_order(harness: Harness) -> Non
     assert third.status == 204
 
 
+async def test_head_gets_a_length_but_no_body_and_the_connection_stays_in_step(
+    harness: Harness,
+) -> None:
+    client = await harness.connect()
+    await client.send(b"HEAD /echo/h HTTP/1.1\r\nhost: t\r\n\r\n")
+    head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 5)
+    # Were a body sent, it would be read here as the start of the next answer.
+    after = await client.request(get("/echo/next"))
+    await client.close()
+
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert b"content-length: " in head
+    assert after.status == 200
+    assert orjson.loads(after.body)["path"] == "/echo/next"
+
+
+async def test_a_refusal_behind_a_pipelined_request_waits_for_its_answer(
+    harness: Harness,
+) -> None:
+    client = await harness.connect()
+    await client.send(post("/slow", b"{}") + b"BROKEN\r\n\r\n")
+    await asyncio.wait_for(harness.entered.wait(), 5)
+    harness.release.set()
+    first = await client.reply()
+    second = await client.reply()
+
+    assert orjson.loads(first.body) == {"slow": True}
+    assert second.status == 400
+    assert await client.at_eof()
+    await client.close()
+
+
 async def test_204_has_no_body_and_no_content_headers(harness: Harness) -> None:
     client = await harness.connect()
     await client.send(b"DELETE /empty HTTP/1.1\r\nhost: t\r\n\r\n")

@@ -126,6 +126,7 @@ class _Connection(asyncio.Protocol):
         "_drained",
         "_lingering",
         "_discarded",
+        "_refusal",
     )
 
     def __init__(self, server: HttpApiServer) -> None:
@@ -144,6 +145,8 @@ class _Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._lingering: asyncio.TimerHandle | None = None
         self._discarded = 0
+        # An answer that ends the connection once the answers before it are written.
+        self._refusal: ApiResponse | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,7 +165,7 @@ class _Connection(asyncio.Protocol):
             self._drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._refusal is not None:
             if self._lingering is not None:
                 self._discarded += len(data)
                 if self._discarded > _LINGER_BYTES:
@@ -232,8 +235,13 @@ class _Connection(asyncio.Protocol):
                 raise _BadRequest(f"content-length {length[:40]!r}")
             if int(length) > self._server.max_body_bytes:
                 raise _RequestTooLarge
-        if self._headers.get("expect", "").lower() == "100-continue":
-            assert self._transport is not None
+        if (
+            self._headers.get("expect", "").lower() == "100-continue"
+            and self._task is None
+            and not self._ready
+            and self._transport is not None
+        ):
+            # Only when nothing is being answered: a 100 must not overtake earlier answers.
             self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -268,7 +276,7 @@ class _Connection(asyncio.Protocol):
                 resp = await self._server.answer(req)
                 if self._closing:
                     return
-                self._write(resp, keep_alive)
+                self._write(resp, keep_alive, to_head=req.method == "HEAD")
                 if not keep_alive:
                     self._linger()
                     return
@@ -276,13 +284,15 @@ class _Connection(asyncio.Protocol):
                     self._drained = asyncio.get_running_loop().create_future()
                     await self._drained
                     self._drained = None
-                if self._read_paused and self._transport is not None:
+                if self._read_paused and self._transport is not None and not self._refusal:
                     self._read_paused = False
                     self._transport.resume_reading()
+            if self._refusal is not None and not self._closing:
+                self._send_refusal()
         finally:
             self._task = None
 
-    def _write(self, resp: ApiResponse, keep_alive: bool) -> None:
+    def _write(self, resp: ApiResponse, keep_alive: bool, *, to_head: bool = False) -> None:
         assert self._transport is not None
         try:
             head, body = render(resp, keep_alive)
@@ -290,6 +300,8 @@ class _Connection(asyncio.Protocol):
             log.error("refusing to send a malformed answer: %s", exc)
             bad = _error("ERR_INTERNAL", "internal error: bad response header")
             head, body = render(bad, keep_alive)
+        if to_head:  # the answer to HEAD announces a length but carries no body
+            body = b""
         if len(body) > _COPY_BODY_LIMIT:
             self._transport.write(head)
             self._transport.write(body)
@@ -297,11 +309,23 @@ class _Connection(asyncio.Protocol):
             self._transport.write(head + body)
 
     def _refuse(self, resp: ApiResponse) -> None:
-        """Answer, parse nothing more, and end the connection: the stream cannot be trusted
-        (or carries a body we will not read)."""
+        """Parse nothing more; answer ``resp`` after the answers still owed (pipelining), then
+        end the connection: the stream cannot be trusted (or carries a body we will not
+        read)."""
+        self._refusal = resp
+        if self._task is None and not self._ready:
+            self._send_refusal()
+            return
+        if self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+        if self._task is None:  # requests parsed in the same read are still owed answers
+            self._task = self._server.spawn(self._serve_ready())
+
+    def _send_refusal(self) -> None:
+        resp, self._refusal = self._refusal, None
         self._ready.clear()
-        self._closing = True
-        if self._transport is not None and not self._transport.is_closing():
+        if resp is not None and self._transport is not None and not self._transport.is_closing():
             self._write(resp, keep_alive=False)
         self._linger()
 
