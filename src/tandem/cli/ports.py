@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tandem.procs import pid_alive
 
 
 def is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As Envoy binds: a port whose last connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -39,3 +48,45 @@ def choose(requested: int | None, default: int | None, taken: set[int], flag: st
         if port not in taken:
             taken.add(port)
             return port
+
+
+class PortBook:
+    """Ports promised to the live sidecars of one `$TANDEM_HOME`.
+
+    A port is only bound by Envoy a moment after it is chosen, so two `tandem run`s started
+    together would both find a default port free. Choosing under a file lock, and skipping
+    ports another live sidecar has booked, closes that gap.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self._folder.mkdir(parents=True, exist_ok=True)
+        with open(self._folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def booked(self) -> set[int]:
+        """Ports of live sidecars; bookings of dead ones are dropped."""
+        ports: set[int] = set()
+        for entry in self._folder.glob("*.json"):
+            try:
+                pid = int(entry.stem)
+                alive = pid_alive(pid)
+                if alive:
+                    ports.update(int(p) for p in json.loads(entry.read_text()))
+            except (ValueError, OSError, TypeError):
+                alive = False
+            if not alive:
+                entry.unlink(missing_ok=True)
+        return ports
+
+    def book(self, pid: int, ports: Iterable[int]) -> None:
+        tmp = self._folder / f"{pid}.tmp"
+        tmp.write_text(json.dumps(sorted(ports)))
+        tmp.replace(self._folder / f"{pid}.json")
+
+    def release(self, pid: int) -> None:
+        (self._folder / f"{pid}.json").unlink(missing_ok=True)

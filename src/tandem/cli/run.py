@@ -71,23 +71,31 @@ class Sidecar:
     children: list[Child] = field(default_factory=list)
     run_dir: Path | None = None
     app_file: Path | None = None
+    _port_book: ports.PortBook | None = None
 
     def choose_ports(self) -> Ports:
         o = self.options
-        taken: set[int] = set()
-        if o.app_port is not None:
-            taken.add(o.app_port)
-        try:
-            return Ports(
-                http=ports.choose(o.http_port, DEFAULT_HTTP_PORT, taken, "--dapr-http-port"),
-                grpc=ports.choose(o.grpc_port, DEFAULT_GRPC_PORT, taken, "--dapr-grpc-port"),
-                internal=ports.choose(
-                    o.internal_port, DEFAULT_INTERNAL_PORT, taken, "--dapr-internal-port"
-                ),
-                metrics=ports.choose(o.metrics_port, DEFAULT_METRICS_PORT, taken, "--metrics-port"),
-            )
-        except ports.PortInUseError as exc:
-            raise RunError(str(exc)) from exc
+        book = ports.PortBook(self.home.run_dir / "ports")
+        with book.locked():
+            taken = book.booked()
+            if o.app_port is not None:
+                taken.add(o.app_port)
+            try:
+                chosen = Ports(
+                    http=ports.choose(o.http_port, DEFAULT_HTTP_PORT, taken, "--dapr-http-port"),
+                    grpc=ports.choose(o.grpc_port, DEFAULT_GRPC_PORT, taken, "--dapr-grpc-port"),
+                    internal=ports.choose(
+                        o.internal_port, DEFAULT_INTERNAL_PORT, taken, "--dapr-internal-port"
+                    ),
+                    metrics=ports.choose(
+                        o.metrics_port, DEFAULT_METRICS_PORT, taken, "--metrics-port"
+                    ),
+                )
+            except ports.PortInUseError as exc:
+                raise RunError(str(exc)) from exc
+            book.book(os.getpid(), (chosen.http, chosen.grpc, chosen.internal, chosen.metrics))
+        self._port_book = book
+        return chosen
 
     def _make_run_dir(self, sidecar_id: str) -> Path:
         run_dir = self.home.run_dir / sidecar_id
@@ -209,6 +217,7 @@ class Sidecar:
             )
             self.children.append(envoy)
             await self._wait_for_health(chosen.http)
+            await self._wait_for_listeners(admin_socket)
         self.progress.done(f"envoy ready (pid {envoy.proc.pid}, log {envoy.log_path})")
 
         self.app_file = self.home.apps_dir / f"{o.app_id}.json"
@@ -308,9 +317,45 @@ class Sidecar:
             f"(last /v1.0/healthz/outbound status: {last}); see {self.home.logs_dir}"
         )
 
+    async def _wait_for_listeners(self, admin_socket: Path) -> None:
+        """Ready means other sidecars can reach us too: the inbound listener waits for its
+        certificate (SDS) after the API listeners are up, and a caller that learnt of us
+        in between would get a connect error."""
+        from tandem.envoy import AdminError, admin_request
+
+        deadline = time.monotonic() + self.options.ready_timeout
+        last = "no answer from Envoy's admin"
+        while time.monotonic() < deadline:
+            try:
+                resp = await admin_request(
+                    str(admin_socket),
+                    "/stats?format=json&filter=%5Elistener_manager%5C.total_listeners_",
+                    timeout=1.0,
+                )
+                stats = {s["name"]: s.get("value") for s in resp.json().get("stats", [])}
+                warming = stats.get("listener_manager.total_listeners_warming")
+                active = stats.get("listener_manager.total_listeners_active") or 0
+                listeners = await admin_request(
+                    str(admin_socket), "/listeners?format=json", timeout=1.0
+                )
+                names = {e.get("name") for e in listeners.json().get("listener_statuses", [])}
+                if warming == 0 and active and "dapr_inbound" in names:
+                    return
+                last = f"{warming} listener(s) warming, active: {sorted(n for n in names if n)}"
+            except (AdminError, ValueError, KeyError) as exc:
+                last = str(exc)
+            await asyncio.sleep(0.02)
+        raise RunError(
+            f"the sidecar's inbound listener did not come up within "
+            f"{self.options.ready_timeout:.0f}s ({last}); its certificate may have been "
+            f"refused: see {self.home.logs_dir / 'controlplane.log'}"
+        )
+
     async def stop(self) -> None:
         for child in reversed(self.children):
             await child.stop()
+        if self._port_book is not None:
+            self._port_book.release(os.getpid())
         if self.app_file is not None:
             with contextlib.suppress(OSError):
                 data = json.loads(self.app_file.read_text())

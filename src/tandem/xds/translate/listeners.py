@@ -48,7 +48,12 @@ def _listener(
     if transport_socket is not None:
         chain.transport_socket.CopyFrom(transport_socket)
     listener = listener_pb2.Listener(
-        name=name, address=socket_address(host, port), filter_chains=[chain]
+        name=name,
+        address=socket_address(host, port),
+        filter_chains=[chain],
+        # Envoy binds with SO_REUSEPORT by default, so a second sidecar on the same port
+        # silently shares it and the kernel splits connections between the two. Refuse.
+        enable_reuse_port=wrappers_pb2.BoolValue(value=False),
     )
     if buffer_limit is not None:
         listener.per_connection_buffer_limit_bytes.CopyFrom(

@@ -18,6 +18,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Sidecar
 from tandem.xds.translate._protos import pack, seconds, socket_address
@@ -121,6 +122,7 @@ def metrics_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
     return listener_pb2.Listener(
         name=DAPR_METRICS,
         address=socket_address(LOOPBACK, sidecar.metrics_port),
+        enable_reuse_port=wrappers_pb2.BoolValue(value=False),  # see listeners._listener
         filter_chains=[
             listener_components_pb2.FilterChain(
                 filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
