@@ -52,6 +52,10 @@ class HttpDelivery:
     def __init__(self, channel: AppChannel) -> None:
         self._channel = channel
 
+    @property
+    def channel(self) -> AppChannel:
+        return self._channel
+
     async def deliver(self, delivery: Delivery, timeout: float | None) -> DeliveryResult:
         try:
             resp = await self._channel.request(

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tandem.blocks.pubsub import cloudevents
+from tandem.blocks.pubsub import bulk, cloudevents
 from tandem.blocks.pubsub.broker import Message, Outcome, SubscribeOptions, SubscriptionHandle
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryStatus, DeliveryTarget
 from tandem.blocks.pubsub.retry import RetryPlan, plan_for
@@ -36,6 +36,7 @@ class _Active:
     plan: RetryPlan
     raw: bool
     handle: SubscriptionHandle | None = None
+    bulk: DeliveryTarget | None = None  # a bulk subscription's batcher (bulk.py)
 
 
 class Subscriber:
@@ -72,7 +73,7 @@ class Subscriber:
 
             try:
                 active.handle = await comp.broker.subscribe(
-                    sub.topic, handler, SubscribeOptions(metadata=sub.metadata)
+                    sub.topic, handler, SubscribeOptions(metadata=bulk.subscribe_metadata(sub))
                 )
             except Exception as exc:
                 log.error("subscribing to %s/%s failed: %s", sub.pubsub_name, sub.topic, exc)
@@ -108,15 +109,8 @@ class Subscriber:
         except (RouteError, cloudevents.EnvelopeError) as exc:
             log.error("subscription to %s/%s skipped: %s", sub.pubsub_name, sub.topic, exc)
             return None
-        if sub.bulk.enabled:
-            log.warning(
-                "bulkSubscribe on %s/%s: bulk delivery is not supported yet; "
-                "events are delivered one by one",
-                sub.pubsub_name,
-                sub.topic,
-            )
         plan = plan_for(sub.pubsub_name, self._resiliencies, self._env)
-        return _Active(sub, routes, plan, raw)
+        return _Active(sub, routes, plan, raw, bulk=bulk.batcher_for(self._target, sub))
 
     async def handle(self, active: _Active, msg: Message) -> Outcome:
         sub = active.sub
@@ -140,9 +134,10 @@ class Subscriber:
             tracestate=str(event.get("tracestate") or ""),
         )
         plan = active.plan
+        target = active.bulk or self._target
         retries = 0
         while True:
-            result = await self._target.deliver(delivery, plan.timeout)
+            result = await target.deliver(delivery, plan.timeout)
             if result.status is DeliveryStatus.SUCCESS:
                 return Outcome.SUCCESS
             if result.status is DeliveryStatus.DROP:
