@@ -10,6 +10,9 @@ Usage: python subscriber_app.py PORT RECORD_FILE SUBSCRIPTIONS_JSON
   (e.g. ``["RETRY", "SUCCESS"]``), the n-th delivery of that event id gets the n-th answer
   (the last one repeats). ``SUCCESS``/``RETRY``/``DROP`` are 200 with ``{"status": ...}``;
   ``HTTP<code>`` answers that status. Without ``answers``: 200 SUCCESS.
+- Bulk deliveries (``type`` ``com.dapr.event.sent.bulk``) are recorded one line per entry
+  (``body`` is the entry's event, ``bulk`` holds the request id, its entry count and the
+  entryId) and answered ``{"statuses": [...]}`` with each entry's answer as above.
 - Dead-letter sinks (paths ``/poison`` and ``/dead``) always answer SUCCESS, so a
   dead-lettered event carrying ``answers`` is not failed again.
 """
@@ -21,10 +24,12 @@ import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 RECORD_LOCK = threading.Lock()
 SEEN: Counter[str] = Counter()
 SINKS = ("/poison", "/dead")
+BULK_TYPE = "com.dapr.event.sent.bulk"
 
 
 class Subscriber(BaseHTTPRequestHandler):
@@ -52,6 +57,26 @@ class Subscriber(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
+        if isinstance(body, dict) and body.get("type") == BULK_TYPE:
+            self._bulk(body)
+            return
+        answer = self._record(body)
+        if answer.startswith("HTTP"):
+            self._send(int(answer[4:]))
+        else:
+            self._send(200, json.dumps({"status": answer}).encode())
+
+    def _bulk(self, body: dict[str, Any]) -> None:
+        """Bulk delivery: one record line per entry, one status per entry."""
+        entries = body.get("entries") or []
+        statuses = []
+        for entry in entries:
+            bulk = {"id": body.get("id"), "size": len(entries), "entryId": entry.get("entryId")}
+            answer = self._record(entry.get("event"), bulk)
+            statuses.append({"entryId": entry.get("entryId"), "status": answer})
+        self._send(200, json.dumps({"statuses": statuses}).encode())
+
+    def _record(self, body: Any, bulk: dict[str, Any] | None = None) -> str:
         answers = ["SUCCESS"]
         event_id = ""
         if isinstance(body, dict) and self.path not in SINKS:
@@ -77,12 +102,11 @@ class Subscriber(BaseHTTPRequestHandler):
                 "body": body,
                 "answer": answer,
             }
+            if bulk is not None:
+                line["bulk"] = bulk
             with open(self.record_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
-        if answer.startswith("HTTP"):
-            self._send(int(answer[4:]))
-        else:
-            self._send(200, json.dumps({"status": answer}).encode())
+        return answer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
