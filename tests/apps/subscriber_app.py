@@ -34,6 +34,7 @@ BULK_TYPE = "com.dapr.event.sent.bulk"
 
 class Subscriber(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     record_file = ""
     subscriptions = b"[]"
 

@@ -3,7 +3,8 @@ SIGKILL halfway, a new `tandem run` of the same app id started; every message wh
 publish was acknowledged (204) must reach the app at least once. Duplicates are allowed
 (at-least-once) and reported.
 
-Run over the embedded default broker (SQLite) and over real Redis.
+Run over the embedded default broker (SQLite), over real Redis and over a real
+Kafka-protocol broker (tansu).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from harness import Sidecar, start_sidecar, wait_until
 from pubsub_harness import Records, runtime_pid, start_subscriber, subscription
 
-from servers import redis_server  # noqa: F401  (fixture re-export)
+from servers import redis_server, tansu_server  # noqa: F401  (fixture re-export)
 
 TOTAL = 2000
 TOPIC = "reliable"
@@ -41,6 +42,29 @@ spec:
   - {{name: redisHost, value: "{address}"}}
   - {{name: processingTimeout, value: 1s}}
   - {{name: redeliverInterval, value: 200ms}}
+"""
+    )
+    return folder
+
+
+def _kafka_resources(home: Path, brokers: str) -> Path:
+    folder = home / "res-kafka"
+    folder.mkdir(exist_ok=True)
+    # tansu's group joins are slow: a short session lets the group drop the killed member
+    # quickly; `oldest` so nothing published before the group first joined is skipped.
+    (folder / "pubsub.yaml").write_text(
+        f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: pubsub}}
+spec:
+  type: pubsub.kafka
+  version: v1
+  metadata:
+  - {{name: brokers, value: "{brokers}"}}
+  - {{name: consumerGroup, value: reliable-kafka}}
+  - {{name: initialOffset, value: oldest}}
+  - {{name: sessionTimeout, value: 1s}}
+  - {{name: heartbeatInterval, value: 300ms}}
 """
     )
     return folder
@@ -71,7 +95,7 @@ def _delivered(records: Records) -> Counter[int]:
     )
 
 
-@pytest.mark.parametrize("broker", ["embedded", "redis"])
+@pytest.mark.parametrize("broker", ["embedded", "redis", "kafka"])
 def test_every_acknowledged_message_is_delivered_after_the_subscriber_runtime_is_killed(
     broker, tandem_home, request
 ):
@@ -80,6 +104,11 @@ def test_every_acknowledged_message_is_delivered_after_the_subscriber_runtime_is
         extra = (
             "--resources-path",
             str(_redis_resources(tandem_home, request.getfixturevalue("redis_server").address)),
+        )
+    elif broker == "kafka":
+        extra = (
+            "--resources-path",
+            str(_kafka_resources(tandem_home, request.getfixturevalue("tansu_server").brokers)),
         )
     app_id = f"reliable-{broker}"
     records = Records(tandem_home / f"{app_id}.jsonl")
