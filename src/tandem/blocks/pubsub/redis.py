@@ -10,6 +10,10 @@
   own retries. While a handler runs, its entry's idle time is reset (``XCLAIM ... JUSTID``)
   so a slow handler is not raced by another consumer. A consumer that closes marks what
   it still holds as idle past ``processingTimeout``, so the next reclaim takes it at once.
+- Closing does not rely on cancelling a Redis call: redis-py can lose a cancellation that
+  lands mid-command (the task then sits in the next ``XREADGROUP``), so the loops also stop
+  on a closing flag, a read that returns after it is not started, and ``close`` waits for
+  the loops at most one read block before it goes on.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from tandem.blocks.registry import ComponentContext, ComponentSpec
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
+# How long ``close`` waits for its loops to end after cancelling them: one blocking read.
+CLOSE_WAIT_S = READ_BLOCK_MS / 1000 + 0.5
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
@@ -98,6 +104,8 @@ class _Subscription:
         self._group = group
         self._consumer = f"{group}-{uuid.uuid4().hex[:12]}"
         self._inflight = InFlight(handler, self._settle, limit)
+        self._closing = False
+        self._unstarted: list[Any] = []  # read after close began: pending, never handled
         self._tasks = [asyncio.create_task(self._read())]
         if broker.redeliver_interval > 0:
             self._tasks.append(asyncio.create_task(self._reclaim()))
@@ -105,7 +113,7 @@ class _Subscription:
 
     async def _read(self) -> None:
         client = self._b.client
-        while True:
+        while not self._closing:
             await self._inflight.wait_free()
             try:
                 res: Any = await client.xreadgroup(
@@ -126,12 +134,15 @@ class _Subscription:
                 continue
             for _stream, entries in res or ():
                 for entry_id, fields in entries:
-                    self._inflight.start(_message(self._topic, entry_id, fields, 0))
+                    if self._closing:
+                        self._unstarted.append(entry_id)
+                    else:
+                        self._inflight.start(_message(self._topic, entry_id, fields, 0))
 
     async def _reclaim(self) -> None:
         client = self._b.client
         idle_ms = int(self._b.processing_timeout * 1000)
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._b.redeliver_interval)
             start: Any = "0-0"
             try:
@@ -152,7 +163,10 @@ class _Subscription:
                     for entry_id, fields in entries:
                         if fields is None or entry_id.decode() in held:
                             continue
-                        self._inflight.start(_message(self._topic, entry_id, fields, 1))
+                        if self._closing:
+                            self._unstarted.append(entry_id)
+                        else:
+                            self._inflight.start(_message(self._topic, entry_id, fields, 1))
                     if start in (b"0-0", "0-0"):
                         break
             except Exception as exc:
@@ -162,7 +176,7 @@ class _Subscription:
         """Reset the idle time of entries whose handlers still run (they are not dead)."""
         client = self._b.client
         every = max(self._b.processing_timeout / 3, 0.05)
-        while True:
+        while not self._closing:
             await asyncio.sleep(every)
             ids: list[Any] = [m.id for m in self._inflight.messages()]
             if not ids:
@@ -175,12 +189,15 @@ class _Subscription:
             await self._b.client.xack(self._topic, self._group, msg.id)
 
     async def close(self, grace: float = 5.0) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A loop whose cancellation redis-py lost ends by the flag after its current read.
+        await asyncio.wait(self._tasks, timeout=CLOSE_WAIT_S)
         # What is left stays pending, marked idle for longer than processingTimeout, so the
         # next reclaim by another consumer of the group takes it at once.
         left: list[Any] = [m.id for m in await self._inflight.drain(grace)]
+        left += self._unstarted
         if left:
             idle = int(self._b.processing_timeout * 1000) + 1
             with contextlib.suppress(Exception):
