@@ -49,6 +49,7 @@ from tandem.blocks.pubsub.broker import (
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.sqlite_files import connect_wal
+from tandem.procs import pid_alive
 
 _T = TypeVar("_T")
 POLL_MIN = 0.005
@@ -85,16 +86,6 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> SqlitePubSub:
         busy_timeout=as_seconds("busyTimeout", lookup(md, "busyTimeout"), 10.0),
         name=spec.name,
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -317,7 +308,7 @@ class _Subscription:
                 owners = await b.call(
                     self._broker.db.other_owners, self._topic, self._group, self._me
                 )
-                dead = [p for h, p in owners if h == self._me.host and not _alive(p)]
+                dead = [p for h, p in owners if h == self._me.host and not pid_alive(p)]
             if time.monotonic() - cleaned >= CLEANUP_EVERY:
                 cleaned = time.monotonic()
                 await b.call(b.db.cleanup, self._topic, b.retention)
