@@ -24,7 +24,7 @@ from tandem.blocks.state.store import (
     SetRequest,
     TransactionOperation,
 )
-from tandem.ext_proc.api import JSON, ApiRequest, ApiResponse, Handler
+from tandem.ext_proc.api import JSON, ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
 
 _CONCURRENCY = {c.value: c for c in Concurrency}
@@ -40,11 +40,8 @@ def register(router: Router, service: StateService) -> None:
     router.add(("POST", "PUT"), base + "/bulk", api.bulk_get)
     router.add(("POST", "PUT"), base + "/transaction", api.transaction)
     router.add(("POST", "PUT"), "/v1.0-alpha1/state/{store}/query", api.query)
-    # The router matches a literal segment before a parameter and then stops, so GET and
-    # DELETE of keys literally named "bulk" or "transaction" need their own routes.
-    for literal in ("bulk", "transaction"):
-        router.add("GET", f"{base}/{literal}", api.with_key(literal, api.get))
-        router.add("DELETE", f"{base}/{literal}", api.with_key(literal, api.delete))
+    # GET/DELETE of a key literally named "bulk" or "transaction" still reach the key
+    # routes: the router falls back to the parameter when a literal lacks the method.
 
 
 def malformed(message: str) -> DaprError:
@@ -54,14 +51,6 @@ def malformed(message: str) -> DaprError:
 class _StateHttp:
     def __init__(self, service: StateService) -> None:
         self._service = service
-
-    @staticmethod
-    def with_key(key: str, handler: Handler) -> Handler:
-        async def keyed(req: ApiRequest) -> ApiResponse:
-            req.params["key"] = key
-            return await handler(req)
-
-        return keyed
 
     async def get(self, req: ApiRequest) -> ApiResponse:
         store, key = req.params["store"], req.params["key"]
