@@ -1,0 +1,1 @@
+"""The one durable scheduler: actor reminders, workflow timers and jobs share it."""
