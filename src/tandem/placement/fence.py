@@ -34,11 +34,14 @@ class Fence:
 
     def serves(self, actor_type: str, actor_id: str, now: float) -> bool:
         """F1 + F3: the one question every turn asks before it starts."""
-        if self._committed is None or now >= self._lease_until:
+        if self._committed is None or not self.leased(now):
             return False
         if self._committed.owner(actor_type, actor_id) != self.host:
             return False
         return self._pending is None or self._pending.owner(actor_type, actor_id) == self.host
+
+    def leased(self, now: float) -> bool:
+        return now < self._lease_until
 
     def route(self, actor_type: str, actor_id: str) -> str | None:
         """The host to send a call to: the committed owner (callers need no lease)."""

@@ -99,13 +99,17 @@ class Scheduler:
             delay = min(delay, max(0.0, (nxt - self._clock()).total_seconds()))
         if delay <= 0:
             return
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+        # races with the event being set, and the loop would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     async def _deliver(self, trigger: Trigger) -> None:
         try:
             try:
-                outcome = await asyncio.wait_for(self._dispatch(trigger), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    outcome = await self._dispatch(trigger)
             except TimeoutError:
                 log.warning("delivery of %s timed out", trigger.entry.key)
                 outcome = Outcome.FAILED

@@ -189,9 +189,8 @@ class ActorEngine:
         try:
             timeout = act.settings.drain_timeout.total_seconds() if drain else 0.0
             try:
-                await asyncio.wait_for(
-                    act.lock.acquire(None, reentrant=False, max_depth=1), timeout or None
-                )
+                async with asyncio.timeout(timeout or None):
+                    await act.lock.acquire(None, reentrant=False, max_depth=1)
                 acquired = True
             except TimeoutError:
                 log.warning(
