@@ -67,6 +67,20 @@ def test_invoke_response_becomes_200_with_the_apps_bytes_and_content_type():
     assert (reply.status, reply.content_type, reply.body) == (200, "application/json", b'{"ok":1}')
 
 
+def test_the_apps_response_metadata_become_headers_without_grpc_plumbing():
+    reply = reply_of_invoke_response(
+        common_pb2.InvokeResponse(data=any_pb2.Any(value=b"x")),
+        [
+            ("x-receiver", "grpc"),
+            ("grpc-encoding", "identity"),
+            ("trace-bin", b"\x00"),
+            ("content-type", "application/grpc"),
+            ("x-split", "a\r\nb"),
+        ],
+    )
+    assert reply.headers == (("x-receiver", "grpc"),)
+
+
 def test_a_packed_invoke_response_is_protobuf_for_http_callers():
     data = any_pb2.Any()
     data.Pack(wrappers_pb2.StringValue(value="v"))

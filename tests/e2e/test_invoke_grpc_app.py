@@ -25,6 +25,7 @@ from harness import start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
 
+TOKEN = "caller-token"
 CURL_FORM = "application/x-www-form-urlencoded"  # what `curl -d` sends
 COMPAT_APPS = Path(__file__).resolve().parent.parent / "compat" / "apps"
 
@@ -72,7 +73,8 @@ def mesh(tandem_home):
                 wait=False,
             )
         )
-        caller = start_sidecar(tandem_home, "caller")
+        # The caller's API is token-guarded: InvokeService must pass its own Envoy's check.
+        caller = start_sidecar(tandem_home, "caller", env={"DAPR_API_TOKEN": TOKEN})
         started.append(caller)
         for target in ("g-http", "g-ext", "h"):
             wait_until(
@@ -86,9 +88,14 @@ def mesh(tandem_home):
             s.stop()
 
 
-def _invoke(caller, app_id: str, method: str, body: bytes = b'{"id":1}', **kw) -> httpx.Response:
+def _invoke(
+    caller, app_id: str, method: str, body: bytes = b'{"id":1}', headers=None
+) -> httpx.Response:
     return httpx.post(
-        f"{caller.base}/v1.0/invoke/{app_id}/method/{method}", content=body, timeout=10, **kw
+        f"{caller.base}/v1.0/invoke/{app_id}/method/{method}",
+        content=body,
+        headers={"dapr-api-token": TOKEN, **(headers or {})},
+        timeout=10,
     )
 
 
@@ -97,6 +104,7 @@ def test_http_invoke_of_grpc_app_answers_the_apps_reply(mesh, receiver):
     r = _invoke(mesh, receiver, "my-method", headers={"content-type": "application/json"})
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-receiver"] == "grpc"  # the app's response metadata, as headers
     seen = r.json()
     assert seen["reply"] == "INVOKE_RECEIVED"
     assert seen["data"] == '{"id":1}'
@@ -117,7 +125,12 @@ def test_dapr_app_id_header_form_reaches_grpc_app(mesh, receiver):
     r = httpx.post(
         f"{mesh.base}/my-method",
         content=b"hello",
-        headers={"dapr-app-id": receiver, "content-type": "text/plain", "x-custom": "kept"},
+        headers={
+            "dapr-app-id": receiver,
+            "dapr-api-token": TOKEN,
+            "content-type": "text/plain",
+            "x-custom": "kept",
+        },
         timeout=10,
     )
     assert r.status_code == 200
@@ -158,6 +171,7 @@ def sdk_env(mesh, monkeypatch):
     """The caller app's environment, as `tandem run` gives it (the SDK reads it per call)."""
     monkeypatch.setenv("DAPR_HTTP_PORT", str(mesh.http_port))
     monkeypatch.setenv("DAPR_GRPC_PORT", str(mesh.grpc_port))
+    monkeypatch.setenv("DAPR_API_TOKEN", TOKEN)
 
 
 @pytest.fixture

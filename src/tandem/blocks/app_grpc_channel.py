@@ -99,10 +99,11 @@ class AppGrpcChannel:
         request: common_pb2.InvokeRequest,
         metadata: Mapping[str, str],
         timeout: float | None = None,
-    ) -> common_pb2.InvokeResponse:
-        return await self._callback().OnInvoke(
-            request, metadata=self.metadata(metadata), timeout=timeout
-        )
+    ) -> tuple[common_pb2.InvokeResponse, list[tuple[str, str | bytes]]]:
+        """The app's answer and the headers (initial metadata) it sent with it."""
+        call = self._callback().OnInvoke(request, metadata=self.metadata(metadata), timeout=timeout)
+        response = await call
+        return response, list(await call.initial_metadata() or ())
 
     def reachable(self) -> bool:
         """Whether the channel holds a live connection (after a failed call: was the app

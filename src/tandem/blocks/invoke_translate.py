@@ -12,6 +12,7 @@ reaches an ``InvokeService`` caller as a gRPC status named after the HTTP status
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote
@@ -117,15 +118,42 @@ class HttpReply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def reply_of_invoke_response(resp: common_pb2.InvokeResponse) -> HttpReply:
-    """A gRPC app's ``OnInvoke`` answer as the HTTP caller sees it: 200 with the data's bytes."""
+# Response metadata that describes the gRPC hop, not the app's answer.
+_HOP_METADATA = frozenset(
+    {"content-type", "content-length", "transfer-encoding", "connection", "date", "server"}
+)
+
+
+def headers_of_app_metadata(
+    metadata: Sequence[tuple[str, str | bytes]],
+) -> tuple[tuple[str, str], ...]:
+    """The headers a gRPC app sent with its answer (its initial metadata), as HTTP headers:
+    gRPC's own keys, binary values and hop headers left out."""
+    return tuple(
+        (key, value)
+        for key, value in metadata
+        if isinstance(value, str)
+        and key not in _HOP_METADATA
+        and not key.startswith((":", "grpc-"))
+        and not key.endswith("-bin")
+        and "\n" not in value
+        and "\r" not in value
+    )
+
+
+def reply_of_invoke_response(
+    resp: common_pb2.InvokeResponse, metadata: Sequence[tuple[str, str | bytes]] = ()
+) -> HttpReply:
+    """A gRPC app's ``OnInvoke`` answer as the HTTP caller sees it: 200 with the data's bytes
+    and the app's response metadata as headers."""
+    headers = headers_of_app_metadata(metadata)
     type_url = resp.data.type_url
     if type_url:
         # A packed message: its bytes are protobuf whatever the app said, as in Dapr.
         return HttpReply(
-            200, PROTOBUF_CONTENT_TYPE, resp.data.value, ((ANY_TYPE_HEADER, type_url),)
+            200, PROTOBUF_CONTENT_TYPE, resp.data.value, (*headers, (ANY_TYPE_HEADER, type_url))
         )
-    return HttpReply(200, resp.content_type, resp.data.value)
+    return HttpReply(200, resp.content_type, resp.data.value, headers)
 
 
 def reply_of_grpc_error(code: grpc.StatusCode, message: str, status_bin: bytes | None) -> HttpReply:

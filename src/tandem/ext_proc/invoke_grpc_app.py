@@ -85,7 +85,7 @@ class OnInvokeHandler:
             type_url=headers.get(ANY_TYPE_HEADER, ""),
         )
         try:
-            resp = await channel.on_invoke(request, _call_metadata(headers))
+            resp, sent = await channel.on_invoke(request, _call_metadata(headers))
         except grpc.aio.AioRpcError as err:
             code = err.code()
             if code is grpc.StatusCode.UNAVAILABLE and not channel.reachable():
@@ -103,7 +103,7 @@ class OnInvokeHandler:
                 None,
             )
             return _response(reply_of_grpc_error(code, err.details() or "", details))
-        return _response(reply_of_invoke_response(resp))
+        return _response(reply_of_invoke_response(resp, sent))
 
 
 def register(router: Router, handler: OnInvokeHandler) -> None:

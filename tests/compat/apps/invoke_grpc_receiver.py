@@ -4,7 +4,7 @@ SDK's ``dapr.ext.grpc.App``, as Dapr's invocation examples write one.
 Usage: python invoke_grpc_receiver.py PORT
 
 - ``my-method``: answers ``INVOKE_RECEIVED`` plus what it saw (the data, content type and the
-  caller metadata that matters) as JSON.
+  caller metadata that matters) as JSON, with response header ``x-receiver: grpc``.
 - ``packed``: answers a packed ``google.protobuf.StringValue`` holding the request text.
 - ``fail``: raises, which the SDK answers with gRPC UNKNOWN; an unknown method gets
   UNIMPLEMENTED from the SDK.
@@ -34,7 +34,9 @@ def my_method(request: InvokeMethodRequest) -> InvokeMethodResponse:
         "traceparent": md.get("traceparent"),
         "custom": md.get("x-custom"),
     }
-    return InvokeMethodResponse(json.dumps(seen).encode(), "application/json")
+    return InvokeMethodResponse(
+        json.dumps(seen).encode(), "application/json", headers=(("x-receiver", "grpc"),)
+    )
 
 
 @app.method("packed")
