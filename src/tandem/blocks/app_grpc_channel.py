@@ -1,7 +1,7 @@
 """The runtime's gRPC channel to an app started with ``--app-protocol grpc``.
 
 One ``grpc.aio`` channel to ``127.0.0.1:<app port>`` for the runtime's lifetime, speaking
-Dapr's ``AppCallback`` service (pub/sub today; input bindings and invocation later). Every
+Dapr's ``AppCallback`` service (pub/sub, and ``OnInvoke`` for HTTP invocations of the app). Every
 call carries ``dapr-api-token`` when ``APP_API_TOKEN`` is set and ``dapr-app-id``; callers
 add W3C trace context and per-call metadata. Readiness (the app port accepting
 connections) is :meth:`tandem.blocks.app_channel.AppChannel.wait_ready`'s job.
@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 
 import grpc
+from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
 from google.protobuf import empty_pb2
 
@@ -92,6 +93,24 @@ class AppGrpcChannel:
         return await self._callback().OnTopicEvent(
             request, metadata=self.metadata(metadata), timeout=timeout
         )
+
+    async def on_invoke(
+        self,
+        request: common_pb2.InvokeRequest,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> tuple[common_pb2.InvokeResponse, list[tuple[str, str | bytes]]]:
+        """The app's answer and the headers (initial metadata) it sent with it."""
+        call = self._callback().OnInvoke(request, metadata=self.metadata(metadata), timeout=timeout)
+        response = await call
+        return response, list(await call.initial_metadata() or ())
+
+    def reachable(self) -> bool:
+        """Whether the channel holds a live connection (after a failed call: was the app
+        there at all?)."""
+        if self._channel is None:
+            return False
+        return self._channel.get_state() is grpc.ChannelConnectivity.READY
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -129,7 +129,13 @@ class Sidecar:
         sidecar_id = f"{o.app_id}-{secrets.token_hex(4)}"
         self.run_dir = self._make_run_dir(sidecar_id)
         runtime_socket = self.run_dir / "runtime.sock"
-        http_socket = self.run_dir / "runtime-http.sock" if o.api_transport == "http" else None
+        # A gRPC app's HTTP invocations are translated in the runtime's HTTP/1.1 door, so its
+        # sidecar has that door whatever the API transport.
+        http_socket = (
+            self.run_dir / "runtime-http.sock"
+            if o.api_transport == "http" or o.app_protocol == "grpc"
+            else None
+        )
         admin_socket = self.run_dir / "admin.sock"
         logs = self.home.logs_dir
 
@@ -161,6 +167,7 @@ class Sidecar:
                 argv += ["--app-port", str(o.app_port)]
             if http_socket is not None:
                 argv += ["--http-socket", str(http_socket)]
+            argv += ["--dapr-http-port", str(chosen.http)]
             runtime = await Child.start("runtime", argv, log_path=logs / f"{o.app_id}.runtime.log")
             self.children.append(runtime)
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")

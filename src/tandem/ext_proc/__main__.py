@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--config", type=Path)
     p.add_argument("--app-port", type=int)
     p.add_argument("--app-protocol", default="http", choices=["http", "grpc"])
+    p.add_argument("--dapr-http-port", type=int, help="the sidecar's Dapr HTTP port (Envoy)")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         app_protocol=a.app_protocol,
         max_body_bytes=a.max_body_bytes,
         http_socket=a.http_socket,
+        dapr_http_port=a.dapr_http_port,
     )
 
 

@@ -82,6 +82,8 @@ class Wiring:
     pubsub: PubSubService | None = None
     outbox: Outbox | None = None
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
+    # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
+    app_grpc: AppGrpcChannel | None = None
 
 
 def wire_blocks(
@@ -162,6 +164,7 @@ def start_app(
     token = os.environ.get(APP_API_TOKEN_ENV)
     channel = AppChannel(port, app_id=app_id, token=token)  # also the app readiness probe
     grpc_channel = AppGrpcChannel(port, app_id=app_id, token=token) if protocol == "grpc" else None
+    wiring.app_grpc = grpc_channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -194,6 +197,7 @@ def start_app(
             await subscriber.stop()
         await channel.close()
         if grpc_channel is not None:
+            wiring.app_grpc = None
             await grpc_channel.close()
 
     return stop

@@ -16,12 +16,14 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import meta_http
+from tandem.ext_proc import invoke_grpc_app, meta_http
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
 from tandem.ext_proc.http_server import HttpApiServer
+from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
+from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -40,8 +42,11 @@ class RuntimeOptions:
     app_port: int | None = None
     app_protocol: str = "http"
     max_body_bytes: int = DEFAULT_MAX_BODY
-    # The plain HTTP/1.1 front door for the Dapr HTTP API (Envoy's `tandem_runtime_http`).
+    # The plain HTTP/1.1 front door for the Dapr HTTP API (Envoy's `tandem_runtime_http`);
+    # a gRPC app's sidecar always has it (HTTP invocations of the app are translated there).
     http_socket: Path | None = None
+    # The sidecar's Dapr HTTP port (Envoy): where InvokeService sends its invocations.
+    dapr_http_port: int | None = None
 
 
 class StartupError(Exception):
@@ -85,6 +90,12 @@ class Runtime:
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         meta_http.register(self.router, self.health, self.metadata)
+        invoke_grpc_app.register(
+            self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
+        )
+        invoke_service = InvokeService(self.options.dapr_http_port)
+        wiring.rpcs["InvokeService"] = invoke_service
+        self._closers.append(invoke_service.close)
         await self._serve(wiring.rpcs)
         for start in wiring.starters:
             await start()

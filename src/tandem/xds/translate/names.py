@@ -33,6 +33,10 @@ METADATA_APP_ID = "x-tandem-app-id"
 
 LOOPBACK = "127.0.0.1"
 
+# Where the callee's Envoy hands its runtime's HTTP/1.1 door a plain HTTP invocation of a
+# gRPC app, followed by the method (tandem.ext_proc.invoke_grpc_app serves it).
+ONINVOKE_PREFIX = "/_tandem/oninvoke/"
+
 
 def app_cluster(app_id: str) -> str:
     """CDS/EDS name of the cluster that reaches every live instance of ``app_id``."""

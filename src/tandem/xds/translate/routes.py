@@ -27,6 +27,7 @@ from tandem.xds.translate.names import (
     LOCAL_APP_CLUSTER,
     METADATA_APP_ID,
     METADATA_NAMESPACE,
+    ONINVOKE_PREFIX,
     RUNTIME_CLUSTER,
     RUNTIME_HTTP_CLUSTER,
     app_cluster,
@@ -241,29 +242,67 @@ def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     return _route_config(DAPR_GRPC, rc.VirtualHost(name=DAPR_GRPC, domains=["*"], routes=routes))
 
 
-def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
-    if sidecar.app_port is not None:
-        route = rc.Route(
+def _grpc_app_translation(sidecar: Sidecar) -> rc.Route:
+    """A plain HTTP invocation of a gRPC app: the runtime turns it into ``OnInvoke`` (the one
+    invocation that passes through the runtime). Always its HTTP/1.1 door, whatever the
+    app-facing API transport: the sidecar of a gRPC app always has that door."""
+    return rc.Route(
+        name="grpc-app-oninvoke",
+        match=rc.RouteMatch(prefix="/"),
+        route=rc.RouteAction(
+            cluster=RUNTIME_HTTP_CLUSTER,
+            # Only this handler is reachable: the method is appended under a fixed prefix.
+            prefix_rewrite=ONINVOKE_PREFIX,
+            timeout=seconds(0),
+        ),
+        request_headers_to_add=[set_header(METADATA_APP_ID, sidecar.app_id)],
+        metadata=_app_meta(sidecar.app_id),
+    )
+
+
+def _inbound_routes(sidecar: Sidecar) -> list[rc.Route]:
+    if sidecar.app_port is None:
+        # Dapr answers the same way when the callee was started without an app port.
+        return [
+            rc.Route(
+                name="no-app",
+                match=rc.RouteMatch(prefix="/"),
+                direct_response=rc.DirectResponseAction(
+                    status=500,
+                    body_format=invoke_error_body(sidecar.app_id, "app channel is not initialized"),
+                ),
+            )
+        ]
+    if sidecar.app_protocol != "grpc":
+        return [
+            rc.Route(
+                name="local-app",
+                match=rc.RouteMatch(prefix="/"),
+                route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
+                metadata=_app_meta(sidecar.app_id),
+            )
+        ]
+    # gRPC (proxied with dapr-app-id) goes straight to the app; anything else is translated.
+    grpc_call = rc.HeaderMatcher(
+        name="content-type", string_match=string_pb2.StringMatcher(prefix="application/grpc")
+    )
+    return [
+        rc.Route(
             name="local-app",
-            match=rc.RouteMatch(prefix="/"),
+            match=rc.RouteMatch(prefix="/", headers=[grpc_call]),
             route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
             metadata=_app_meta(sidecar.app_id),
-        )
-    else:
-        # Dapr answers the same way when the callee was started without an app port.
-        route = rc.Route(
-            name="no-app",
-            match=rc.RouteMatch(prefix="/"),
-            direct_response=rc.DirectResponseAction(
-                status=500,
-                body_format=invoke_error_body(sidecar.app_id, "app channel is not initialized"),
-            ),
-        )
+        ),
+        _grpc_app_translation(sidecar),
+    ]
+
+
+def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
     token_to_add, token_to_remove = auth.inbound_token_headers(sidecar)
     vhost = rc.VirtualHost(
         name=DAPR_INBOUND,
         domains=["*"],
-        routes=[route],
+        routes=_inbound_routes(sidecar),
         request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id), *token_to_add],
         request_headers_to_remove=token_to_remove,
         # Lets a caller prove the request went Envoy -> Envoy rather than straight to the app.
