@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
+from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
@@ -155,13 +156,27 @@ def start_app(
     metadata: MetadataService,
     subscriptions: Sequence[Subscription] = (),
     resiliencies: Sequence[Resiliency] = (),
+    channel_socket: str | None = None,
+    health_checks: AppHealthConfig | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """Open the app channel (HTTP, or gRPC for ``protocol == "grpc"``) and, in the
-    background, wait for the app and start its subscriptions; ``/v1.0/healthz`` reports not
-    ready ("app") until then. Returns the stopper, which drains deliveries in flight."""
+    """Open the app channel (HTTP, or gRPC for a gRPC app; through Envoy's app channel
+    listener at ``channel_socket`` when given) and, in the background, wait for the app and
+    start its subscriptions; ``/v1.0/healthz`` reports not ready ("app") until then. With
+    ``health_checks``, probe the app and hold deliveries while it is unhealthy. Returns the
+    stopper, which drains deliveries in flight."""
     token = os.environ.get(APP_API_TOKEN_ENV)
-    channel = AppChannel(port, app_id=app_id, token=token)  # also the app readiness probe
-    grpc_channel = AppGrpcChannel(port, app_id=app_id, token=token) if protocol == "grpc" else None
+    # Also the app readiness probe (the app port, and the socket when given).
+    channel = AppChannel(port, app_id=app_id, token=token, socket_path=channel_socket)
+    grpc_channel = (
+        AppGrpcChannel(port, app_id=app_id, token=token, socket_path=channel_socket)
+        if protocol in ("grpc", "grpcs")
+        else None
+    )
+    app_health = (
+        AppHealth(probe_for(channel, grpc_channel, health_checks.path), health_checks)
+        if health_checks is not None
+        else None
+    )
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -174,7 +189,9 @@ def start_app(
 
     subscriber = None
     if wiring.pubsub is not None and wiring.pubsub.components:
-        subscriber = Subscriber(wiring.pubsub, target, resiliencies=resiliencies)
+        subscriber = Subscriber(
+            wiring.pubsub, target, resiliencies=resiliencies, app_health=app_health
+        )
     if wiring.board.metadata is None:
         wiring.board.metadata = metadata
 
@@ -183,13 +200,23 @@ def start_app(
         health.mark_ready("app")
 
     declarative = [from_declarative(s) for s in subscriptions]
-    task = asyncio.create_task(
-        start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
-    )
+    tasks = [
+        asyncio.create_task(
+            start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
+        )
+    ]
+    if app_health is not None:
+
+        async def probe() -> None:
+            await channel.wait_ready()
+            await app_health.run()
+
+        tasks.append(asyncio.create_task(probe()))
 
     async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if subscriber is not None:
             await subscriber.stop()
         await channel.close()
