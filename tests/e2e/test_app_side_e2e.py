@@ -220,10 +220,12 @@ def test_api_log_has_one_obfuscated_line_per_call_and_no_health_checks(guarded, 
         dapr_pb2_grpc.DaprStub(channel).GetMetadata(empty_pb2.Empty(), timeout=10)
 
     lines = wait_until(
-        lambda: (ls := _api_log(tandem_home, "guarded"))
-        and any(line["msg"] == "gRPC API Called" for line in ls)
-        and any(line["method"] == "GET /v1.0/state/{storeName}/{key}" for line in ls)
-        and ls,
+        lambda: (
+            (ls := _api_log(tandem_home, "guarded"))
+            and any(line["msg"] == "gRPC API Called" for line in ls)
+            and any(line["method"] == "GET /v1.0/state/{storeName}/{key}" for line in ls)
+            and ls
+        ),
         20,
         "the API log lines",
     )
@@ -248,9 +250,7 @@ def test_https_app_is_invoked_and_receives_messages_over_tls(secure, tandem_home
     event_id = f"tls-{uuid.uuid4().hex[:8]}"
     _publish(secure, SECURE_TOPIC, {"id": event_id})
     app = f"https://127.0.0.1:{secure.record()['app_port']}"
-    wait_until(
-        lambda: event_id in _stats(app, verify=False)["received"], 30, "delivery over TLS"
-    )
+    wait_until(lambda: event_id in _stats(app, verify=False)["received"], 30, "delivery over TLS")
     # Plain API logging (the flag alone): the real path, health checks included.
     lines = wait_until(
         lambda: [
