@@ -143,7 +143,7 @@ def _api_log(tandem_home: Path, app_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_unhealthy_app_gets_no_messages_until_it_is_healthy_again(guarded):
+def test_unhealthy_app_gets_no_messages_or_calls_until_it_is_healthy_again(guarded):
     app = guarded.app_url
     wait_until(lambda: _stats(app)["probes"] >= 1, 30, "the first health probe")
     ids = [f"held-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
@@ -156,6 +156,14 @@ def test_unhealthy_app_gets_no_messages_until_it_is_healthy_again(guarded):
     # While unhealthy the app keeps being probed but gets none of the messages.
     wait_until(lambda: _stats(app)["probes"] > THRESHOLD + 5, 30, "more failing probes")
     assert not set(ids) & set(_stats(app)["received"])
+    # Service invocation stops at the sidecar too, with Dapr's answer.
+    invoke = f"{guarded.base}/v1.0/invoke/guarded/method/work"
+    refused = httpx.post(invoke, timeout=10)
+    assert refused.status_code == 500
+    assert refused.json() == {
+        "errorCode": "ERR_DIRECT_INVOKE",
+        "message": "failed to invoke, id: guarded, err: app is not in a healthy state",
+    }
 
     httpx.post(f"{app}/control/healthy", timeout=5)
     received = wait_until(
@@ -164,6 +172,7 @@ def test_unhealthy_app_gets_no_messages_until_it_is_healthy_again(guarded):
         "the held messages after recovery",
     )
     assert sorted(r for r in received if r in ids) == sorted(ids)  # each once, none lost
+    wait_until(lambda: httpx.post(invoke, timeout=10).status_code == 200, 30, "invocations")
 
 
 def test_app_never_sees_more_requests_at_once_than_max_concurrency(guarded):

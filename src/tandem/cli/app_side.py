@@ -19,6 +19,7 @@ from tandem.resources import ResourceError, load_configuration
 # A Unix socket path must fit sockaddr_un (108 bytes with the final NUL).
 MAX_SOCKET_PATH = 107
 APP_CHANNEL_SOCKET = "app.sock"
+APP_HEALTH_SOCKET = "app-health.sock"
 
 
 class AppSideError(Exception):
@@ -172,7 +173,17 @@ def runtime_args(options: AppSideOptions, run_dir: Path, app_port: int | None) -
             "--app-health-threshold",
             str(options.app_health_threshold),
         ]
+        if app_port is not None:
+            argv += ["--app-health-socket", str(run_dir / APP_HEALTH_SOCKET)]
     return argv
+
+
+def runtime_sockets(options: AppSideOptions, run_dir: Path, app_port: int | None) -> list[Path]:
+    """Sockets the runtime must have opened before Envoy starts: Envoy's first health check
+    of the app would otherwise fail and hold invocations for a whole probe interval."""
+    if options.enable_app_health_check and app_port is not None:
+        return [run_dir / APP_HEALTH_SOCKET]
+    return []
 
 
 def node_metadata(
@@ -184,6 +195,11 @@ def node_metadata(
         out["app_channel_socket"] = str(run_dir / APP_CHANNEL_SOCKET)
     if options.app_max_concurrency is not None:
         out["app_max_concurrency"] = options.app_max_concurrency
+    if options.enable_app_health_check and app_port is not None:
+        out["app_health"] = {
+            "socket": str(run_dir / APP_HEALTH_SOCKET),
+            "interval_ms": round(options.app_health_probe_interval * 1000),
+        }
     if options.unix_domain_socket is not None:
         out["unix_domain_socket"] = str(options.unix_domain_socket)
     if log is not None:

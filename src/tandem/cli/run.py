@@ -175,6 +175,8 @@ class Sidecar:
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
             if http_socket is not None:
                 await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
+            for path in app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port):
+                await self._wait_for(path.exists, runtime, f"the runtime's {path.name}")
         self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
 
         with self.progress.step("envoy"):

@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--app-health-probe-interval", type=float, default=5.0, help="seconds")
     p.add_argument("--app-health-probe-timeout", type=float, default=500.0, help="milliseconds")
     p.add_argument("--app-health-threshold", type=int, default=3)
+    p.add_argument("--app-health-socket", type=Path, help="serve the app's health for Envoy")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         )
         if a.enable_app_health_check
         else None,
+        app_health_socket=a.app_health_socket,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
@@ -29,6 +30,7 @@ from tandem.blocks.pubsub.subscriptions import (
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
 from tandem.blocks.state.service import StateService
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.resources import Resiliency, Subscription
@@ -158,12 +160,14 @@ def start_app(
     resiliencies: Sequence[Resiliency] = (),
     channel_socket: str | None = None,
     health_checks: AppHealthConfig | None = None,
+    health_socket: Path | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """Open the app channel (HTTP, or gRPC for a gRPC app; through Envoy's app channel
     listener at ``channel_socket`` when given) and, in the background, wait for the app and
     start its subscriptions; ``/v1.0/healthz`` reports not ready ("app") until then. With
-    ``health_checks``, probe the app and hold deliveries while it is unhealthy. Returns the
-    stopper, which drains deliveries in flight."""
+    ``health_checks``, probe the app and hold deliveries while it is unhealthy, and tell
+    Envoy the verdict on ``health_socket``. Returns the stopper, which drains deliveries in
+    flight."""
     token = os.environ.get(APP_API_TOKEN_ENV)
     # Also the app readiness probe (the app port, and the socket when given).
     channel = AppChannel(port, app_id=app_id, token=token, socket_path=channel_socket)
@@ -212,6 +216,8 @@ def start_app(
             await app_health.run()
 
         tasks.append(asyncio.create_task(probe()))
+        if health_socket is not None:
+            tasks.append(asyncio.create_task(serve_app_health(app_health, health_socket)))
 
     async def stop() -> None:
         for task in tasks:

@@ -48,6 +48,7 @@ class RuntimeOptions:
     app_channel_socket: str | None = None
     app_max_concurrency: int | None = None
     app_health: AppHealthConfig | None = None
+    app_health_socket: Path | None = None  # where Envoy reads the verdict
 
 
 class StartupError(Exception):
@@ -114,6 +115,7 @@ class Runtime:
                     resiliencies=self._resources.resiliencies if self._resources else (),
                     channel_socket=self.options.app_channel_socket,
                     health_checks=self.options.app_health,
+                    health_socket=self.options.app_health_socket,
                 )
             )
         log.info(

@@ -54,6 +54,14 @@ class ApiLogging:
     obfuscate_urls: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AppHealthCheck:
+    """App health checks: the runtime probes the app and serves its verdict on ``socket``."""
+
+    socket: str
+    interval_ms: int
+
+
 class SidecarMetadataError(ValueError):
     """The node metadata on an ADS stream does not follow the sidecar contract."""
 
@@ -90,6 +98,7 @@ class Sidecar:
     app_channel_socket: str | None = None
     unix_domain_socket: str | None = None  # --unix-domain-socket DIR
     api_logging: ApiLogging | None = None
+    app_health: AppHealthCheck | None = None
 
     @property
     def spiffe_id(self) -> str:
@@ -160,6 +169,7 @@ class Sidecar:
         app_channel_socket = reader.string("app_channel_socket") or None
         unix_domain_socket = reader.string("unix_domain_socket") or None
         api_logging = reader.api_logging("api_logging")
+        app_health = reader.app_health("app_health")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -187,6 +197,7 @@ class Sidecar:
             app_channel_socket=app_channel_socket,
             unix_domain_socket=unix_domain_socket,
             api_logging=api_logging,
+            app_health=app_health,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -224,6 +235,11 @@ class Sidecar:
                 "path": self.api_logging.path,
                 "omit_health_checks": self.api_logging.omit_health_checks,
                 "obfuscate_urls": self.api_logging.obfuscate_urls,
+            }
+        if self.app_health is not None:
+            out["app_health"] = {
+                "socket": self.app_health.socket,
+                "interval_ms": self.app_health.interval_ms,
             }
         return out
 
@@ -321,6 +337,20 @@ class _Reader:
                 return None
             flags[flag] = flag_value
         return ApiLogging(path=value["path"], **flags)
+
+    def app_health(self, key: str) -> AppHealthCheck | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{key} must be a map")
+            return None
+        nested = _Reader(value, self.problems)
+        socket = nested.string("socket", required=True)
+        interval = nested.integer("interval_ms", required=True, minimum=1)
+        if not socket or interval is None:
+            return None
+        return AppHealthCheck(socket=socket, interval_ms=interval)
 
     def port(self, key: str, *, required: bool = False) -> int | None:
         number = self.integer(key, required=required, minimum=1)

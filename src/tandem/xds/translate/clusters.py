@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import protocol_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import tls
-from tandem.xds.translate._protos import ads, pack, seconds
+from tandem.xds.translate import app_health, tls
+from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
 
-_HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # Sidecars and apps are local or one hop away; a slow connect means a dead peer.
 CONNECT_TIMEOUT_SECONDS = 3
-
-
-def _downstream_protocol() -> hpo_pb2.HttpProtocolOptions:
-    # An HTTP/1 caller stays HTTP/1 to the callee's Envoy, an HTTP/2 (gRPC) caller stays h2c.
-    return hpo_pb2.HttpProtocolOptions(
-        use_downstream_protocol_config=hpo_pb2.HttpProtocolOptions.UseDownstreamHttpConfig(
-            http_protocol_options=protocol_pb2.Http1ProtocolOptions(),
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
-        )
-    )
 
 
 def app_cluster_for(app_id: str, mesh: Mesh) -> cluster_pb2.Cluster:
@@ -36,7 +23,7 @@ def app_cluster_for(app_id: str, mesh: Mesh) -> cluster_pb2.Cluster:
             eds_config=ads(), service_name=name
         ),
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
-        typed_extension_protocol_options={_HPO_KEY: pack(_downstream_protocol())},
+        typed_extension_protocol_options={HPO_KEY: pack(downstream_protocol_options())},
     )
     transport = tls.upstream_transport_socket(mesh, app_id)
     if transport is not None:
@@ -49,4 +36,5 @@ def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
     local = local_app(sidecar)
     if local is not None:
         out.append(local)
+    out += app_health.gated_clusters(sidecar)
     return out

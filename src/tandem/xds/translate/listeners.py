@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import api_logging, rbac, tls
+from tandem.xds.translate import api_logging, app_health, rbac, tls
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
@@ -140,6 +140,10 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
         filters,
         local_reply_config(access_controlled=sidecar.app_id if access is not None else None),
     )
+    # First match wins: an unhealthy app (app health checks) before "no healthy upstream".
+    mappers = [*app_health.unhealthy_app_mappers(sidecar), *hcm.local_reply_config.mappers]
+    del hcm.local_reply_config.mappers[:]
+    hcm.local_reply_config.mappers.extend(mappers)
     # Access control matches the path: `/a/../b` and `//b` must not slip past a rule for `/b`.
     hcm.normalize_path.CopyFrom(wrappers_pb2.BoolValue(value=True))
     hcm.merge_slashes = True

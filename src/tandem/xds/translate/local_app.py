@@ -28,7 +28,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Sidecar
-from tandem.xds.translate._protos import pack, seconds, socket_address
+from tandem.xds.translate._protos import HPO_KEY, pack, seconds, socket_address
 from tandem.xds.translate.names import (
     APP_CHANNEL,
     HCM_FILTER,
@@ -37,7 +37,6 @@ from tandem.xds.translate.names import (
     ROUTER_FILTER,
 )
 
-_HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _TLS_SOCKET = "envoy.transport_sockets.tls"
 # The app is local; a slow connect means a dead app.
 CONNECT_TIMEOUT_SECONDS = 3
@@ -94,7 +93,7 @@ def local_app(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
         name=LOCAL_APP_CLUSTER,
         type=cluster_pb2.Cluster.STATIC,
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
-        typed_extension_protocol_options={_HPO_KEY: pack(_protocol_options(sidecar))},
+        typed_extension_protocol_options={HPO_KEY: pack(_protocol_options(sidecar))},
         load_assignment=endpoint_pb2.ClusterLoadAssignment(
             cluster_name=LOCAL_APP_CLUSTER,
             endpoints=[

@@ -20,6 +20,8 @@ RUNTIME_HTTP_CLUSTER = "tandem_runtime_http"
 XDS_CLUSTER = "xds_cluster"
 
 LOCAL_APP_CLUSTER = "local_app"
+# Invocations of an app with health checks on: health-checked, via the app channel listener.
+LOCAL_APP_GATED_CLUSTER = "local_app_gated"
 # The sidecar's own Envoy admin (Unix socket); only /metrics reaches it (translate/metrics.py).
 ADMIN_CLUSTER = "envoy_admin"
 
