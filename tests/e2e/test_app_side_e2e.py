@@ -3,7 +3,8 @@
 Sidecar ``guarded``: an HTTP app with app health checks, ``--app-max-concurrency 2``,
 ``--unix-domain-socket`` and API logging from its Configuration (obfuscated URLs, no
 health checks). Sidecar ``secure``: an HTTPS app (self-signed certificate made here) with
-``--app-protocol https`` and ``--enable-api-logging``.
+``--app-protocol https`` and ``--enable-api-logging``. Sidecar ``securegrpc``: a gRPC app
+over TLS (``--app-protocol grpcs``) probed with ``AppCallbackHealthCheck.HealthCheck``.
 """
 
 from __future__ import annotations
@@ -271,3 +272,65 @@ def test_https_app_is_invoked_and_receives_messages_over_tls(secure, tandem_home
         "the invocation's API log line",
     )
     assert lines[0]["code"] == 200
+
+
+@pytest.fixture(scope="module")
+def secure_grpc(tandem_home):
+    state = tandem_home / "grpc-app"
+    state.mkdir()
+    cert, key = _self_signed(state)
+    port = free_port()
+    sidecar = start_sidecar(
+        tandem_home,
+        "securegrpc",
+        "--app-port",
+        str(port),
+        "--app-protocol",
+        "grpcs",
+        "--enable-app-health-check",
+        "--app-health-probe-interval",
+        "0.2",
+        "--app-health-threshold",
+        str(THRESHOLD),
+        command=[
+            sys.executable,
+            str(APPS / "grpc_health_app.py"),
+            str(port),
+            GRPC_TOPIC,
+            str(state),
+            str(cert),
+            str(key),
+        ],
+    )
+    sidecar.state = state  # type: ignore[attr-defined]
+    yield sidecar
+    sidecar.stop()
+
+
+GRPC_TOPIC = "app-side-grpcs"
+
+
+def _grpc_app(state: Path) -> tuple[int, list[str]]:
+    probes = state / "probes"
+    received = state / "received"
+    count = int(probes.read_text() or 0) if probes.exists() else 0
+    ids = received.read_text().split() if received.exists() else []
+    return count, ids
+
+
+def test_grpcs_app_gets_messages_over_tls_and_is_probed_with_dapr_health_check(secure_grpc):
+    state = secure_grpc.state
+    first = f"grpcs-{uuid.uuid4().hex[:8]}"
+    _publish(secure_grpc, GRPC_TOPIC, {"id": first})
+    wait_until(lambda: first in _grpc_app(state)[1], 30, "delivery to the grpcs app")
+
+    (state / "unhealthy").touch()
+    flipped = _grpc_app(state)[0]
+    wait_until(lambda: _grpc_app(state)[0] > flipped + THRESHOLD, 30, "failing HealthCheck calls")
+    held = f"grpcs-held-{uuid.uuid4().hex[:8]}"
+    _publish(secure_grpc, GRPC_TOPIC, {"id": held})
+    wait_until(lambda: _grpc_app(state)[0] > flipped + THRESHOLD + 5, 30, "more probes")
+    assert held not in _grpc_app(state)[1]
+
+    (state / "unhealthy").unlink()
+    wait_until(lambda: held in _grpc_app(state)[1], 30, "the held message after recovery")
