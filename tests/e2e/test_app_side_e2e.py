@@ -70,13 +70,19 @@ def socket_dir():
 
 
 @pytest.fixture(scope="module")
-def guarded(tandem_home, socket_dir):
+def logging_config(tandem_home):
     config = tandem_home / "api-logging.yaml"
     config.write_text(
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: logging}\n"
         "spec:\n  logging:\n    apiLogging: {enabled: true, obfuscateURLs: true, "
         "omitHealthChecks: true}\n"
     )
+    return config
+
+
+@pytest.fixture(scope="module")
+def guarded(tandem_home, socket_dir, logging_config):
+    config = logging_config
     port = free_port()
     sidecar = start_sidecar(
         tandem_home,
@@ -218,20 +224,31 @@ def test_dapr_apis_answer_on_unix_sockets_named_as_dapr_names_them(guarded, sock
     assert md.id == "guarded"
 
 
-def test_api_log_has_one_obfuscated_line_per_call_and_no_health_checks(guarded, tandem_home):
-    key = f"secret-{uuid.uuid4().hex}"
-    httpx.get(f"{guarded.base}/v1.0/healthz", timeout=5)
-    saved = httpx.post(
-        f"{guarded.base}/v1.0/state/statestore", json=[{"key": key, "value": 1}], timeout=10
+@pytest.fixture(scope="module")
+def logged_ext_proc(tandem_home, logging_config):
+    sidecar = start_sidecar(
+        tandem_home, "logged", "--api-transport", "ext_proc", "--config", str(logging_config)
     )
-    got = httpx.get(f"{guarded.base}/v1.0/state/statestore/{key}", timeout=10)
+    yield sidecar
+    sidecar.stop()
+
+
+@pytest.mark.parametrize("door", ["http", "ext_proc"])
+def test_api_log_has_one_obfuscated_line_per_call_and_no_health_checks(door, request, tandem_home):
+    sidecar = request.getfixturevalue("guarded" if door == "http" else "logged_ext_proc")
+    key = f"secret-{uuid.uuid4().hex}"
+    httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=5)
+    saved = httpx.post(
+        f"{sidecar.base}/v1.0/state/statestore", json=[{"key": key, "value": 1}], timeout=10
+    )
+    got = httpx.get(f"{sidecar.base}/v1.0/state/statestore/{key}", timeout=10)
     assert (saved.status_code, got.status_code) == (204, 200)
-    with grpc.insecure_channel(f"127.0.0.1:{guarded.grpc_port}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
         dapr_pb2_grpc.DaprStub(channel).GetMetadata(empty_pb2.Empty(), timeout=10)
 
     lines = wait_until(
         lambda: (
-            (ls := _api_log(tandem_home, "guarded"))
+            (ls := _api_log(tandem_home, sidecar.app_id))
             and any(line["msg"] == "gRPC API Called" for line in ls)
             and any(line["method"] == "GET /v1.0/state/{storeName}/{key}" for line in ls)
             and ls
@@ -239,7 +256,7 @@ def test_api_log_has_one_obfuscated_line_per_call_and_no_health_checks(guarded, 
         20,
         "the API log lines",
     )
-    path = tandem_home / "logs" / "guarded.api.log"
+    path = tandem_home / "logs" / f"{sidecar.app_id}.api.log"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert key not in path.read_text()
     assert not [line for line in lines if "healthz" in line["method"]]
@@ -250,7 +267,7 @@ def test_api_log_has_one_obfuscated_line_per_call_and_no_health_checks(guarded, 
     ]
     grpc_line = next(line for line in lines if line["msg"] == "gRPC API Called")
     assert grpc_line["method"] == "/dapr.proto.runtime.v1.Dapr/GetMetadata"
-    assert grpc_line["app_id"] == "guarded" and grpc_line["code"] == 0
+    assert grpc_line["app_id"] == sidecar.app_id and grpc_line["code"] == 0
 
 
 def test_https_app_is_invoked_and_receives_messages_over_tls(secure, tandem_home):
