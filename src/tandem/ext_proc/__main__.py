@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
+    if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
+        # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
+        p.error(f"--app-protocol {a.app_protocol} needs --app-channel-socket")
     setup_logging(a.log_level, "runtime")
     return RuntimeOptions(
         app_id=a.app_id,
