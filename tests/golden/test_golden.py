@@ -145,9 +145,22 @@ def _static_secrets(
     return resources, secrets
 
 
+def _local_access_logs(node: Any, workdir: Path) -> None:
+    """Validation opens access log files: point them into the test's own directory."""
+    if isinstance(node, dict):
+        if str(node.get("@type", "")).endswith(".FileAccessLog"):
+            node["path"] = str(workdir / Path(node["path"]).name)
+        for value in node.values():
+            _local_access_logs(value, workdir)
+    elif isinstance(node, list):
+        for value in node:
+            _local_access_logs(value, workdir)
+
+
 def _static_bootstrap(resources: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The translated resources as static config Envoy can validate without a server."""
     resources, secrets = _static_secrets(resources, workdir)
+    _local_access_logs(resources, workdir)
     routes = {r["name"]: r for r in resources["routes"]}
     assignments = {e["cluster_name"]: e for e in resources["endpoints"]}
     listeners = copy.deepcopy(resources["listeners"])

@@ -121,3 +121,46 @@ def test_access_control_arrives_in_daprs_yaml_shape_and_round_trips() -> None:
 def test_bad_access_control_is_reported_with_its_field() -> None:
     with pytest.raises(SidecarMetadataError, match=r"policies\[0\]\.appId: is required"):
         sidecar("b", access_control={"policies": [{"namespace": "default"}]})
+
+
+def test_app_facing_settings_round_trip() -> None:
+    original = Sidecar.from_node_metadata(
+        "s~1",
+        metadata(
+            "s",
+            app_port=8443,
+            app_protocol="grpcs",
+            app_max_concurrency=4.0,
+            app_channel_socket="/run/s/app.sock",
+            unix_domain_socket="/tmp/uds",
+            api_logging={"path": "/l/s.api.log", "omit_health_checks": True},
+            app_health={"socket": "/run/s/app-health.sock", "interval_ms": 5000.0},
+        ),
+    )
+
+    assert original.app_max_concurrency == 4
+    assert original.app_speaks_grpc and original.app_uses_tls and original.app_uses_http2
+    assert original.api_logging is not None and original.api_logging.omit_health_checks
+    assert original.app_health is not None and original.app_health.interval_ms == 5000
+    assert Sidecar.from_node_metadata("s~1", original.to_node_metadata()) == original
+
+
+def test_bad_app_facing_settings_are_reported() -> None:
+    with pytest.raises(SidecarMetadataError) as err:
+        Sidecar.from_node_metadata(
+            "s~1",
+            metadata(
+                "s",
+                app_max_concurrency=0,
+                api_logging={"path": "/l", "obfuscate_urls": "yes"},
+                app_health={"socket": "/h"},
+            ),
+        )
+
+    message = str(err.value)
+    for fragment in (
+        "app_max_concurrency must be at least 1",
+        "api_logging.obfuscate_urls must be a boolean",
+        "interval_ms is required",
+    ):
+        assert fragment in message

@@ -1,7 +1,10 @@
 """The runtime's HTTP channel to its app (``127.0.0.1:<app port>``).
 
 One pooled aiohttp session for the runtime's lifetime, used for pub/sub deliveries and
-``GET /dapr/subscribe`` (later: input bindings, actors). Every request carries
+``GET /dapr/subscribe`` (later: input bindings, actors). Under `tandem run` the requests go
+through the sidecar's Envoy (``socket_path``, its ``dapr_app_channel`` listener), which
+speaks the app's protocol (TLS, h2c) and holds ``--app-max-concurrency`` for every caller
+of the app; without it they go straight to the port. Every request carries
 ``dapr-api-token`` when ``APP_API_TOKEN`` is set in the runtime's environment; callers add
 W3C trace context per request.
 """
@@ -12,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -29,6 +32,19 @@ class AppResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+async def _connects(
+    opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(opening, timeout=1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class AppChannelError(Exception):
     """The app could not be reached (connection refused, reset, timed out)."""
 
@@ -43,8 +59,10 @@ class AppChannel:
         token: str | None = None,
         max_connections: int = 100,
         timeout: float = 60.0,
+        socket_path: str | None = None,
     ) -> None:
         self.port = port
+        self.socket_path = socket_path
         self.host = host
         self._app_id = app_id
         self._token = token or None
@@ -59,24 +77,27 @@ class AppChannel:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            connector: aiohttp.BaseConnector
+            if self.socket_path is not None:
+                connector = aiohttp.UnixConnector(
+                    path=self.socket_path, limit=self._max_connections, keepalive_timeout=30
+                )
+            else:
+                connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 auto_decompress=True,
             )
         return self._session
 
     async def port_open(self) -> bool:
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout=1.0
-            )
-        except (OSError, TimeoutError):
+        """The app port accepts connections (and so does Envoy's app channel, if used)."""
+        if not await _connects(asyncio.open_connection(self.host, self.port)):
             return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        if self.socket_path is None:
+            return True
+        return await _connects(asyncio.open_unix_connection(self.socket_path))
 
     async def wait_ready(self, *, interval: float = 0.05, report_every: float = 5.0) -> None:
         """Wait until the app port accepts connections, logging progress while it does not."""

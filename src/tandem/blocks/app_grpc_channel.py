@@ -49,19 +49,23 @@ class AppGrpcChannel:
         host: str = "127.0.0.1",
         token: str | None = None,
         max_message_bytes: int = 4 << 20,
+        socket_path: str | None = None,
     ) -> None:
         self.port = port
+        # Through Envoy's app channel listener (see app_channel.py), or straight to the port.
+        self._target = f"unix:{socket_path}" if socket_path else f"{host}:{port}"
         self.host = host
         self._app_id = app_id
         self._token = token or None
         self._max = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: appcallback_pb2_grpc.AppCallbackStub | None = None
+        self._health: appcallback_pb2_grpc.AppCallbackHealthCheckStub | None = None
 
     def _callback(self) -> appcallback_pb2_grpc.AppCallbackStub:
         if self._stub is None:
             self._channel = grpc.aio.insecure_channel(
-                f"{self.host}:{self.port}",
+                self._target,
                 options=[
                     ("grpc.max_receive_message_length", self._max),
                     ("grpc.max_send_message_length", self._max),
@@ -112,8 +116,17 @@ class AppGrpcChannel:
             return False
         return self._channel.get_state() is grpc.ChannelConnectivity.READY
 
+    async def health_check(self, timeout: float) -> None:
+        """``AppCallbackHealthCheck.HealthCheck``; raises when the app is not healthy."""
+        if self._health is None:
+            self._callback()  # opens the channel
+            assert self._channel is not None
+            self._health = appcallback_pb2_grpc.AppCallbackHealthCheckStub(self._channel)
+        await self._health.HealthCheck(empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self._stub = None
+            self._health = None

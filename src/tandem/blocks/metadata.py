@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tandem import RUNTIME_VERSION
+from tandem.blocks.app_health import AppHealthConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class AppConnection:
     protocol: str = "http"
     channel_address: str = "127.0.0.1"
     max_concurrency: int = 0
+    health: AppHealthConfig | None = None  # set with --enable-app-health-check
 
 
 @dataclass(frozen=True, slots=True)

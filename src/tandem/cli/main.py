@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tandem import __version__
+from tandem.cli import app_side
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
 from tandem.cli.run import API_TRANSPORTS, DEFAULT_API_TRANSPORT, RunOptions, run
@@ -26,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a sidecar (and optionally an app command)")
     r.add_argument("--app-id", "-a", required=True)
     r.add_argument("--app-port", "-p", type=int)
-    r.add_argument("--app-protocol", "-P", default="http", choices=["http", "grpc"])
+    r.add_argument(
+        "--app-protocol", "-P", default="http", choices=["http", "grpc", "https", "grpcs", "h2c"]
+    )
     r.add_argument("--dapr-http-port", "-H", type=int)
     r.add_argument("--dapr-grpc-port", "-G", type=int)
     r.add_argument(
@@ -55,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 over a Unix socket "
         f"or ext_proc (default {DEFAULT_API_TRANSPORT})",
     )
+    app_side.add_arguments(r)
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
 
     ls = sub.add_parser("list", help="list the sidecars running on this machine")
@@ -166,6 +170,7 @@ def _run_options(a: argparse.Namespace) -> RunOptions:
         namespace=a.namespace,
         max_body_mb=a.dapr_http_max_request_size,
         api_transport=a.api_transport,
+        app_flags=app_side.AppSideOptions.from_args(a),
     )
 
 

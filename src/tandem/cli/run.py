@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.cli import ports
+from tandem.cli import app_side, ports
 from tandem.cli.children import Child
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
 from tandem.cli.home import Home
@@ -49,6 +49,8 @@ class RunOptions:
     max_body_mb: int = 4
     ready_timeout: float = 30.0
     api_transport: str = DEFAULT_API_TRANSPORT
+    # App-facing flags (health checks, max concurrency, Unix sockets, API logging).
+    app_flags: app_side.AppSideOptions = app_side.AppSideOptions()
 
 
 @dataclass(slots=True)
@@ -133,11 +135,17 @@ class Sidecar:
         # sidecar has that door whatever the API transport.
         http_socket = (
             self.run_dir / "runtime-http.sock"
-            if o.api_transport == "http" or o.app_protocol == "grpc"
+            if o.api_transport == "http" or o.app_protocol in ("grpc", "grpcs")
             else None
         )
         admin_socket = self.run_dir / "admin.sock"
         logs = self.home.logs_dir
+        # --- App-facing flags (cli/app_side.py) ---
+        try:
+            api_log = app_side.api_log(o.app_flags, o.config, logs, o.app_id)
+            app_side.prepare(o.app_flags, o.app_id, api_log, self.run_dir)
+        except app_side.AppSideError as exc:
+            raise RunError(str(exc)) from exc
 
         with self.progress.step("runtime"):
             argv = [
@@ -168,11 +176,14 @@ class Sidecar:
             if http_socket is not None:
                 argv += ["--http-socket", str(http_socket)]
             argv += ["--dapr-http-port", str(chosen.http)]
+            argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
             runtime = await Child.start("runtime", argv, log_path=logs / f"{o.app_id}.runtime.log")
             self.children.append(runtime)
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
             if http_socket is not None:
                 await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
+            for path in app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port):
+                await self._wait_for(path.exists, runtime, f"the runtime's {path.name}")
         self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
 
         with self.progress.step("envoy"):
@@ -197,6 +208,7 @@ class Sidecar:
             # Holds the private key and (in envoy.json) the credential and tokens.
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
+            metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
                 app_id=o.app_id,
@@ -219,6 +231,7 @@ class Sidecar:
                     "warn" if o.log_level in ("info", "warn", "warning") else o.log_level,
                     "--base-id",
                     str(secrets.randbelow(1 << 30)),
+                    *app_side.envoy_args(o.app_flags),
                 ],
                 log_path=logs / f"{o.app_id}.envoy.log",
             )
@@ -370,6 +383,7 @@ class Sidecar:
                     self.app_file.unlink()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            app_side.cleanup(self.options.app_flags, self.options.app_id)
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from tandem.blocks.app_health import AppHealthConfig
 from tandem.ext_proc.runtime import DEFAULT_MAX_BODY, Runtime, RuntimeOptions, StartupError
 from tandem.logs import setup_logging
 
@@ -26,11 +27,25 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--resources-path", action="append", type=Path, default=[])
     p.add_argument("--config", type=Path)
     p.add_argument("--app-port", type=int)
-    p.add_argument("--app-protocol", default="http", choices=["http", "grpc"])
+    p.add_argument(
+        "--app-protocol", default="http", choices=["http", "grpc", "https", "grpcs", "h2c"]
+    )
     p.add_argument("--dapr-http-port", type=int, help="the sidecar's Dapr HTTP port (Envoy)")
+    # App-facing `tandem run` flags (README "App-facing flags").
+    p.add_argument("--app-channel-socket", help="reach the app through Envoy's listener here")
+    p.add_argument("--app-max-concurrency", type=int, help="reported in the metadata API")
+    p.add_argument("--enable-app-health-check", action="store_true")
+    p.add_argument("--app-health-check-path", default="/healthz")
+    p.add_argument("--app-health-probe-interval", type=float, default=5.0, help="seconds")
+    p.add_argument("--app-health-probe-timeout", type=float, default=500.0, help="milliseconds")
+    p.add_argument("--app-health-threshold", type=int, default=3)
+    p.add_argument("--app-health-socket", type=Path, help="serve the app's health for Envoy")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
+    if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
+        # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
+        p.error(f"--app-protocol {a.app_protocol} needs --app-channel-socket")
     setup_logging(a.log_level, "runtime")
     return RuntimeOptions(
         app_id=a.app_id,
@@ -44,6 +59,17 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         max_body_bytes=a.max_body_bytes,
         http_socket=a.http_socket,
         dapr_http_port=a.dapr_http_port,
+        app_channel_socket=a.app_channel_socket,
+        app_max_concurrency=a.app_max_concurrency,
+        app_health=AppHealthConfig(
+            path=a.app_health_check_path,
+            interval=a.app_health_probe_interval,
+            timeout=a.app_health_probe_timeout / 1000,
+            threshold=a.app_health_threshold,
+        )
+        if a.enable_app_health_check
+        else None,
+        app_health_socket=a.app_health_socket,
     )
 
 

@@ -7,9 +7,11 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
+from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
@@ -28,6 +30,7 @@ from tandem.blocks.pubsub.subscriptions import (
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
 from tandem.blocks.state.service import StateService
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.resources import Resiliency, Subscription
@@ -157,13 +160,29 @@ def start_app(
     metadata: MetadataService,
     subscriptions: Sequence[Subscription] = (),
     resiliencies: Sequence[Resiliency] = (),
+    channel_socket: str | None = None,
+    health_checks: AppHealthConfig | None = None,
+    health_socket: Path | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """Open the app channel (HTTP, or gRPC for ``protocol == "grpc"``) and, in the
-    background, wait for the app and start its subscriptions; ``/v1.0/healthz`` reports not
-    ready ("app") until then. Returns the stopper, which drains deliveries in flight."""
+    """Open the app channel (HTTP, or gRPC for a gRPC app; through Envoy's app channel
+    listener at ``channel_socket`` when given) and, in the background, wait for the app and
+    start its subscriptions; ``/v1.0/healthz`` reports not ready ("app") until then. With
+    ``health_checks``, probe the app and hold deliveries while it is unhealthy, and tell
+    Envoy the verdict on ``health_socket``. Returns the stopper, which drains deliveries in
+    flight."""
     token = os.environ.get(APP_API_TOKEN_ENV)
-    channel = AppChannel(port, app_id=app_id, token=token)  # also the app readiness probe
-    grpc_channel = AppGrpcChannel(port, app_id=app_id, token=token) if protocol == "grpc" else None
+    # Also the app readiness probe (the app port, and the socket when given).
+    channel = AppChannel(port, app_id=app_id, token=token, socket_path=channel_socket)
+    grpc_channel = (
+        AppGrpcChannel(port, app_id=app_id, token=token, socket_path=channel_socket)
+        if protocol in ("grpc", "grpcs")
+        else None
+    )
+    app_health = (
+        AppHealth(probe_for(channel, grpc_channel, health_checks.path), health_checks)
+        if health_checks is not None
+        else None
+    )
     wiring.app_grpc = grpc_channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
@@ -177,7 +196,9 @@ def start_app(
 
     subscriber = None
     if wiring.pubsub is not None and wiring.pubsub.components:
-        subscriber = Subscriber(wiring.pubsub, target, resiliencies=resiliencies)
+        subscriber = Subscriber(
+            wiring.pubsub, target, resiliencies=resiliencies, app_health=app_health
+        )
     if wiring.board.metadata is None:
         wiring.board.metadata = metadata
 
@@ -186,13 +207,25 @@ def start_app(
         health.mark_ready("app")
 
     declarative = [from_declarative(s) for s in subscriptions]
-    task = asyncio.create_task(
-        start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
-    )
+    tasks = [
+        asyncio.create_task(
+            start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
+        )
+    ]
+    if app_health is not None:
+
+        async def probe() -> None:
+            await channel.wait_ready()
+            await app_health.run()
+
+        tasks.append(asyncio.create_task(probe()))
+        if health_socket is not None:
+            tasks.append(asyncio.create_task(serve_app_health(app_health, health_socket)))
 
     async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if subscriber is not None:
             await subscriber.stop()
         await channel.close()

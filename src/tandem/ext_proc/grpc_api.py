@@ -20,8 +20,9 @@ import grpc
 from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
 
+from tandem.blocks.app_health import go_duration
 from tandem.blocks.errors import DaprError, to_grpc_status
-from tandem.blocks.metadata import MetadataService
+from tandem.blocks.metadata import Metadata, MetadataService
 
 log = logging.getLogger("tandem.grpc")
 
@@ -83,7 +84,20 @@ def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse
             protocol=md.app.protocol,
             channel_address=md.app.channel_address,
             max_concurrency=md.app.max_concurrency,
+            health=_health_properties(md),
         ),
+    )
+
+
+def _health_properties(md: Metadata) -> metadata_pb2.AppConnectionHealthProperties | None:
+    h = md.app.health
+    if h is None:
+        return None
+    return metadata_pb2.AppConnectionHealthProperties(
+        health_check_path=h.path,
+        health_probe_interval=go_duration(h.interval),
+        health_probe_timeout=go_duration(h.timeout),
+        health_threshold=h.threshold,
     )
 
 

@@ -88,7 +88,9 @@ class OnInvokeHandler:
             resp, sent = await channel.on_invoke(request, _call_metadata(headers))
         except grpc.aio.AioRpcError as err:
             code = err.code()
-            if code is grpc.StatusCode.UNAVAILABLE and not channel.reachable():
+            if code is grpc.StatusCode.UNAVAILABLE and (
+                not channel.reachable() or _envoy_found_no_app(err.details() or "")
+            ):
                 raise DaprError(
                     "ERR_DIRECT_INVOKE",
                     f"failed to invoke, id: {self._app_id}, err: the app is not reachable "
@@ -104,6 +106,12 @@ class OnInvokeHandler:
             )
             return _response(reply_of_grpc_error(code, err.details() or "", details))
         return _response(reply_of_invoke_response(resp, sent))
+
+
+def _envoy_found_no_app(details: str) -> bool:
+    """Through Envoy's app channel listener the runtime's channel is always connected; an
+    app that is down shows as Envoy's own local reply instead."""
+    return details.startswith(("upstream connect error", "no healthy upstream"))
 
 
 def register(router: Router, handler: OnInvokeHandler) -> None:

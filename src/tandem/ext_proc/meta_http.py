@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tandem.blocks.app_health import go_duration
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import Metadata, MetadataService
 from tandem.ext_proc.api import ApiRequest, ApiResponse
@@ -45,6 +46,14 @@ def metadata_json(md: Metadata) -> dict[str, Any]:
         app["port"] = md.app.port
     if md.app.max_concurrency:
         app["maxConcurrency"] = md.app.max_concurrency
+    if md.app.health is not None:
+        h = md.app.health
+        app["health"] = {
+            "healthCheckPath": h.path,
+            "healthProbeInterval": go_duration(h.interval),
+            "healthProbeTimeout": go_duration(h.timeout),
+            "healthThreshold": h.threshold,
+        }
     out["appConnectionProperties"] = app
     return out
 

@@ -13,6 +13,7 @@ import grpc
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
@@ -47,6 +48,12 @@ class RuntimeOptions:
     http_socket: Path | None = None
     # The sidecar's Dapr HTTP port (Envoy): where InvokeService sends its invocations.
     dapr_http_port: int | None = None
+    # App-facing flags: the runtime reaches its app through Envoy's app channel listener;
+    # app health checks hold deliveries while the app is unhealthy.
+    app_channel_socket: str | None = None
+    app_max_concurrency: int | None = None
+    app_health: AppHealthConfig | None = None
+    app_health_socket: Path | None = None  # where Envoy reads the verdict
 
 
 class StartupError(Exception):
@@ -69,7 +76,12 @@ class Runtime:
         self.health = Health(self.options.app_id)
         self.metadata = MetadataService(
             app_id=self.options.app_id,
-            app=AppConnection(port=self.options.app_port, protocol=self.options.app_protocol),
+            app=AppConnection(
+                port=self.options.app_port,
+                protocol=self.options.app_protocol,
+                max_concurrency=self.options.app_max_concurrency or 0,
+                health=self.options.app_health,
+            ),
         )
 
     async def start(self) -> None:
@@ -112,6 +124,9 @@ class Runtime:
                     metadata=self.metadata,
                     subscriptions=self._resources.subscriptions if self._resources else (),
                     resiliencies=self._resources.resiliencies if self._resources else (),
+                    channel_socket=self.options.app_channel_socket,
+                    health_checks=self.options.app_health,
+                    health_socket=self.options.app_health_socket,
                 )
             )
         log.info(

@@ -23,8 +23,10 @@ DEFAULT_TRUST_DOMAIN = "public"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_INTERNAL_ADDRESS = "127.0.0.1"
 
-AppProtocol = Literal["http", "grpc"]
-APP_PROTOCOLS: tuple[AppProtocol, ...] = ("http", "grpc")
+# Dapr's --app-protocol values: https and grpcs are TLS to the app (its certificate is not
+# verified, as Dapr does not), h2c is HTTP/2 without TLS.
+AppProtocol = Literal["http", "grpc", "https", "grpcs", "h2c"]
+APP_PROTOCOLS: tuple[AppProtocol, ...] = ("http", "grpc", "https", "grpcs", "h2c")
 # How the Dapr HTTP API reaches the runtime: Envoy proxies HTTP/1.1 to it (cluster
 # `tandem_runtime_http`), or asks it over ext_proc. A sidecar that does not say is ext_proc:
 # only a bootstrap that names `tandem_runtime_http` can use `http`.
@@ -41,6 +43,23 @@ _NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
 # API tokens travel in a header value and a route matcher: printable ASCII, no spaces.
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLogging:
+    """Access logs of the app-facing API listeners (Dapr's API logging), one JSON line per call."""
+
+    path: str
+    omit_health_checks: bool = False
+    obfuscate_urls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppHealthCheck:
+    """App health checks: the runtime probes the app and serves its verdict on ``socket``."""
+
+    socket: str
+    interval_ms: int
 
 
 class SidecarMetadataError(ValueError):
@@ -73,10 +92,29 @@ class Sidecar:
     # DAPR_API_TOKEN / APP_API_TOKEN of this sidecar: secrets, kept out of repr and logs.
     api_token: str | None = field(default=None, repr=False)
     app_api_token: str | None = field(default=None, repr=False)
+    # App-facing `tandem run` flags (docs in README "App-facing flags").
+    app_max_concurrency: int | None = None
+    # The listener through which the runtime reaches its app (a Unix socket path).
+    app_channel_socket: str | None = None
+    unix_domain_socket: str | None = None  # --unix-domain-socket DIR
+    api_logging: ApiLogging | None = None
+    app_health: AppHealthCheck | None = None
 
     @property
     def spiffe_id(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/{self.app_id}"
+
+    @property
+    def app_speaks_grpc(self) -> bool:
+        return self.app_protocol in ("grpc", "grpcs")
+
+    @property
+    def app_uses_tls(self) -> bool:
+        return self.app_protocol in ("https", "grpcs")
+
+    @property
+    def app_uses_http2(self) -> bool:
+        return self.app_protocol in ("grpc", "grpcs", "h2c")
 
     @classmethod
     def from_node_metadata(cls, node_id: str, metadata: Mapping[str, Any]) -> Sidecar:
@@ -127,6 +165,11 @@ class Sidecar:
         api_token = reader.secret("dapr_api_token")
         app_api_token = reader.secret("app_api_token")
         access_control = reader.access_control("access_control")
+        max_concurrency = reader.integer("app_max_concurrency", minimum=1)
+        app_channel_socket = reader.string("app_channel_socket") or None
+        unix_domain_socket = reader.string("unix_domain_socket") or None
+        api_logging = reader.api_logging("api_logging")
+        app_health = reader.app_health("app_health")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -135,7 +178,7 @@ class Sidecar:
             app_id=app_id,
             namespace=namespace,
             app_port=app_port,
-            app_protocol="grpc" if protocol == "grpc" else "http",
+            app_protocol=next((p for p in APP_PROTOCOLS if p == protocol), "http"),
             api_transport="http" if transport == "http" else "ext_proc",
             http_port=http_port,
             grpc_port=grpc_port,
@@ -150,6 +193,11 @@ class Sidecar:
             access_control=access_control,
             api_token=api_token,
             app_api_token=app_api_token,
+            app_max_concurrency=max_concurrency,
+            app_channel_socket=app_channel_socket,
+            unix_domain_socket=unix_domain_socket,
+            api_logging=api_logging,
+            app_health=app_health,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -174,11 +222,25 @@ class Sidecar:
             ("key_path", self.key_path),
             ("dapr_api_token", self.api_token),
             ("app_api_token", self.app_api_token),
+            ("app_max_concurrency", self.app_max_concurrency),
+            ("app_channel_socket", self.app_channel_socket),
+            ("unix_domain_socket", self.unix_domain_socket),
         ):
             if value is not None:
                 out[key] = value
         if self.access_control is not None:
             out["access_control"] = access_control_metadata(self.access_control)
+        if self.api_logging is not None:
+            out["api_logging"] = {
+                "path": self.api_logging.path,
+                "omit_health_checks": self.api_logging.omit_health_checks,
+                "obfuscate_urls": self.api_logging.obfuscate_urls,
+            }
+        if self.app_health is not None:
+            out["app_health"] = {
+                "socket": self.app_health.socket,
+                "interval_ms": self.app_health.interval_ms,
+            }
         return out
 
 
@@ -259,6 +321,36 @@ class _Reader:
         except ResourceError as exc:
             self.problems.append(str(exc))
             return None
+
+    def api_logging(self, key: str) -> ApiLogging | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not isinstance(value.get("path"), str):
+            self.problems.append(f"{key} must be a map with a string path")
+            return None
+        flags = {}
+        for flag in ("omit_health_checks", "obfuscate_urls"):
+            flag_value = value.get(flag, False)
+            if not isinstance(flag_value, bool):
+                self.problems.append(f"{key}.{flag} must be a boolean")
+                return None
+            flags[flag] = flag_value
+        return ApiLogging(path=value["path"], **flags)
+
+    def app_health(self, key: str) -> AppHealthCheck | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{key} must be a map")
+            return None
+        nested = _Reader(value, self.problems)
+        socket = nested.string("socket", required=True)
+        interval = nested.integer("interval_ms", required=True, minimum=1)
+        if not socket or interval is None:
+            return None
+        return AppHealthCheck(socket=socket, interval_ms=interval)
 
     def port(self, key: str, *, required: bool = False) -> int | None:
         number = self.integer(key, required=required, minimum=1)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tandem.blocks.app_health import AppHealth
 from tandem.blocks.pubsub import bulk, cloudevents
 from tandem.blocks.pubsub.broker import Message, Outcome, SubscribeOptions, SubscriptionHandle
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryStatus, DeliveryTarget
@@ -47,8 +48,10 @@ class Subscriber:
         *,
         resiliencies: Sequence[Resiliency] = (),
         env: Mapping[str, str] | None = None,
+        app_health: AppHealth | None = None,
     ) -> None:
         self._service = service
+        self._app_health = app_health  # --enable-app-health-check
         self._target = target
         self._resiliencies = tuple(resiliencies)
         self._env = os.environ if env is None else env
@@ -137,6 +140,8 @@ class Subscriber:
         target = active.bulk or self._target
         retries = 0
         while True:
+            if not await self._wait_for_app():
+                return Outcome.RETRY  # stopping while the app is unhealthy
             result = await target.deliver(delivery, plan.timeout)
             if result.status is DeliveryStatus.SUCCESS:
                 return Outcome.SUCCESS
@@ -156,6 +161,17 @@ class Subscriber:
                 return Outcome.RETRY  # stopping while waiting to retry
             except TimeoutError:
                 pass
+
+    async def _wait_for_app(self) -> bool:
+        """Holds a delivery while the app is unhealthy; False if the runtime stops first."""
+        if self._app_health is None or self._app_health.healthy:
+            return True
+        healthy = asyncio.ensure_future(self._app_health.wait_healthy())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait((healthy, stopping), return_when=asyncio.FIRST_COMPLETED)
+        healthy.cancel()
+        stopping.cancel()
+        return not self._stopping.is_set()
 
     async def _dead_letter(
         self, active: _Active, msg: Message, reason: str, *, warn: bool = False

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.protobuf.message import Message
+
+HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def downstream_protocol_options() -> hpo_pb2.HttpProtocolOptions:
+    # An HTTP/1 caller stays HTTP/1 upstream, an HTTP/2 (gRPC) caller stays h2c.
+    return hpo_pb2.HttpProtocolOptions(
+        use_downstream_protocol_config=hpo_pb2.HttpProtocolOptions.UseDownstreamHttpConfig(
+            http_protocol_options=protocol_pb2.Http1ProtocolOptions(),
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
+        )
+    )
 
 
 def pack(message: Message) -> any_pb2.Any:

@@ -13,9 +13,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import rbac, tls
+from tandem.xds.translate import api_logging, app_health, rbac, tls
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
+from tandem.xds.translate.local_app import app_channel_listener
 from tandem.xds.translate.local_reply import local_reply_config
 from tandem.xds.translate.names import (
     DAPR_GRPC,
@@ -26,6 +27,7 @@ from tandem.xds.translate.names import (
     LOOPBACK,
     ROUTER_FILTER,
 )
+from tandem.xds.translate.uds import uds_listeners
 
 _HCM = hcm_pb2.HttpConnectionManager
 
@@ -89,6 +91,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
             0,
             hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
         )
+    filters[:0] = api_logging.obfuscation_filters(sidecar)
     hcm = _hcm(
         DAPR_HTTP,
         _HCM.AUTO,
@@ -98,6 +101,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
             runtime_http=sidecar.api_transport == "http",
         ),
     )
+    hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=False))
     # BUFFERED ext_proc bodies over this limit get a 413: this is the Dapr max body size.
     # (Over HTTP the runtime enforces it; for a streamed body this is only Envoy's watermark.)
     return _listener(DAPR_HTTP, LOOPBACK, sidecar.http_port, hcm, sidecar.max_body_bytes)
@@ -106,6 +110,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
     hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [_router()])
+    hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=True))
     # SDK streams (work items, subscriptions) legitimately sit idle for long stretches;
     # HTTP/2 keepalive finds dead peers instead of an idle timer cutting live streams.
     hcm.stream_idle_timeout.CopyFrom(seconds(0))
@@ -135,6 +140,10 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
         filters,
         local_reply_config(access_controlled=sidecar.app_id if access is not None else None),
     )
+    # First match wins: an unhealthy app (app health checks) before "no healthy upstream".
+    mappers = [*app_health.unhealthy_app_mappers(sidecar), *hcm.local_reply_config.mappers]
+    del hcm.local_reply_config.mappers[:]
+    hcm.local_reply_config.mappers.extend(mappers)
     # Access control matches the path: `/a/../b` and `//b` must not slip past a rule for `/b`.
     hcm.normalize_path.CopyFrom(wrappers_pb2.BoolValue(value=True))
     hcm.merge_slashes = True
@@ -153,4 +162,12 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
 
 
 def listeners(sidecar: Sidecar, mesh: Mesh) -> list[listener_pb2.Listener]:
-    return [dapr_http(sidecar), dapr_grpc(sidecar), dapr_inbound(sidecar, mesh)]
+    http, grpc = dapr_http(sidecar), dapr_grpc(sidecar)
+    app_channel = app_channel_listener(sidecar)
+    return [
+        http,
+        grpc,
+        dapr_inbound(sidecar, mesh),
+        *uds_listeners(sidecar, http, grpc),
+        *((app_channel,) if app_channel is not None else ()),
+    ]

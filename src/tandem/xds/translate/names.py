@@ -7,6 +7,11 @@ DAPR_HTTP = "dapr_http"
 DAPR_GRPC = "dapr_grpc"
 DAPR_INBOUND = "dapr_inbound"
 DAPR_METRICS = "dapr_metrics"
+# The app-facing API listeners again, on Unix sockets (--unix-domain-socket).
+DAPR_HTTP_UDS = "dapr_http_uds"
+DAPR_GRPC_UDS = "dapr_grpc_uds"
+# The runtime's way to its app, through Envoy (translate/local_app.py).
+APP_CHANNEL = "dapr_app_channel"
 
 # Static clusters that live in the bootstrap, not in CDS.
 RUNTIME_CLUSTER = "tandem_runtime"
@@ -15,6 +20,8 @@ RUNTIME_HTTP_CLUSTER = "tandem_runtime_http"
 XDS_CLUSTER = "xds_cluster"
 
 LOCAL_APP_CLUSTER = "local_app"
+# Invocations of an app with health checks on: health-checked, via the app channel listener.
+LOCAL_APP_GATED_CLUSTER = "local_app_gated"
 # The sidecar's own Envoy admin (Unix socket); only /metrics reaches it (translate/metrics.py).
 ADMIN_CLUSTER = "envoy_admin"
 

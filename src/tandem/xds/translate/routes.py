@@ -11,7 +11,7 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import auth
+from tandem.xds.translate import app_health, auth
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -24,7 +24,6 @@ from tandem.xds.translate.names import (
     HEADER_CALLEE,
     HEADER_CALLER,
     HEADER_TANDEM_CALLEE,
-    LOCAL_APP_CLUSTER,
     METADATA_APP_ID,
     METADATA_NAMESPACE,
     ONINVOKE_PREFIX,
@@ -273,12 +272,15 @@ def _inbound_routes(sidecar: Sidecar) -> list[rc.Route]:
                 ),
             )
         ]
-    if sidecar.app_protocol != "grpc":
+    if not sidecar.app_speaks_grpc:
         return [
             rc.Route(
                 name="local-app",
                 match=rc.RouteMatch(prefix="/"),
-                route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
+                # Through the app health gate when health checks are on (translate/app_health.py).
+                route=rc.RouteAction(
+                    cluster=app_health.inbound_cluster(sidecar), timeout=seconds(0)
+                ),
                 metadata=_app_meta(sidecar.app_id),
             )
         ]
@@ -290,7 +292,8 @@ def _inbound_routes(sidecar: Sidecar) -> list[rc.Route]:
         rc.Route(
             name="local-app",
             match=rc.RouteMatch(prefix="/", headers=[grpc_call]),
-            route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
+            # Through the app health gate when health checks are on (translate/app_health.py).
+            route=rc.RouteAction(cluster=app_health.inbound_cluster(sidecar), timeout=seconds(0)),
             metadata=_app_meta(sidecar.app_id),
         ),
         _grpc_app_translation(sidecar),
