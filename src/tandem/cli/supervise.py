@@ -91,6 +91,8 @@ def control_plane_summary(home: Home) -> str:
     if stopping(home):
         return "control plane: stopped (deliberately; the next `tandem run` starts it)"
     if info is not None:
+        # The record must not outlive its process, even with no sidecar left to notice.
+        clear_dead_record(home)
         return f"control plane: DEAD (pid {info.pid} is gone; a running sidecar restarts it)"
     return "control plane: not running"
 
