@@ -125,7 +125,7 @@ async def test_an_undecodable_message_is_invalid_argument_not_unknown(stub):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await raw(b"\xff\xff\xff\xff\x0f")  # a truncated varint field tag
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "not a valid GetStateRequest message" in (info.value.details() or "")
+    assert "could not be parsed as a GetStateRequest message" in (info.value.details() or "")
     assert "DecodeError" not in (info.value.details() or "")
     # The server keeps serving.
     resp = await stub.GetMetadata(metadata_pb2.GetMetadataRequest())

@@ -28,7 +28,7 @@ class _Undecodable:
 
 
 def _message(method: str, bad: _Undecodable) -> str:
-    return f"the request to {method} is not a valid {bad.type_name} message"
+    return f"the request to {method} could not be parsed as a {bad.type_name} message"
 
 
 def _tolerant(deserializer: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
