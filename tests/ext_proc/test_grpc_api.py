@@ -7,13 +7,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2, pubsub_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.metadata import AppConnection, ComponentInfo, MetadataService
-from tandem.ext_proc.grpc_api import DaprGrpcServicer
+from tandem.ext_proc.grpc_api import DaprGrpcServicer, StreamRpc
 from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 
 
@@ -34,9 +34,20 @@ async def stub():
             ),
         )
 
+    async def echo_topics(requests):
+        async for request in requests:
+            yield pubsub_pb2.SubscribeTopicEventsResponseAlpha1(
+                initial_response=pubsub_pb2.SubscribeTopicEventsResponseInitialAlpha1()
+            )
+            del request
+
     server = grpc.aio.server(interceptors=[InvalidMessageInterceptor()])
     dapr_pb2_grpc.add_DaprServicer_to_server(
-        DaprGrpcServicer(md, {"GetState": failing_get_state}), server
+        DaprGrpcServicer(
+            md,
+            {"GetState": failing_get_state, "SubscribeTopicEventsAlpha1": StreamRpc(echo_topics)},
+        ),
+        server,
     )
     sock = Path(tempfile.mkdtemp(prefix="tg", dir="/tmp")) / "g.sock"
     server.add_insecure_port(f"unix:{sock}")
@@ -143,3 +154,26 @@ async def test_an_oversized_name_is_echoed_truncated_so_the_answer_gets_through(
     assert details.startswith("state store xxxx") and len(details) < 1200
     assert "more characters" in details
     assert sum(len(v) for _, v in err.trailing_metadata() or ()) < 4096
+
+
+async def test_an_undecodable_message_on_a_stream_ends_it_with_invalid_argument(stub):
+    from dapr.proto.runtime.v1 import pubsub_pb2 as cb
+
+    good = cb.SubscribeTopicEventsRequestAlpha1(
+        initial_request=cb.SubscribeTopicEventsRequestInitialAlpha1(
+            pubsub_name="pubsub", topic="orders"
+        )
+    ).SerializeToString()
+    raw = stub.channel.stream_stream(
+        "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    call = raw(iter([good, b"\x0a\x7fpubsub"]))
+    answers = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for answer in call:
+            answers.append(answer)
+    assert len(answers) == 1  # the good message was served first
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "could not be parsed" in (info.value.details() or "")
