@@ -172,3 +172,44 @@ def test_a_missing_or_wrong_token_is_401(sidecar: Sidecar, token: str | None) ->
 
     assert reply.status_code == 401
     assert reply.text == "invalid api token"
+
+
+def _raw_exchange(sidecar: Sidecar, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes that no HTTP client would; read Envoy's whole answer (it closes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sidecar.http_port), timeout=10) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n", 400),
+        (b"GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (
+            b"POST /v1.0/state/statestore HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
+    ],
+    ids=["malformed", "headers-too-large", "unknown-transfer-encoding"],
+)
+def test_envoys_own_answers_to_malformed_http_are_daprs_json(
+    sidecar: Sidecar, request_bytes: bytes, status: int
+) -> None:
+    code, headers, body = _raw_exchange(sidecar, request_bytes)
+
+    assert code == status
+    assert headers["content-type"] == "application/json"
+    error = httpx.Response(code, content=body).json()
+    assert error["errorCode"] == "ERR_MALFORMED_REQUEST"
+    assert error["message"].startswith("malformed HTTP request: http1.")
+    # The sidecar keeps serving.
+    assert httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=10).status_code == 204

@@ -179,6 +179,8 @@ class SidecarHandle:
     grpc_port: int
     internal_port: int
     envoy: EnvoyProcess
+    # The node metadata it announced (credential and CSR included): replay tests reuse it.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def http(self) -> str:
@@ -262,4 +264,5 @@ async def start_sidecar(
         metadata["grpc_port"],
         metadata["internal_port"],
         envoy,
+        metadata,
     )

@@ -67,6 +67,16 @@ def test_bootstrap_fills_node_sockets_and_ads_address() -> None:
     assert runtime["endpoint"]["address"]["pipe"]["path"] == "/tmp/rt.sock"
 
 
+def test_a_unix_ads_address_becomes_a_pipe_and_envoy_retries_quickly() -> None:
+    config = render_bootstrap(**_args(ads_address="unix:/tmp/th/run/xds.sock"))
+
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    xds = clusters["xds_cluster"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert xds["endpoint"]["address"] == {"pipe": {"path": "/tmp/th/run/xds.sock"}}
+    grpc_service = config["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]
+    assert grpc_service["retry_policy"]["retry_back_off"]["max_interval"] == "1s"
+
+
 def test_the_runtime_http_cluster_is_there_only_with_its_socket() -> None:
     plain = render_bootstrap(**_args())
     http = render_bootstrap(
@@ -101,6 +111,7 @@ def test_rendering_twice_does_not_share_state() -> None:
     [
         ({"ads_address": "localhost"}, "expected host:port"),
         ({"ads_address": "127.0.0.1:0"}, "expected host:port"),
+        ({"ads_address": "unix:/tmp/" + "s" * 100}, "ADS socket path is 105 bytes"),
         ({"admin_socket": "/tmp/" + "x" * 100}, "admin socket path is 105 bytes"),
         ({"runtime_socket": ""}, "runtime socket path is empty"),
         ({"metadata": {"app_id": "b"}}, "differs"),

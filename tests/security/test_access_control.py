@@ -6,6 +6,8 @@ Callee b's policy for caller a (default deny):
 - ``/admin/**`` allow, but ``/admin/danger`` deny — the reverse;
 - ``/items/*`` allow for GET only — another verb falls to the policy's default (deny);
 - ``/open`` allow.
+Caller d (default allow) is denied ``/admin/**``: the deny must hold whatever the case or
+percent-encoding of the path, as Dapr lower-cases rule and request for HTTP apps.
 Callers with no policy (c) get the global default: deny.
 """
 
@@ -39,7 +41,13 @@ POLICY = {
                 {"name": "/items/*", "httpVerb": ["GET"], "action": "allow"},
                 {"name": "/open", "httpVerb": ["GET", "POST"], "action": "allow"},
             ],
-        }
+        },
+        {
+            "appId": "d",
+            "defaultAction": "allow",
+            "namespace": "default",
+            "operations": [{"name": "/admin/**", "httpVerb": ["*"], "action": "deny"}],
+        },
     ],
 }
 
@@ -50,6 +58,7 @@ async def mesh() -> AsyncIterator[SecureMesh]:
         await m.add("a", with_app=False)
         await m.add("b", access_control=POLICY)
         await m.add("c", with_app=False)
+        await m.add("d", with_app=False)
         yield m
 
 
@@ -144,3 +153,26 @@ async def test_a_path_trick_does_not_slip_past_a_rule(mesh: SecureMesh) -> None:
 
 async def test_a_caller_without_a_policy_gets_the_global_default(mesh: SecureMesh) -> None:
     await _denied(mesh, "c", "GET", "/open")
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/x", "/ADMIN/x", "/Admin/x", "/%41DMIN/x", "/%61dmin/X", "/ADMIN"]
+)
+async def test_a_deny_holds_whatever_the_case_or_encoding_of_the_path(
+    mesh: SecureMesh, path: str
+) -> None:
+    # An app whose router ignores case must not be reachable around a deny rule.
+    await _denied(mesh, "d", "GET", path)
+
+
+async def test_outside_the_denied_paths_the_default_allow_applies(mesh: SecureMesh) -> None:
+    await _allowed(mesh, "d", "GET", "/administrator")
+
+
+@pytest.mark.parametrize("path", ["/OPEN", "/Orders/Public/Menu", "/%6Fpen"])
+async def test_allow_rules_admit_mixed_case_as_dapr_does(mesh: SecureMesh, path: str) -> None:
+    await _wait_routed(mesh, "a")
+    reply = await _invoke(mesh, "a", "GET", path)
+
+    assert reply.status_code == 201, reply.text
+    assert reply.headers.get("x-tandem-callee") == "b"

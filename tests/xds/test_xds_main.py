@@ -39,7 +39,11 @@ def test_writes_its_address_serves_ads_and_cleans_up_on_sigterm(tmp_path: Path) 
     try:
         info = _wait_for_file(tmp_path / "controlplane.json", proc)
         assert info["pid"] == proc.pid
-        assert info["ads_address"].startswith("127.0.0.1:")
+        # A Unix socket: the same address after any restart, owner-only.
+        assert info["ads_address"].startswith("unix:/")
+        socket_path = Path(info["ads_address"].removeprefix("unix:"))
+        assert socket_path.stat().st_mode & 0o777 == 0o600
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o700
         assert info["started"] <= time.time()
         with grpc.insecure_channel(info["ads_address"]) as channel:
             grpc.channel_ready_future(channel).result(timeout=5)
@@ -54,6 +58,8 @@ def test_writes_its_address_serves_ads_and_cleans_up_on_sigterm(tmp_path: Path) 
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert not (tmp_path / "controlplane.json").exists()
+        # A deliberate stop: the sidecars' watchers will not restart it.
+        assert (tmp_path / "stopping").exists()
         assert proc.stderr is not None
         lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
         assert any(entry["msg"] == "control plane ready" for entry in lines)

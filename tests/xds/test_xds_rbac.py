@@ -47,3 +47,16 @@ def test_for_any_path_the_first_matching_operation_is_the_most_specific() -> Non
     assert first("/orders/7") == "/orders/*"
     assert first("/orders/audit/2026") == "/orders/audit/*"
     assert first("/orders/7/lines") == "/orders/**"
+
+
+def test_http_apps_match_paths_ignoring_case_grpc_methods_do_not() -> None:
+    http = re.compile(glob_regex("/admin/**", ignore_case=True))
+    grpc = re.compile(glob_regex("/pkg.Orders/Get", ignore_case=False))
+    mixed_rule = re.compile(glob_regex("/Orders/*", ignore_case=True))
+
+    for path in ("/admin/x", "/ADMIN/x", "/Admin/x", "/aDmIn"):
+        assert http.match(path), path
+    assert not http.match("/administrator")
+    assert mixed_rule.match("/orders/7") and mixed_rule.match("/ORDERS/7")
+    assert grpc.match("/pkg.Orders/Get")
+    assert not grpc.match("/pkg.orders/get")

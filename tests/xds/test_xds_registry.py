@@ -45,18 +45,47 @@ def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
     assert registry.mesh().app_ids() == ("a",)
 
 
-def test_close_of_a_replaced_stream_keeps_the_newer_one() -> None:
+def test_a_second_stream_for_a_live_node_is_refused_and_its_close_changes_nothing() -> None:
     cache = SnapshotCache()
     registry = Registry(cache, IDS)
     registry.on_stream_open(1, node("a", identities=IDS))
-    registry.on_stream_open(
-        2, node("a", identities=IDS)
-    )  # Envoy reconnected before stream 1 was seen closed
+    certificate = IDS.certificate("a~1")
 
-    registry.on_stream_closed(1, "a~1")
+    # A replayed enrolment (same node id, credential and CSR) while a's stream is live.
+    with pytest.raises(PermissionError, match="already has a live stream"):
+        registry.on_stream_open(2, node("a", identities=IDS))
+    registry.on_stream_closed(2, "a~1")
 
     assert registry.mesh().app_ids() == ("a",)
     assert cache.get_snapshot("a~1") is not None
+    assert IDS.certificate("a~1") is certificate
+
+
+def test_a_reconnect_after_the_old_stream_closed_is_admitted() -> None:
+    cache = SnapshotCache()
+    registry = Registry(cache, IDS)
+    registry.on_stream_open(1, node("a", identities=IDS))
+    registry.on_stream_closed(1, "a~1")
+
+    registry.on_stream_open(2, node("a", identities=IDS))
+
+    assert registry.mesh().app_ids() == ("a",)
+    assert cache.get_snapshot("a~1") is not None
+
+
+async def test_after_a_restart_nothing_is_published_until_the_awaited_sidecars_are_back() -> None:
+    cache = SnapshotCache()
+    a, b = node("a", pid=4001, identities=IDS), node("b", pid=4002, identities=IDS)
+    registry = Registry(cache, IDS, awaited_pids=frozenset({4001, 4002}))
+    registry.on_stream_open(1, a)
+    assert cache.get_snapshot("a~1") is None  # held: a alone would lose its peers
+
+    registry.on_stream_open(2, b)
+    await registry.all_awaited_back()  # both are back: returns at once
+    assert cache.get_snapshot("a~1") is None
+    registry.release()
+
+    assert clusters(cache, "a~1") == ["app:a", "app:b"]
 
 
 def test_bad_metadata_is_refused_with_the_reason() -> None:

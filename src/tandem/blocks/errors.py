@@ -122,6 +122,19 @@ class DaprError(Exception):
         return f"DaprError({self.error_code!r}, {self.message!r}, http={self.http_status})"
 
 
+# gRPC carries the message twice in trailers (grpc-message and grpc-status-details-bin),
+# and clients refuse trailers over ~8 KiB with RESOURCE_EXHAUSTED: an echoed 10k-character
+# store name would hide the real answer. The start of the input is enough to recognise it.
+MAX_GRPC_MESSAGE_CHARS = 1024
+
+
+def clip(text: str, limit: int = MAX_GRPC_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 def to_grpc_status(err: DaprError) -> grpc.Status:
     """The gRPC twin of :meth:`DaprError.to_json`: code, message and rich details."""
     from google.protobuf import any_pb2
@@ -156,5 +169,7 @@ def to_grpc_status(err: DaprError) -> grpc.Status:
                 )
             )
             details.append(bad)
-    status = status_pb2.Status(code=err.grpc_status.value[0], message=err.message, details=details)
+    status = status_pb2.Status(
+        code=err.grpc_status.value[0], message=clip(err.message), details=details
+    )
     return rpc_status.to_status(status)

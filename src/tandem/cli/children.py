@@ -23,11 +23,32 @@ def _die_with_parent() -> None:
         pass
 
 
+def describe_exit(returncode: int | None) -> str:
+    """``exited with code 3`` or ``was killed by SIGKILL``, as a person wants to read it."""
+    if returncode is None:
+        return "is still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
+
+
 class Child:
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        log_path: Path | None,
+        log_offset: int = 0,
+    ) -> None:
         self.name = name
         self.proc = proc
         self.log_path = log_path
+        # Logs are appended to across runs: this run's lines start here.
+        self.log_offset = log_offset
 
     @classmethod
     async def start(
@@ -38,9 +59,12 @@ class Child:
         log_path: Path | None,
         env: Mapping[str, str] | None = None,
         own_session: bool = True,
+        umask: int = -1,
     ) -> Child:
+        offset = 0
         if log_path is not None:
             log_file = open(log_path, "ab")  # noqa: SIM115, ASYNC230 - a local append-open, handed to the child
+            offset = log_file.seek(0, os.SEEK_END)
             out: int | object = log_file
         else:
             log_file = None
@@ -54,11 +78,12 @@ class Child:
                 env=dict(env) if env is not None else None,
                 start_new_session=own_session,
                 preexec_fn=_die_with_parent if own_session else None,
+                umask=umask,  # -1: inherit ours
             )
         finally:
             if log_file is not None:
                 log_file.close()
-        return cls(name, proc, log_path)
+        return cls(name, proc, log_path, offset)
 
     @property
     def exited(self) -> bool:
@@ -89,7 +114,9 @@ class Child:
         if self.log_path is None:
             return ""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_offset)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         tail = text.splitlines()[-lines:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from tandem.cli.home import Home
 from tandem.procs import pid_alive
-from tandem.xds.controlplane import read_info
+from tandem.xds.controlplane import read_info, stopping_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +29,46 @@ class ControlPlaneError(Exception):
 
 
 def _reachable(address: str) -> bool:
-    host, _, port = address.rpartition(":")
     try:
+        if address.startswith("unix:"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.5)
+                sock.connect(address.removeprefix("unix:"))
+                return True
+        host, _, port = address.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=0.5):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
+
+
+def live_sidecar_pids(home: Home) -> list[int]:
+    """The `tandem run`s whose records say they are serving a sidecar right now."""
+    pids = []
+    for record in sorted(home.apps_dir.glob("*.json")) if home.apps_dir.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            pid = json.loads(record.read_text()).get("pid")
+            if isinstance(pid, int) and pid_alive(pid):
+                pids.append(pid)
+    return pids
+
+
+def mark_stopping(home: Home) -> None:
+    """A deliberate stop: watchers leave the control plane down until a new `tandem run`."""
+    stopping_path(home.root).touch(mode=0o600)
+
+
+def stopping(home: Home) -> bool:
+    return stopping_path(home.root).exists()
+
+
+def clear_dead_record(home: Home) -> None:
+    """Under the start lock: drop ``controlplane.json`` if its process is gone."""
+    with open(home.controlplane_lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = read_info(home.root)
+        if info is not None and not pid_alive(info.pid):
+            home.controlplane_file.unlink(missing_ok=True)
 
 
 def read_running(home: Home) -> ControlPlane | None:
@@ -43,10 +79,23 @@ def read_running(home: Home) -> ControlPlane | None:
 
 
 def ensure_running(home: Home, log_level: str = "info", timeout: float = 20.0) -> ControlPlane:
-    """Reuse the running control plane; otherwise start one in its own session.
+    """Reuse the running control plane; otherwise start one in its own session (clearing
+    a deliberate stop's mark: a new `tandem run` wants a control plane).
 
     A file lock serialises concurrent `tandem run`s so exactly one control plane starts.
     """
+    running = _ensure(home, log_level, timeout, restart=False)
+    assert running is not None
+    return running
+
+
+def restart_if_gone(home: Home, timeout: float = 20.0) -> ControlPlane | None:
+    """For a watcher that found the control plane dead: start it again unless the home is
+    marked stopping (then None). Another watcher may have been first: then it is reused."""
+    return _ensure(home, "info", timeout, restart=True)
+
+
+def _ensure(home: Home, log_level: str, timeout: float, restart: bool) -> ControlPlane | None:
     home.ensure()
     with open(home.controlplane_lock, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -54,7 +103,11 @@ def ensure_running(home: Home, log_level: str = "info", timeout: float = 20.0) -
         if running is not None:
             return running
         home.controlplane_file.unlink(missing_ok=True)
+        if restart and stopping(home):
+            return None
+        stopping_path(home.root).unlink(missing_ok=True)
         log_path = home.logs_dir / "controlplane.log"
+        awaited = ",".join(str(pid) for pid in live_sidecar_pids(home))
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
                 [
@@ -65,12 +118,15 @@ def ensure_running(home: Home, log_level: str = "info", timeout: float = 20.0) -
                     str(home.root),
                     "--log-level",
                     log_level,
+                    "--await-pids",
+                    awaited,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
                 start_new_session=True,  # outlives the `tandem run` that started it
                 close_fds=True,
+                umask=0o077,  # its CA files, socket and log are the owner's alone
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,23 @@ spec:
   - name: connectionString
     value: "{path}"
 """
+
+
+PRIVATE_BITS = 0o077
+
+
+def tighten(root: Path) -> None:
+    """Remove group and other permissions from ``root`` and everything below it (symlinks
+    are not followed: they may point outside the home)."""
+    for path in (root, *root.rglob("*")):
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            continue  # gone meanwhile (a sidecar's run dir, a temp file)
+        if stat.S_ISLNK(mode) or not mode & PRIVATE_BITS:
+            continue
+        with contextlib.suppress(OSError):
+            path.chmod(stat.S_IMODE(mode) & ~PRIVATE_BITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +91,11 @@ class Home:
         return self.root / "components"
 
     def ensure(self) -> None:
+        """Create the home owner-only, and take group/other access away from anything an
+        older install left readable (databases, WAL files, logs, app records)."""
         for d in (self.root, self.apps_dir, self.logs_dir, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten(self.root)
 
     def ensure_default_resources(self) -> Path:
         """The embedded defaults (like `dapr init` writes), created once and then left alone."""

@@ -16,6 +16,7 @@ from tandem.cli import app_side
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
 from tandem.cli.run import API_TRANSPORTS, DEFAULT_API_TRANSPORT, RunOptions, run
+from tandem.cli.supervise import control_plane_summary, links
 from tandem.procs import pid_alive
 
 
@@ -94,6 +95,8 @@ def _age(started: object) -> str:
 
 def cmd_list(home: Home, output: str) -> int:
     apps = _running_apps(home)
+    for app, link in zip(apps, asyncio.run(links(apps)), strict=True):
+        app["control_plane"] = link
     if output == "json":
         print(json.dumps(apps, indent=2))
         return 0
@@ -105,6 +108,7 @@ def cmd_list(home: Home, output: str) -> int:
         "INTERNAL PORT",
         "METRICS PORT",
         "PID",
+        "CONTROL PLANE",
         "AGE",
         "COMMAND",
     ]
@@ -117,6 +121,7 @@ def cmd_list(home: Home, output: str) -> int:
             str(a.get("internal_port", "")),
             str(a.get("metrics_port", "")),
             str(a.get("pid", "")),
+            str(a.get("control_plane", "")),
             _age(a.get("started")),
             str(a.get("command", "")),
         ]
@@ -125,6 +130,7 @@ def cmd_list(home: Home, output: str) -> int:
     if not rows:
         print("No Tandem sidecars are running.")
         return 0
+    print(control_plane_summary(home))
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     for line in [cols, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

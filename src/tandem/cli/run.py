@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.cli import app_side, ports
-from tandem.cli.children import Child
+from tandem.cli.children import Child, describe_exit
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
 from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
+from tandem.cli.supervise import watch_control_plane
 
 DEFAULT_HTTP_PORT = 3500
 DEFAULT_GRPC_PORT = 50001
@@ -314,7 +315,8 @@ class Sidecar:
                 return
             if child.exited:
                 raise RunError(
-                    f"the {child.name} exited before {what} appeared:\n{child.log_tail()}"
+                    f"the {child.name} {describe_exit(child.proc.returncode)} before {what} "
+                    f"appeared:\n{child.log_tail()}"
                 )
             await asyncio.sleep(0.02)
         raise RunError(f"timed out waiting for {what}; see {child.log_path}")
@@ -325,7 +327,10 @@ class Sidecar:
         while time.monotonic() < deadline:
             for child in self.children:
                 if child.exited:
-                    raise RunError(f"the {child.name} exited during start-up:\n{child.log_tail()}")
+                    raise RunError(
+                        f"the {child.name} {describe_exit(child.proc.returncode)} during "
+                        f"start-up:\n{child.log_tail()}"
+                    )
             # The outbound check, not /v1.0/healthz: full health waits for the app, which
             # only starts after this returns (Dapr's sidecar/app start-up deadlock).
             last = await http_status("127.0.0.1", http_port, "/v1.0/healthz/outbound")
@@ -412,6 +417,10 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    # Everything the sidecar writes (databases, WAL files, logs, records, sockets) is the
+    # owner's alone; the app keeps the umask it was given.
+    app_umask = os.umask(0o077)
+    supervisor: asyncio.Future[None] | None = None
     try:
         try:
             chosen = await sidecar.start()
@@ -424,6 +433,7 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
         )
         watchers = [asyncio.ensure_future(c.wait()) for c in sidecar.children]
         stopper = asyncio.ensure_future(stop.wait())
+        supervisor = asyncio.ensure_future(watch_control_plane(home, progress))
         app: Child | None = None
         if options.command:
             try:
@@ -433,6 +443,7 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
                     log_path=None,
                     env=app_environment(options, chosen),
                     own_session=False,
+                    umask=app_umask,
                 )
             except OSError as exc:
                 progress.fail(f"could not start {options.command[0]}: {exc}")
@@ -456,11 +467,18 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
                     code = code or 1
         for child in sidecar.children:
             if child.exited and not received and (app is None or not app.exited):
-                progress.fail(f"the {child.name} exited unexpectedly:\n{child.log_tail()}")
+                progress.fail(
+                    f"the {child.name} {describe_exit(child.proc.returncode)} unexpectedly "
+                    f"(pid {child.proc.pid}); its log from this run ({child.log_path}):\n"
+                    f"{child.log_tail()}"
+                )
                 code = code or 1
         return code
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
         progress.step_note("stopping sidecar")
         await sidecar.stop()
+        os.umask(app_umask)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

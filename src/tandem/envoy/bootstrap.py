@@ -54,6 +54,14 @@ def check_socket_path(path: str, what: str) -> str:
     return path
 
 
+def _ads_endpoint(address: str) -> dict[str, Any]:
+    """``unix:/path`` (the self-hosted control plane's stable socket) or ``host:port``."""
+    if address.startswith("unix:"):
+        return {"pipe": {"path": check_socket_path(address.removeprefix("unix:"), "ADS")}}
+    host, port = parse_address(address)
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
 def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
     for cluster in config["static_resources"]["clusters"]:
         if cluster["name"] == name:
@@ -90,7 +98,7 @@ def render_bootstrap(
         raise ValueError("node_id is empty")
     if not app_id:
         raise ValueError("app_id is empty")
-    host, port = parse_address(ads_address)
+    ads_endpoint = _ads_endpoint(ads_address)
     runtime_path = check_socket_path(os.fspath(runtime_socket), "runtime")
     admin_path = check_socket_path(os.fspath(admin_socket), "admin")
     if metadata.get("app_id", app_id) != app_id:
@@ -112,10 +120,9 @@ def render_bootstrap(
         "metadata": {**node_metadata, "app_id": app_id, "admin_socket": admin_path},
     }
     config["admin"]["address"]["pipe"]["path"] = admin_path
-    _endpoint_address(_cluster(config, "xds_cluster"))["socket_address"] = {
-        "address": host,
-        "port_value": port,
-    }
+    xds_address = _endpoint_address(_cluster(config, "xds_cluster"))
+    xds_address.clear()
+    xds_address.update(ads_endpoint)
     _endpoint_address(_cluster(config, "tandem_runtime"))["pipe"]["path"] = runtime_path
     if http_path is not None:
         _endpoint_address(_cluster(config, RUNTIME_HTTP_CLUSTER))["pipe"]["path"] = http_path

@@ -21,7 +21,7 @@ from dapr.proto.runtime.v1 import dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
 
 from tandem.blocks.app_health import go_duration
-from tandem.blocks.errors import DaprError, to_grpc_status
+from tandem.blocks.errors import DaprError, clip, to_grpc_status
 from tandem.blocks.metadata import Metadata, MetadataService
 
 log = logging.getLogger("tandem.grpc")
@@ -49,7 +49,7 @@ async def guarded(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
         raise
     except Exception as exc:
         log.exception("unhandled error in gRPC call")
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+        await context.abort(grpc.StatusCode.INTERNAL, clip(f"internal error: {exc}"))
         raise
 
 
@@ -212,7 +212,7 @@ def _stream(rpc: StreamRpc, client_streaming: bool) -> Callable[..., AsyncIterat
             raise
         except Exception as exc:
             log.exception("unhandled error in streaming gRPC call")
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+            await context.abort(grpc.StatusCode.INTERNAL, clip(f"internal error: {exc}"))
 
     return call
 

@@ -22,6 +22,7 @@ from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
+from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
@@ -170,11 +171,12 @@ class Runtime:
     async def _serve(self, grpc_rpcs: Mapping[str, Rpc]) -> None:
         limit = self.options.max_body_bytes + (1 << 20)
         server = grpc.aio.server(
+            interceptors=[InvalidMessageInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         dispatcher = Dispatcher(self.router)
         ep_grpc.add_ExternalProcessorServicer_to_server(

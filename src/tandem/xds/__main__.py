@@ -1,6 +1,11 @@
-"""``python -m tandem.xds --home DIR [--config FILE] [--port 0] [--host 127.0.0.1] [--log-level info]``.
+"""``python -m tandem.xds --home DIR [--config FILE] [--port N] [--host 127.0.0.1] [--log-level info]``.
 
-Runs the control plane until SIGTERM/SIGINT. Safe to run detached (no stdin, no terminal,
+Serves ADS on the Unix socket ``DIR/run/xds.sock`` (see ``ads_socket_path``), an address
+that survives restarts, or on TCP ``--host:--port`` when a port is given (0 = a free one).
+``--await-pids`` names the ``tandem run`` processes whose sidecars were running when this
+control plane was (re)started: nothing is published until they reconnect (a few seconds at
+most). Runs until SIGTERM/SIGINT, which is a deliberate stop: it leaves ``DIR/stopping``
+so that no ``tandem run`` restarts it. Safe to run detached (no stdin, no terminal,
 SIGHUP ignored). Exit status 0 on a clean stop, 1 when another live control plane already
 owns DIR, the port cannot be bound or the Configuration is invalid, 2 on bad arguments.
 
@@ -24,7 +29,15 @@ import uvloop
 
 from tandem.resources import ResourceError
 from tandem.xds import logs
-from tandem.xds.controlplane import ControlPlane, pid_alive, read_info, remove_info, write_info
+from tandem.xds.controlplane import (
+    ControlPlane,
+    ads_socket_path,
+    pid_alive,
+    read_info,
+    remove_info,
+    stopping_path,
+    write_info,
+)
 from tandem.xds.identity import Identities, MtlsSettings
 
 MESH_CONFIG_FILE = "config.yaml"
@@ -36,7 +49,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tandem.xds", description=__doc__)
     parser.add_argument("--home", required=True, type=Path, help="TANDEM_HOME directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", default=0, type=int, help="ADS port (0 = a free port)")
+    parser.add_argument(
+        "--port", type=int, help="serve ADS on TCP (0 = a free port) instead of the Unix socket"
+    )
+    parser.add_argument(
+        "--await-pids",
+        default="",
+        help="comma-separated pids of the `tandem run`s whose sidecars will reconnect",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -82,17 +102,34 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     # Detached from any terminal, a hang-up means nothing to us.
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
-    control_plane = ControlPlane(host=args.host, port=args.port, identities=identities)
     try:
+        awaited = frozenset(int(p) for p in args.await_pids.split(",") if p.strip())
+    except ValueError:
+        log.error("--await-pids must be comma-separated pids", extra={"value": args.await_pids})
+        return 2
+    try:
+        socket_path = None if args.port is not None else ads_socket_path(home)
+        control_plane = ControlPlane(
+            host=args.host,
+            port=args.port or 0,
+            identities=identities,
+            socket_path=socket_path,
+            awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
+        )
         address = await control_plane.start()
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
         log.error("cannot listen", extra={"host": args.host, "port": args.port, "error": str(exc)})
         return 1
     try:
         info = write_info(home, address)
-        log.info("control plane ready", extra={"home": str(home), **info.to_json()})
+        log.info(
+            "control plane ready",
+            extra={"home": str(home), "awaited_sidecars": len(awaited), **info.to_json()},
+        )
         await stop.wait()
         log.info("stopping")
+        # Deliberate: the sidecars' watchers must not bring us back.
+        stopping_path(home).touch(mode=0o600)
     finally:
         remove_info(home)
         await control_plane.stop(grace=1.0)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +42,12 @@ __all__ = [
 log = logging.getLogger("tandem.xds.controlplane")
 
 INFO_FILE = "controlplane.json"
+ADS_SOCKET = "xds.sock"
+# Written by a deliberate stop (SIGTERM to the control plane, `tandem stop --all`): the
+# `tandem run` watchers then leave the control plane down instead of restarting it.
+STOPPING_MARKER = "stopping"
+# sun_path is 108 bytes on Linux; stay well under it.
+_MAX_SOCKET_PATH = 100
 
 _SERVER_OPTIONS = [
     # Find Envoys that vanished without closing their connection (the kernel closes it for
@@ -69,14 +77,28 @@ class ControlPlane:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, identities: Identities | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        identities: Identities | None = None,
+        socket_path: Path | None = None,
+        awaited_pids: frozenset[int] = frozenset(),
+        settle_seconds: float = 3.0,
     ) -> None:
         self._host = host
         self._port = port
+        self._socket_path = socket_path
         self.identities = identities if identities is not None else Identities.ephemeral()
         self.cache = SnapshotCache()
         self._admitted = asyncio.Event()
-        self.registry = Registry(self.cache, self.identities, on_admitted=self._admitted.set)
+        self.registry = Registry(
+            self.cache,
+            self.identities,
+            on_admitted=self._admitted.set,
+            awaited_pids=awaited_pids,
+        )
+        self._settle_seconds = settle_seconds
+        self._settle: asyncio.Task[None] | None = None
         self.ads = AdsServer(self.cache, self.registry)
         self._server: grpc.aio.Server | None = None
         self._rotation: asyncio.Task[None] | None = None
@@ -85,18 +107,39 @@ class ControlPlane:
     async def start(self) -> str:
         server = grpc.aio.server(options=_SERVER_OPTIONS)
         add_to_server(server, self.ads)
-        port = server.add_insecure_port(f"{self._host}:{self._port}")
-        if port == 0:
-            raise OSError(f"cannot listen on {self._host}:{self._port}")
+        if self._socket_path is not None:
+            # gRPC replaces a leftover socket file; the caller made sure no live control
+            # plane owns it (controlplane.json and its lock).
+            target = f"unix:{self._socket_path}"
+            if server.add_insecure_port(target) == 0:
+                raise OSError(f"cannot listen on {target}")
+            self.address = target
+        else:
+            port = server.add_insecure_port(f"{self._host}:{self._port}")
+            if port == 0:
+                raise OSError(f"cannot listen on {self._host}:{self._port}")
+            self.address = f"{self._host}:{port}"
         await server.start()
         self._server = server
-        self.address = f"{self._host}:{port}"
+        if self._socket_path is not None:
+            # Owner-only: no other local user may talk xDS to us, even to be refused.
+            self._socket_path.chmod(0o600)
         self._rotation = asyncio.create_task(self._rotate_forever(), name="certificate-rotation")
+        if self.registry.holding:
+            self._settle = asyncio.create_task(self._settle_restart(), name="restart-settle")
         log.info(
             "ADS listening",
             extra={"ads_address": self.address, "mtls": self.identities.settings.enabled},
         )
         return self.address
+
+    async def _settle_restart(self) -> None:
+        """After a restart, wait (bounded) for the sidecars that were running to reconnect
+        before pushing anything: a snapshot computed from the first reconnecting Envoy
+        alone would drop every other app from its routes for a moment."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.registry.all_awaited_back(), self._settle_seconds)
+        self.registry.release()
 
     async def _rotate_forever(self) -> None:
         """Sleep until the earliest half-life (or a new admission), then rotate what is due."""
@@ -115,6 +158,9 @@ class ControlPlane:
                 log.exception("certificate rotation failed")
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
         if self._rotation is not None:
             self._rotation.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +195,34 @@ class ControlPlaneInfo:
 
 def info_path(home: Path) -> Path:
     return home / INFO_FILE
+
+
+def stopping_path(home: Path) -> Path:
+    return home / STOPPING_MARKER
+
+
+def ads_socket_path(home: Path) -> Path:
+    """The control plane's one address, the same across restarts so every Envoy's
+    bootstrap keeps pointing at it: ``$TANDEM_HOME/run/xds.sock``, or, when that path is
+    too long for a Unix socket, a name derived from the home in a private per-user
+    directory (never a shared /tmp name another user could bind first)."""
+    inside = home / "run" / ADS_SOCKET
+    if len(os.fsencode(inside)) < _MAX_SOCKET_PATH:
+        inside.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return inside
+    digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    return _private_dir(base / f"tandem-{os.getuid()}") / f"xds-{digest}.sock"
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{path} is not a directory owned by this user; refusing to use it")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
 
 
 def write_info(home: Path, ads_address: str, pid: int | None = None) -> ControlPlaneInfo:

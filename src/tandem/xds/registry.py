@@ -9,10 +9,19 @@ resent (see :mod:`tandem.xds.cache`).
 A sidecar joins only once :class:`tandem.xds.identity.Identities` has admitted it (checked
 its enrolment credential and signed its CSR); otherwise its stream is refused with the
 reason. The node metadata itself is never logged: it carries the credential and tokens.
+
+One stream per node: while a node id has a live stream, a second stream presenting the
+same node id (a replayed enrolment, say) is refused, so it can neither replace nor, when it
+ends, remove the real sidecar. A reconnect after the old stream has ended is admitted.
+
+After a control-plane restart the registry may start *holding*: it admits reconnecting
+streams but computes no snapshot until the sidecars it awaits (by ``tandem run`` pid) are
+back or :meth:`release` is called, so no Envoy is told that its peers are gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +54,7 @@ class Registry:
         identities: Identities,
         translator: Translator = translate,
         on_admitted: Callable[[], None] = lambda: None,
+        awaited_pids: frozenset[int] = frozenset(),
     ) -> None:
         self._cache = cache
         self._identities = identities
@@ -52,6 +62,26 @@ class Registry:
         self._on_admitted = on_admitted
         self._entries: dict[str, _Entry] = {}
         self.generation = 0
+        self._awaited = set(awaited_pids)
+        self.holding = bool(awaited_pids)
+        self._back = asyncio.Event()
+
+    async def all_awaited_back(self) -> None:
+        """Returns once every awaited sidecar has reconnected."""
+        if self._awaited:
+            await self._back.wait()
+
+    def release(self) -> None:
+        """Stop holding: compute and publish every snapshot."""
+        if not self.holding:
+            return
+        self.holding = False
+        log.info(
+            "registry rebuilt",
+            extra={"sidecars": len(self._entries), "missing_pids": sorted(self._awaited)},
+        )
+        self._awaited.clear()
+        self._recompute()
 
     def mesh(self) -> Mesh:
         return Mesh.of(
@@ -62,21 +92,24 @@ class Registry:
         """Raises ValueError (bad metadata) or PermissionError (identity refused)."""
         metadata = json_format.MessageToDict(node.metadata)
         sidecar = Sidecar.from_node_metadata(node.id, metadata)
+        live = self._entries.get(node.id)
+        if live is not None:
+            # Checked before admission, so the live sidecar's certificate is untouched. An
+            # Envoy reconnecting before its old stream is seen to end is refused once and
+            # retries after its back-off.
+            raise PermissionError(
+                f"node {node.id!r} already has a live stream; one stream per sidecar"
+            )
         self._identities.admit(sidecar, metadata)
         self._on_admitted()
-        replaced = self._entries.get(node.id)
-        # A reconnecting Envoy may open its new stream before the old one is seen to close;
-        # the newest stream owns the node id.
         self._entries[node.id] = _Entry(stream_id, sidecar)
-        log.info(
-            "sidecar joined",
-            extra={
-                "node": node.id,
-                "app_id": sidecar.app_id,
-                "replaces_stream": replaced.stream_id if replaced else None,
-            },
-        )
-        self._recompute()
+        log.info("sidecar joined", extra={"node": node.id, "app_id": sidecar.app_id})
+        if sidecar.pid is not None and sidecar.pid in self._awaited:
+            self._awaited.discard(sidecar.pid)
+            if not self._awaited:
+                self._back.set()
+        if not self.holding:
+            self._recompute()
 
     def on_stream_closed(self, stream_id: int, node_id: str) -> None:
         entry = self._entries.get(node_id)
@@ -86,12 +119,13 @@ class Registry:
         self._identities.forget(node_id)
         self._cache.clear_snapshot(node_id)
         log.info("sidecar left", extra={"node": node_id, "app_id": entry.sidecar.app_id})
-        self._recompute()
+        if not self.holding:
+            self._recompute()
 
     def rotate_certificates(self) -> list[str]:
         """Re-sign certificates past half-life and push them (as new SDS versions)."""
         rotated = [n for n in self._identities.rotate_due() if n in self._entries]
-        if rotated:
+        if rotated and not self.holding:
             self._recompute()
         return rotated
 

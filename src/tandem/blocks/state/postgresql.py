@@ -10,7 +10,9 @@ Concurrency: every check-and-set is one statement whose WHERE clause carries the
 (``version = $etag``, or "missing or expired" for first-write inserts); PostgreSQL
 re-evaluates it on the row it locks, so of concurrent writers holding one etag exactly
 one wins. A transaction runs its operations in one database transaction; a failed check
-rolls it back. Expired rows are never returned by a read nor count for a check; the
+rolls it back. A bulk save or delete is one database transaction too, on one pooled
+connection (readers use the others): an item whose check fails matched no row, so it
+changed nothing and is reported while the rest commit. Expired rows are never returned by a read nor count for a check; the
 cleanup task only reclaims their space (the instance that wins the row in
 ``metadataTableName`` does it, so several sidecars don't all sweep).
 
@@ -48,6 +50,7 @@ from tandem.blocks.state.store import (
     GetRequest,
     GetResponse,
     SetRequest,
+    StoreError,
     TransactionOperation,
     parse_version,
 )
@@ -221,6 +224,27 @@ class PostgresStateStore:
         async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
             for op in ops:
                 await self._apply(conn, op)
+
+    async def bulk_write(
+        self, ops: Sequence[SetRequest | DeleteRequest]
+    ) -> list[StoreError | None]:
+        results: list[StoreError | None] = [None] * len(ops)
+        valid = []
+        for index, op in enumerate(ops):
+            try:
+                _check_etags([op])
+            except StoreError as exc:
+                results[index] = exc
+                continue
+            valid.append((index, op))
+        pool = await self._ready()
+        async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+            for index, op in valid:
+                try:
+                    await self._apply(conn, op)
+                except ETagMismatch as exc:  # its statement matched nothing: no rollback
+                    results[index] = exc
+        return results
 
     async def query(self, req: QueryRequest) -> QueryResult:
         if not self._queryable:

@@ -28,6 +28,7 @@ from tandem.blocks.state.query import (
 )
 from tandem.blocks.state.store import (
     BulkGetItem,
+    BulkWriter,
     Consistency,
     DeleteRequest,
     ETagInvalid,
@@ -193,6 +194,9 @@ class StateService:
         # Validate every item before writing any, so a bad request changes nothing.
         reqs = self._prepare_sets(comp, items, "ERR_STATE_SAVE")
         prefix = f"failed saving state in state store {store}"
+        if len(reqs) > 1 and isinstance(comp.store, BulkWriter):
+            await self._bulk("ERR_STATE_SAVE", prefix, comp.store, reqs)
+            return
         await self._run_all("ERR_STATE_SAVE", prefix, [comp.store.set(r) for r in reqs])
 
     async def delete(self, store: str, req: DeleteRequest) -> None:
@@ -209,6 +213,9 @@ class StateService:
         comp = self.component(store)
         stored = [self._prefixed(comp, r) for r in reqs]
         prefix = f"failed deleting state in state store {store}"
+        if len(stored) > 1 and isinstance(comp.store, BulkWriter):
+            await self._bulk("ERR_STATE_BULK_DELETE", prefix, comp.store, stored)
+            return
         await self._run_all("ERR_STATE_BULK_DELETE", prefix, [comp.store.delete(r) for r in stored])
 
     async def transact(
@@ -313,8 +320,24 @@ class StateService:
             out.append(dataclasses.replace(item, key=key, ttl=ttl))
         return out
 
-    @staticmethod
-    async def _run_all(code: str, prefix: str, calls: list[Coroutine[Any, Any, None]]) -> None:
+    @classmethod
+    async def _bulk(
+        cls,
+        code: str,
+        prefix: str,
+        store: BulkWriter,
+        ops: Sequence[SetRequest] | Sequence[DeleteRequest],
+    ) -> None:
+        """Independent writes in one database transaction (one store round trip); reported
+        exactly as :meth:`_run_all` reports them."""
+        try:
+            results = await store.bulk_write(ops)
+        except Exception as exc:
+            raise _failure(code, prefix, exc) from exc
+        cls._report(code, prefix, [r for r in results if r is not None])
+
+    @classmethod
+    async def _run_all(cls, code: str, prefix: str, calls: list[Coroutine[Any, Any, None]]) -> None:
         """Run independent writes together; report an etag error over any other failure."""
         if len(calls) == 1:
             try:
@@ -323,7 +346,10 @@ class StateService:
                 raise _failure(code, prefix, exc) from exc
             return
         results = await asyncio.gather(*calls, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
+        cls._report(code, prefix, [r for r in results if isinstance(r, BaseException)])
+
+    @staticmethod
+    def _report(code: str, prefix: str, errors: Sequence[BaseException]) -> None:
         if not errors:
             return
         for kind in (ETagMismatch, ETagInvalid):

@@ -1,13 +1,17 @@
 """``state.sqlite``: the embedded default state store — one file, no server.
 
 Concurrency model:
-- Every call runs on one worker thread owned by the store (the event loop never touches
-  SQLite), over one connection in WAL mode, so readers do not block the writer.
+- Writes run on one worker thread owned by the store, reads on another (the event loop
+  never touches SQLite), each over its own connection in WAL mode: a read never waits
+  for a write in progress (a 5,000-item bulk save, say), and sees only committed data.
+  An in-memory database has one connection, so there both share the writer's thread.
 - Every write is a ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock *before*
   reading the version it checks, so check-and-set is atomic even between several processes
   sharing the file; ``busyTimeout`` is how long a writer waits for another's lock.
 - Etags are integer versions drawn from one counter per table (in the same transaction),
   so a key deleted and re-created never repeats an etag a client may still hold.
+- A bulk save or delete is one transaction (:meth:`SqliteStateStore.bulk_write`): an
+  item whose check fails is skipped and reported, the others commit together.
 - Expired rows are invisible to every read and check; a periodic task deletes them.
 - ``is_json`` flags values that are JSON documents; the query API (compiled to SQL by
   :mod:`.query_sql`) only looks inside those.
@@ -42,6 +46,7 @@ from tandem.blocks.state.store import (
     GetRequest,
     GetResponse,
     SetRequest,
+    StoreError,
     TransactionOperation,
     parse_version,
 )
@@ -82,6 +87,14 @@ class SqliteStateStore:
         self._cleanup_interval = cleanup_interval
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"state-sqlite-{name}")
         self._conn: sqlite3.Connection | None = None  # opened on the worker thread
+        in_memory = path == ":memory:" or "mode=memory" in path
+        self._reader = (
+            self._executor
+            if in_memory
+            else ThreadPoolExecutor(1, thread_name_prefix=f"state-sqlite-{name}-read")
+        )
+        self._read_conn: sqlite3.Connection | None = None  # opened on the reader thread
+        self._schema_ready = in_memory
         self._cleanup_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -90,12 +103,29 @@ class SqliteStateStore:
         return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
 
     async def get(self, req: GetRequest) -> GetResponse:
-        items = await self._call(self._read, [req.key])
+        items = await self._call_reader(self._read, [req.key])
         return items[0].response or GetResponse(None)
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
-        # One indexed query per chunk on the worker thread; parallelism buys nothing here.
-        return await self._call(self._read, [r.key for r in reqs])
+        # One indexed query per chunk on the reader thread; parallelism buys nothing here.
+        return await self._call_reader(self._read, [r.key for r in reqs])
+
+    async def bulk_write(
+        self, ops: Sequence[SetRequest | DeleteRequest]
+    ) -> list[StoreError | None]:
+        results: list[StoreError | None] = [None] * len(ops)
+        valid: list[tuple[int, SetRequest | DeleteRequest]] = []
+        for index, op in enumerate(ops):
+            try:
+                if op.etag is not None:
+                    parse_version(op.etag)
+            except StoreError as exc:
+                results[index] = exc
+                continue
+            valid.append((index, op))
+        for index, error in await self._call(self._apply_each, [op for _, op in valid]):
+            results[valid[index][0]] = error
+        return results
 
     async def set(self, req: SetRequest) -> None:
         await self._write([req])
@@ -109,7 +139,7 @@ class SqliteStateStore:
         await self._write(ops)
 
     async def query(self, req: QueryRequest) -> QueryResult:
-        return await self._call(self._query, req)
+        return await self._call_reader(self._query, req)
 
     async def close(self) -> None:
         if self._closed:
@@ -120,6 +150,9 @@ class SqliteStateStore:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close_connection)
         self._executor.shutdown(wait=False)
+        if self._reader is not self._executor:
+            await loop.run_in_executor(self._reader, self._close_reader)
+            self._reader.shutdown(wait=False)
 
     async def purge_expired(self) -> int:
         """Delete expired rows now; returns how many (the periodic cleanup calls this)."""
@@ -141,6 +174,16 @@ class SqliteStateStore:
             self._cleanup_task = asyncio.create_task(self._cleanup_loop())
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _call_reader(self, fn: Callable[..., _T], *args: object) -> _T:
+        if not self._schema_ready:
+            # The writer creates the table; the reader's connection must find it.
+            await self._call(self._connection)
+            self._schema_ready = True
+        if self._closed:
+            raise RuntimeError("state store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, fn, *args)
 
     async def _cleanup_loop(self) -> None:
         while True:
@@ -189,8 +232,20 @@ class SqliteStateStore:
             self._conn.close()
             self._conn = None
 
+    def _reader_connection(self) -> sqlite3.Connection:
+        if self._reader is self._executor:
+            return self._connection()
+        if self._read_conn is None:
+            self._read_conn = connect_wal(self._path, self._busy_timeout)
+        return self._read_conn
+
+    def _close_reader(self) -> None:
+        if self._read_conn is not None:
+            self._read_conn.close()
+            self._read_conn = None
+
     def _read(self, keys: list[str]) -> list[BulkGetItem]:
-        conn = self._connection()
+        conn = self._reader_connection()
         now = time.time()
         found: dict[str, tuple[bytes, int]] = {}
         for start in range(0, len(keys), _BULK_CHUNK):
@@ -223,6 +278,26 @@ class SqliteStateStore:
                 conn.execute("ROLLBACK")
             raise
 
+    def _apply_each(self, ops: Sequence[TransactionOperation]) -> list[tuple[int, StoreError]]:
+        """Like :meth:`_apply_all`, but an item whose check fails is left out (``_apply``
+        checks before it writes) and reported, instead of aborting the others."""
+        conn = self._connection()
+        now = time.time()
+        failed: list[tuple[int, StoreError]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for index, op in enumerate(ops):
+                try:
+                    self._apply(conn, op, now)
+                except ETagMismatch as exc:
+                    failed.append((index, exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return failed
+
     def _apply(self, conn: sqlite3.Connection, op: TransactionOperation, now: float) -> None:
         t = self._table
         row = conn.execute(
@@ -251,7 +326,7 @@ class SqliteStateStore:
         )
 
     def _query(self, req: QueryRequest) -> QueryResult:
-        conn = self._connection()
+        conn = self._reader_connection()
         sql, params = sqlite_select(self._table, req.query, req.key_prefix, time.time())
         items = tuple(
             QueryItem(key, bytes(value), str(version))

@@ -155,6 +155,20 @@ class StateStore(Protocol):
 
 
 @runtime_checkable
+class BulkWriter(Protocol):
+    """A store that writes a bulk save or delete in one database transaction."""
+
+    async def bulk_write(
+        self, ops: Sequence[SetRequest | DeleteRequest]
+    ) -> list[StoreError | None]:
+        """Apply independent writes in one transaction. Each item keeps its own outcome, as
+        with one write per item: an item whose check fails (etag, first-write) changes
+        nothing and gets its error at its index; the others commit together. Any other
+        failure aborts the whole transaction and is raised."""
+        ...
+
+
+@runtime_checkable
 class Querier(Protocol):
     """A store that also answers the query API (and declares ``Feature.QUERY_API``)."""
 

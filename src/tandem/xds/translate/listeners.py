@@ -131,7 +131,12 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
     access = sidecar.access_control
     if access is not None:
         filters.append(
-            hcm_pb2.HttpFilter(name=rbac.RBAC_FILTER, typed_config=pack(rbac.rbac_filter(access)))
+            hcm_pb2.HttpFilter(
+                name=rbac.RBAC_FILTER,
+                typed_config=pack(
+                    rbac.rbac_filter(access, http_app=sidecar.app_protocol != "grpc")
+                ),
+            )
         )
     filters.append(_router())
     hcm = _hcm(

@@ -1,7 +1,8 @@
 """Dapr JSON bodies for Envoy's own local replies (HCM ``local_reply_config``).
 
 Envoy answers by itself when there is no route, no healthy upstream, a connect failure, a
-timeout, an overflow or a body over the buffer limit; by default those answers are
+timeout, an overflow, a body over the buffer limit or a request it cannot parse (codec
+errors: 400, 431, 501); by default those answers are
 ``text/plain``. Dapr clients expect ``{"errorCode", "message"}``. The runtime's answers
 (ext_proc ``ImmediateResponse``) also travel through ``sendLocalReply``, so every mapper
 here matches on an Envoy *response flag*, which an ImmediateResponse never carries; the one
@@ -130,6 +131,38 @@ def _runtime_mapper(mapping: _Mapping) -> hcm_pb2.ResponseMapper:
     )
 
 
+def _codec_error_mapper() -> hcm_pb2.ResponseMapper:
+    """Envoy's own answer to a request it could not parse (400 malformed, 431 headers too
+    large, 501 unsupported transfer encoding), in Dapr's JSON shape; the status stays
+    Envoy's. Such a reply is sent before the request headers exist, so the mapper sees no
+    ``:path``: that, not the status alone, tells it from the runtime's own 400s (ext_proc
+    answers travel as local replies too, always with a path). The DPE response flag is not
+    set yet when mappers run, so it cannot be the test."""
+    statuses = [
+        _status_filter(code, f"tandem.local_reply.codec_error_{code}") for code in (400, 431, 501)
+    ]
+    no_request = accesslog_pb2.AccessLogFilter(
+        header_filter=accesslog_pb2.HeaderFilter(
+            header=rc.HeaderMatcher(name=":path", present_match=True, invert_match=True)
+        )
+    )
+    return hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(
+            and_filter=accesslog_pb2.AndFilter(
+                filters=[
+                    accesslog_pb2.AccessLogFilter(
+                        or_filter=accesslog_pb2.OrFilter(filters=statuses)
+                    ),
+                    no_request,
+                ]
+            )
+        ),
+        body_format_override=error_body(
+            "ERR_MALFORMED_REQUEST", "malformed HTTP request: %RESPONSE_CODE_DETAILS%"
+        ),
+    )
+
+
 def _too_large_mapper(max_body_bytes: int) -> hcm_pb2.ResponseMapper:
     return hcm_pb2.ResponseMapper(
         filter=_status_filter(413, "tandem.local_reply.payload_too_large"),
@@ -178,7 +211,8 @@ def local_reply_config(
     403 where ``access_controlled`` (the callee's app id) runs an RBAC filter, and first (the
     first match wins) Envoy's failures to reach the runtime where ``runtime_http`` routes the
     Dapr HTTP API to it."""
-    mappers = [_runtime_mapper(m) for m in _RUNTIME_MAPPINGS] if runtime_http else []
+    mappers = [_codec_error_mapper()]
+    mappers += [_runtime_mapper(m) for m in _RUNTIME_MAPPINGS] if runtime_http else []
     mappers += [_flag_mapper(m) for m in _MAPPINGS]
     if access_controlled is not None:
         mappers.append(_access_denied_mapper(access_controlled))

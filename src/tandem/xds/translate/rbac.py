@@ -16,6 +16,13 @@ Dapr's decision, reproduced as an ordered matcher list (first match wins):
 
 Operation names are path globs on the method path the app sees (``:path`` without its
 query): ``*`` is one segment, ``**`` any number of segments (also none).
+
+For HTTP apps the match ignores case, as Dapr's does (it lower-cases rule and request), so
+a deny on ``/admin/**`` also stops ``/ADMIN/x`` and ``/Admin/x`` at an app whose router
+ignores case. The path the RBAC filter sees is already normalised by the listener
+(``normalize_path``: dot segments removed and percent-encoded unreserved characters
+decoded, so ``/%41DMIN/x`` arrives as ``/ADMIN/x``; ``merge_slashes``). gRPC method names
+stay case-sensitive, as in Dapr.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ def _segments(name: str) -> list[str]:
     return ("/" + name.lstrip("/")).split("/")[1:]
 
 
-def glob_regex(name: str) -> str:
+def glob_regex(name: str, ignore_case: bool = False) -> str:
     """RE2 for an operation glob, matching the whole ``:path`` with or without a query."""
     parts = []
     for segment in _segments(name):
@@ -63,7 +70,8 @@ def glob_regex(name: str) -> str:
             parts.append("/[^/?]+")
         else:
             parts.append("/" + re.escape(segment))
-    return "^" + "".join(parts) + r"(?:\?.*)?$"
+    flags = "(?i)" if ignore_case else ""
+    return flags + "^" + "".join(parts) + r"(?:\?.*)?$"
 
 
 def _specificity(op: OperationRule) -> tuple[int, ...]:
@@ -122,11 +130,13 @@ def _rule(predicate: _Predicate, name: str, action: str) -> _FieldMatcher:
     return _FieldMatcher(predicate=predicate, on_match=_on_match(name, action))
 
 
-def _policy_rules(policy: AppPolicy, global_default: str) -> Iterator[_FieldMatcher]:
+def _policy_rules(
+    policy: AppPolicy, global_default: str, ignore_case: bool
+) -> Iterator[_FieldMatcher]:
     caller = spiffe_of(policy)
     fallback = policy.default_action or global_default
     for op in ordered_operations(policy.operations):
-        path = _header_regex(":path", glob_regex(op.name))
+        path = _header_regex(":path", glob_regex(op.name, ignore_case))
         if "*" in op.http_verbs:
             yield _rule(
                 _all(_caller(caller), path), f"{op.action}:{policy.app_id}:{op.name}", op.action
@@ -147,9 +157,12 @@ def _policy_rules(policy: AppPolicy, global_default: str) -> Iterator[_FieldMatc
     yield _rule(_caller(caller), f"{fallback}:{policy.app_id}", fallback)
 
 
-def rbac_filter(access: AccessControl) -> rbac_pb2.RBAC:
+def rbac_filter(access: AccessControl, http_app: bool = True) -> rbac_pb2.RBAC:
+    """``http_app``: paths match case-insensitively (Dapr's rule for HTTP apps)."""
     rules = [
-        rule for policy in access.policies for rule in _policy_rules(policy, access.default_action)
+        rule
+        for policy in access.policies
+        for rule in _policy_rules(policy, access.default_action, ignore_case=http_app)
     ]
     matcher = _Matcher(
         on_no_match=_on_match(f"{access.default_action}:default", access.default_action)
