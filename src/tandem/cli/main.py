@@ -12,9 +12,16 @@ import time
 from pathlib import Path
 
 from tandem import __version__
+from tandem.cli.appid import new_app_id
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
-from tandem.cli.run import API_TRANSPORTS, DEFAULT_API_TRANSPORT, RunOptions, run
+from tandem.cli.run import (
+    API_TRANSPORTS,
+    DEFAULT_API_TRANSPORT,
+    DEFAULT_GRACEFUL_SHUTDOWN_SECONDS,
+    RunOptions,
+    run,
+)
 from tandem.procs import pid_alive
 
 
@@ -24,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run a sidecar (and optionally an app command)")
-    r.add_argument("--app-id", "-a", required=True)
+    r.add_argument("--app-id", "-a", help="default: a generated id, as `dapr run` makes")
     r.add_argument("--app-port", "-p", type=int)
     r.add_argument("--app-protocol", "-P", default="http", choices=["http", "grpc"])
     r.add_argument("--dapr-http-port", "-H", type=int)
@@ -55,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 over a Unix socket "
         f"or ext_proc (default {DEFAULT_API_TRANSPORT})",
     )
+    _add_dapr_run_flags(r)
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
 
     ls = sub.add_parser("list", help="list the sidecars running on this machine")
@@ -63,6 +71,42 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
     return p
+
+
+def _add_dapr_run_flags(r: argparse.ArgumentParser) -> None:
+    """`dapr run` flags beyond the basics: honoured, or accepted with a note (see README,
+    "Coming from `dapr run`")."""
+    r.add_argument(
+        "--dapr-graceful-shutdown-seconds",
+        type=float,
+        default=DEFAULT_GRACEFUL_SHUTDOWN_SECONDS,
+        help="on SIGTERM (or `tandem stop`), how long the app and in-flight requests get to "
+        f"finish before they are stopped (default {DEFAULT_GRACEFUL_SHUTDOWN_SECONDS:g})",
+    )
+    r.add_argument("--placement-host-address", help="accepted for Dapr; Tandem ignores it")
+    r.add_argument("--scheduler-host-address", help="accepted for Dapr; Tandem ignores it")
+    r.add_argument("--run-file", "-f", help="multi-app run file: not supported yet")
+
+
+# Flags Tandem accepts so a `dapr run` command line works unchanged, and why they have no effect.
+_IGNORED_FLAGS = {
+    "placement_host_address": (
+        "--placement-host-address",
+        "Tandem has no separate placement service; its control plane does this",
+    ),
+    "scheduler_host_address": (
+        "--scheduler-host-address",
+        "Tandem has no separate scheduler service; its control plane does this",
+    ),
+}
+
+
+def _ignored_flag_notes(a: argparse.Namespace) -> list[str]:
+    return [
+        f"{flag} {getattr(a, dest)!r} ignored: {why}"
+        for dest, (flag, why) in _IGNORED_FLAGS.items()
+        if getattr(a, dest) is not None
+    ]
 
 
 def _running_apps(home: Home) -> list[dict[str, object]]:
@@ -132,6 +176,9 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
         if app.get("app_id") == app_id:
             pid = int(app["pid"])  # type: ignore[call-overload]
             os.kill(pid, signal.SIGTERM)
+            grace = app.get("graceful_shutdown_seconds")
+            if isinstance(grace, (int, float)):
+                timeout += grace  # the sidecar may drain that long first
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.05)
@@ -147,12 +194,12 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
     return 1
 
 
-def _run_options(a: argparse.Namespace) -> RunOptions:
+def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
     command = list(a.command)
     if command and command[0] == "--":
         command = command[1:]
     return RunOptions(
-        app_id=a.app_id,
+        app_id=app_id,
         command=tuple(command),
         app_port=a.app_port,
         app_protocol=a.app_protocol,
@@ -166,6 +213,7 @@ def _run_options(a: argparse.Namespace) -> RunOptions:
         namespace=a.namespace,
         max_body_mb=a.dapr_http_max_request_size,
         api_transport=a.api_transport,
+        graceful_shutdown_seconds=a.dapr_graceful_shutdown_seconds,
     )
 
 
@@ -176,8 +224,24 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(home, a.output)
     if a.cmd == "stop":
         return cmd_stop(home, a.app_id)
-    options = _run_options(a)
-    return asyncio.run(run(options, home, Progress(app_id=options.app_id)))
+    if a.run_file is not None:
+        print(
+            f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "
+            "start each app with its own `tandem run --app-id ID ... -- COMMAND`",
+            file=sys.stderr,
+        )
+        return 1
+    if a.dapr_graceful_shutdown_seconds < 0:
+        print("tandem: --dapr-graceful-shutdown-seconds must be 0 or more", file=sys.stderr)
+        return 2
+    app_id = a.app_id or new_app_id(
+        lambda candidate: any(app.get("app_id") == candidate for app in _running_apps(home))
+    )
+    options = _run_options(a, app_id)
+    progress = Progress(app_id=options.app_id)
+    for note in _ignored_flag_notes(a):
+        progress.warn(note)
+    return asyncio.run(run(options, home, progress))
 
 
 if __name__ == "__main__":

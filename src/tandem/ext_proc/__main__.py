@@ -10,7 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-from tandem.ext_proc.runtime import DEFAULT_MAX_BODY, Runtime, RuntimeOptions, StartupError
+from tandem.ext_proc.runtime import (
+    DEFAULT_GRACEFUL_SHUTDOWN,
+    DEFAULT_MAX_BODY,
+    Runtime,
+    RuntimeOptions,
+    StartupError,
+)
 from tandem.logs import setup_logging
 
 log = logging.getLogger("tandem.runtime")
@@ -29,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--app-protocol", default="http", choices=["http", "grpc"])
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--graceful-shutdown-seconds",
+        type=float,
+        default=DEFAULT_GRACEFUL_SHUTDOWN,
+        help="on SIGTERM, how long in-flight requests get to finish",
+    )
     a = p.parse_args(argv)
     setup_logging(a.log_level, "runtime")
     return RuntimeOptions(
@@ -42,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         app_protocol=a.app_protocol,
         max_body_bytes=a.max_body_bytes,
         http_socket=a.http_socket,
+        graceful_shutdown_seconds=a.graceful_shutdown_seconds,
     )
 
 
@@ -60,7 +73,7 @@ async def serve(options: RuntimeOptions) -> int:
         return 2
     await runtime.stopped.wait()
     log.info("runtime stopping")
-    await runtime.stop()
+    await runtime.stop(grace=options.graceful_shutdown_seconds)
     return 0
 
 

@@ -27,6 +27,7 @@ from tandem.ext_proc.router import Router
 log = logging.getLogger("tandem.runtime")
 
 DEFAULT_MAX_BODY = 4 << 20
+DEFAULT_GRACEFUL_SHUTDOWN = 5.0  # daprd's --dapr-graceful-shutdown-seconds default
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class RuntimeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY
     # The plain HTTP/1.1 front door for the Dapr HTTP API (Envoy's `tandem_runtime_http`).
     http_socket: Path | None = None
+    graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN
 
 
 class StartupError(Exception):
@@ -131,8 +133,9 @@ class Runtime:
         for c in resources.components:
             if c.secret_refs():
                 log.warning(
-                    "component uses secretKeyRef, which this runtime cannot resolve yet",
-                    extra={"component": c.name, "fields": [i.name for i in c.secret_refs()]},
+                    "component %s uses secretKeyRef, which this runtime cannot resolve yet",
+                    c.name,
+                    extra={"fields": [i.name for i in c.secret_refs()]},
                 )
             specs.append(
                 ComponentSpec(
