@@ -22,6 +22,7 @@ from google.protobuf import empty_pb2
 
 from tandem.blocks.errors import DaprError, to_grpc_status
 from tandem.blocks.metadata import MetadataService
+from tandem.ext_proc import unimplemented
 
 log = logging.getLogger("tandem.grpc")
 
@@ -222,7 +223,7 @@ def _client_stream(rpc: StreamRpc) -> RpcImpl:
 
 
 def _unimplemented(name: str, server_streaming: bool) -> Callable[..., Any]:
-    message = f"the {name} API is not implemented by this Tandem runtime"
+    message = unimplemented.grpc_message_for(name)
 
     if server_streaming:
 

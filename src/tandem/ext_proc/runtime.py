@@ -16,7 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import meta_http
+from tandem.ext_proc import meta_http, unimplemented
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
@@ -87,6 +87,7 @@ class Runtime:
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         meta_http.register(self.router, self.health, self.metadata)
+        unimplemented.register_http(self.router)
         await self._serve(wiring.rpcs)
         for start in wiring.starters:
             await start()
@@ -166,6 +167,7 @@ class Runtime:
             ),
             server,
         )
+        unimplemented.add_workflow_servicer(server)
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
