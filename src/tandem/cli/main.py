@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--config", "-c", type=Path)
     r.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warn", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warn", "warning", "error", "fatal", "panic"],
     )
     r.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"))
     r.add_argument("--dapr-http-max-request-size", type=int, default=4, help="MB (default 4)")
@@ -209,7 +211,8 @@ def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
         metrics_port=a.metrics_port,
         resources_paths=tuple(a.resources_path),
         config=a.config,
-        log_level=a.log_level,
+        # Dapr's two top levels: only what stops the sidecar ("critical" to Python and Envoy).
+        log_level="critical" if a.log_level in ("fatal", "panic") else a.log_level,
         namespace=a.namespace,
         max_body_mb=a.dapr_http_max_request_size,
         api_transport=a.api_transport,
