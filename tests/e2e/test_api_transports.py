@@ -31,8 +31,12 @@ def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
                 f"door-{transport.replace('_', '-')}",
                 "--api-transport",
                 transport,
-                "--dapr-http-max-request-size",
-                "1",
+                # The same limit in both of dapr run's spellings (older CLIs: MB).
+                *(
+                    ("--dapr-http-max-request-size", "1")
+                    if transport == "http"
+                    else ("--max-body-size", "1Mi")
+                ),
                 env={"DAPR_API_TOKEN": TOKEN},
             )
         yield started

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -88,6 +89,26 @@ def _add_dapr_run_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--placement-host-address", help="accepted for Dapr; Tandem ignores it")
     r.add_argument("--scheduler-host-address", help="accepted for Dapr; Tandem ignores it")
     r.add_argument("--run-file", "-f", help="multi-app run file: not supported yet")
+    r.add_argument(
+        "--max-body-size",
+        type=_mebibytes,
+        help="largest request body, as `dapr run` takes it (e.g. 4Mi); whole MiB only",
+    )
+
+
+_QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
+_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def _mebibytes(text: str) -> int:
+    """A size as Dapr writes it (``4Mi``; a bare number is bytes) in whole MiB."""
+    match = _QUANTITY.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 4Mi")
+    size = int(match.group(1)) * _UNITS[match.group(2)]
+    if size <= 0 or size % (1 << 20):
+        raise argparse.ArgumentTypeError(f"{text!r}: Tandem takes whole MiB (such as 4Mi, 16Mi)")
+    return size >> 20
 
 
 # Flags Tandem accepts so a `dapr run` command line works unchanged, and why they have no effect.
@@ -214,7 +235,7 @@ def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
         # Dapr's two top levels: only what stops the sidecar ("critical" to Python and Envoy).
         log_level="critical" if a.log_level in ("fatal", "panic") else a.log_level,
         namespace=a.namespace,
-        max_body_mb=a.dapr_http_max_request_size,
+        max_body_mb=a.max_body_size or a.dapr_http_max_request_size,
         api_transport=a.api_transport,
         graceful_shutdown_seconds=a.dapr_graceful_shutdown_seconds,
     )
