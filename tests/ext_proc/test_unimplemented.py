@@ -22,8 +22,9 @@ def dispatch() -> Dispatcher:
     async def real(req: ApiRequest) -> ApiResponse:
         return ApiResponse.json({"served": req.params})
 
-    # As a block would add its route once built: it takes precedence over the 501.
+    # As a block adds its routes once built (after the 501s): they take precedence.
     router.add("POST", "/v1.0/bindings/{name}", real)
+    router.add("POST", "/v1.0/shutdown", real)
     return Dispatcher(router)
 
 
@@ -47,7 +48,7 @@ def dispatch() -> Dispatcher:
         ("POST", "/v1.0-alpha1/subtlecrypto/keys/sign", "cryptography"),
         ("POST", "/v1.0-alpha2/conversation/llm/converse", "conversation"),
         ("GET", "/v1.0/bindings/checkout", "bindings"),  # no GET route even once built
-        ("POST", "/v1.0/shutdown", "shutdown"),
+        ("GET", "/v1.0/shutdown", "shutdown"),
     ],
 )
 async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, path, api):
@@ -63,6 +64,8 @@ async def test_a_built_route_under_an_unbuilt_prefix_is_served(dispatch):
     resp = await dispatch(ApiRequest(method="POST", path="/v1.0/bindings/checkout"))
     assert resp.status == 200
     assert orjson.loads(resp.body) == {"served": {"name": "checkout"}}
+    resp = await dispatch(ApiRequest(method="POST", path="/v1.0/shutdown"))
+    assert resp.status == 200
 
 
 async def test_unknown_paths_stay_404(dispatch):

@@ -74,6 +74,8 @@ class Runtime:
         ctx = ComponentContext(
             app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
         )
+        # First, so a block's own route for the same path and method replaces the 501.
+        unimplemented.register_http(self.router)
         try:
             wiring = wire_blocks(
                 self.router,
@@ -87,7 +89,6 @@ class Runtime:
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         meta_http.register(self.router, self.health, self.metadata)
-        unimplemented.register_http(self.router)
         await self._serve(wiring.rpcs)
         for start in wiring.starters:
             await start()

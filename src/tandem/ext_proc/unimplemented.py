@@ -79,7 +79,8 @@ def error(api: str) -> DaprError:
 
 
 def register_http(router: Router) -> None:
-    """Add the 501 routes; real routes registered under a prefix take precedence (the
+    """Add the 501 routes, before the blocks add theirs: a block's route for the same path
+    and method replaces the 501, and any other route under a prefix takes precedence (the
     router tries literal and parameter segments before a rest parameter)."""
     for prefix, api in HTTP_PREFIXES:
         router.add(_METHODS, f"{prefix}/{{rest...}}", _handler(api))
