@@ -66,6 +66,17 @@ class Sidecar:
         return self.proc.returncode
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """``n`` ports free a moment ago and different from each other: the kernel may hand a
+    just-closed port out again, and `tandem run` refuses one port asked for twice."""
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = free_port()
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
+
+
 def start_sidecar(
     home: Path,
     app_id: str,
@@ -74,7 +85,7 @@ def start_sidecar(
     wait: bool = True,
     env: dict[str, str] | None = None,
 ) -> Sidecar:
-    http_port, grpc_port, internal_port, metrics_port = (free_port() for _ in range(4))
+    http_port, grpc_port, internal_port, metrics_port = distinct_free_ports(4)
     output = home / f"{app_id}-{http_port}.out"
     argv = [
         sys.executable,

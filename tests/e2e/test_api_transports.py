@@ -31,8 +31,12 @@ def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
                 f"door-{transport.replace('_', '-')}",
                 "--api-transport",
                 transport,
-                "--dapr-http-max-request-size",
-                "1",
+                # The same limit in both of dapr run's spellings (older CLIs: MB).
+                *(
+                    ("--dapr-http-max-request-size", "1")
+                    if transport == "http"
+                    else ("--max-body-size", "1Mi")
+                ),
                 env={"DAPR_API_TOKEN": TOKEN},
             )
         yield started
@@ -213,3 +217,88 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
     assert error["message"].startswith("malformed HTTP request: http1.")
     # The sidecar keeps serving.
     assert httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=10).status_code == 204
+
+
+# APIs not built yet answer one way through both doors: 501 ERR_API_UNIMPLEMENTED naming the
+# API (tandem.ext_proc.unimplemented); over gRPC, UNIMPLEMENTED naming it, and the SDK's
+# workflow runtime and client fail fast instead of hanging.
+@pytest.mark.parametrize(
+    ("method", "path", "block"),
+    [
+        ("POST", "/v1.0/bindings/checkout", "bindings"),
+        ("GET", "/v1.0/secrets/localsecretstore/db", "secrets"),
+        ("GET", "/v1.0/configuration/config?key=orderId1", "configuration"),
+        ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
+        ("PUT", "/v1.0/actors/SmartDevice/1/method/SetData", "actors"),
+        ("POST", "/v1.0-beta1/workflows/dapr/OrderProcessing/start", "workflows"),
+        ("GET", "/v1.0-alpha1/workflows/dapr/1234", "workflows"),
+        ("POST", "/v1.0-alpha1/jobs/prod-db-backup", "jobs"),
+        ("PUT", "/v1.0-alpha1/crypto/mycrypto/encrypt", "cryptography"),
+        ("POST", "/v1.0-alpha1/conversation/echo/converse", "conversation"),
+    ],
+)
+def test_unbuilt_api_is_a_501_naming_it(
+    api: httpx.Client, method: str, path: str, block: str
+) -> None:
+    reply = api.request(method, path, content=b"{}")
+
+    assert reply.status_code == 501
+    assert reply.headers["content-type"].startswith("application/json")
+    body = reply.json()
+    assert body["errorCode"] == "ERR_API_UNIMPLEMENTED"
+    assert body["message"] == f"the {block} API is not implemented by this Tandem runtime yet"
+
+
+def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar]) -> None:
+    import grpc
+    from dapr.proto.runtime.v1 import binding_pb2, dapr_pb2_grpc
+
+    s = sidecars["http"]
+    with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.InvokeBinding(
+                binding_pb2.InvokeBindingRequest(name="checkout", operation="create"),
+                metadata=(("dapr-api-token", TOKEN),),
+                timeout=10,
+            )
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "the bindings API is not implemented" in info.value.details()
+
+
+def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
+    sidecars: dict[str, Sidecar],
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from harness import APPS
+
+    s = sidecars["http"]
+    env = {
+        **os.environ,
+        "DAPR_HTTP_PORT": str(s.http_port),
+        "DAPR_GRPC_PORT": str(s.grpc_port),
+        "DAPR_API_TOKEN": TOKEN,
+    }
+    # The deadline is the test: before, the SDK's worker retried "Method not found!" forever.
+    done = subprocess.run(
+        [sys.executable, str(APPS / "sdk_unimplemented.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert (
+        "invoke_binding failed: StatusCode.UNIMPLEMENTED: the bindings API is not implemented"
+        in out
+    ), out
+    assert "workflow runtime started" in out, out + done.stderr
+    assert (
+        "schedule_new_workflow failed: StatusCode.UNIMPLEMENTED: the workflows API is not "
+        "implemented" in out
+    ), out
+    assert out.rstrip().endswith("done"), out

@@ -60,3 +60,10 @@ def test_wrong_method_is_a_dapr_405(router):
     with pytest.raises(DaprError) as info:
         router.resolve(ApiRequest(method="DELETE", path="/v1.0/healthz"))
     assert info.value.http_status == 405
+
+
+def test_rest_parameters_of_one_path_must_share_a_name():
+    r = Router()
+    r.add("GET", "/v1.0/things/{rest...}", _handler("a"))
+    with pytest.raises(ValueError, match="clashes"):
+        r.add("POST", "/v1.0/things/{name...}", _handler("b"))

@@ -97,11 +97,11 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
 
-    async def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM, then SIGKILL after ``timeout``."""
+    async def stop(self, timeout: float = 5.0, sig: int | None = None) -> int:
+        """``sig`` (default SIGTERM), then SIGKILL after ``timeout``."""
         if self.proc.returncode is not None:
             return self.proc.returncode
-        self.signal(signal.SIGTERM)
+        self.signal(signal.SIGTERM if sig is None else sig)
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -13,9 +14,16 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.cli import app_side
+from tandem.cli.appid import new_app_id
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
-from tandem.cli.run import API_TRANSPORTS, DEFAULT_API_TRANSPORT, RunOptions, run
+from tandem.cli.run import (
+    API_TRANSPORTS,
+    DEFAULT_API_TRANSPORT,
+    DEFAULT_GRACEFUL_SHUTDOWN_SECONDS,
+    RunOptions,
+    run,
+)
 from tandem.cli.supervise import control_plane_summary, links
 from tandem.procs import pid_alive
 
@@ -26,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run a sidecar (and optionally an app command)")
-    r.add_argument("--app-id", "-a", required=True)
+    r.add_argument("--app-id", "-a", help="default: a generated id, as `dapr run` makes")
     r.add_argument("--app-port", "-p", type=int)
     r.add_argument(
         "--app-protocol", "-P", default="http", choices=["http", "grpc", "https", "grpcs", "h2c"]
@@ -48,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--config", "-c", type=Path)
     r.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warn", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warn", "warning", "error", "fatal", "panic"],
     )
     r.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"))
     r.add_argument("--dapr-http-max-request-size", type=int, default=4, help="MB (default 4)")
@@ -60,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         f"or ext_proc (default {DEFAULT_API_TRANSPORT})",
     )
     app_side.add_arguments(r)
+    _add_dapr_run_flags(r)
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
 
     ls = sub.add_parser("list", help="list the sidecars running on this machine")
@@ -68,6 +79,62 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
     return p
+
+
+def _add_dapr_run_flags(r: argparse.ArgumentParser) -> None:
+    """`dapr run` flags beyond the basics: honoured, or accepted with a note (see README,
+    "Coming from `dapr run`")."""
+    r.add_argument(
+        "--dapr-graceful-shutdown-seconds",
+        type=float,
+        default=DEFAULT_GRACEFUL_SHUTDOWN_SECONDS,
+        help="on SIGTERM (or `tandem stop`), how long the app and in-flight requests get to "
+        f"finish before they are stopped (default {DEFAULT_GRACEFUL_SHUTDOWN_SECONDS:g})",
+    )
+    r.add_argument("--placement-host-address", help="accepted for Dapr; Tandem ignores it")
+    r.add_argument("--scheduler-host-address", help="accepted for Dapr; Tandem ignores it")
+    r.add_argument("--run-file", "-f", help="multi-app run file: not supported yet")
+    r.add_argument(
+        "--max-body-size",
+        type=_mebibytes,
+        help="largest request body, as `dapr run` takes it (e.g. 4Mi); whole MiB only",
+    )
+
+
+_QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
+_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def _mebibytes(text: str) -> int:
+    """A size as Dapr writes it (``4Mi``; a bare number is bytes) in whole MiB."""
+    match = _QUANTITY.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 4Mi")
+    size = int(match.group(1)) * _UNITS[match.group(2)]
+    if size <= 0 or size % (1 << 20):
+        raise argparse.ArgumentTypeError(f"{text!r}: Tandem takes whole MiB (such as 4Mi, 16Mi)")
+    return size >> 20
+
+
+# Flags Tandem accepts so a `dapr run` command line works unchanged, and why they have no effect.
+_IGNORED_FLAGS = {
+    "placement_host_address": (
+        "--placement-host-address",
+        "Tandem has no separate placement service; its control plane does this",
+    ),
+    "scheduler_host_address": (
+        "--scheduler-host-address",
+        "Tandem has no separate scheduler service; its control plane does this",
+    ),
+}
+
+
+def _ignored_flag_notes(a: argparse.Namespace) -> list[str]:
+    return [
+        f"{flag} {getattr(a, dest)!r} ignored: {why}"
+        for dest, (flag, why) in _IGNORED_FLAGS.items()
+        if getattr(a, dest) is not None
+    ]
 
 
 def _running_apps(home: Home) -> list[dict[str, object]]:
@@ -142,6 +209,9 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
         if app.get("app_id") == app_id:
             pid = int(app["pid"])  # type: ignore[call-overload]
             os.kill(pid, signal.SIGTERM)
+            grace = app.get("graceful_shutdown_seconds")
+            if isinstance(grace, (int, float)):
+                timeout += grace  # the sidecar may drain that long first
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.05)
@@ -157,12 +227,12 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
     return 1
 
 
-def _run_options(a: argparse.Namespace) -> RunOptions:
+def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
     command = list(a.command)
     if command and command[0] == "--":
         command = command[1:]
     return RunOptions(
-        app_id=a.app_id,
+        app_id=app_id,
         command=tuple(command),
         app_port=a.app_port,
         app_protocol=a.app_protocol,
@@ -172,11 +242,13 @@ def _run_options(a: argparse.Namespace) -> RunOptions:
         metrics_port=a.metrics_port,
         resources_paths=tuple(a.resources_path),
         config=a.config,
-        log_level=a.log_level,
+        # Dapr's two top levels: only what stops the sidecar ("critical" to Python and Envoy).
+        log_level="critical" if a.log_level in ("fatal", "panic") else a.log_level,
         namespace=a.namespace,
-        max_body_mb=a.dapr_http_max_request_size,
+        max_body_mb=a.max_body_size or a.dapr_http_max_request_size,
         api_transport=a.api_transport,
         app_flags=app_side.AppSideOptions.from_args(a),
+        graceful_shutdown_seconds=a.dapr_graceful_shutdown_seconds,
     )
 
 
@@ -187,8 +259,24 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(home, a.output)
     if a.cmd == "stop":
         return cmd_stop(home, a.app_id)
-    options = _run_options(a)
-    return asyncio.run(run(options, home, Progress(app_id=options.app_id)))
+    if a.run_file is not None:
+        print(
+            f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "
+            "start each app with its own `tandem run --app-id ID ... -- COMMAND`",
+            file=sys.stderr,
+        )
+        return 1
+    if a.dapr_graceful_shutdown_seconds < 0:
+        print("tandem: --dapr-graceful-shutdown-seconds must be 0 or more", file=sys.stderr)
+        return 2
+    app_id = a.app_id or new_app_id(
+        lambda candidate: any(app.get("app_id") == candidate for app in _running_apps(home))
+    )
+    options = _run_options(a, app_id)
+    progress = Progress(app_id=options.app_id)
+    for note in _ignored_flag_notes(a):
+        progress.warn(note)
+    return asyncio.run(run(options, home, progress))
 
 
 if __name__ == "__main__":

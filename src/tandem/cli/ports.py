@@ -33,16 +33,13 @@ class PortInUseError(Exception):
     pass
 
 
-def choose(requested: int | None, default: int | None, taken: set[int], flag: str) -> int:
-    """An explicit port must be free; otherwise the default when free, else any free port."""
+def choose(requested: int | None, taken: set[int], flag: str) -> int:
+    """An explicit port must be free; any other is a random free one (as `dapr run` picks)."""
     if requested is not None:
         if requested in taken or not is_free(requested):
             raise PortInUseError(f"{flag} {requested}: the port is already in use")
         taken.add(requested)
         return requested
-    if default is not None and default not in taken and is_free(default):
-        taken.add(default)
-        return default
     while True:
         port = free_port()
         if port not in taken:
@@ -54,7 +51,7 @@ class PortBook:
     """Ports promised to the live sidecars of one `$TANDEM_HOME`.
 
     A port is only bound by Envoy a moment after it is chosen, so two `tandem run`s started
-    together would both find a default port free. Choosing under a file lock, and skipping
+    together could both be handed the same free port. Choosing under a file lock, and skipping
     ports another live sidecar has booked, closes that gap.
     """
 

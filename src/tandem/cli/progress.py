@@ -31,5 +31,8 @@ class Progress:
     def step_note(self, text: str) -> None:
         self._emit("…", text)
 
+    def warn(self, text: str) -> None:
+        self._emit("!", text)
+
     def fail(self, text: str) -> None:
         self._emit("✗", text)

@@ -23,10 +23,10 @@ from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.supervise import watch_control_plane
 
-DEFAULT_HTTP_PORT = 3500
-DEFAULT_GRPC_PORT = 50001
-DEFAULT_INTERNAL_PORT = 50002
-DEFAULT_METRICS_PORT = 9090
+# daprd's default for --dapr-graceful-shutdown-seconds.
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 5.0
+# After the graceful period, how long a child gets between SIGTERM and SIGKILL.
+_STOP_MARGIN = 5.0
 # How Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 to its HTTP socket, or ext_proc.
 API_TRANSPORTS = ("http", "ext_proc")
 DEFAULT_API_TRANSPORT = "http"
@@ -52,6 +52,8 @@ class RunOptions:
     api_transport: str = DEFAULT_API_TRANSPORT
     # App-facing flags (health checks, max concurrency, Unix sockets, API logging).
     app_flags: app_side.AppSideOptions = app_side.AppSideOptions()
+    # `dapr run` compatibility flags (see main._add_dapr_run_flags).
+    graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ class Sidecar:
     run_dir: Path | None = None
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
+    _runtime_log_start: int = 0
 
     def choose_ports(self) -> Ports:
         o = self.options
@@ -85,14 +88,10 @@ class Sidecar:
                 taken.add(o.app_port)
             try:
                 chosen = Ports(
-                    http=ports.choose(o.http_port, DEFAULT_HTTP_PORT, taken, "--dapr-http-port"),
-                    grpc=ports.choose(o.grpc_port, DEFAULT_GRPC_PORT, taken, "--dapr-grpc-port"),
-                    internal=ports.choose(
-                        o.internal_port, DEFAULT_INTERNAL_PORT, taken, "--dapr-internal-port"
-                    ),
-                    metrics=ports.choose(
-                        o.metrics_port, DEFAULT_METRICS_PORT, taken, "--metrics-port"
-                    ),
+                    http=ports.choose(o.http_port, taken, "--dapr-http-port"),
+                    grpc=ports.choose(o.grpc_port, taken, "--dapr-grpc-port"),
+                    internal=ports.choose(o.internal_port, taken, "--dapr-internal-port"),
+                    metrics=ports.choose(o.metrics_port, taken, "--metrics-port"),
                 )
             except ports.PortInUseError as exc:
                 raise RunError(str(exc)) from exc
@@ -167,6 +166,8 @@ class Sidecar:
                 str(o.max_body_mb << 20),
                 "--log-level",
                 o.log_level,
+                "--graceful-shutdown-seconds",
+                str(o.graceful_shutdown_seconds),
             ]
             for path in resources:
                 argv += ["--resources-path", str(path)]
@@ -178,7 +179,10 @@ class Sidecar:
                 argv += ["--http-socket", str(http_socket)]
             argv += ["--dapr-http-port", str(chosen.http)]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
-            runtime = await Child.start("runtime", argv, log_path=logs / f"{o.app_id}.runtime.log")
+            runtime_log = logs / f"{o.app_id}.runtime.log"
+            # The log is appended to across runs: this run's start-up warnings begin here.
+            self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
+            runtime = await Child.start("runtime", argv, log_path=runtime_log)
             self.children.append(runtime)
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
             if http_socket is not None:
@@ -253,6 +257,7 @@ class Sidecar:
             "command": " ".join(o.command),
             "started": time.time(),
             "run_dir": str(self.run_dir),
+            "graceful_shutdown_seconds": o.graceful_shutdown_seconds,
         }
         tmp = self.app_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
@@ -376,9 +381,32 @@ class Sidecar:
             f"refused: see {self.home.logs_dir / 'controlplane.log'}"
         )
 
+    def startup_warnings(self) -> list[str]:
+        """Warnings the runtime logged while starting (components skipped, YAML it cannot
+        honour), worded for the console: the person who typed `tandem run` must see them."""
+        runtime = next((c for c in self.children if c.name == "runtime"), None)
+        if runtime is None or runtime.log_path is None:
+            return []
+        try:
+            with open(runtime.log_path, "rb") as f:
+                f.seek(self._runtime_log_start)
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") == "warning":
+                out.append(_console_line(entry))
+        return out
+
     async def stop(self) -> None:
         for child in reversed(self.children):
-            await child.stop()
+            # The runtime finishes in-flight work for up to the graceful period (it knows it).
+            await child.stop(self.options.graceful_shutdown_seconds + _STOP_MARGIN)
         if self._port_book is not None:
             self._port_book.release(os.getpid())
         if self.app_file is not None:
@@ -389,6 +417,14 @@ class Sidecar:
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             app_side.cleanup(self.options.app_flags, self.options.app_id)
+
+
+_LOG_PLUMBING = frozenset({"time", "level", "component", "scope", "msg", "error"})
+
+
+def _console_line(entry: dict[str, object]) -> str:
+    fields = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in _LOG_PLUMBING)
+    return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:
@@ -427,9 +463,12 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
         except RunError as exc:
             progress.fail(str(exc))
             return 1
+        for warning in sidecar.startup_warnings():
+            progress.warn(warning)
         progress.done(
             f"sidecar {options.app_id} ready: HTTP 127.0.0.1:{chosen.http}, "
-            f"gRPC 127.0.0.1:{chosen.grpc}, internal {chosen.internal}"
+            f"gRPC 127.0.0.1:{chosen.grpc}, internal {chosen.internal}, "
+            f"metrics {chosen.metrics}"
         )
         watchers = [asyncio.ensure_future(c.wait()) for c in sidecar.children]
         stopper = asyncio.ensure_future(stop.wait())
@@ -460,11 +499,14 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
                 code = app.proc.returncode or 0
                 progress.done(f"app exited with code {code}")
             else:
-                # A signal, or the sidecar died: the app goes too, and says so in the code.
-                app.signal(received[-1] if received else signal.SIGTERM)
-                code = await app.stop()
-                if not received:
-                    code = code or 1
+                # A signal, or the sidecar died: the app goes too. The app has the graceful
+                # period to finish (its sidecar keeps serving it meanwhile).
+                code = await app.stop(
+                    options.graceful_shutdown_seconds,
+                    sig=received[-1] if received else signal.SIGTERM,
+                )
+                # Stopped on purpose (Ctrl-C, `tandem stop`) is a clean exit, as in `dapr run`.
+                code = 0 if received else code or 1
         for child in sidecar.children:
             if child.exited and not received and (app is None or not app.exited):
                 progress.fail(

@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 from tandem.blocks.app_health import AppHealthConfig
-from tandem.ext_proc.runtime import DEFAULT_MAX_BODY, Runtime, RuntimeOptions, StartupError
+from tandem.ext_proc.runtime import (
+    DEFAULT_GRACEFUL_SHUTDOWN,
+    DEFAULT_MAX_BODY,
+    Runtime,
+    RuntimeOptions,
+    StartupError,
+)
 from tandem.logs import setup_logging
 
 log = logging.getLogger("tandem.runtime")
@@ -42,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--app-health-socket", type=Path, help="serve the app's health for Envoy")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--graceful-shutdown-seconds",
+        type=float,
+        default=DEFAULT_GRACEFUL_SHUTDOWN,
+        help="on SIGTERM, how long in-flight requests get to finish",
+    )
     a = p.parse_args(argv)
     if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
         # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
@@ -70,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         if a.enable_app_health_check
         else None,
         app_health_socket=a.app_health_socket,
+        graceful_shutdown_seconds=a.graceful_shutdown_seconds,
     )
 
 
@@ -88,7 +101,7 @@ async def serve(options: RuntimeOptions) -> int:
         return 2
     await runtime.stopped.wait()
     log.info("runtime stopping")
-    await runtime.stop()
+    await runtime.stop(grace=options.graceful_shutdown_seconds)
     return 0
 
 

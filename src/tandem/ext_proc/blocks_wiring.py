@@ -105,8 +105,10 @@ def wire_blocks(
             served.append(spec)
         else:
             log.warning(
-                "component skipped: its building block is not served by this runtime yet",
-                extra={"component": spec.name, "type": spec.type},
+                "component %s skipped: its building block (%s) is not served by this runtime yet",
+                spec.name,
+                block,
+                extra={"type": spec.type},
             )
     unknown = [s for s in served if s.type not in known_types()]
     if unknown:

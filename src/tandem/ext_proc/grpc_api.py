@@ -23,6 +23,7 @@ from google.protobuf import empty_pb2
 from tandem.blocks.app_health import go_duration
 from tandem.blocks.errors import DaprError, clip, to_grpc_status
 from tandem.blocks.metadata import Metadata, MetadataService
+from tandem.ext_proc import unimplemented
 
 log = logging.getLogger("tandem.grpc")
 
@@ -236,7 +237,7 @@ def _client_stream(rpc: StreamRpc) -> RpcImpl:
 
 
 def _unimplemented(name: str, server_streaming: bool) -> Callable[..., Any]:
-    message = f"the {name} API is not implemented by this Tandem runtime"
+    message = unimplemented.grpc_message_for(name)
 
     if server_streaming:
 

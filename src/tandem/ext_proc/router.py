@@ -37,6 +37,8 @@ class Router:
                 name = seg[1:-4]
                 if node.rest is None:
                     node.rest = (name, {})
+                elif node.rest[0] != name:
+                    raise ValueError(f"{pattern}: parameter {name} clashes with {node.rest[0]}")
                 for m in methods:
                     node.rest[1][m] = handler
                 return

@@ -17,7 +17,7 @@ from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import invoke_grpc_app, meta_http
+from tandem.ext_proc import invoke_grpc_app, meta_http, unimplemented
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
@@ -31,6 +31,7 @@ from tandem.ext_proc.router import Router
 log = logging.getLogger("tandem.runtime")
 
 DEFAULT_MAX_BODY = 4 << 20
+DEFAULT_GRACEFUL_SHUTDOWN = 5.0  # daprd's --dapr-graceful-shutdown-seconds default
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class RuntimeOptions:
     app_max_concurrency: int | None = None
     app_health: AppHealthConfig | None = None
     app_health_socket: Path | None = None  # where Envoy reads the verdict
+    graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN
 
 
 class StartupError(Exception):
@@ -90,6 +92,8 @@ class Runtime:
         ctx = ComponentContext(
             app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
         )
+        # First, so a block's own route for the same path and method replaces the 501.
+        unimplemented.register_http(self.router)
         try:
             wiring = wire_blocks(
                 self.router,
@@ -158,8 +162,9 @@ class Runtime:
         for c in resources.components:
             if c.secret_refs():
                 log.warning(
-                    "component uses secretKeyRef, which this runtime cannot resolve yet",
-                    extra={"component": c.name, "fields": [i.name for i in c.secret_refs()]},
+                    "component %s uses secretKeyRef, which this runtime cannot resolve yet",
+                    c.name,
+                    extra={"fields": [i.name for i in c.secret_refs()]},
                 )
             specs.append(
                 ComponentSpec(
@@ -191,6 +196,7 @@ class Runtime:
             ),
             server,
         )
+        unimplemented.add_workflow_servicer(server)
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
