@@ -13,7 +13,7 @@ from tandem.cli.main import _parser, _run_options
 
 
 def _options(*flags: str) -> AppSideOptions:
-    return _run_options(_parser().parse_args(["run", "--app-id", "a", *flags])).app_flags
+    return _run_options(_parser().parse_args(["run", "--app-id", "a", *flags]), "a").app_flags
 
 
 def test_flags_default_as_in_dapr_run() -> None:
