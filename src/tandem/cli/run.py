@@ -131,13 +131,11 @@ class Sidecar:
         sidecar_id = f"{o.app_id}-{secrets.token_hex(4)}"
         self.run_dir = self._make_run_dir(sidecar_id)
         runtime_socket = self.run_dir / "runtime.sock"
-        # A gRPC app's HTTP invocations are translated in the runtime's HTTP/1.1 door, so its
-        # sidecar has that door whatever the API transport.
-        http_socket = (
-            self.run_dir / "runtime-http.sock"
-            if o.api_transport == "http" or o.app_protocol in ("grpc", "grpcs")
-            else None
-        )
+        # The runtime's HTTP/1.1 door: the API (api_transport http), a gRPC app's translated
+        # HTTP invocations and actor calls forwarded by other sidecars all arrive there, so
+        # every sidecar has it whatever the API transport.
+        http_socket = self.run_dir / "runtime-http.sock"
+        actor_forward_socket = self.run_dir / "actor-forward.sock"
         admin_socket = self.run_dir / "admin.sock"
         logs = self.home.logs_dir
         # --- App-facing flags (cli/app_side.py) ---
@@ -178,6 +176,10 @@ class Sidecar:
             if http_socket is not None:
                 argv += ["--http-socket", str(http_socket)]
             argv += ["--dapr-http-port", str(chosen.http)]
+            # Actors: placement and reminders at the control plane, calls to other owners
+            # through this sidecar's Envoy.
+            argv += ["--node-id", sidecar_id, "--control-plane", cp.ads_address]
+            argv += ["--actor-forward-socket", str(actor_forward_socket)]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
             runtime_log = logs / f"{o.app_id}.runtime.log"
             # The log is appended to across runs: this run's start-up warnings begin here.
@@ -207,6 +209,7 @@ class Sidecar:
                 "metrics_port": chosen.metrics,
                 "max_body_bytes": o.max_body_mb << 20,
                 "pid": os.getpid(),
+                "actor_forward_socket": str(actor_forward_socket),
             }
             if o.app_port is not None:
                 metadata["app_port"] = o.app_port

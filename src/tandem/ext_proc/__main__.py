@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--app-health-probe-timeout", type=float, default=500.0, help="milliseconds")
     p.add_argument("--app-health-threshold", type=int, default=3)
     p.add_argument("--app-health-socket", type=Path, help="serve the app's health for Envoy")
+    p.add_argument("--node-id", help="this sidecar's node id (its actor placement host id)")
+    p.add_argument("--control-plane", help="the control plane's gRPC address (placement)")
+    p.add_argument("--actor-forward-socket", help="Envoy's listener for actor calls to owners")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
     p.add_argument(
@@ -83,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         else None,
         app_health_socket=a.app_health_socket,
         graceful_shutdown_seconds=a.graceful_shutdown_seconds,
+        node_id=a.node_id,
+        control_plane=a.control_plane,
+        actor_forward_socket=a.actor_forward_socket,
     )
 
 

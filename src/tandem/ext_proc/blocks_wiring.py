@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,9 @@ class Wiring:
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
+    state: StateService | None = None
+    # Each served component's metadata, by name (the actors block looks for its store).
+    component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def wire_blocks(
@@ -119,6 +122,8 @@ def wire_blocks(
         raise ValueError(f"component {s.name}: unknown type {s.type!r} (known: {known})")
 
     state = StateService.from_specs(served, ctx)
+    wiring.state = state
+    wiring.component_metadata = {s.name: s.metadata for s in served}
     state_http.register(router, state)
     wiring.rpcs.update(state_grpc.rpcs(state))
     for name, comp in state.components.items():
@@ -165,6 +170,7 @@ def start_app(
     channel_socket: str | None = None,
     health_checks: AppHealthConfig | None = None,
     health_socket: Path | None = None,
+    on_app_ready: Sequence[Callable[[AppChannel], Awaitable[None]]] = (),
 ) -> Callable[[], Awaitable[None]]:
     """Open the app channel (HTTP, or gRPC for a gRPC app; through Envoy's app channel
     listener at ``channel_socket`` when given) and, in the background, wait for the app and
@@ -214,6 +220,14 @@ def start_app(
             start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
         )
     ]
+    if on_app_ready:
+
+        async def app_ready() -> None:
+            await channel.wait_ready()
+            for hook in on_app_ready:
+                await hook(channel)
+
+        tasks.append(asyncio.create_task(app_ready()))
     if app_health is not None:
 
         async def probe() -> None:

@@ -13,11 +13,13 @@ import grpc
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from tandem.blocks.actors.config import ActorConfig
 from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import invoke_grpc_app, meta_http, unimplemented
+from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
@@ -57,6 +59,11 @@ class RuntimeOptions:
     app_health: AppHealthConfig | None = None
     app_health_socket: Path | None = None  # where Envoy reads the verdict
     graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN
+    # Actors: this sidecar's placement host id (its node id), the control plane's address
+    # (placement and reminders), and Envoy's listener for calls to other owners.
+    node_id: str | None = None
+    control_plane: str | None = None
+    actor_forward_socket: str | None = None
 
 
 class StartupError(Exception):
@@ -106,6 +113,20 @@ class Runtime:
             raise StartupError(str(exc)) from exc
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
+        assert wiring.state is not None
+        try:
+            actors = wire_actors(
+                self.router,
+                wiring.state,
+                wiring.component_metadata,
+                app_id=self.options.app_id,
+                host=self.options.node_id or self.options.app_id,
+                control_plane=self.options.control_plane,
+                forward_socket=self.options.actor_forward_socket,
+            )
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        self._closers.append(actors.close)
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
@@ -132,8 +153,11 @@ class Runtime:
                     channel_socket=self.options.app_channel_socket,
                     health_checks=self.options.app_health,
                     health_socket=self.options.app_health_socket,
+                    on_app_ready=(actors.on_app_ready,),
                 )
             )
+        else:
+            await actors.start_placement(ActorConfig.none())  # routes calls, hosts nothing
         log.info(
             "runtime ready",
             extra={

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import uvloop
 
+from tandem.placement.service import PlacementService
 from tandem.resources import ResourceError
 from tandem.xds import logs
 from tandem.xds.controlplane import (
@@ -109,12 +110,16 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         socket_path = None if args.port is not None else ads_socket_path(home)
+        # Actor placement and the one scheduler share the control plane's server.
+        placement = PlacementService(home)
+        await placement.start()
         control_plane = ControlPlane(
             host=args.host,
             port=args.port or 0,
             identities=identities,
             socket_path=socket_path,
             awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
+            services=(placement,),
         )
         address = await control_plane.start()
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
@@ -133,6 +138,7 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         remove_info(home)
         await control_plane.stop(grace=1.0)
+        await placement.stop()
     return 0
 
 

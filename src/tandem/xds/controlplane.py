@@ -16,10 +16,11 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -69,6 +70,10 @@ _SERVER_OPTIONS = [
 _MAX_ROTATION_WAIT_SECONDS = 300.0
 
 
+class GrpcService(Protocol):
+    def add_to_server(self, server: grpc.aio.Server) -> None: ...
+
+
 class ControlPlane:
     """Owns the gRPC server and the xDS parts; ``start()`` returns ``host:port``.
 
@@ -84,6 +89,7 @@ class ControlPlane:
         socket_path: Path | None = None,
         awaited_pids: frozenset[int] = frozenset(),
         settle_seconds: float = 3.0,
+        services: Sequence[GrpcService] = (),
     ) -> None:
         self._host = host
         self._port = port
@@ -97,6 +103,7 @@ class ControlPlane:
             on_admitted=self._admitted.set,
             awaited_pids=awaited_pids,
         )
+        self._services = tuple(services)  # more services on the same server (placement)
         self._settle_seconds = settle_seconds
         self._settle: asyncio.Task[None] | None = None
         self.ads = AdsServer(self.cache, self.registry)
@@ -107,6 +114,8 @@ class ControlPlane:
     async def start(self) -> str:
         server = grpc.aio.server(options=_SERVER_OPTIONS)
         add_to_server(server, self.ads)
+        for service in self._services:
+            service.add_to_server(server)
         if self._socket_path is not None:
             # gRPC replaces a leftover socket file; the caller made sure no live control
             # plane owns it (controlplane.json and its lock).

@@ -97,6 +97,8 @@ class Sidecar:
     # The listener through which the runtime reaches its app (a Unix socket path).
     app_channel_socket: str | None = None
     unix_domain_socket: str | None = None  # --unix-domain-socket DIR
+    # Listener `actor_forward` (translate/actors.py): the runtime's way to actor owners.
+    actor_forward_socket: str | None = None
     api_logging: ApiLogging | None = None
     app_health: AppHealthCheck | None = None
 
@@ -168,6 +170,7 @@ class Sidecar:
         max_concurrency = reader.integer("app_max_concurrency", minimum=1)
         app_channel_socket = reader.string("app_channel_socket") or None
         unix_domain_socket = reader.string("unix_domain_socket") or None
+        actor_forward_socket = reader.string("actor_forward_socket") or None
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
         if problems:
@@ -196,6 +199,7 @@ class Sidecar:
             app_max_concurrency=max_concurrency,
             app_channel_socket=app_channel_socket,
             unix_domain_socket=unix_domain_socket,
+            actor_forward_socket=actor_forward_socket,
             api_logging=api_logging,
             app_health=app_health,
         )
@@ -225,6 +229,7 @@ class Sidecar:
             ("app_max_concurrency", self.app_max_concurrency),
             ("app_channel_socket", self.app_channel_socket),
             ("unix_domain_socket", self.unix_domain_socket),
+            ("actor_forward_socket", self.actor_forward_socket),
         ):
             if value is not None:
                 out[key] = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import app_health, tls
+from tandem.xds.translate import actors, app_health, tls
 from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
@@ -37,4 +37,5 @@ def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
     if local is not None:
         out.append(local)
     out += app_health.gated_clusters(sidecar)
+    out += actors.host_clusters(sidecar, mesh)
     return out

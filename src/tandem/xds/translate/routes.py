@@ -11,7 +11,7 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import app_health, auth
+from tandem.xds.translate import actors, app_health, auth
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -305,7 +305,7 @@ def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
     vhost = rc.VirtualHost(
         name=DAPR_INBOUND,
         domains=["*"],
-        routes=_inbound_routes(sidecar),
+        routes=[*actors.inbound_routes(sidecar), *_inbound_routes(sidecar)],
         request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id), *token_to_add],
         request_headers_to_remove=token_to_remove,
         # Lets a caller prove the request went Envoy -> Envoy rather than straight to the app.

@@ -1,0 +1,151 @@
+"""Puts the actors block together in a runtime: state, placement stream, reminders, engine.
+
+The placement stream opens once the app has said which actor types it hosts
+(``GET /dapr/config``), or at once for a sidecar without an app: every runtime routes
+actor calls, only hosts serve them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import orjson
+
+from tandem.blocks.actors.app_http import HttpActorApp
+from tandem.blocks.actors.config import ActorConfig, ActorConfigError, parse_actor_config
+from tandem.blocks.actors.engine import ActorEngine
+from tandem.blocks.actors.service import ActorService, ActorSettings
+from tandem.blocks.actors.state import ActorState, pick_actor_store
+from tandem.blocks.app_channel import AppChannel, AppChannelError
+from tandem.blocks.state.service import StateService
+from tandem.ext_proc import actors_http
+from tandem.ext_proc.actors_forward import EnvoyForwarder
+from tandem.ext_proc.router import Router
+from tandem.placement import wire
+from tandem.placement.client import PlacementClient
+
+log = logging.getLogger("tandem.actors")
+
+
+class _Reminders:
+    """The control plane's reminder API over the placement socket."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+
+    async def call(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = await wire.unary(self._channel, wire.REMINDERS, method)(
+            request, timeout=10
+        )
+        return answer
+
+
+@dataclass(slots=True)
+class ActorWiring:
+    service: ActorService
+    app_id: str
+    host: str
+    control_plane: str | None
+    forward_socket: str | None
+    _channel: grpc.aio.Channel | None = None
+    _client: PlacementClient | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start_placement(self, config: ActorConfig) -> None:
+        """Open the placement stream, hosting ``config``'s types (none: routing only)."""
+        if self.control_plane is None or self._client is not None:
+            return
+        service = self.service
+        engine = service.engine
+
+        async def rebalance() -> None:
+            if engine is not None:
+                await engine.rebalance()
+
+        async def lost() -> None:
+            if engine is not None:
+                await engine.deactivate_all()
+
+        self._client = PlacementClient(
+            self.control_plane,
+            host=self.host,
+            app_id=self.app_id,
+            types=sorted(config.types),
+            rebalance=rebalance,
+            lost=lost,
+            fire=service.fire,
+        )
+        service.set_placement(self._client)
+        self._tasks.append(asyncio.create_task(self._client.run(), name="placement"))
+
+    async def on_app_ready(self, channel: AppChannel) -> None:
+        """Ask the app for its actor settings; start hosting what it names."""
+        config = ActorConfig.none()
+        try:
+            resp = await channel.request("GET", "/dapr/config", timeout=10)
+            if resp.status == 200 and resp.body.strip():
+                config = parse_actor_config(orjson.loads(resp.body))
+        except (AppChannelError, orjson.JSONDecodeError, ActorConfigError) as exc:
+            log.warning("the app's /dapr/config answer is not usable (no actors hosted): %s", exc)
+        for note in config.notes:
+            log.warning("actor config: %s", note)
+        if config.types:
+            if self.service.state is None:
+                log.warning(
+                    "the app hosts actors (%s) but no state store is marked actorStateStore; "
+                    "their state calls will fail",
+                    ", ".join(sorted(config.types)),
+                )
+            engine = ActorEngine(config, HttpActorApp(channel), self.service)
+            engine.start()
+            self.service.attach(engine)
+            log.info("hosting actor types", extra={"types": sorted(config.types)})
+        await self.start_placement(config)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.service.engine is not None:
+            await self.service.engine.close()
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+
+def wire_actors(
+    router: Router,
+    state: StateService,
+    component_metadata: Mapping[str, Mapping[str, str]],
+    *,
+    app_id: str,
+    host: str,
+    control_plane: str | None,
+    forward_socket: str | None,
+) -> ActorWiring:
+    store = pick_actor_store(state.components, component_metadata)
+    actor_state = ActorState(app_id, store) if store is not None else None
+    channel = grpc.aio.insecure_channel(control_plane) if control_plane else None
+    forwarder = EnvoyForwarder(forward_socket) if forward_socket else None
+    service = ActorService(
+        ActorSettings(host=host),
+        state=actor_state,
+        placement=None,
+        forwarder=forwarder,
+        reminders=_Reminders(channel) if channel is not None else None,
+    )
+    actors_http.register(router, service)
+    return ActorWiring(
+        service=service,
+        app_id=app_id,
+        host=host,
+        control_plane=control_plane,
+        forward_socket=forward_socket,
+        _channel=channel,
+    )
