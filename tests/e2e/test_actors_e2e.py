@@ -82,6 +82,19 @@ def test_sdk_proxy_calls_a_remote_actor_and_its_state_survives(mesh):
     )
 
 
+def test_metadata_lists_hosted_types_with_their_active_counts(mesh):
+    host, caller = mesh
+    client(caller, "add", "meta-1", "1")
+    md = httpx.get(f"{host.base}/v1.0/metadata", timeout=10).json()
+    counts = {a["type"]: a["count"] for a in md["actors"]}
+    assert counts["Counter"] >= 1
+    assert md["actorRuntime"]["runtimeStatus"] == "RUNNING"
+    assert md["actorRuntime"]["placement"] == "placement: connected"
+    assert md["actorRuntime"]["hostReady"] is True
+    # A sidecar that hosts nothing lists no types, but still routes.
+    assert httpx.get(f"{caller.base}/v1.0/metadata", timeout=10).json()["actors"] == []
+
+
 def test_fifty_concurrent_calls_to_one_actor_never_overlap(mesh, actor_log):
     _, caller = mesh
     results = client(caller, "slow-burst", "turns-1", "50", "5")

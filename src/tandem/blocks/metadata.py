@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tandem import RUNTIME_VERSION
@@ -39,6 +39,16 @@ class AppConnection:
 
 
 @dataclass(frozen=True, slots=True)
+class ActorRuntimeInfo:
+    """``actorRuntime`` of the metadata API (Dapr's shape), plus where each actor lives."""
+
+    status: str  # INITIALIZING | DISABLED | RUNNING
+    active: tuple[tuple[str, int], ...]  # (type, count), hosted types with 0 included
+    host_ready: bool
+    placement: str  # "placement: connected" / "placement: disconnected"
+
+
+@dataclass(frozen=True, slots=True)
 class Metadata:
     """A consistent snapshot; the HTTP and gRPC doors each render it their way."""
 
@@ -49,6 +59,7 @@ class Metadata:
     app: AppConnection
     enabled_features: tuple[str, ...] = ()
     subscriptions: tuple[SubscriptionInfo, ...] = ()
+    actors: ActorRuntimeInfo | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +69,8 @@ class MetadataService:
     app: AppConnection = field(default_factory=lambda: AppConnection(port=None))
     enabled_features: tuple[str, ...] = ()
     subscriptions: Sequence[SubscriptionInfo] = ()
+    # The actors block reports its runtime here when it is wired.
+    actors: Callable[[], ActorRuntimeInfo] | None = None
     # PUT /v1.0/metadata/{key} lands here; in memory only, as in Dapr.
     _extended: dict[str, str] = field(default_factory=dict)
 
@@ -74,4 +87,5 @@ class MetadataService:
             app=self.app,
             enabled_features=self.enabled_features,
             subscriptions=tuple(self.subscriptions),
+            actors=self.actors() if self.actors is not None else None,
         )

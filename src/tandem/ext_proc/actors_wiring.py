@@ -23,6 +23,7 @@ from tandem.blocks.actors.engine import ActorEngine
 from tandem.blocks.actors.service import ActorService, ActorSettings
 from tandem.blocks.actors.state import ActorState, pick_actor_store
 from tandem.blocks.app_channel import AppChannel, AppChannelError
+from tandem.blocks.metadata import ActorRuntimeInfo
 from tandem.blocks.state.service import StateService
 from tandem.ext_proc import actors_http
 from tandem.ext_proc.actors_forward import EnvoyForwarder
@@ -107,6 +108,21 @@ class ActorWiring:
             self.service.attach(engine)
             log.info("hosting actor types", extra={"types": sorted(config.types)})
         await self.start_placement(config)
+
+    def info(self) -> ActorRuntimeInfo:
+        """The metadata API's ``actorRuntime``: every hosted type, 0 active included."""
+        if self.control_plane is None:
+            return ActorRuntimeInfo("DISABLED", (), False, "")
+        engine = self.service.engine
+        counts = engine.active_counts() if engine is not None else {}
+        client = self._client
+        connected = client is not None and client.connected.is_set()
+        return ActorRuntimeInfo(
+            status="RUNNING" if client is not None else "INITIALIZING",
+            active=tuple(sorted(counts.items())),
+            host_ready=connected and client is not None and client.committed.is_set(),
+            placement=f"placement: {'connected' if connected else 'disconnected'}",
+        )
 
     async def close(self) -> None:
         for task in self._tasks:

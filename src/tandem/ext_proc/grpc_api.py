@@ -22,7 +22,7 @@ from google.protobuf import empty_pb2
 
 from tandem.blocks.app_health import go_duration
 from tandem.blocks.errors import DaprError, clip, to_grpc_status
-from tandem.blocks.metadata import Metadata, MetadataService
+from tandem.blocks.metadata import ActorRuntimeInfo, Metadata, MetadataService
 from tandem.ext_proc import unimplemented
 
 log = logging.getLogger("tandem.grpc")
@@ -80,6 +80,10 @@ def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse
             )
             for s in md.subscriptions
         ],
+        active_actors_count=[
+            metadata_pb2.ActiveActorsCount(type=t, count=n) for t, n in _actors(md).active
+        ],
+        actor_runtime=_actor_runtime(md),
         app_connection_properties=metadata_pb2.AppConnectionProperties(
             port=md.app.port or 0,
             protocol=md.app.protocol,
@@ -87,6 +91,23 @@ def metadata_proto(service: MetadataService) -> metadata_pb2.GetMetadataResponse
             max_concurrency=md.app.max_concurrency,
             health=_health_properties(md),
         ),
+    )
+
+
+def _actors(md: Metadata) -> ActorRuntimeInfo:
+    return md.actors or ActorRuntimeInfo("DISABLED", (), False, "")
+
+
+def _actor_runtime(md: Metadata) -> metadata_pb2.ActorRuntime | None:
+    if md.actors is None:
+        return None
+    return metadata_pb2.ActorRuntime(
+        runtime_status=metadata_pb2.ActorRuntime.ActorRuntimeStatus.Value(md.actors.status),
+        active_actors=[
+            metadata_pb2.ActiveActorsCount(type=t, count=n) for t, n in md.actors.active
+        ],
+        host_ready=md.actors.host_ready,
+        placement=md.actors.placement,
     )
 
 

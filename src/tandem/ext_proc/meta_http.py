@@ -40,6 +40,15 @@ def metadata_json(md: Metadata) -> dict[str, Any]:
             }
             for s in md.subscriptions
         ]
+    if md.actors is not None:
+        active = [{"type": t, "count": n} for t, n in md.actors.active]
+        out["actors"] = active
+        out["actorRuntime"] = {
+            "runtimeStatus": md.actors.status,
+            "activeActors": active,
+            "hostReady": md.actors.host_ready,
+            "placement": md.actors.placement,
+        }
     out["extended"] = md.extended
     app: dict[str, Any] = {"protocol": md.app.protocol, "channelAddress": md.app.channel_address}
     if md.app.port:

@@ -127,6 +127,7 @@ class Runtime:
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
         self._closers.append(actors.close)
+        self.metadata.actors = actors.info
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
