@@ -14,45 +14,15 @@ import time
 from pathlib import Path
 
 import httpx
+from actors_harness import actor_host, kill_replica
 from harness import APPS, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
 
 ACTORS = 200
 SECONDS = 40
 
 
 def host(home: Path, replica: str, log: Path):
-    return start_sidecar(
-        home,
-        "churn-host",
-        "--app-port",
-        str(free_port()),
-        command=[sys.executable, str(APPS / "actor_app.py")],
-        env={"ACTOR_LOG": str(log), "REPLICA": replica},
-    )
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            out.append(int(entry.name))
-    return out
-
-
-def kill_replica(sidecar) -> None:
-    """kill -9 the replica's runtime and app (its Envoy goes when `tandem run` sees it)."""
-    for pid in children(sidecar.proc.pid):
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"tandem.ext_proc" in cmd or b"actor_app.py" in cmd:
-            os.kill(pid, signal.SIGKILL)
+    return actor_host(home, "churn-host", replica, log)
 
 
 def turns_overlap(log: Path) -> list[str]:

@@ -4,29 +4,12 @@ control plane, calls to the owner through both Envoys."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
-from harness import APPS, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
-
-
-def read_log(path) -> list[dict]:
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    out = []
-    for line in lines:
-        with contextlib.suppress(json.JSONDecodeError):  # the app may be mid-line
-            out.append(json.loads(line))
-    return out
+from actors_harness import actor_host, client, read_log
+from harness import start_sidecar, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -36,36 +19,11 @@ def actor_log(tandem_home):
 
 @pytest.fixture(scope="module")
 def mesh(tandem_home, actor_log):
-    port = free_port()
-    host = start_sidecar(
-        tandem_home,
-        "counter-host",
-        "--app-port",
-        str(port),
-        command=[sys.executable, str(APPS / "actor_app.py")],
-        env={"ACTOR_LOG": str(actor_log), "REPLICA": "host-1"},
-    )
+    host = actor_host(tandem_home, "counter-host", "host-1", actor_log)
     caller = start_sidecar(tandem_home, "actor-caller")
     yield host, caller
     for s in (caller, host):
         s.stop()
-
-
-def client(sidecar, *args: str) -> object:
-    env = {
-        **os.environ,
-        "DAPR_HTTP_PORT": str(sidecar.http_port),
-        "DAPR_GRPC_PORT": str(sidecar.grpc_port),
-    }
-    done = subprocess.run(
-        [sys.executable, str(APPS / "actor_client.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_sdk_proxy_calls_a_remote_actor_and_its_state_survives(mesh):

@@ -1,0 +1,80 @@
+"""Shared by the actor end-to-end tests: the SDK client app and the actors' call log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import APPS, Sidecar, start_sidecar
+
+from tandem.cli.ports import free_port
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # the app may be mid-line
+            out.append(json.loads(line))
+    return out
+
+
+def actor_host(home: Path, app_id: str, replica: str, log: Path, *extra: str) -> Sidecar:
+    """A sidecar whose app is tests/apps/actor_app.py (actor type Counter)."""
+    return start_sidecar(
+        home,
+        app_id,
+        "--app-port",
+        str(free_port()),
+        *extra,
+        command=[sys.executable, str(APPS / "actor_app.py")],
+        env={"ACTOR_LOG": str(log), "REPLICA": replica},
+    )
+
+
+def client(sidecar: Sidecar, *args: str) -> object:
+    """Run tests/apps/actor_client.py against ``sidecar``; its JSON answer."""
+    env = {
+        **os.environ,
+        "DAPR_HTTP_PORT": str(sidecar.http_port),
+        "DAPR_GRPC_PORT": str(sidecar.grpc_port),
+    }
+    done = subprocess.run(
+        [sys.executable, str(APPS / "actor_client.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def kill_replica(sidecar: Sidecar) -> None:
+    """kill -9 a host's runtime and app (its `tandem run` then stops its Envoy)."""
+    import signal
+
+    for pid in children(sidecar.proc.pid):
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"tandem.ext_proc" in cmd or b"actor_app.py" in cmd:
+                os.kill(pid, signal.SIGKILL)
