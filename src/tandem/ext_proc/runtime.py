@@ -34,7 +34,7 @@ class RuntimeOptions:
     app_id: str
     socket: Path
     home: Path
-    namespace: str = "default"
+    namespace: str | None = None  # None: every component loads (NAMESPACE unset)
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
     app_port: int | None = None
@@ -70,7 +70,9 @@ class Runtime:
     async def start(self) -> None:
         specs = await asyncio.to_thread(self._load_specs)
         ctx = ComponentContext(
-            app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
+            app_id=self.options.app_id,
+            namespace=self.options.namespace or "",
+            home=self.options.home,
         )
         try:
             wiring = wire_blocks(

@@ -228,7 +228,7 @@ class RedisPubSub:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.BULK_PUBLISH})
+        return frozenset()  # as Dapr's Redis Streams component: none
 
     def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
         return {"data": data, "metadata": orjson.dumps(dict(metadata))}
