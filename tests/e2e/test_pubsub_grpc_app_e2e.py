@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 from harness import APPS, start_sidecar
-from pubsub_harness import Records
+from pubsub_harness import Records, default_resources_with_retries
 
 from tandem.cli.ports import free_port
 
@@ -50,8 +50,10 @@ def mesh(tandem_home, records):
         str(port),
         "--app-protocol",
         "grpc",
+        "--resources-path",
+        str(default_resources_with_retries(tandem_home)),
         command=command,
-        env={"APP_API_TOKEN": "app-secret", "TANDEM_PUBSUB_RETRY_BASE": "0.02"},
+        env={"APP_API_TOKEN": "app-secret"},
     )
     pub = start_sidecar(tandem_home, "grpc-pub")
     yield pub, sub

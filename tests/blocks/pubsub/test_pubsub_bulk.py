@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import orjson
 import pytest
-from pubsub_helpers import Recorder
+from pubsub_helpers import Recorder, retrying
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError, AppResponse
 from tandem.blocks.pubsub import bulk
@@ -29,7 +29,7 @@ from tandem.blocks.pubsub.subscriptions import (
 )
 from tandem.resources import BulkSubscribe, RoutingRule
 
-FAST = {"TANDEM_PUBSUB_RETRY_BASE": "0.001"}
+FAST = retrying()
 
 Answer = Callable[[dict[str, Any], int], tuple[int, Any]]
 
@@ -118,7 +118,7 @@ async def start(
     app: FakeApp, subscription: TopicSubscription
 ) -> tuple[Subscriber, PubSubService, MemoryPubSub, Recorder]:
     service, broker = make_service()
-    subscriber = Subscriber(service, HttpDelivery(cast(AppChannel, app)), env=FAST)
+    subscriber = Subscriber(service, HttpDelivery(cast(AppChannel, app)), resiliencies=FAST)
     assert await subscriber.subscribe_all([subscription]) == [subscription]
     dead = Recorder()
     await broker.subscribe("dead", dead, SubscribeOptions())

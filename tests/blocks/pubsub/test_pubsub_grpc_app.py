@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc
+from pubsub_helpers import retrying
 
 from servers import free_port
 from tandem.blocks.errors import DaprError
@@ -84,7 +85,6 @@ async def _until_ready(health: Health, timeout: float = 10.0) -> None:
 @pytest.fixture
 async def grpc_app(tmp_path, monkeypatch) -> AsyncIterator[tuple[Records, PubSubService, Any]]:
     monkeypatch.setenv("APP_API_TOKEN", "tok")
-    monkeypatch.setenv("TANDEM_PUBSUB_RETRY_BASE", "0.001")
     port = free_port()
     records = Records(tmp_path / "records.jsonl")
     service = PubSubService(
@@ -99,6 +99,7 @@ async def grpc_app(tmp_path, monkeypatch) -> AsyncIterator[tuple[Records, PubSub
         protocol="grpc",
         health=health,
         metadata=metadata,
+        resiliencies=retrying(),
     )
     server = grpc.aio.server()
     app = _load_app().App(str(records.path), SUBSCRIPTIONS)
