@@ -56,6 +56,7 @@ class AppGrpcChannel:
         self._max = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: appcallback_pb2_grpc.AppCallbackStub | None = None
+        self._alpha_stub: appcallback_pb2_grpc.AppCallbackAlphaStub | None = None
 
     def _callback(self) -> appcallback_pb2_grpc.AppCallbackStub:
         if self._stub is None:
@@ -93,8 +94,27 @@ class AppGrpcChannel:
             request, metadata=self.metadata(metadata), timeout=timeout
         )
 
+    async def on_bulk_topic_event(
+        self,
+        request: appcallback_pb2.TopicEventBulkRequest,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+        *,
+        alpha: bool = False,
+    ) -> appcallback_pb2.TopicEventBulkResponse:
+        """``AppCallback.OnBulkTopicEvent``, or with ``alpha`` the older
+        ``AppCallbackAlpha.OnBulkTopicEventAlpha1``."""
+        md = self.metadata(metadata)
+        if not alpha:
+            return await self._callback().OnBulkTopicEvent(request, metadata=md, timeout=timeout)
+        if self._alpha_stub is None:
+            self._callback()  # opens the channel
+            self._alpha_stub = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
+        return await self._alpha_stub.OnBulkTopicEventAlpha1(request, metadata=md, timeout=timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self._stub = None
+            self._alpha_stub = None
