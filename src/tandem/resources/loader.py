@@ -128,17 +128,20 @@ def read_file(path: Path) -> list[Resource]:
     ]
 
 
-def _skip_reason(resource: Resource, app_id: str, namespace: str | None) -> str | None:
-    """Why ``resource`` does not apply to this sidecar, or None when it does.
+def _skip_reason(resource: Resource, app_id: str, namespace: str | None) -> tuple[int, str] | None:
+    """(log level, why) ``resource`` does not apply to this sidecar, or None when it does.
 
     Dapr's self-hosted rule: with no namespace (``NAMESPACE`` unset) every resource loads,
     whatever its ``metadata.namespace``; with one, only that namespace's and unnamespaced ones.
+    A namespace skip is a warning (a component "not configured" later is a surprise); a
+    scope skip is routine in a folder shared by several apps.
     """
     if namespace and resource.namespace and resource.namespace != namespace:
-        return f"its namespace {resource.namespace!r} is not this sidecar's ({namespace!r})"
+        why = f"its namespace {resource.namespace!r} is not this sidecar's ({namespace!r})"
+        return logging.WARNING, why
     is_scoped_for = getattr(resource, "is_scoped_for", None)
     if is_scoped_for is not None and not is_scoped_for(app_id):
-        return f"its scopes do not include app {app_id!r}"
+        return logging.INFO, f"its scopes do not include app {app_id!r}"
     return None
 
 
@@ -173,11 +176,13 @@ def load_resources(
     }
     for path in _files(paths):
         for resource in read_file(path):
-            reason = _skip_reason(resource, app_id, namespace)
-            if reason is None:
+            skip = _skip_reason(resource, app_id, namespace)
+            if skip is None:
                 buckets[type(resource)].append(resource)
             else:
-                log.warning(
+                level, reason = skip
+                log.log(
+                    level,
                     "%s %s in %s skipped: %s",
                     type(resource).__name__,
                     resource.name,
