@@ -105,6 +105,25 @@ async def test_redis_reads_and_counts_on_from_hashes_written_by_the_old_global_c
         await svc.close()
 
 
+async def test_redis_transaction_over_a_corrupt_version_writes_nothing(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = f"bad-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+    await client.hset(f"{prefix}||bad", mapping={"data": b"1", "version": b"not-a-number"})
+    md = {"redisHost": redis_server.address, "keyPrefix": prefix}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+    try:
+        with pytest.raises(DaprError):
+            await svc.transact(STORE, [SetRequest("fresh", b"1"), SetRequest("bad", b"2")])
+        assert (await svc.get(STORE, "fresh")).data is None  # all or nothing
+    finally:
+        await client.aclose()
+        await svc.close()
+
+
 # -- sqlite: tables from before the query API --------------------------------------------
 
 

@@ -86,7 +86,9 @@ for i = 1, #KEYS do
   end
   if ARGV[b + 1] == 's' then
     local n = 0
-    if v then n = tonumber(v) or 0 end
+    if v then n = tonumber(v) end
+    -- HINCRBY in phase 2 would fail half way on a version that is not an integer.
+    if n == nil then return redis.error_reply('ERR version of ' .. key .. ' is not an integer') end
     cur[key] = tostring(n + 1)
   else
     cur[key] = false
