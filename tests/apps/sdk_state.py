@@ -127,7 +127,10 @@ def run(d: DaprClient) -> None:
     check(d.get_state(STORE, t2).data == b"two", "a transaction's second upsert is applied")
     check(d.get_state(STORE, k2).data == b"", "a transaction's delete is applied")
 
-    # ... or not at all
+    # ... or not at all. t2's own earlier etag is the stale one (etags are per key: another
+    # key's etag may well equal t2's current one, as in Dapr's Redis store).
+    t2_stale = d.get_state(STORE, t2).etag
+    d.save_state(STORE, t2, "two")
     t2_etag = d.get_state(STORE, t2).etag
     err = refused(
         d.execute_state_transaction,
@@ -136,7 +139,7 @@ def run(d: DaprClient) -> None:
             TransactionalStateOperation(key=t1, data="changed"),
             TransactionalStateOperation(key=key("t3"), data="new"),
             TransactionalStateOperation(
-                key=t2, etag=first.etag, operation_type=TransactionOperationType.delete
+                key=t2, etag=t2_stale, operation_type=TransactionOperationType.delete
             ),
         ],
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness import APPS, Sidecar, start_sidecar, wait_until
 
+from tandem.cli.home import Home
 from tandem.cli.ports import free_port
 
 
@@ -39,6 +40,34 @@ class Records:
             timeout,
             f"{count} matching deliveries in {self.path.name}",
         )
+
+
+def default_resources_with_retries(
+    home: Path, every: str = "20ms", max_retries: int = 5, pubsub: str = "pubsub"
+) -> Path:
+    """The embedded default components (those `tandem run` uses without
+    ``--resources-path``, same databases) plus a Resiliency retrying deliveries from
+    ``pubsub``: without one, Dapr does not retry a failed delivery."""
+    folder = home / f"res-retries-{pubsub}-{every}-{max_retries}"
+    if folder.exists():
+        return folder
+    folder.mkdir()
+    for f in Home(home).ensure_default_resources().iterdir():
+        (folder / f.name).write_text(f.read_text())
+    (folder / "resiliency.yaml").write_text(
+        f"""apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {{name: delivery-retries}}
+spec:
+  policies:
+    retries:
+      quick: {{policy: constant, duration: {every}, maxRetries: {max_retries}}}
+  targets:
+    components:
+      {pubsub}: {{inbound: {{retry: quick}}}}
+"""
+    )
+    return folder
 
 
 def subscription(pubsub: str, topic: str, route: str, **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,12 @@ from collections import Counter
 
 import httpx
 import pytest
-from pubsub_harness import Records, start_subscriber, subscription
+from pubsub_harness import (
+    Records,
+    default_resources_with_retries,
+    start_subscriber,
+    subscription,
+)
 
 MAX_MESSAGES = 10
 
@@ -41,7 +46,8 @@ def app(tandem_home, records):
         "bulk-app",
         SUBSCRIPTIONS,
         records,
-        env={"TANDEM_PUBSUB_RETRY_BASE": "0.02"},
+        "--resources-path",
+        str(default_resources_with_retries(tandem_home)),
     )
     yield sidecar
     sidecar.stop()

@@ -1,7 +1,8 @@
 """Pub/sub to a gRPC app end to end: `tandem run --app-protocol grpc` starts a plain grpc.aio
 ``AppCallback`` app (`tests/apps/grpc_subscriber_app.py`), reads its subscriptions with
 ``ListTopicSubscriptions`` and delivers with ``OnTopicEvent``; another sidecar publishes
-over HTTP through the embedded broker."""
+over HTTP through the embedded broker. A ``bulkSubscribe`` subscription gets its events in
+batches through ``OnBulkTopicEvent`` (issue 9), each entry answered on its own."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import uuid
 import httpx
 import pytest
 from harness import APPS, start_sidecar
-from pubsub_harness import Records
+from pubsub_harness import Records, default_resources_with_retries
 
 from tandem.cli.ports import free_port
 
@@ -25,6 +26,13 @@ SUBSCRIPTIONS = [
         "deadLetterTopic": "grpc-dead",
     },
     {"pubsubname": "pubsub", "topic": "grpc-dead", "routes": {"default": "dead"}},
+    {
+        "pubsubname": "pubsub",
+        "topic": "grpc-bulky",
+        "routes": {"default": "bulky"},
+        "deadLetterTopic": "grpc-dead",
+        "bulkSubscribe": {"enabled": True, "maxMessagesCount": 10, "maxAwaitDurationMs": 300},
+    },
 ]
 
 
@@ -50,8 +58,10 @@ def mesh(tandem_home, records):
         str(port),
         "--app-protocol",
         "grpc",
+        "--resources-path",
+        str(default_resources_with_retries(tandem_home)),
         command=command,
-        env={"APP_API_TOKEN": "app-secret", "TANDEM_PUBSUB_RETRY_BASE": "0.02"},
+        env={"APP_API_TOKEN": "app-secret"},
     )
     pub = start_sidecar(tandem_home, "grpc-pub")
     yield pub, sub
@@ -109,3 +119,33 @@ def test_grpc_app_errors_are_retried_and_a_drop_is_dead_lettered(mesh, records):
     [letter] = records.wait_for(lambda r: _tagged(dropped)(r) and r["path"] == "dead")
     [original] = records.where(lambda r: _tagged(dropped)(r) and r["path"] == "orders")
     assert letter["id"] == original["id"]
+
+
+def test_bulk_subscription_of_a_grpc_app_gets_batches_answered_entry_by_entry(mesh, records):
+    pub, _ = mesh
+    tag = uuid.uuid4().hex
+    answers = {2: ["RETRY", "SUCCESS"], 5: ["DROP"]}
+    entries = [
+        {
+            "entryId": str(n),
+            "event": {"tag": tag, "n": n, "answers": answers.get(n, ["SUCCESS"])},
+            "contentType": "application/json",
+        }
+        for n in range(8)
+    ]
+    r = httpx.post(
+        f"{pub.base}/v1.0-alpha1/publish/bulk/pubsub/grpc-bulky", json=entries, timeout=10
+    )
+    assert r.status_code == 204, r.text
+    [dead] = records.wait_for(lambda g: _tagged(tag)(g) and g["path"] == "dead")
+    assert dead["data"]["n"] == 5
+    got = records.wait_for(lambda g: _tagged(tag)(g) and g["path"] == "bulky", count=9)
+    assert {g["bulk"]["method"] for g in got} == {"OnBulkTopicEvent"}
+    assert max(g["bulk"]["count"] for g in got) > 1  # batched, not one by one
+    by_n: dict[int, list[str]] = {}
+    for g in got:
+        by_n.setdefault(g["data"]["n"], []).append(g["answer"])
+    assert by_n[2] == ["RETRY", "SUCCESS"]  # retried per the Resiliency policy
+    assert by_n[5] == ["DROP"]
+    assert all(by_n[n] == ["SUCCESS"] for n in (0, 1, 3, 4, 6, 7))
+    assert got[0]["metadata"]["dapr-api-token"] == "app-secret"

@@ -39,6 +39,9 @@ def sdk_runs(tandem_home: Path, redis_server: RedisServer) -> dict[str, str]:  #
         "spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n"
         f"  - {{name: redisHost, value: '{redis_server.address}'}}\n"
         "  - {name: redeliverInterval, value: 1s}\n"
+        # A RETRY answer comes back through the component's redelivery (no Resiliency
+        # policy, as in Dapr), after processingTimeout: short here, 60 s by default.
+        "  - {name: processingTimeout, value: 2s}\n"
     )
     command = [sys.executable, SDK_APP, "pubsub"]
     sidecars = {

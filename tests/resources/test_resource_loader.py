@@ -108,7 +108,9 @@ def test_resources_scoped_to_other_apps_are_dropped(tmp_path: Path) -> None:
     assert [c.name for c in resources.components] == ["mine", "everyone"]
 
 
-def test_resources_of_another_namespace_are_dropped(tmp_path: Path) -> None:
+def test_resources_of_another_namespace_are_dropped_only_when_a_namespace_is_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(
         tmp_path,
         "a.yaml",
@@ -120,11 +122,21 @@ def test_resources_of_another_namespace_are_dropped(tmp_path: Path) -> None:
         component("dflt").replace("name: dflt", "name: dflt\n  namespace: default"),
     )
     write(tmp_path, "c.yaml", component("any"))
-    assert [c.name for c in load_resources([tmp_path], app_id="a").components] == ["dflt", "any"]
+    # No namespace (NAMESPACE unset, as under `dapr run`): every component loads.
+    everything = load_resources([tmp_path], app_id="a").components
+    assert [c.name for c in everything] == ["prod", "dflt", "any"]
+    assert [
+        c.name for c in load_resources([tmp_path], app_id="a", namespace="default").components
+    ] == [
+        "dflt",
+        "any",
+    ]
+    caplog.clear()
     names = [
         c.name for c in load_resources([tmp_path], app_id="a", namespace="production").components
     ]
     assert names == ["prod", "any"]
+    assert "Component dflt" in caplog.text and "'default'" in caplog.text
 
 
 def test_duplicate_component_names_error_names_both_files(tmp_path: Path) -> None:

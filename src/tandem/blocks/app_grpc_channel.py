@@ -61,6 +61,7 @@ class AppGrpcChannel:
         self._channel: grpc.aio.Channel | None = None
         self._stub: appcallback_pb2_grpc.AppCallbackStub | None = None
         self._health: appcallback_pb2_grpc.AppCallbackHealthCheckStub | None = None
+        self._alpha_stub: appcallback_pb2_grpc.AppCallbackAlphaStub | None = None
 
     def _callback(self) -> appcallback_pb2_grpc.AppCallbackStub:
         if self._stub is None:
@@ -124,9 +125,28 @@ class AppGrpcChannel:
             self._health = appcallback_pb2_grpc.AppCallbackHealthCheckStub(self._channel)
         await self._health.HealthCheck(empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout)
 
+    async def on_bulk_topic_event(
+        self,
+        request: appcallback_pb2.TopicEventBulkRequest,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+        *,
+        alpha: bool = False,
+    ) -> appcallback_pb2.TopicEventBulkResponse:
+        """``AppCallback.OnBulkTopicEvent``, or with ``alpha`` the older
+        ``AppCallbackAlpha.OnBulkTopicEventAlpha1``."""
+        md = self.metadata(metadata)
+        if not alpha:
+            return await self._callback().OnBulkTopicEvent(request, metadata=md, timeout=timeout)
+        if self._alpha_stub is None:
+            self._callback()  # opens the channel
+            self._alpha_stub = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
+        return await self._alpha_stub.OnBulkTopicEventAlpha1(request, metadata=md, timeout=timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
             self._stub = None
             self._health = None
+            self._alpha_stub = None

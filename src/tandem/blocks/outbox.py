@@ -20,6 +20,15 @@ How "exactly when it commits" holds, even when a process dies half way:
    (or at once with ``outboxDiscardWhenMissingState: "true"``); until then it is retried,
    since the transaction may still be running in another replica.
 
+The relay of the process that ran the transaction learns its outcome in memory (the
+outcome is registered *before* the intents are published, so its relay, which may read an
+intent before the commit returns, waits for it instead of finding no marker yet), so it
+publishes within moments of the commit. An intent from another replica whose marker is not
+there yet is looked up again for a short while before it is left to the internal topic's
+redelivery. Closing waits (briefly) until this process's committed events are published,
+so an app that exits right after its transaction loses nothing; after a crash the
+internal topic redelivers what was not acknowledged.
+
 Delivery is at-least-once: a crash between the publish and the marker delete publishes
 the event again, with the same CloudEvent id (the marker id), so consumers can de-duplicate.
 An upsert with metadata ``outbox.projection: "true"`` is not stored: its value is what gets
@@ -57,6 +66,10 @@ PROJECTION = "outbox.projection"
 CONTENT_TYPE = "contentType"
 MARKER_PREFIX = "tandem-outbox-"
 _REMEMBERED = 10_000  # outcomes of this process's transactions kept for the relay
+# How long the relay keeps looking for the marker of another process's transaction before
+# leaving the intent to redelivery (the commit normally follows its intents by milliseconds).
+MARKER_WAIT_S = 2.0
+DRAIN_S = 3.0  # how long closing waits for this process's committed events to be published
 
 Commit = Callable[[Sequence[TransactionOperation]], Awaitable[None]]
 
@@ -182,6 +195,8 @@ class Outbox:
         # marker → committed? for this process's transactions (recent ones only).
         self._outcomes: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
         self._handles: list[SubscriptionHandle] = []
+        # Markers of this process's committed transactions whose events are not yet out.
+        self._unpublished: set[str] = set()
         self.published = 0
         self.discarded = 0
         self.changed = asyncio.Event()
@@ -233,25 +248,30 @@ class Outbox:
             Intent(uuid.uuid4().hex, op.value, content_type_of(op.value, op.metadata), now)
             for op in upserts
         ]
-        results = await asyncio.gather(
-            *(
-                self._pubsub.forward(config.internal_pubsub, config.internal_topic, i.encode(), {})
-                for i in intents
-            ),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise _outbox_error(config, str(failed[0]))
+        # Registered before publishing: this process's relay may read an intent before the
+        # commit below returns, and must then wait for the outcome, not miss the marker.
         loop = asyncio.get_running_loop()
         outcomes = [self._remember(i.marker, loop.create_future()) for i in intents]
-        markers = [
-            SetRequest(key=comp.keys.stored(self._key(i.marker)), value=b"1") for i in intents
-        ]
         committed = False
         try:
+            results = await asyncio.gather(
+                *(
+                    self._pubsub.forward(
+                        config.internal_pubsub, config.internal_topic, i.encode(), {}
+                    )
+                    for i in intents
+                ),
+                return_exceptions=True,
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise _outbox_error(config, str(failed[0]))
+            markers = [
+                SetRequest(key=comp.keys.stored(self._key(i.marker)), value=b"1") for i in intents
+            ]
             await commit([*stored, *markers])
             committed = True
+            self._unpublished.update(i.marker for i in intents)
         finally:
             for fut in outcomes:
                 if not fut.done():
@@ -281,12 +301,16 @@ class Outbox:
             return self._discard()  # this process saw the transaction fail
         comp = self._state.components[config.store]
         key = comp.keys.stored(self._key(intent.marker))
-        found = await comp.store.get(GetRequest(key))
-        if found.data is None:
+        if not await self._marker_exists(comp, key, wait=local is None):
             waited = self._clock() - intent.published
             if config.discard_when_missing or waited >= config.missing_state_timeout:
                 log.info("outbox event %s discarded: its transaction did not commit", intent.marker)
                 return self._discard()
+            log.info(
+                "outbox event %s on %s: no commit seen yet, left to redelivery",
+                intent.marker,
+                config.store,
+            )
             return Outcome.RETRY  # the transaction may still be running elsewhere
         try:
             await self._pubsub.publish(
@@ -308,16 +332,51 @@ class Outbox:
         except Exception as exc:  # published; a leftover marker only means a duplicate later
             log.warning("outbox marker %s not deleted: %s", intent.marker, exc)
         self._outcomes.pop(intent.marker, None)
+        self._unpublished.discard(intent.marker)
         self.published += 1
         self.changed.set()
         return Outcome.SUCCESS
+
+    @staticmethod
+    async def _marker_exists(comp: StateComponent, key: str, *, wait: bool) -> bool:
+        """Whether the marker is stored; with ``wait``, looks again for a short while (the
+        transaction of another process may commit just after its intents arrive)."""
+        deadline = time.monotonic() + (MARKER_WAIT_S if wait else 0.0)
+        pause = 0.01
+        while True:
+            if (await comp.store.get(GetRequest(key))).data is not None:
+                return True
+            if time.monotonic() + pause > deadline:
+                return False
+            await asyncio.sleep(pause)  # polling the store, bounded by the deadline
+            pause = min(pause * 2, 0.25)
 
     def _discard(self) -> Outcome:
         self.discarded += 1
         self.changed.set()
         return Outcome.DROP
 
+    async def drain(self, timeout: float = DRAIN_S) -> bool:
+        """Wait until this process's committed events are published (True), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._unpublished:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), left)
+            except TimeoutError:
+                return not self._unpublished
+        return True
+
     async def close(self) -> None:
+        if not await self.drain():
+            log.warning(
+                "outbox: %d committed event(s) not yet published at shutdown; they stay "
+                "queued and are published when this app id runs again",
+                len(self._unpublished),
+            )
         handles, self._handles = self._handles, []
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
 

@@ -60,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
         choices=["debug", "info", "warn", "warning", "error", "fatal", "panic"],
     )
-    r.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"))
+    r.add_argument(
+        "--namespace",
+        default=os.environ.get("NAMESPACE") or None,
+        help="load only this namespace's components (default: $NAMESPACE; unset: load all)",
+    )
     r.add_argument("--dapr-http-max-request-size", type=int, default=4, help="MB (default 4)")
     r.add_argument(
         "--api-transport",

@@ -46,7 +46,8 @@ class RunOptions:
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
     log_level: str = "info"
-    namespace: str = "default"
+    # None (NAMESPACE unset, as under `dapr run`): every component loads, identity uses "default".
+    namespace: str | None = None
     max_body_mb: int = 4
     ready_timeout: float = 30.0
     api_transport: str = DEFAULT_API_TRANSPORT
@@ -156,8 +157,6 @@ class Sidecar:
                 str(runtime_socket),
                 "--home",
                 str(self.home.root),
-                "--namespace",
-                o.namespace,
                 "--app-protocol",
                 o.app_protocol,
                 "--max-body-bytes",
@@ -167,6 +166,8 @@ class Sidecar:
                 "--graceful-shutdown-seconds",
                 str(o.graceful_shutdown_seconds),
             ]
+            if o.namespace:
+                argv += ["--namespace", o.namespace]
             for path in resources:
                 argv += ["--resources-path", str(path)]
             if o.config is not None:
@@ -199,7 +200,7 @@ class Sidecar:
 
             metadata: dict[str, object] = {
                 "app_id": o.app_id,
-                "namespace": o.namespace,
+                "namespace": o.namespace or "default",
                 "app_protocol": o.app_protocol,
                 "api_transport": o.api_transport,
                 "http_port": chosen.http,
@@ -299,7 +300,7 @@ class Sidecar:
         key = WorkloadKey.generate()
         key_path = self.run_dir / "workload.key"
         key.write_key(key_path)
-        spiffe = spiffe_id(trust_domain, o.namespace, o.app_id)
+        spiffe = spiffe_id(trust_domain, o.namespace or "default", o.app_id)
         out.update(
             trust_domain=trust_domain,
             key_path=str(key_path),

@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--socket", required=True, type=Path)
     p.add_argument("--http-socket", type=Path, help="also serve the Dapr HTTP API here (HTTP/1.1)")
     p.add_argument("--home", required=True, type=Path)
-    p.add_argument("--namespace", default="default")
+    p.add_argument("--namespace", help="load only this namespace's components (default: all)")
     p.add_argument("--resources-path", action="append", type=Path, default=[])
     p.add_argument("--config", type=Path)
     p.add_argument("--app-port", type=int)

@@ -41,7 +41,7 @@ class RuntimeOptions:
     app_id: str
     socket: Path
     home: Path
-    namespace: str = "default"
+    namespace: str | None = None  # None: every component loads (NAMESPACE unset)
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
     app_port: int | None = None
@@ -97,7 +97,9 @@ class Runtime:
     async def start(self) -> None:
         specs = await asyncio.to_thread(self._load_specs)
         ctx = ComponentContext(
-            app_id=self.options.app_id, namespace=self.options.namespace, home=self.options.home
+            app_id=self.options.app_id,
+            namespace=self.options.namespace or "",
+            home=self.options.home,
         )
         # First, so a block's own route for the same path and method replaces the 501.
         unimplemented.register_http(self.router)

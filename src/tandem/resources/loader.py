@@ -6,6 +6,7 @@ Everything here is blocking file I/O; async callers run it in a thread
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ KINDS = MappingProxyType(
 )
 
 Resource = Component | Configuration | Resiliency | Subscription | HTTPEndpoint
+
+log = logging.getLogger("tandem.resources")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +128,21 @@ def read_file(path: Path) -> list[Resource]:
     ]
 
 
-def _applies(resource: Resource, app_id: str, namespace: str) -> bool:
-    if resource.namespace is not None and resource.namespace != namespace:
-        return False
+def _skip_reason(resource: Resource, app_id: str, namespace: str | None) -> tuple[int, str] | None:
+    """(log level, why) ``resource`` does not apply to this sidecar, or None when it does.
+
+    Dapr's self-hosted rule: with no namespace (``NAMESPACE`` unset) every resource loads,
+    whatever its ``metadata.namespace``; with one, only that namespace's and unnamespaced ones.
+    A namespace skip is a warning (a component "not configured" later is a surprise); a
+    scope skip is routine in a folder shared by several apps.
+    """
+    if namespace and resource.namespace and resource.namespace != namespace:
+        why = f"its namespace {resource.namespace!r} is not this sidecar's ({namespace!r})"
+        return logging.WARNING, why
     is_scoped_for = getattr(resource, "is_scoped_for", None)
-    return is_scoped_for is None or bool(is_scoped_for(app_id))
+    if is_scoped_for is not None and not is_scoped_for(app_id):
+        return logging.INFO, f"its scopes do not include app {app_id!r}"
+    return None
 
 
 def _check_unique_components(components: list[Component]) -> None:
@@ -145,14 +158,14 @@ def _check_unique_components(components: list[Component]) -> None:
 
 
 def load_resources(
-    paths: Sequence[Path], *, app_id: str, namespace: str = "default"
+    paths: Sequence[Path], *, app_id: str, namespace: str | None = None
 ) -> ResourceSet:
     """Load every Dapr resource in ``paths`` (folders of *.yaml/*.yml, or files) for one app.
 
     Every Dapr document is validated, even one scoped to another app, so a broken file
     fails every app's start rather than only the app it was meant for. Documents of other
-    API groups are skipped silently. Resources for another namespace or not scoped for
-    ``app_id`` are dropped.
+    API groups are skipped silently. Resources for another namespace (only when
+    ``namespace`` is given) or not scoped for ``app_id`` are dropped, each with a log line.
     """
     buckets: dict[type[Any], list[Any]] = {
         Component: [],
@@ -163,8 +176,19 @@ def load_resources(
     }
     for path in _files(paths):
         for resource in read_file(path):
-            if _applies(resource, app_id, namespace):
+            skip = _skip_reason(resource, app_id, namespace)
+            if skip is None:
                 buckets[type(resource)].append(resource)
+            else:
+                level, reason = skip
+                log.log(
+                    level,
+                    "%s %s in %s skipped: %s",
+                    type(resource).__name__,
+                    resource.name,
+                    getattr(resource, "source", "") or path,
+                    reason,
+                )
     _check_unique_components(buckets[Component])
     return ResourceSet(
         components=tuple(buckets[Component]),

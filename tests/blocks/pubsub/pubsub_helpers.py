@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from servers import KafkaServer, RedisServer
 from tandem.blocks.pubsub.broker import Message, Outcome
+from tandem.resources import Resiliency, RetryPolicy
 
 FAST = {"redeliverInterval": "50ms", "processingTimeout": "500ms"}
+
+
+def retrying(max_retries: int = 5, every: float = 0.001) -> list[Resiliency]:
+    """A Resiliency whose default retry policy (it covers pub/sub deliveries) retries
+    ``max_retries`` times, ``every`` seconds apart: without one, Dapr does not retry."""
+    policy = RetryPolicy(duration=timedelta(seconds=every), max_retries=max_retries)
+    return [Resiliency(name="test-retries", retries={"DefaultRetryPolicy": policy})]
 
 
 def broker_metadata(

@@ -10,9 +10,10 @@ from typing import Any, cast
 
 import orjson
 import pytest
-from pubsub_helpers import Recorder
+from pubsub_helpers import Recorder, retrying
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError, AppResponse
+from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.pubsub import bulk
 from tandem.blocks.pubsub.broker import SubscribeOptions
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryStatus
@@ -21,6 +22,7 @@ from tandem.blocks.pubsub.http_delivery import HttpDelivery
 from tandem.blocks.pubsub.memory import MemoryPubSub
 from tandem.blocks.pubsub.scopes import TopicScopes
 from tandem.blocks.pubsub.service import PublishRequest, PubSubComponent, PubSubService
+from tandem.blocks.pubsub.streaming import StreamTarget
 from tandem.blocks.pubsub.subscriber import Subscriber
 from tandem.blocks.pubsub.subscriptions import (
     SubscriptionType,
@@ -29,7 +31,7 @@ from tandem.blocks.pubsub.subscriptions import (
 )
 from tandem.resources import BulkSubscribe, RoutingRule
 
-FAST = {"TANDEM_PUBSUB_RETRY_BASE": "0.001"}
+FAST = retrying()
 
 Answer = Callable[[dict[str, Any], int], tuple[int, Any]]
 
@@ -118,7 +120,7 @@ async def start(
     app: FakeApp, subscription: TopicSubscription
 ) -> tuple[Subscriber, PubSubService, MemoryPubSub, Recorder]:
     service, broker = make_service()
-    subscriber = Subscriber(service, HttpDelivery(cast(AppChannel, app)), env=FAST)
+    subscriber = Subscriber(service, HttpDelivery(cast(AppChannel, app)), resiliencies=FAST)
     assert await subscriber.subscribe_all([subscription]) == [subscription]
     dead = Recorder()
     await broker.subscribe("dead", dead, SubscribeOptions())
@@ -354,9 +356,10 @@ async def test_stopping_gives_back_entries_waiting_for_their_batch():
     await again.wait_for(1)
 
 
-def test_bulk_needs_an_http_app_else_one_by_one():
-    grpc_target = GrpcDelivery.__new__(GrpcDelivery)
-    assert bulk.batcher_for(grpc_target, bulk_sub()) is None
+def test_bulk_goes_to_http_and_grpc_apps_else_one_by_one():
+    grpc_target = GrpcDelivery(AppGrpcChannel(1, app_id="app"))
+    assert isinstance(bulk.batcher_for(grpc_target, bulk_sub()), bulk.BulkBatcher)
+    assert bulk.batcher_for(StreamTarget(), bulk_sub()) is None
     http = HttpDelivery(cast(AppChannel, FakeApp(per_entry(lambda e, s: "SUCCESS"))))
     assert isinstance(bulk.batcher_for(http, bulk_sub()), bulk.BulkBatcher)
     plain = TopicSubscription(

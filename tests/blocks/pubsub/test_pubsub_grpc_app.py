@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc
+from pubsub_helpers import retrying
 
 from servers import free_port
 from tandem.blocks.errors import DaprError
@@ -84,7 +85,6 @@ async def _until_ready(health: Health, timeout: float = 10.0) -> None:
 @pytest.fixture
 async def grpc_app(tmp_path, monkeypatch) -> AsyncIterator[tuple[Records, PubSubService, Any]]:
     monkeypatch.setenv("APP_API_TOKEN", "tok")
-    monkeypatch.setenv("TANDEM_PUBSUB_RETRY_BASE", "0.001")
     port = free_port()
     records = Records(tmp_path / "records.jsonl")
     service = PubSubService(
@@ -99,6 +99,7 @@ async def grpc_app(tmp_path, monkeypatch) -> AsyncIterator[tuple[Records, PubSub
         protocol="grpc",
         health=health,
         metadata=metadata,
+        resiliencies=retrying(),
     )
     server = grpc.aio.server()
     app = _load_app().App(str(records.path), SUBSCRIPTIONS)
@@ -161,3 +162,87 @@ async def test_grpc_app_error_is_retried_and_unimplemented_is_dead_lettered(grpc
     )
     [original] = [r for r in records.all() if r["topic"] == "orders" and r["data"]["tag"] == "gone"]
     assert dead["id"] == original["id"]  # the original event, dead-lettered as it was
+
+
+BULK_SUBSCRIPTIONS = [
+    {
+        "pubsubname": "pubsub",
+        "topic": "bulky",
+        "routes": {"default": "bulky"},
+        "deadLetterTopic": "dead",
+        "bulkSubscribe": {"enabled": True, "maxMessagesCount": 4, "maxAwaitDurationMs": 100},
+    },
+    {"pubsubname": "pubsub", "topic": "dead"},
+]
+
+
+@pytest.fixture
+async def bulk_app(tmp_path, monkeypatch, request) -> AsyncIterator[tuple[Records, PubSubService]]:
+    """The gRPC app with a bulk subscription; ``request.param`` is its BULK_CALLBACK."""
+    monkeypatch.setenv("BULK_CALLBACK", request.param)
+    port = free_port()
+    records = Records(tmp_path / "records.jsonl")
+    service = PubSubService(
+        [PubSubComponent("pubsub", MemoryPubSub(group="app"), "pubsub.in-memory")], "app"
+    )
+    health = Health("app")
+    health.mark_ready("components")
+    stop = start_app(
+        Wiring(pubsub=service),
+        app_id="app",
+        port=port,
+        protocol="grpc",
+        health=health,
+        metadata=MetadataService("app"),
+        resiliencies=retrying(),
+    )
+    server = grpc.aio.server()
+    _load_app().add_to_server(server, str(records.path), BULK_SUBSCRIPTIONS)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await _until_ready(health)
+    yield records, service
+    await stop()
+    await server.stop(0)
+    await service.close()
+
+
+async def _publish_bulky(service: PubSubService, *events: dict[str, Any]) -> None:
+    for data in events:
+        body = json.dumps(data).encode()
+        await service.publish(PublishRequest("pubsub", "bulky", body, "application/json"))
+
+
+@pytest.mark.parametrize(
+    ("bulk_app", "method"),
+    [("bulk", "OnBulkTopicEvent"), ("alpha", "OnBulkTopicEventAlpha1")],
+    indirect=["bulk_app"],
+)
+async def test_grpc_bulk_subscription_gets_batches_answered_entry_by_entry(bulk_app, method):
+    records, service = bulk_app
+    await _publish_bulky(
+        service,
+        {"n": 1},
+        {"n": 2, "answers": ["RETRY", "SUCCESS"]},
+        {"n": 3, "answers": ["DROP"]},
+        {"n": 4},
+    )
+    [dead] = await records.wait_for(lambda r: r["topic"] == "dead")
+    assert dead["data"]["n"] == 3 and "bulk" not in dead  # the dead-letter topic is not bulk
+    got = await records.wait_for(lambda r: r["topic"] == "bulky", count=5)
+    assert {g["bulk"]["method"] for g in got} == {method}
+    assert max(g["bulk"]["count"] for g in got) > 1  # batched
+    by_n: dict[int, list[str]] = {}
+    for g in got:
+        by_n.setdefault(g["data"]["n"], []).append(g["answer"])
+    assert by_n == {1: ["SUCCESS"], 2: ["RETRY", "SUCCESS"], 3: ["DROP"], 4: ["SUCCESS"]}
+    assert got[0]["metadata"]["dapr-app-id"] == "app"
+
+
+@pytest.mark.parametrize("bulk_app", ["none"], indirect=True)
+async def test_grpc_app_without_a_bulk_callback_gets_the_batch_dead_lettered(bulk_app):
+    records, service = bulk_app
+    await _publish_bulky(service, {"n": 1}, {"n": 2})
+    dead = await records.wait_for(lambda r: r["topic"] == "dead", count=2)
+    assert sorted(d["data"]["n"] for d in dead) == [1, 2]
+    assert not [r for r in records.all() if r["topic"] == "bulky"]

@@ -194,3 +194,15 @@ def test_outbox_naming_an_unknown_pubsub_fails_at_startup(tmp_path):
     ]
     with pytest.raises(ValueError, match="outbox pubsub 'missing'"):
         wire_blocks(Router(), specs, ComponentContext(app_id="app", home=tmp_path))
+
+
+async def test_closing_right_after_a_commit_publishes_its_events_first(make_runtime):
+    """An app that exits right after its transaction: the runtime closes at once, and the
+    outbox still publishes the committed events before it lets go."""
+    rt = await make_runtime()
+    rec = await rt.listen()
+    resp = await rt.transact(upsert("k1", 1), upsert("k2", 2))
+    assert resp.status == 204, resp.body
+    await rt.outbox.close()
+    assert rt.outbox.published == 2
+    await rec.wait_for(2)

@@ -9,7 +9,7 @@ import pytest
 
 from tandem.blocks.pubsub.delivery import DeliveryStatus
 from tandem.blocks.pubsub.http_delivery import classify
-from tandem.blocks.pubsub.retry import RETRY_BASE_ENV, RetryPlan, default_plan, plan_for
+from tandem.blocks.pubsub.retry import NO_RETRY, RetryPlan, plan_for
 from tandem.blocks.pubsub.routing import RouteError, Routes
 from tandem.blocks.pubsub.scopes import TopicScopes
 from tandem.blocks.pubsub.subscriptions import (
@@ -123,14 +123,9 @@ def test_the_apps_answer_is_read_as_dapr_reads_it(status, body, expected):
     assert classify(status, body).status is expected
 
 
-def test_default_retry_plan_is_exponential_from_one_second_five_times():
-    plan = default_plan({})
-    assert [plan.delay(i) for i in range(1, 6)] == [1, 2, 4, 8, 16]
-    assert plan.allows(4) and not plan.allows(5)
-
-
-def test_retry_base_comes_from_the_environment_for_fast_tests():
-    assert default_plan({RETRY_BASE_ENV: "0.01"}).delay(3) == pytest.approx(0.04)
+def test_without_a_resiliency_policy_deliveries_are_not_retried():
+    assert plan_for("pubsub", []) == NO_RETRY
+    assert not NO_RETRY.allows(0)
 
 
 def _resiliency(retry: RetryPolicy, target: str = "pubsub") -> Resiliency:
@@ -146,21 +141,21 @@ def test_resiliency_inbound_policy_replaces_the_default():
     res = _resiliency(
         RetryPolicy(policy="constant", duration=timedelta(milliseconds=10), max_retries=2)
     )
-    plan = plan_for("pubsub", [res], {})
+    plan = plan_for("pubsub", [res])
     assert (plan.policy, plan.interval, plan.max_retries, plan.timeout) == (
         "constant",
         0.01,
         2,
         2.0,
     )
-    assert plan_for("other", [res], {}) == default_plan({})
+    assert plan_for("other", [res]) == NO_RETRY
 
 
 def test_resiliency_exponential_policy_is_capped_at_max_interval():
     res = _resiliency(
         RetryPolicy(policy="exponential", max_interval=timedelta(seconds=3), max_retries=-1)
     )
-    plan = plan_for("pubsub", [res], {})
+    plan = plan_for("pubsub", [res])
     assert plan.allows(10_000)
     assert all(plan.delay(i, rnd=lambda: 1.0) <= 3.0 for i in range(1, 30))
 

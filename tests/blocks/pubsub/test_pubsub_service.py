@@ -11,7 +11,7 @@ import grpc
 import orjson
 import pytest
 from dapr.proto.runtime.v1 import pubsub_pb2
-from pubsub_helpers import Recorder
+from pubsub_helpers import Recorder, retrying
 
 from tandem.blocks.errors import DaprError
 from tandem.blocks.pubsub import cloudevents
@@ -238,13 +238,13 @@ def sub(topic: str, *rules: RoutingRule, dlq: str | None = None, **md: str) -> T
     )
 
 
-FAST = {"TANDEM_PUBSUB_RETRY_BASE": "0.001"}
+FAST = retrying()
 
 
 async def test_failing_delivery_is_retried_then_dead_lettered_as_the_original_message():
     service, broker = make_service()
     target = ScriptedTarget(DeliveryStatus.RETRY)
-    subscriber = Subscriber(service, target, env=FAST)
+    subscriber = Subscriber(service, target, resiliencies=FAST)
     await subscriber.subscribe_all([sub("orders", dlq="dead")])
     dead = await listen(broker, "dead")
     await service.publish(PublishRequest("pubsub", "orders", b"x"))
@@ -254,10 +254,36 @@ async def test_failing_delivery_is_retried_then_dead_lettered_as_the_original_me
     await subscriber.stop()
 
 
+async def test_without_a_retry_policy_a_failing_delivery_is_dead_lettered_at_once():
+    service, broker = make_service()
+    target = ScriptedTarget(DeliveryStatus.RETRY)
+    subscriber = Subscriber(service, target)
+    await subscriber.subscribe_all([sub("orders", dlq="dead")])
+    dead = await listen(broker, "dead")
+    await service.publish(PublishRequest("pubsub", "orders", b"x"))
+    [letter] = await dead.wait_for(1)
+    assert len(target.deliveries) == 1
+    assert orjson.loads(letter.data)["topic"] == "orders"
+    await subscriber.stop()
+
+
+async def test_without_retry_policy_or_dead_letter_topic_the_broker_redelivers():
+    service, _ = make_service()
+    subscriber = Subscriber(service, ScriptedTarget(DeliveryStatus.RETRY))
+    active = subscriber._prepare(sub("orders"))
+    assert active is not None
+    data = cloudevents.encode(
+        cloudevents.envelope(
+            b"x", content_type="", topic="orders", pubsub_name="pubsub", source="a"
+        )
+    )
+    assert await subscriber.handle(active, Message("orders", data)) is Outcome.RETRY
+
+
 async def test_expired_event_is_not_delivered_and_goes_to_the_dead_letter_topic():
     service, broker = make_service()
     target = ScriptedTarget()
-    subscriber = Subscriber(service, target, env=FAST)
+    subscriber = Subscriber(service, target, resiliencies=FAST)
     await subscriber.subscribe_all([sub("orders", dlq="dead")])
     dead = await listen(broker, "dead")
     past = datetime.now(UTC) - timedelta(seconds=5)
@@ -279,7 +305,7 @@ async def test_expired_event_is_not_delivered_and_goes_to_the_dead_letter_topic(
 async def test_event_matching_no_rule_is_dropped_without_delivery():
     service, broker = make_service()
     target = ScriptedTarget()
-    subscriber = Subscriber(service, target, env=FAST)
+    subscriber = Subscriber(service, target, resiliencies=FAST)
     await subscriber.subscribe_all([sub("orders", RoutingRule('event.type == "x"', "/x"))])
     await service.publish(PublishRequest("pubsub", "orders", b"ignored"))
     await service.publish(
@@ -295,7 +321,7 @@ async def test_event_matching_no_rule_is_dropped_without_delivery():
 async def test_raw_subscription_receives_a_synthetic_event_with_the_bytes():
     service, broker = make_service()
     target = ScriptedTarget()
-    subscriber = Subscriber(service, target, env=FAST)
+    subscriber = Subscriber(service, target, resiliencies=FAST)
     await subscriber.subscribe_all([sub("orders", rawPayload="true")])
     await service.publish(
         PublishRequest("pubsub", "orders", b"\x01\x02", metadata={"rawPayload": "true"})
@@ -309,7 +335,7 @@ async def test_raw_subscription_receives_a_synthetic_event_with_the_bytes():
 
 async def test_subscriptions_to_unknown_pubsubs_or_unscoped_topics_are_skipped():
     service, _ = make_service(subscriptionScopes="app=allowed")
-    subscriber = Subscriber(service, ScriptedTarget(), env=FAST)
+    subscriber = Subscriber(service, ScriptedTarget(), resiliencies=FAST)
     unknown = TopicSubscription("nope", "t", (RoutingRule("", "/t"),), SubscriptionType.DECLARATIVE)
     started = await subscriber.subscribe_all([unknown, sub("forbidden"), sub("allowed")])
     assert [s.topic for s in started] == ["allowed"]
@@ -319,7 +345,7 @@ async def test_subscriptions_to_unknown_pubsubs_or_unscoped_topics_are_skipped()
 async def test_stopping_hands_a_message_waiting_for_retry_back_to_the_broker():
     service, broker = make_service()
     target = ScriptedTarget(DeliveryStatus.RETRY)
-    subscriber = Subscriber(service, target, env={"TANDEM_PUBSUB_RETRY_BASE": "60"})
+    subscriber = Subscriber(service, target, resiliencies=retrying(every=60))
     await subscriber.subscribe_all([sub("orders")])
     await service.publish(PublishRequest("pubsub", "orders", b"x"))
     await asyncio.wait_for(target.changed.wait(), 5)
@@ -332,7 +358,7 @@ async def test_stopping_hands_a_message_waiting_for_retry_back_to_the_broker():
 async def test_handle_outcome_for_drop_and_not_found_without_dead_letter_is_drop():
     service, _ = make_service()
     for answer in (DeliveryStatus.DROP, DeliveryStatus.NOT_FOUND):
-        subscriber = Subscriber(service, ScriptedTarget(answer), env=FAST)
+        subscriber = Subscriber(service, ScriptedTarget(answer), resiliencies=FAST)
         active = subscriber._prepare(sub("orders"))
         assert active is not None
         msg_data = cloudevents.encode(

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from dapr.proto.runtime.v1 import appcallback_pb2, dapr_pb2_grpc, metadata_pb2, pubsub_pb2
 from google.protobuf.json_format import MessageToDict
-from pubsub_helpers import Recorder
+from pubsub_helpers import Recorder, retrying
 
 from tandem.blocks.metadata import MetadataService
 from tandem.blocks.pubsub import streaming
@@ -69,7 +69,7 @@ async def sidecar() -> AsyncIterator[Sidecar]:
     metadata = MetadataService("app")
     board = SubscriptionBoard(metadata)
     streams = StreamingSubscriptions(
-        service, env={"TANDEM_PUBSUB_RETRY_BASE": "0.001"}, on_change=board.set_streaming
+        service, resiliencies=retrying(), on_change=board.set_streaming
     )
     server = grpc.aio.server()
     dapr_pb2_grpc.add_DaprServicer_to_server(

@@ -81,6 +81,49 @@ async def test_redis_component_ttl_default_applies_unless_the_request_says_other
         await svc.close()
 
 
+async def test_redis_reads_and_counts_on_from_hashes_written_by_the_old_global_counter(
+    redis_server: RedisServer,
+) -> None:
+    """Before per-key versions, Tandem drew versions from ``tandem||etag-seq``: such a hash
+    reads back as it is, and the next write counts on from its version."""
+    import redis.asyncio as aioredis
+
+    prefix = f"old-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+    await client.hset(f"{prefix}||k", mapping={"data": b'"old"', "version": b"41"})
+    await client.set("tandem||etag-seq", 41)
+    md = {"redisHost": redis_server.address, "keyPrefix": prefix}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+    try:
+        got = await svc.get(STORE, "k")
+        assert (got.data, got.etag) == (b'"old"', "41")
+        await svc.save(STORE, [SetRequest("k", b'"new"', etag="41")])
+        assert (await svc.get(STORE, "k")).etag == "42"
+        assert await client.get("tandem||etag-seq") == b"41"  # no longer used
+    finally:
+        await client.aclose()
+        await svc.close()
+
+
+async def test_redis_transaction_over_a_corrupt_version_writes_nothing(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = f"bad-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+    await client.hset(f"{prefix}||bad", mapping={"data": b"1", "version": b"not-a-number"})
+    md = {"redisHost": redis_server.address, "keyPrefix": prefix}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+    try:
+        with pytest.raises(DaprError):
+            await svc.transact(STORE, [SetRequest("fresh", b"1"), SetRequest("bad", b"2")])
+        assert (await svc.get(STORE, "fresh")).data is None  # all or nothing
+    finally:
+        await client.aclose()
+        await svc.close()
+
+
 # -- sqlite: tables from before the query API --------------------------------------------
 
 

@@ -24,7 +24,8 @@ class Feature(StrEnum):
 
     MESSAGE_TTL = "MESSAGE_TTL"
     SUBSCRIBE_WILDCARDS = "SUBSCRIBE_WILDCARDS"
-    BULK_PUBLISH = "BULK_PUBLISH"
+    # Dapr's string for a component with a native bulk publish (the API works on any).
+    BULK_PUBLISH = "BULK_PUBSUB"
 
 
 class Outcome(StrEnum):

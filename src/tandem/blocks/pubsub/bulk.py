@@ -1,12 +1,14 @@
-"""Bulk subscribe delivery to an HTTP app (dapr-api §3.6).
+"""Bulk subscribe delivery (dapr-api §3.6), to an HTTP app or a gRPC app.
 
 A :class:`BulkBatcher` stands where the single-event :class:`DeliveryTarget` stands in the
 subscriber core: each message's handler still calls ``deliver`` and gets back its own
 :class:`DeliveryResult`, so acknowledgement, retries (the retried entry joins a later
 batch) and dead letters stay the core's work, per message. In between, the batcher holds
 the deliveries until ``maxMessagesCount`` are waiting or ``maxAwaitDurationMs`` has passed
-since the first, then sends them as one ``POST /<route>`` per route with Dapr's bulk body
-and hands each entry the app's answer for it:
+since the first, then sends them as one request per route — to an HTTP app ``POST
+/<route>`` with Dapr's bulk body, to a gRPC app ``OnBulkTopicEvent`` (see
+:class:`~tandem.blocks.pubsub.grpc_delivery.GrpcBulkSender`) — and hands each entry the
+app's answer for it. An HTTP app's answer:
 
 - 2xx with ``{"statuses": [{"entryId", "status"}]}``: SUCCESS / DROP as answered; RETRY,
   an empty or unknown status, or no status for the entry → RETRY;
@@ -28,7 +30,15 @@ import orjson
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.component_metadata import lookup
 from tandem.blocks.pubsub import tracecontext
-from tandem.blocks.pubsub.delivery import Delivery, DeliveryResult, DeliveryStatus
+from tandem.blocks.pubsub.delivery import (
+    BULK_EVENT_TYPE,
+    BulkEntry,
+    BulkSender,
+    Delivery,
+    DeliveryResult,
+    DeliveryStatus,
+)
+from tandem.blocks.pubsub.grpc_delivery import GrpcBulkSender, GrpcDelivery
 from tandem.blocks.pubsub.http_delivery import HttpDelivery
 from tandem.blocks.pubsub.subscriptions import TopicSubscription
 
@@ -36,7 +46,7 @@ log = logging.getLogger("tandem.pubsub")
 
 DEFAULT_MAX_MESSAGES = 100
 DEFAULT_MAX_AWAIT_MS = 1000
-BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+__all__ = ["BULK_EVENT_TYPE", "BulkEntry", "BulkBatcher", "HttpBulkSender", "batcher_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +73,6 @@ def subscribe_metadata(sub: TopicSubscription) -> Mapping[str, str]:
 
 
 # -- the wire: body and answer -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BulkEntry:
-    entry_id: str
-    delivery: Delivery
 
 
 def encode_request(
@@ -178,7 +182,7 @@ class BulkBatcher:
     """A :class:`DeliveryTarget` for one bulk subscription: collects, sends in batches,
     answers each caller with its entry's result."""
 
-    def __init__(self, sender: HttpBulkSender, settings: BulkSettings) -> None:
+    def __init__(self, sender: BulkSender, settings: BulkSettings) -> None:
         self._sender = sender
         self._settings = settings
         self._pending: list[_Waiting] = []
@@ -254,15 +258,20 @@ class BulkBatcher:
 
 def batcher_for(target: object, sub: TopicSubscription) -> BulkBatcher | None:
     """The bulk target for ``sub`` when it asks for bulk delivery and the app can take it
-    (an HTTP app); ``None`` means one by one."""
+    (an HTTP or gRPC app, not a streaming subscription); ``None`` means one by one."""
     if not sub.bulk.enabled:
         return None
-    if not isinstance(target, HttpDelivery):
+    sender: BulkSender
+    if isinstance(target, HttpDelivery):
+        sender = HttpBulkSender(target.channel)
+    elif isinstance(target, GrpcDelivery):
+        sender = GrpcBulkSender(target.channel)
+    else:
         log.warning(
-            "bulkSubscribe on %s/%s: bulk delivery is supported for HTTP apps only; "
-            "events are delivered one by one",
+            "bulkSubscribe on %s/%s: bulk delivery goes to apps, not to streaming "
+            "subscriptions; events are delivered one by one",
             sub.pubsub_name,
             sub.topic,
         )
         return None
-    return BulkBatcher(HttpBulkSender(target.channel), BulkSettings.of(sub))
+    return BulkBatcher(sender, BulkSettings.of(sub))

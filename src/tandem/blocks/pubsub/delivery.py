@@ -1,10 +1,10 @@
-"""Delivery targets: where the subscriber core hands a routed event (HTTP app today; a gRPC
-app callback or a streaming subscription later). The core only sees :class:`Delivery` in
-and :class:`DeliveryResult` out."""
+"""Delivery targets: where the subscriber core hands a routed event (an HTTP app, a gRPC
+app's callback, a streaming subscription). The core only sees :class:`Delivery` in and
+:class:`DeliveryResult` out; a :class:`BulkSender` sends a batch of them at once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -39,3 +39,21 @@ class DeliveryResult:
 
 class DeliveryTarget(Protocol):
     async def deliver(self, delivery: Delivery, timeout: float | None) -> DeliveryResult: ...
+
+
+# The ``type`` of a bulk delivery (HTTP body and gRPC request alike).
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkEntry:
+    entry_id: str
+    delivery: Delivery
+
+
+class BulkSender(Protocol):
+    async def send(
+        self, path: str, entries: Sequence[BulkEntry], timeout: float | None
+    ) -> dict[str, DeliveryResult]:
+        """Deliver one batch (all on ``path``); every entry id gets its result."""
+        ...

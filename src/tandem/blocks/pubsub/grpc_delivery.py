@@ -8,6 +8,13 @@ custom extensions, …) goes to ``extensions``.
 
 :class:`GrpcDelivery` calls ``OnTopicEvent`` and reads the answer as Dapr does:
 SUCCESS / RETRY / DROP from the response, ``UNIMPLEMENTED`` → drop, any other error → retry.
+
+:class:`GrpcBulkSender` delivers a bulk subscription's batch with ``AppCallback.
+OnBulkTopicEvent``, or ``AppCallbackAlpha.OnBulkTopicEventAlpha1`` when the app answers
+the former ``UNIMPLEMENTED`` (as Dapr falls back; it does not fall back to one
+``OnTopicEvent`` per event). Each entry gets the status the app gave it (none: RETRY);
+neither method implemented → every entry as a missing route (dead letter, else dropped);
+any other error → every entry RETRY.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -26,7 +34,13 @@ from google.protobuf import struct_pb2
 
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.pubsub import tracecontext
-from tandem.blocks.pubsub.delivery import Delivery, DeliveryResult, DeliveryStatus
+from tandem.blocks.pubsub.delivery import (
+    BULK_EVENT_TYPE,
+    BulkEntry,
+    Delivery,
+    DeliveryResult,
+    DeliveryStatus,
+)
 from tandem.blocks.pubsub.subscriptions import SubscriptionType, TopicSubscription
 from tandem.resources import BulkSubscribe, RoutingRule
 
@@ -56,8 +70,7 @@ def event_data(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(data)
 
 
-def topic_event_request(delivery: Delivery) -> appcallback_pb2.TopicEventRequest:
-    event = delivery.event
+def _extensions(event: Mapping[str, Any]) -> struct_pb2.Struct:
     extensions = struct_pb2.Struct()
     for key, value in event.items():
         if key in _OWN_FIELDS:
@@ -66,6 +79,12 @@ def topic_event_request(delivery: Delivery) -> appcallback_pb2.TopicEventRequest
             extensions.update({key: value})
         except (ValueError, TypeError):
             extensions.update({key: str(value)})
+    return extensions
+
+
+def topic_event_request(delivery: Delivery) -> appcallback_pb2.TopicEventRequest:
+    event = delivery.event
+    extensions = _extensions(event)
     return appcallback_pb2.TopicEventRequest(
         id=str(event.get("id", "")),
         source=str(event.get("source", "")),
@@ -98,9 +117,100 @@ def call_metadata(d: Delivery) -> dict[str, str]:
     return md
 
 
+def bulk_request(path: str, entries: Sequence[BulkEntry]) -> appcallback_pb2.TopicEventBulkRequest:
+    """One batch as a ``TopicEventBulkRequest``: each entry's CloudEvent in ``cloud_event``,
+    its attributes split as for ``OnTopicEvent``."""
+    first = entries[0].delivery
+    return appcallback_pb2.TopicEventBulkRequest(
+        id=str(uuid.uuid4()),
+        type=BULK_EVENT_TYPE,
+        topic=first.topic,
+        pubsub_name=first.pubsub_name,
+        path=path,
+        entries=[
+            appcallback_pb2.TopicEventBulkRequestEntry(
+                entry_id=e.entry_id,
+                cloud_event=appcallback_pb2.TopicEventCERequest(
+                    id=str(e.delivery.event.get("id", "")),
+                    source=str(e.delivery.event.get("source", "")),
+                    type=str(e.delivery.event.get("type", "")),
+                    spec_version=str(e.delivery.event.get("specversion", "")),
+                    data_content_type=str(e.delivery.event.get("datacontenttype", "")),
+                    data=event_data(e.delivery.event),
+                    extensions=_extensions(e.delivery.event),
+                ),
+                content_type=e.delivery.content_type,
+                metadata=dict(e.delivery.metadata),
+            )
+            for e in entries
+        ],
+    )
+
+
+def classify_bulk_response(
+    resp: appcallback_pb2.TopicEventBulkResponse, entry_ids: Sequence[str]
+) -> dict[str, DeliveryResult]:
+    answered = {s.entry_id: s.status for s in resp.statuses}
+    missing = DeliveryResult(
+        DeliveryStatus.RETRY, None, "the app's bulk answer has no status for it"
+    )
+    return {i: status_of(answered[i]) if i in answered else missing for i in entry_ids}
+
+
+class GrpcBulkSender:
+    """Sends one batch to a gRPC app (see the module docstring for the answers)."""
+
+    def __init__(self, channel: AppGrpcChannel) -> None:
+        self._channel = channel
+        self._alpha_only = False  # the app answered OnBulkTopicEvent UNIMPLEMENTED once
+
+    async def send(
+        self, path: str, entries: Sequence[BulkEntry], timeout: float | None
+    ) -> dict[str, DeliveryResult]:
+        ids = [e.entry_id for e in entries]
+        request = bulk_request(path, entries)
+        md = call_metadata(entries[0].delivery)
+        try:
+            resp = await self._call(request, md, timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                gone = DeliveryResult(
+                    DeliveryStatus.NOT_FOUND,
+                    None,
+                    "the app implements neither OnBulkTopicEvent nor OnBulkTopicEventAlpha1",
+                )
+                return dict.fromkeys(ids, gone)
+            detail = f"OnBulkTopicEvent: {exc.code().name}: {exc.details()}"
+            return dict.fromkeys(ids, DeliveryResult(DeliveryStatus.RETRY, None, detail))
+        except (TimeoutError, OSError) as exc:
+            failed = DeliveryResult(DeliveryStatus.RETRY, None, f"OnBulkTopicEvent: {exc!r}")
+            return dict.fromkeys(ids, failed)
+        return classify_bulk_response(resp, ids)
+
+    async def _call(
+        self,
+        request: appcallback_pb2.TopicEventBulkRequest,
+        md: Mapping[str, str],
+        timeout: float | None,
+    ) -> appcallback_pb2.TopicEventBulkResponse:
+        if not self._alpha_only:
+            try:
+                return await self._channel.on_bulk_topic_event(request, md, timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+            self._alpha_only = True
+            log.info("the app has no OnBulkTopicEvent; using AppCallbackAlpha's")
+        return await self._channel.on_bulk_topic_event(request, md, timeout, alpha=True)
+
+
 class GrpcDelivery:
     def __init__(self, channel: AppGrpcChannel) -> None:
         self._channel = channel
+
+    @property
+    def channel(self) -> AppGrpcChannel:
+        return self._channel
 
     async def deliver(self, delivery: Delivery, timeout: float | None) -> DeliveryResult:
         try:

@@ -75,7 +75,8 @@ class MemoryPubSub:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.BULK_PUBLISH})
+        # Dapr's in-memory bus reports SUBSCRIBE_WILDCARDS, which this broker does not do.
+        return frozenset()
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         msg = Message(topic, data, dict(metadata), str(next(self._ids)))

@@ -5,7 +5,7 @@
   start of the stream (``0``) if missing; each component instance is one consumer with a
   unique name and reads with ``XREADGROUP ... >``.
 - A message is ``XACK``ed only after its handler returned SUCCESS or DROP; a RETRY stays
-  pending. Every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
+  pending. On subscribing and then every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
   its group idle longer than ``processingTimeout`` — those of consumers that died, and its
   own retries. While a handler runs, its entry's idle time is reset (``XCLAIM ... JUSTID``)
   so a slow handler is not raced by another consumer. A consumer that closes marks what
@@ -142,8 +142,13 @@ class _Subscription:
     async def _reclaim(self) -> None:
         client = self._b.client
         idle_ms = int(self._b.processing_timeout * 1000)
+        first = True
         while not self._closing:
-            await asyncio.sleep(self._b.redeliver_interval)
+            # The first pass runs at once (as Dapr's does): a restarted app takes over what
+            # a crashed or closed consumer of its group left pending without waiting.
+            if not first:
+                await asyncio.sleep(self._b.redeliver_interval)
+            first = False
             start: Any = "0-0"
             try:
                 while self._inflight.free > 0:
@@ -228,7 +233,7 @@ class RedisPubSub:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.BULK_PUBLISH})
+        return frozenset()  # as Dapr's Redis Streams component: none
 
     def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
         return {"data": data, "metadata": orjson.dumps(dict(metadata))}

@@ -1,21 +1,18 @@
 """How often and how long to retry delivering a message to the app (pure).
 
 With a Resiliency policy targeting the component's inbound side (``components.<name>.
-inbound``, or the ``Default…Inbound…`` policies), that policy applies; otherwise the
-built-in default: exponential back-off from ``TANDEM_PUBSUB_RETRY_BASE`` seconds (default
-1 s), doubling, 5 retries — then the dead-letter topic, or a drop with an error log.
+inbound``, or the ``Default…Inbound…`` policies), that policy applies. Without one there
+is no retry in the runtime, as in Dapr: a failed delivery goes to the dead-letter topic at
+once, or back to the component, whose own redelivery tries it again later.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tandem.resources import Resiliency, StatusCodes
-
-RETRY_BASE_ENV = "TANDEM_PUBSUB_RETRY_BASE"
-DEFAULT_RETRIES = 5
 
 _DEFAULT_NAMES = (
     "DefaultPubsubComponentInbound{}Policy",
@@ -31,7 +28,7 @@ class RetryPlan:
     interval: float = 1.0  # constant: every wait; exponential: the first wait
     factor: float = 2.0
     max_interval: float = 60.0
-    max_retries: int = DEFAULT_RETRIES  # -1: forever
+    max_retries: int = 0  # -1: forever
     jitter: float = 0.0  # exponential: each wait × random(1 - jitter, 1 + jitter)
     http_status_codes: StatusCodes = StatusCodes()
     timeout: float | None = None  # per delivery attempt
@@ -55,18 +52,10 @@ class RetryPlan:
         return min(wait, self.max_interval)
 
 
-def default_plan(env: Mapping[str, str]) -> RetryPlan:
-    raw = env.get(RETRY_BASE_ENV, "")
-    try:
-        base = float(raw) if raw else 1.0
-    except ValueError:
-        base = 1.0
-    return RetryPlan(interval=max(base, 0.0))
+NO_RETRY = RetryPlan()  # Dapr's default for pub/sub deliveries: no retry in the runtime
 
 
-def plan_for(
-    component: str, resiliencies: Sequence[Resiliency], env: Mapping[str, str]
-) -> RetryPlan:
+def plan_for(component: str, resiliencies: Sequence[Resiliency]) -> RetryPlan:
     """The retry plan for deliveries from ``component`` to the app."""
     for res in resiliencies:
         target = res.components.get(component)
@@ -91,8 +80,7 @@ def plan_for(
             continue
         timeout = res.timeouts[timeout_name].total_seconds() if timeout_name else None
         if retry_name is None:
-            base = default_plan(env)
-            return RetryPlan(interval=base.interval, timeout=timeout or None)
+            return RetryPlan(timeout=timeout or None)
         p = res.retries[retry_name]
         if p.policy == "constant":
             return RetryPlan(
@@ -113,4 +101,4 @@ def plan_for(
             http_status_codes=p.http_status_codes,
             timeout=timeout or None,
         )
-    return default_plan(env)
+    return NO_RETRY

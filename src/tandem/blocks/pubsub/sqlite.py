@@ -399,7 +399,7 @@ class SqlitePubSub:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.BULK_PUBLISH})
+        return frozenset({Feature.BULK_PUBLISH})  # one transaction per bulk publish
 
     async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._closed:

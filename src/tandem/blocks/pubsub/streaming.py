@@ -129,12 +129,10 @@ class StreamingSubscriptions:
         service: PubSubService,
         *,
         resiliencies: Sequence[Resiliency] = (),
-        env: Mapping[str, str] | None = None,
         on_change: Callable[[list[TopicSubscription]], None] | None = None,
     ) -> None:
         self._service = service
         self._resiliencies = tuple(resiliencies)
-        self._env = env
         self._sessions: dict[tuple[str, str], StreamSession] = {}
         self.on_change = on_change
 
@@ -177,9 +175,7 @@ class StreamingSubscriptions:
             metadata=md,
         )
         target = StreamTarget()
-        subscriber = Subscriber(
-            self._service, target, resiliencies=self._resiliencies, env=self._env
-        )
+        subscriber = Subscriber(self._service, target, resiliencies=self._resiliencies)
         session = StreamSession(self, sub, subscriber, target)
         self._sessions[sub.key] = session  # reserved before the broker call (no twin)
         try:

@@ -2,19 +2,20 @@
 
 For each message: read it as a CloudEvent (synthetic for raw payloads), drop it when
 expired, pick the route (CEL rules), deliver through the :class:`DeliveryTarget` and retry
-per the subscription's :class:`RetryPlan`. When the app answers DROP, has no such route,
-no rule matches, the event expired or retries run out, the message goes to the
-subscription's dead-letter topic (same pubsub) if it has one, else it is dropped with a
-log line. Only then is it acknowledged; if the dead-letter publish fails, or the runtime
-is stopping mid-retry, the broker gets RETRY and redelivers it (at-least-once).
+per the subscription's :class:`RetryPlan` (retries come only from a Resiliency policy).
+When the app answers DROP, has no such route, no rule matches or the event expired, the
+message goes to the subscription's dead-letter topic (same pubsub) if it has one, else it
+is dropped with a log line. When delivery fails and no retry is left, it goes to the
+dead-letter topic, or without one back to the broker, which redelivers it later (Dapr's
+rule). If the dead-letter publish fails, or the runtime is stopping mid-retry, the broker
+gets RETRY too (at-least-once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem.blocks.app_health import AppHealth
@@ -47,14 +48,12 @@ class Subscriber:
         target: DeliveryTarget,
         *,
         resiliencies: Sequence[Resiliency] = (),
-        env: Mapping[str, str] | None = None,
         app_health: AppHealth | None = None,
     ) -> None:
         self._service = service
         self._app_health = app_health  # --enable-app-health-check
         self._target = target
         self._resiliencies = tuple(resiliencies)
-        self._env = os.environ if env is None else env
         self._active: list[_Active] = []
         self._stopping = asyncio.Event()
 
@@ -112,7 +111,7 @@ class Subscriber:
         except (RouteError, cloudevents.EnvelopeError) as exc:
             log.error("subscription to %s/%s skipped: %s", sub.pubsub_name, sub.topic, exc)
             return None
-        plan = plan_for(sub.pubsub_name, self._resiliencies, self._env)
+        plan = plan_for(sub.pubsub_name, self._resiliencies)
         return _Active(sub, routes, plan, raw, bulk=bulk.batcher_for(self._target, sub))
 
     async def handle(self, active: _Active, msg: Message) -> Outcome:
@@ -152,9 +151,17 @@ class Subscriber:
             if self._stopping.is_set():
                 return Outcome.RETRY  # give it back; another instance or the next start retries
             if not plan.retries_status(result.http_status) or not plan.allows(retries):
-                return await self._dead_letter(
-                    active, msg, f"delivery failed after {retries} retries: {result.detail}"
+                reason = f"delivery failed after {retries} retries: {result.detail}"
+                if sub.dead_letter_topic:
+                    return await self._dead_letter(active, msg, reason)
+                log.warning(
+                    "event %s on %s/%s left to the component's redelivery: %s",
+                    msg.id,
+                    sub.pubsub_name,
+                    sub.topic,
+                    reason,
                 )
+                return Outcome.RETRY
             retries += 1
             try:
                 await asyncio.wait_for(self._stopping.wait(), plan.delay(retries))

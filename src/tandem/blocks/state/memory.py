@@ -74,7 +74,17 @@ class MemoryStateStore:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
+        # Dapr's list, plus the query API that this store adds.
+        return frozenset(
+            {
+                Feature.ETAG,
+                Feature.TRANSACTIONAL,
+                Feature.TTL,
+                Feature.DELETE_WITH_PREFIX,
+                Feature.KEYS_LIKE,
+                Feature.QUERY_API,
+            }
+        )
 
     async def get(self, req: GetRequest) -> GetResponse:
         self._start_cleanup()

@@ -185,7 +185,7 @@ class PostgresStateStore:
 
     @property
     def features(self) -> frozenset[Feature]:
-        base = {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL}
+        base = {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.KEYS_LIKE}
         return frozenset(base | {Feature.QUERY_API} if self._queryable else base)
 
     async def get(self, req: GetRequest) -> GetResponse:

@@ -1,11 +1,14 @@
 """``state.redis``: state in Redis hashes, one client per component instance.
 
 Layout (the one Dapr's Redis store uses): each key is a hash with fields ``data`` (the
-value) and ``version`` (the etag). Every check-and-set runs as a Lua script, because a
-script executes atomically on the server: no other client's command can slip between the
-version check and the write. Versions come from one counter key (``tandem||etag-seq``,
-which no user key can collide with because user keys may not contain ``||``), so a key
-deleted and re-created never repeats an etag.
+value) and ``version`` (the etag), the version counted per key: the first save of a key
+gives ``1``, each later save adds one, and a deleted (or expired) key starts again at ``1``,
+as in Dapr. Every check-and-set runs as a Lua script, because a script executes atomically
+on the server: no other client's command can slip between the version check and the
+write. A single-key operation touches only its own key (Redis Cluster needs that: a script
+naming keys of two hash slots fails with CROSSSLOT); a transaction names exactly its keys.
+Hashes written by older Tandem versions (one global counter) read back unchanged and
+simply count on from their version.
 """
 
 from __future__ import annotations
@@ -38,10 +41,9 @@ from tandem.blocks.state.store import (
     parse_version,
 )
 
-ETAG_SEQ_KEY = "tandem||etag-seq"
 _MISMATCH = "TANDEM_ETAG_MISMATCH"
 
-# KEYS: key, seq. ARGV: etag ('' = none), insert-only ('1'/'0'), data, ttl (<= 0: persist).
+# KEYS: key. ARGV: etag ('' = none), insert-only ('1'/'0'), data, ttl (<= 0: persist).
 _SET = f"""
 local v = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] ~= '' then
@@ -49,8 +51,8 @@ if ARGV[1] ~= '' then
 elseif ARGV[2] == '1' and v then
   return redis.error_reply('{_MISMATCH}')
 end
-local nv = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'version', nv)
+local nv = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[3])
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
 return nv
@@ -66,17 +68,15 @@ end
 return redis.call('DEL', KEYS[1])
 """
 
-# KEYS: seq, then one key per operation. ARGV: 5 per operation —
+# KEYS: one key per operation. ARGV: 5 per operation —
 # kind ('s' upsert / 'd' delete), etag, insert-only, data, ttl.
 # Phase 1 checks every operation against the state the earlier ones would leave (so a key
 # may appear twice) without writing; phase 2 writes. A script is not rolled back on error,
 # so everything that can fail (etags, wrong key types) is met in phase 1.
 _TRANSACT = f"""
-local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local cur = {{}}
-local n = #KEYS - 1
-for i = 1, n do
-  local key, b = KEYS[i + 1], (i - 1) * 5
+for i = 1, #KEYS do
+  local key, b = KEYS[i], (i - 1) * 5
   local v = cur[key]
   if v == nil then v = redis.call('HGET', key, 'version') end
   if ARGV[b + 2] ~= '' then
@@ -85,24 +85,27 @@ for i = 1, n do
     return redis.error_reply('{_MISMATCH} ' .. key)
   end
   if ARGV[b + 1] == 's' then
-    seq = seq + 1
-    cur[key] = tostring(seq)
+    local n = 0
+    if v then n = tonumber(v) end
+    -- HINCRBY in phase 2 would fail half way on a version that is not an integer.
+    if n == nil then return redis.error_reply('ERR version of ' .. key .. ' is not an integer') end
+    cur[key] = tostring(n + 1)
   else
     cur[key] = false
   end
 end
-for i = 1, n do
-  local key, b = KEYS[i + 1], (i - 1) * 5
+for i = 1, #KEYS do
+  local key, b = KEYS[i], (i - 1) * 5
   if ARGV[b + 1] == 's' then
-    local nv = redis.call('INCR', KEYS[1])
-    redis.call('HSET', key, 'data', ARGV[b + 4], 'version', nv)
+    redis.call('HINCRBY', key, 'version', 1)
+    redis.call('HSET', key, 'data', ARGV[b + 4])
     local ttl = tonumber(ARGV[b + 5])
     if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
   else
     redis.call('DEL', key)
   end
 end
-return n
+return #KEYS
 """
 
 
@@ -143,7 +146,8 @@ class RedisStateStore:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL})
+        # Dapr's list; its QUERY_API needs RedisJSON/RediSearch, which this store does not use.
+        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.KEYS_LIKE})
 
     async def get(self, req: GetRequest) -> GetResponse:
         data, version = await self._client.hmget(req.key, ["data", "version"])
@@ -166,7 +170,7 @@ class RedisStateStore:
     async def set(self, req: SetRequest) -> None:
         etag = _etag_arg(req.etag)
         args = [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
-        await self._run(self._set, [req.key, ETAG_SEQ_KEY], args, req.key)
+        await self._run(self._set, [req.key], args, req.key)
 
     async def delete(self, req: DeleteRequest) -> None:
         await self._run(self._delete, [req.key], [_etag_arg(req.etag)], req.key)
@@ -174,7 +178,7 @@ class RedisStateStore:
     async def transact(
         self, ops: Sequence[TransactionOperation], metadata: Mapping[str, str]
     ) -> None:
-        keys: list[str] = [ETAG_SEQ_KEY]
+        keys: list[str] = []
         args: list[Any] = []
         for op in ops:
             keys.append(op.key)

@@ -100,7 +100,10 @@ class SqliteStateStore:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY_API})
+        # Dapr's list, plus the query API that this store adds.
+        return frozenset(
+            {Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.KEYS_LIKE, Feature.QUERY_API}
+        )
 
     async def get(self, req: GetRequest) -> GetResponse:
         items = await self._call_reader(self._read, [req.key])

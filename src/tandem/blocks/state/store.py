@@ -23,6 +23,11 @@ class Feature(StrEnum):
     TRANSACTIONAL = "TRANSACTIONAL"
     TTL = "TTL"
     QUERY_API = "QUERY_API"
+    # Dapr's stores report these for their runtime-internal list-by-prefix and
+    # delete-by-prefix calls (no public API reaches them); declared where Dapr declares
+    # them so the metadata API answers as Dapr's does for the same component type.
+    KEYS_LIKE = "KEYS_LIKE"
+    DELETE_WITH_PREFIX = "DELETE_WITH_PREFIX"
     # Never declared by a component: synthesised from ETAG + TRANSACTIONAL (see features()).
     ACTOR = "ACTOR"
 
