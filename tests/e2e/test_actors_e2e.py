@@ -117,3 +117,58 @@ def test_bad_actor_calls_get_daprs_errors(mesh, method, path, status, code):
     assert r.status_code == status, r.text
     assert r.json()["errorCode"] == code
     assert httpx.get(f"{caller.base}/v1.0/healthz", timeout=10).status_code == 204
+
+
+def test_grpc_actor_api_invokes_saves_state_and_registers_reminders(mesh, actor_log):
+    import grpc
+    from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
+    from google.protobuf import any_pb2
+
+    host, caller = mesh
+    with grpc.insecure_channel(f"127.0.0.1:{caller.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        resp = stub.InvokeActor(
+            actors_pb2.InvokeActorRequest(
+                actor_type="Counter", actor_id="g-1", method="Add", data=b"3"
+            ),
+            timeout=30,
+        )
+        assert resp.data == b"3"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.InvokeActor(
+                actors_pb2.InvokeActorRequest(
+                    actor_type="dapr.internal.x", actor_id="1", method="m"
+                ),
+                timeout=30,
+            )
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with grpc.insecure_channel(f"127.0.0.1:{host.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        op = actors_pb2.TransactionalActorStateOperation(
+            operationType="upsert", key="note", value=any_pb2.Any(value=b'"hello"')
+        )
+        stub.ExecuteActorStateTransaction(
+            actors_pb2.ExecuteActorStateTransactionRequest(
+                actor_type="Counter", actor_id="g-1", operations=[op]
+            ),
+            timeout=30,
+        )
+        got = stub.GetActorState(
+            actors_pb2.GetActorStateRequest(actor_type="Counter", actor_id="g-1", key="note"),
+            timeout=30,
+        )
+        assert got.data == b'"hello"'
+        stub.RegisterActorReminder(
+            actors_pb2.RegisterActorReminderRequest(
+                actor_type="Counter", actor_id="g-2", name="grpc", due_time="0s", data=b"payload"
+            ),
+            timeout=30,
+        )
+        wait_until(
+            lambda: any(
+                e["event"] == "reminder" and e["id"] == "g-2" and e["state"] == "payload"
+                for e in read_log(actor_log)
+            ),
+            20,
+            "the reminder registered over gRPC",
+        )

@@ -37,8 +37,6 @@ def dispatch() -> Dispatcher:
         ("GET", "/v1.0-alpha1/configuration/cfg/subscribe", "configuration"),
         ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
         ("POST", "/v1.0-alpha1/unlock/lockstore", "distributed lock"),
-        ("PUT", "/v1.0/actors/Cart/c1/method/add", "actors"),
-        ("GET", "/v1.0/actors/Cart/c1/state/items", "actors"),
         ("POST", "/v1.0/workflows/dapr/OrderWorkflow/start", "workflows"),
         ("GET", "/v1.0-beta1/workflows/dapr/abc123", "workflows"),
         ("POST", "/v1.0-alpha1/workflows/dapr/abc123/terminate", "workflows"),
@@ -84,7 +82,7 @@ def test_grpc_message_names_the_api_and_the_method():
         "the bindings API is not implemented by this Tandem runtime yet (InvokeBinding)"
     )
     assert "the workflows API" in grpc_message_for("StartWorkflowBeta1")
-    assert "the actors API" in grpc_message_for("InvokeActor")
+    assert "the actors API" in grpc_message_for("ListActorTimers")
 
 
 def test_servicer_answers_every_unserved_method():

@@ -18,7 +18,7 @@ from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import invoke_grpc_app, meta_http, unimplemented
+from tandem.ext_proc import actors_grpc, invoke_grpc_app, meta_http, unimplemented
 from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
@@ -128,6 +128,7 @@ class Runtime:
             )
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
+        wiring.rpcs.update(actors_grpc.rpcs(actors.service))
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
         meta_http.register(self.router, self.health, self.metadata)
