@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import TandemMachine, WrkResult, wait_http, wrk
+from _common import TandemMachine, WrkResult, start_fast_app, wait_http, wrk
 
 from tandem.cli.ports import free_port
 
@@ -111,11 +111,9 @@ def main() -> None:
     a = ap.parse_args()
     app_port = free_port()
     app = subprocess.Popen([sys.executable, "-c", ACTOR_APP, str(app_port)])
-    fast_port = free_port()
-    fast = subprocess.Popen([sys.executable, "-c", ACTOR_APP, str(fast_port)])
+    fast, fast_port = start_fast_app()  # the plain-invocation target hosts no actors
     try:
         wait_http(f"http://127.0.0.1:{app_port}/count", 200)
-        wait_http(f"http://127.0.0.1:{fast_port}/count", 200)
         with TandemMachine() as m:
             host = m.run("host", "--app-port", str(app_port))
             m.run("fast", "--app-port", str(fast_port))
@@ -131,6 +129,17 @@ def main() -> None:
                     break
                 except Exception:
                     time.sleep(0.2)
+            # Reminders: N one-shot reminders due now; time until the app has seen them all.
+            before = int(http("GET", f"http://127.0.0.1:{app_port}/count"))
+            t0 = time.monotonic()
+            for i in range(a.reminders):
+                http("PUT", f"{base_h}/v1.0/actors/B/r-{i}/reminders/once", {"dueTime": "0s"})
+            registered = time.monotonic() - t0
+            while int(http("GET", f"http://127.0.0.1:{app_port}/count")) - before < a.reminders:
+                if time.monotonic() - t0 > 120:
+                    sys.exit("bench: reminders did not all fire within 120 s")
+                time.sleep(0.01)
+            fired = time.monotonic() - t0
             s = a.seconds
             same, many = script(SAME_ACTOR), script(MANY_ACTORS)
             wrk("warm-up", f"{base_h}/v1.0/actors/B/x/method/m", seconds=2, script=many)
@@ -179,17 +188,6 @@ def main() -> None:
                 )
                 rows += [baseline(state), baseline(invoke)]
                 rows += [row(one, state), row(local, state), row(fresh, state), row(remote, invoke)]
-            # Reminders: N one-shot reminders due now; time until the app has seen them all.
-            before = int(http("GET", f"http://127.0.0.1:{app_port}/count"))
-            t0 = time.monotonic()
-            for i in range(a.reminders):
-                http("PUT", f"{base_h}/v1.0/actors/B/r-{i}/reminders/once", {"dueTime": "0s"})
-            registered = time.monotonic() - t0
-            while int(http("GET", f"http://127.0.0.1:{app_port}/count")) - before < a.reminders:
-                if time.monotonic() - t0 > 120:
-                    sys.exit("bench: reminders did not all fire within 120 s")
-                time.sleep(0.01)
-            fired = time.monotonic() - t0
         print("| path | req/s | p50 ms | p99 ms | vs baseline | added p50 ms |")
         print("|---|---|---|---|---|---|")
         for r in rows:

@@ -54,6 +54,7 @@ class PlacementClient:
         self.committed = asyncio.Event()  # set once a table is committed on this stream
         self._lease = 5.0
         self._renewals: dict[float, float] = {}
+        self._lost_task: asyncio.Future[object] | None = None
 
     def serves(self, actor_type: str, actor_id: str) -> bool:
         return self.fence.serves(actor_type, actor_id, self._clock())
@@ -155,6 +156,8 @@ class PlacementClient:
             self._renewals = {sent_at: sent_at}  # only the latest renewal counts
             outbox.put_nowait({"renew": sent_at})
             await asyncio.sleep(self._lease / 3)
-            if self.fence.committed is not None and not self.fence.leased(self._clock()):
+            expired = self.fence.committed is not None and not self.fence.leased(self._clock())
+            # Renewals go on meanwhile: deactivating many actors takes a while.
+            if expired and (self._lost_task is None or self._lost_task.done()):
                 log.warning("placement lease ran out; deactivating every actor")
-                await self._lost()
+                self._lost_task = asyncio.ensure_future(self._lost())
