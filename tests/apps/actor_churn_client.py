@@ -12,7 +12,7 @@ import time
 from dapr.actor import ActorId, ActorProxy
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from actor_app import CounterInterface  # noqa: E402
+from counter_actor import CounterInterface  # noqa: E402
 
 
 async def main() -> None:

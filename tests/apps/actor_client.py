@@ -12,7 +12,7 @@ import sys
 from dapr.actor import ActorId, ActorProxy
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from actor_app import CounterInterface  # noqa: E402
+from counter_actor import CounterInterface  # noqa: E402
 
 
 def proxy(actor_id: str) -> ActorProxy:

@@ -19,7 +19,7 @@ import orjson
 
 from tandem.blocks.actors.app_http import HttpActorApp
 from tandem.blocks.actors.config import ActorConfig, ActorConfigError, parse_actor_config
-from tandem.blocks.actors.engine import ActorEngine
+from tandem.blocks.actors.engine import ActorApp, ActorEngine
 from tandem.blocks.actors.service import ActorService, ActorSettings
 from tandem.blocks.actors.state import ActorState, pick_actor_store
 from tandem.blocks.app_channel import AppChannel, AppChannelError
@@ -84,6 +84,31 @@ class ActorWiring:
         )
         service.set_placement(self._client)
         self._tasks.append(asyncio.create_task(self._client.run(), name="placement"))
+
+    async def _stop_placement(self) -> None:
+        if self._client is None:
+            return
+        task = self._tasks.pop()  # the placement task is the last one started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._client = None
+
+    async def host_stream(self, config: ActorConfig, app: ActorApp) -> None:
+        """An app registered actor types over the gRPC actor stream: host them."""
+        await self._stop_placement()
+        engine = ActorEngine(config, app, self.service)
+        engine.start()
+        self.service.attach(engine)
+        await self.start_placement(config)
+
+    async def unhost_stream(self) -> None:
+        """The app's actor stream ended: deactivate its actors and stop hosting them."""
+        await self._stop_placement()
+        engine = self.service.engine
+        self.service.detach()
+        if engine is not None:
+            await engine.close()
+        await self.start_placement(ActorConfig.none())
 
     async def on_app_ready(self, channel: AppChannel) -> None:
         """Ask the app for its actor settings; start hosting what it names."""

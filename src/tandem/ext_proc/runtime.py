@@ -18,12 +18,12 @@ from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import actors_grpc, invoke_grpc_app, meta_http, unimplemented
+from tandem.ext_proc import actors_grpc, actors_stream, invoke_grpc_app, meta_http, unimplemented
 from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
-from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
+from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc, StreamRpc
 from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
@@ -129,6 +129,9 @@ class Runtime:
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
         wiring.rpcs.update(actors_grpc.rpcs(actors.service))
+        wiring.rpcs["SubscribeActorEventsAlpha1"] = StreamRpc(
+            actors_stream.rpc(actors.host_stream, actors.unhost_stream)
+        )
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
         meta_http.register(self.router, self.health, self.metadata)
@@ -142,6 +145,7 @@ class Runtime:
         for start in wiring.starters:
             await start()
         self.health.mark_ready("components")
+        app_grpc = self.options.app_protocol in ("grpc", "grpcs")
         if self.options.app_port is not None:
             # Closers run in reverse: deliveries drain before the components close.
             self._closers.append(
@@ -157,10 +161,11 @@ class Runtime:
                     channel_socket=self.options.app_channel_socket,
                     health_checks=self.options.app_health,
                     health_socket=self.options.app_health_socket,
-                    on_app_ready=(actors.on_app_ready,),
+                    # A gRPC app hosts actors over the actor stream, not /dapr/config.
+                    on_app_ready=() if app_grpc else (actors.on_app_ready,),
                 )
             )
-        else:
+        if self.options.app_port is None or app_grpc:
             await actors.start_placement(ActorConfig.none())  # routes calls, hosts nothing
         log.info(
             "runtime ready",

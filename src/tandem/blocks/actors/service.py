@@ -92,6 +92,11 @@ class ActorService:
         self.engine = engine
         self.engine_ready.set()
 
+    def detach(self) -> None:
+        """The app stopped hosting actors (its gRPC actor stream ended)."""
+        self.engine = None
+        self.engine_ready.clear()
+
     def set_placement(self, placement: Placement) -> None:
         self._placement = placement
 
