@@ -4,6 +4,7 @@ control plane, calls to the owner through both Envoys."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -172,3 +173,37 @@ def test_grpc_actor_api_invokes_saves_state_and_registers_reminders(mesh, actor_
             20,
             "the reminder registered over gRPC",
         )
+
+
+def test_tandem_actors_list_shows_where_each_actor_lives_and_its_reminders(mesh, tandem_home):
+    import os
+    import subprocess
+    import sys
+
+    _, caller = mesh
+    client(caller, "add", "where-1", "1")
+    client(caller, "remind", "where-2", "60000")
+    env = {**os.environ, "TANDEM_HOME": str(tandem_home)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tandem.cli.main",
+            "actors",
+            "list",
+            "--type",
+            "Counter",
+            "-o",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["id"]: r for r in json.loads(done.stdout)}
+    assert rows["where-1"]["appId"] == "counter-host"
+    assert rows["where-1"]["host"].startswith("counter-host-")
+    assert rows["where-2"]["reminders"] == ["beat"]
+    client(caller, "forget", "where-2")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.cli import app_side
+from tandem.cli.actors import cmd_actors_list
 from tandem.cli.appid import new_app_id
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the sidecars running on this machine")
     ls.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
+    ac = sub.add_parser("actors", help="live actors: where each is, and its reminders")
+    ac_sub = ac.add_subparsers(dest="actors_cmd", required=True)
+    al = ac_sub.add_parser("list", help="list live actors and their reminders")
+    al.add_argument("--type", default="", help="only actors of this type")
+    al.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
@@ -263,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(home, a.output)
     if a.cmd == "stop":
         return cmd_stop(home, a.app_id)
+    if a.cmd == "actors":
+        return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
     if a.run_file is not None:
         print(
             f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "

@@ -17,6 +17,8 @@ from tandem.ext_proc.router import Router
 from tandem.placement.table import Version
 
 FORWARD_PREFIX = "/_tandem/actors"
+# Tandem's own listing of this host's live actors (`tandem actors list`).
+LISTING_PATH = "/_tandem/actors-here"
 VERSION_HEADER = "x-tandem-placement-version"
 NOT_OWNER_HEADER = "x-tandem-not-owner"
 _BASE = "/v1.0/actors/{actorType}/{actorId}"

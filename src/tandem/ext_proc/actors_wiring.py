@@ -27,6 +27,8 @@ from tandem.blocks.metadata import ActorRuntimeInfo
 from tandem.blocks.state.service import StateService
 from tandem.ext_proc import actors_http
 from tandem.ext_proc.actors_forward import EnvoyForwarder
+from tandem.ext_proc.actors_http import LISTING_PATH
+from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
 from tandem.placement import wire
 from tandem.placement.client import PlacementClient
@@ -134,6 +136,16 @@ class ActorWiring:
             log.info("hosting actor types", extra={"types": sorted(config.types)})
         await self.start_placement(config)
 
+    def listing(self) -> dict[str, Any]:
+        """Where each live actor is: this host's part (``tandem actors list``)."""
+        engine = self.service.engine
+        types = engine.hosted_types() if engine is not None else []
+        return {
+            "host": self.host,
+            "appId": self.app_id,
+            "actors": {t: engine.active_ids(t) for t in types} if engine is not None else {},
+        }
+
     def info(self) -> ActorRuntimeInfo:
         """The metadata API's ``actorRuntime``: every hosted type, 0 active included."""
         if self.control_plane is None:
@@ -182,7 +194,7 @@ def wire_actors(
         reminders=_Reminders(channel) if channel is not None else None,
     )
     actors_http.register(router, service)
-    return ActorWiring(
+    wiring = ActorWiring(
         service=service,
         app_id=app_id,
         host=host,
@@ -190,3 +202,10 @@ def wire_actors(
         forward_socket=forward_socket,
         _channel=channel,
     )
+
+    async def listing(req: ApiRequest) -> ApiResponse:
+        return ApiResponse.json(wiring.listing())
+
+    # Tandem's own (not Dapr's): read by `tandem actors list` over the runtime's socket.
+    router.add("GET", LISTING_PATH, listing)
+    return wiring
