@@ -7,7 +7,7 @@ import os
 import sys
 
 import uvicorn
-from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.config import ActorReentrancyConfig, ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
@@ -21,8 +21,12 @@ actor = DaprActor(app)
 
 @app.on_event("startup")
 async def startup() -> None:
+    depth = int(os.environ.get("REENTRANT_DEPTH", "0"))  # 0: reentrancy off
     ActorRuntime.set_actor_config(
-        ActorRuntimeConfig(actor_idle_timeout=datetime.timedelta(minutes=10))
+        ActorRuntimeConfig(
+            actor_idle_timeout=datetime.timedelta(minutes=10),
+            reentrancy=ActorReentrancyConfig(enabled=True, maxStackDepth=depth) if depth else None,
+        )
     )
     await actor.register_actor(Counter)
 

@@ -33,6 +33,8 @@ async def main() -> None:
         out = await proxy(args[0]).Remind(int(args[1]))
     elif command == "forget":
         out = await proxy(args[0]).Forget()
+    elif command == "chain":  # chain <id> <next id>...
+        out = await proxy(args[0]).Chain(args[1:])
     elif command == "tick":
         out = await proxy(args[0]).Tick(int(args[1]))
     else:

@@ -44,6 +44,9 @@ class CounterInterface(ActorInterface):
     @actormethod(name="Tick")
     async def tick(self, period_ms: int) -> None: ...
 
+    @actormethod(name="Chain")
+    async def chain(self, ids: list) -> list: ...
+
 
 class Counter(Actor, CounterInterface, Remindable):
     async def _on_activate(self) -> None:
@@ -86,6 +89,15 @@ class Counter(Actor, CounterInterface, Remindable):
             datetime.timedelta(seconds=0),
             datetime.timedelta(milliseconds=period_ms),
         )
+
+    async def chain(self, ids: list) -> list:
+        """Call the next actor of ``ids`` (which calls the next, ...): A -> B -> A."""
+        if not ids:
+            return [self.id.id]
+        from dapr.actor import ActorId, ActorProxy
+
+        nxt = ActorProxy.create("Counter", ActorId(ids[0]), CounterInterface)
+        return [self.id.id, *await nxt.Chain(ids[1:])]
 
     async def on_tick(self, data) -> None:
         record("timer", self.id.id, data=data)

@@ -24,7 +24,9 @@ def read_log(path: Path) -> list[dict]:
     return out
 
 
-def actor_host(home: Path, app_id: str, replica: str, log: Path, *extra: str) -> Sidecar:
+def actor_host(
+    home: Path, app_id: str, replica: str, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Sidecar:
     """A sidecar whose app is tests/apps/actor_app.py (actor type Counter)."""
     return start_sidecar(
         home,
@@ -33,16 +35,17 @@ def actor_host(home: Path, app_id: str, replica: str, log: Path, *extra: str) ->
         str(free_port()),
         *extra,
         command=[sys.executable, str(APPS / "actor_app.py")],
-        env={"ACTOR_LOG": str(log), "REPLICA": replica},
+        env={"ACTOR_LOG": str(log), "REPLICA": replica, **(env or {})},
     )
 
 
-def client(sidecar: Sidecar, *args: str) -> object:
+def client(sidecar: Sidecar, *args: str, env: dict[str, str] | None = None) -> object:
     """Run tests/apps/actor_client.py against ``sidecar``; its JSON answer."""
     env = {
         **os.environ,
         "DAPR_HTTP_PORT": str(sidecar.http_port),
         "DAPR_GRPC_PORT": str(sidecar.grpc_port),
+        **(env or {}),
     }
     done = subprocess.run(
         [sys.executable, str(APPS / "actor_client.py"), *args],
@@ -51,8 +54,13 @@ def client(sidecar: Sidecar, *args: str) -> object:
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    if done.returncode != 0:
+        raise ClientFailed(done.stdout + done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class ClientFailed(AssertionError):
+    """The SDK client app failed; its output is the message."""
 
 
 def children(pid: int) -> list[int]:

@@ -60,6 +60,9 @@ class Coordinator:
     def pending(self) -> Table | None:
         return self._pending
 
+    def hosted_types(self, host: str) -> frozenset[str]:
+        return self._connected.get(host, frozenset())
+
     # --- inputs ---------------------------------------------------------------------------
 
     def connect(self, host: str, types: frozenset[str], now: float) -> list[Send]:

@@ -164,6 +164,14 @@ class PlacementService:
         if host.host in self._streams:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, "this host is connected already")
             return
+        for other in self._streams.values():
+            shared = types & self.coordinator.hosted_types(other.host)
+            if shared and other.app_id != host.app_id:
+                # Dapr's model is one app id per actor type; the ring would mix two apps.
+                log.warning(
+                    "actor types hosted by two apps: calls will reach either",
+                    extra={"types": sorted(shared), "apps": sorted({host.app_id, other.app_id})},
+                )
         self._streams[host.host] = host
         host.outbox.put_nowait({"welcome": {"lease": self._lease, "epoch": self.epoch}})
         self._send(self.coordinator.connect(host.host, types, self._clock()))
