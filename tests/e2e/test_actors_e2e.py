@@ -101,6 +101,15 @@ def test_a_timer_fires_on_the_owner(mesh, actor_log):
     )
 
 
+def test_an_oversized_actor_call_is_refused_and_the_sidecar_keeps_serving(mesh):
+    _, caller = mesh
+    r = httpx.put(
+        f"{caller.base}/v1.0/actors/Counter/big/method/Add", content=b"1" * (5 << 20), timeout=30
+    )
+    assert r.status_code == 413 and r.json()["errorCode"] == "ERR_REQUEST_TOO_LARGE"
+    assert client(caller, "add", "after-big", "1") == [1]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [
