@@ -33,6 +33,8 @@ def test_a_killed_envoy_is_named_with_its_signal_and_this_runs_lines(tandem_home
 
     sidecar = start_sidecar(tandem_home, "crashy")
     try:
+        # Healthy through Envoy is not yet "started": wait for `tandem run` to say so.
+        wait_until(lambda: "sidecar crashy ready" in sidecar.text(), 30, "start-up to finish")
         os.kill(_named(sidecar.proc.pid, "envoy"), signal.SIGKILL)
         wait_until(lambda: sidecar.proc.poll() is not None, 30, "tandem run to exit")
 
