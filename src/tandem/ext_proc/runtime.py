@@ -158,6 +158,12 @@ class Runtime:
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
         self._resources = resources
+        from tandem.xds.translate.resiliency import warnings as invocation_warnings
+
+        # Invocation policies run in Envoy; say here, once, what Envoy cannot do with them.
+        for res in resources.resiliencies:
+            for warning in invocation_warnings(res):
+                log.warning("%s", warning)
         specs = []
         for c in resources.components:
             if c.secret_refs():

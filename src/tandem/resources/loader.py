@@ -66,6 +66,11 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def resource_files(paths: Sequence[Path]) -> list[Path]:
+    """The YAML files ``load_resources`` reads for ``paths``, in the order it reads them."""
+    return _files(paths)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -117,12 +122,30 @@ def _parse_document(doc: Node) -> Resource | None:
 
 def read_file(path: Path) -> list[Resource]:
     """Every Dapr resource in one YAML file, validated, in document order."""
-    file = str(path)
+    return parse_text(_read(path), str(path))
+
+
+def parse_text(text: str, file: str) -> list[Resource]:
+    """Every Dapr resource in ``text`` (the content of ``file``), validated."""
     return [
         resource
-        for line, data in load_documents(_read(path), file)
+        for line, data in load_documents(text, file)
         if (resource := _parse_document(Node.root(file, data, line))) is not None
     ]
+
+
+def resiliency_documents(path: Path) -> list[Any]:
+    """The ``kind: Resiliency`` documents of one file as plain data (nothing else in it)."""
+    return [
+        Node.root(str(path), data).plain()
+        for _, data in load_documents(_read(path), str(path))
+        if isinstance(data, dict) and data.get("kind") == "Resiliency"
+    ]
+
+
+def applies(resource: Resource, app_id: str, namespace: str) -> bool:
+    """Whether ``resource`` is for this app: its namespace and scopes allow it."""
+    return _applies(resource, app_id, namespace)
 
 
 def _applies(resource: Resource, app_id: str, namespace: str) -> bool:

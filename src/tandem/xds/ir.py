@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tandem.resources import AccessControl, ResourceError
+from tandem.resources import AccessControl, Resiliency, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
+from tandem.resources.loader import applies, parse_text
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TRUST_DOMAIN = "public"
@@ -99,6 +100,10 @@ class Sidecar:
     unix_domain_socket: str | None = None  # --unix-domain-socket DIR
     api_logging: ApiLogging | None = None
     app_health: AppHealthCheck | None = None
+    # The caller's Resiliency files, (file, YAML text): parsed here with the runtime's parser
+    # so `targets.apps` shapes this sidecar's outbound invocations (translate/resiliency.py).
+    resiliency_files: tuple[tuple[str, str], ...] = ()
+    resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
 
     @property
     def spiffe_id(self) -> str:
@@ -170,6 +175,8 @@ class Sidecar:
         unix_domain_socket = reader.string("unix_domain_socket") or None
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
+        resiliency_files = reader.resiliency_files("resiliency")
+        resiliencies = _resiliencies(resiliency_files, app_id, namespace, problems)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -198,6 +205,8 @@ class Sidecar:
             unix_domain_socket=unix_domain_socket,
             api_logging=api_logging,
             app_health=app_health,
+            resiliency_files=resiliency_files,
+            resiliencies=resiliencies,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -236,12 +245,28 @@ class Sidecar:
                 "omit_health_checks": self.api_logging.omit_health_checks,
                 "obfuscate_urls": self.api_logging.obfuscate_urls,
             }
+        if self.resiliency_files:
+            out["resiliency"] = [{"file": f, "yaml": text} for f, text in self.resiliency_files]
         if self.app_health is not None:
             out["app_health"] = {
                 "socket": self.app_health.socket,
                 "interval_ms": self.app_health.interval_ms,
             }
         return out
+
+
+def _resiliencies(
+    files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
+) -> tuple[Resiliency, ...]:
+    out: list[Resiliency] = []
+    for file, text in files:
+        try:
+            resources = parse_text(text, file)
+        except ResourceError as exc:
+            problems.append(str(exc))
+            continue
+        out += [r for r in resources if isinstance(r, Resiliency) and applies(r, app_id, namespace)]
+    return tuple(out)
 
 
 def access_control_metadata(access: AccessControl) -> dict[str, Any]:
@@ -321,6 +346,21 @@ class _Reader:
         except ResourceError as exc:
             self.problems.append(str(exc))
             return None
+
+    def resiliency_files(self, key: str) -> tuple[tuple[str, str], ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        entries = value if isinstance(value, list | tuple) else None
+        if entries is None or not all(
+            isinstance(e, Mapping)
+            and isinstance(e.get("file"), str)
+            and isinstance(e.get("yaml"), str)
+            for e in entries
+        ):
+            self.problems.append(f"{key} must be a list of {{file, yaml}} maps")
+            return ()
+        return tuple((e["file"], e["yaml"]) for e in entries)
 
     def api_logging(self, key: str) -> ApiLogging | None:
         value = self.data.get(key)

@@ -1,0 +1,73 @@
+"""An HTTP app whose failures are scripted by the request, for resiliency tests.
+
+Usage: python scripted_app.py PORT [PORT...] (one process, the same counters on every port)
+
+- ``/status/<key>/<code>``: answers ``code``.
+- ``/flaky/<key>/<code>/<n>``: answers ``code`` to the first ``n`` requests for ``key``,
+  then 200.
+- ``/slow/<key>/<ms>``: answers 200 after ``ms`` milliseconds.
+- ``/ok``: 200.
+- ``/_hits`` (GET, asked on the app port directly, never through a sidecar): how many
+  requests each key saw and in total, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HITS: Counter[str] = Counter()
+LOCK = threading.Lock()
+
+
+class Scripted(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, payload: dict[str, object]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if parts == ["_hits"]:
+            with LOCK:
+                self._send(200, dict(HITS))
+            return
+        key = parts[1] if len(parts) > 1 else parts[0]
+        with LOCK:
+            HITS[key] += 1
+            HITS["_total"] += 1
+            seen = HITS[key]
+        match parts:
+            case ["status", _, code]:
+                self._send(int(code), {"key": key, "attempt": seen})
+            case ["flaky", _, code, n]:
+                self._send(int(code) if seen <= int(n) else 200, {"key": key, "attempt": seen})
+            case ["slow", _, ms]:
+                time.sleep(int(ms) / 1000)
+                self._send(200, {"key": key, "attempt": seen})
+            case _:
+                self._send(200, {"key": key, "attempt": seen})
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+if __name__ == "__main__":
+    servers = [ThreadingHTTPServer(("127.0.0.1", int(p)), Scripted) for p in sys.argv[1:]]
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
