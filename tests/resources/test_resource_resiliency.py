@@ -421,7 +421,7 @@ def test_policies_resolve_explicit_targets_first_then_dapr_defaults(load: Load) 
     b = app_policy([res], "appB")
     assert (b.timeout, b.retry and b.retry.max_retries) == (timedelta(seconds=7), 3)
     c = app_policy([res], "appC")
-    assert (c.timeout, c.retry) == (timedelta(seconds=1), None)  # maxRetries 0: no retry
+    assert (c.timeout, c.retry and c.retry.max_retries) == (timedelta(seconds=1), 0)
     store = component_policy([res], "store", "outbound", "Statestore")
     assert (store.timeout, store.retry and store.retry.max_retries) == (timedelta(seconds=9), 2)
     assert not component_policy([], "store", "outbound", "Statestore")

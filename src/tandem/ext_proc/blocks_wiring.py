@@ -28,12 +28,16 @@ from tandem.blocks.pubsub.subscriptions import (
     from_declarative,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
+from tandem.blocks.resiliency import resilient
+from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
+from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.resources import Resiliency, Subscription
+from tandem.resources.resiliency import component_policy
 
 log = logging.getLogger("tandem.runtime")
 
@@ -89,6 +93,18 @@ class Wiring:
     app_grpc: AppGrpcChannel | None = None
 
 
+def state_policy_wrapper(
+    resiliencies: Sequence[Resiliency],
+) -> Callable[[str, StateStore], StateStore]:
+    """Each state store behind its outbound Resiliency policy (left bare without one)."""
+
+    def wrap(name: str, store: StateStore) -> StateStore:
+        runner = resilient(component_policy(resiliencies, name, "outbound", "Statestore"), name)
+        return store if runner is None else resilient_store(store, runner)
+
+    return wrap
+
+
 def wire_blocks(
     router: Router,
     specs: Sequence[ComponentSpec],
@@ -118,7 +134,7 @@ def wire_blocks(
         )
         raise ValueError(f"component {s.name}: unknown type {s.type!r} (known: {known})")
 
-    state = StateService.from_specs(served, ctx)
+    state = StateService.from_specs(served, ctx, wrap=state_policy_wrapper(resiliencies))
     state_http.register(router, state)
     wiring.rpcs.update(state_grpc.rpcs(state))
     for name, comp in state.components.items():

@@ -292,7 +292,7 @@ class Policy:
     """
 
     timeout: timedelta | None = None  # per attempt
-    retry: RetryPolicy | None = None
+    retry: RetryPolicy | None = None  # maxRetries 0 kept: "never retry" overrides defaults
     circuit_breaker: CircuitBreakerPolicy | None = None
     # Which Resiliency documents the policies came from, for logs.
     sources: tuple[str, ...] = field(default=(), compare=False)
@@ -344,7 +344,7 @@ def _resolve(
             sources.append(res.source or res.name)
     return Policy(
         timeout=timeout or None,  # 0 means no timeout
-        retry=retry if retry is not None and retry.max_retries != 0 else None,
+        retry=retry,
         circuit_breaker=breaker,
         sources=tuple(dict.fromkeys(sources)),
     )

@@ -98,13 +98,21 @@ class StateService:
         self.transaction_hook: TransactionHook | None = None
 
     @classmethod
-    def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
-        """Create every ``state.*`` component in ``specs`` through the registry."""
+    def from_specs(
+        cls,
+        specs: Iterable[ComponentSpec],
+        ctx: ComponentContext,
+        wrap: Callable[[str, StateStore], StateStore] | None = None,
+    ) -> StateService:
+        """Create every ``state.*`` component in ``specs`` through the registry; ``wrap``
+        puts each behind its Resiliency policy."""
         components = []
         for spec in specs:
             if not spec.type.startswith("state."):
                 continue
             store = cast(StateStore, create_component(spec, ctx))
+            if wrap is not None:
+                store = wrap(spec.name, store)
             keys = KeyScheme.from_metadata(spec.name, spec.metadata, ctx)
             components.append(StateComponent(spec.name, store, keys, spec.type))
         return cls(components)

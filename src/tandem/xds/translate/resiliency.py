@@ -52,6 +52,10 @@ _NO_STATUS = ("reset", "connect-failure", "refused-stream")
 _ALL_4XX = tuple(range(400, 500))
 
 
+def _retries(policy: Policy) -> bool:
+    return policy.retry is not None and policy.retry.max_retries != 0
+
+
 def _duration(value: timedelta) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromTimedelta(value)
@@ -91,7 +95,7 @@ def _budget(policy: Policy) -> timedelta:
     """The route timeout: every attempt's timeout plus the longest waits between them
     (Envoy's jittered back-off never waits longer than ``min((2^k - 1) * base, max)``)."""
     assert policy.timeout is not None
-    if policy.retry is None:
+    if policy.retry is None or not _retries(policy):
         return policy.timeout
     retries = policy.retry.max_retries
     if retries < 0:
@@ -105,9 +109,9 @@ def apply_to_route(action: rc.RouteAction, policy: Policy) -> None:
     """Timeout and retries on one invoke route's action (left alone without a policy)."""
     if policy.timeout is not None:
         action.timeout.CopyFrom(_duration(_budget(policy)))
-    if policy.retry is None:
-        return
     retry = policy.retry
+    if retry is None or not _retries(policy):
+        return
     conditions, statuses = _retry_on(policy)
     base, cap = _back_off(policy)
     retry_policy = rc.RetryPolicy(
@@ -142,7 +146,7 @@ def _sweep_interval(open_for: timedelta) -> timedelta:
 
 def apply_to_cluster(cluster: cluster_pb2.Cluster, policy: Policy) -> None:
     """Outlier detection for a circuit breaker; room for concurrent retries."""
-    if policy.retry is not None:
+    if _retries(policy):
         cluster.circuit_breakers.CopyFrom(
             circuit_breaker_pb2.CircuitBreakers(
                 thresholds=[
