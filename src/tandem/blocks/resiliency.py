@@ -15,11 +15,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from tandem.resources.resiliency import CircuitBreakerPolicy, Policy, RetryPolicy
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 # Dapr's exponential back-off: from 500 ms, × 1.5 each retry, ±50 % jitter, capped.
 EXPONENTIAL_INITIAL = 0.5
@@ -183,3 +184,40 @@ class Resilient:
 def resilient(policy: Policy, target: str) -> Resilient | None:
     """The runner for ``policy``, or None when the policy is empty (call directly)."""
     return Resilient(policy, target) if policy else None
+
+
+class _Behind:
+    """A component whose listed async methods run under a policy; the rest passes through."""
+
+    def __init__(
+        self, wrapped: Any, runner: Resilient, is_failure: Callable[[BaseException], bool]
+    ) -> None:
+        self.wrapped = wrapped
+        self._runner = runner
+        self._is_failure = is_failure
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def _through_policy(name: str) -> Callable[..., Awaitable[Any]]:
+    async def call(self: _Behind, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.wrapped, name)
+        return await self._runner.call(lambda: method(*args, **kwargs), is_failure=self._is_failure)
+
+    call.__name__ = name
+    return call
+
+
+def behind_policy(
+    component: C,
+    runner: Resilient,
+    methods: tuple[str, ...],
+    is_failure: Callable[[BaseException], bool] = _always,
+) -> C:
+    """``component`` with each of ``methods`` it has running under ``runner``. The wrapper
+    defines exactly those methods, so feature checks (``isinstance`` against a runtime
+    Protocol) see what the component itself offers."""
+    calls = {name: _through_policy(name) for name in methods if hasattr(component, name)}
+    cls = type(f"Resilient{type(component).__name__}", (_Behind,), calls)
+    return cast(C, cls(component, runner, is_failure))

@@ -16,6 +16,7 @@ from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
 from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
+from tandem.blocks.pubsub.broker import PubSub
 from tandem.blocks.pubsub.delivery import DeliveryTarget
 from tandem.blocks.pubsub.grpc_delivery import GrpcDelivery, fetch_grpc_subscriptions
 from tandem.blocks.pubsub.http_delivery import HttpDelivery
@@ -28,7 +29,7 @@ from tandem.blocks.pubsub.subscriptions import (
     from_declarative,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
-from tandem.blocks.resiliency import resilient
+from tandem.blocks.resiliency import behind_policy, resilient
 from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
@@ -105,6 +106,20 @@ def state_policy_wrapper(
     return wrap
 
 
+# Publishing is the outbound side of a pubsub; subscribing (inbound) is the subscriber's.
+_PUBLISH_CALLS = ("publish", "bulk_publish")
+
+
+def pubsub_policy_wrapper(
+    resiliencies: Sequence[Resiliency],
+) -> Callable[[str, PubSub], PubSub]:
+    def wrap(name: str, broker: PubSub) -> PubSub:
+        runner = resilient(component_policy(resiliencies, name, "outbound", "Pubsub"), name)
+        return broker if runner is None else behind_policy(broker, runner, _PUBLISH_CALLS)
+
+    return wrap
+
+
 def wire_blocks(
     router: Router,
     specs: Sequence[ComponentSpec],
@@ -142,7 +157,7 @@ def wire_blocks(
         wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))
     wiring.closers.append(state.close)
 
-    pubsub = PubSubService.from_specs(served, ctx)
+    pubsub = PubSubService.from_specs(served, ctx, wrap=pubsub_policy_wrapper(resiliencies))
     pubsub_http.register(router, pubsub)
     streams = StreamingSubscriptions(
         pubsub, resiliencies=resiliencies, on_change=wiring.board.set_streaming
