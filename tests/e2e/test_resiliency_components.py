@@ -8,6 +8,7 @@ import threading
 import httpx
 import pytest
 from harness import start_sidecar, wait_until
+
 from servers import RedisProcess, run_redis_process
 
 COMPONENTS = """\
