@@ -6,7 +6,7 @@ Usage: python scripted_app.py PORT [PORT...] (one process, the same counters on 
 - ``/flaky/<key>/<code>/<n>``: answers ``code`` to the first ``n`` requests for ``key``,
   then 200.
 - ``/slow/<key>/<ms>``: answers 200 after ``ms`` milliseconds.
-- ``/ok``: 200.
+- anything else (``/ok``): 200, with the path and headers received.
 - ``/_hits`` (GET, asked on the app port directly, never through a sidecar): how many
   requests each key saw and in total, as JSON.
 """
@@ -40,6 +40,8 @@ class Scripted(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if parts[0] == "base":  # an HTTPEndpoint's base path: the script follows it
+            parts = parts[1:] or ["ok"]
         if parts == ["_hits"]:
             with LOCK:
                 self._send(200, dict(HITS))
@@ -58,7 +60,10 @@ class Scripted(BaseHTTPRequestHandler):
                 time.sleep(int(ms) / 1000)
                 self._send(200, {"key": key, "attempt": seen})
             case _:
-                self._send(200, {"key": key, "attempt": seen})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                self._send(
+                    200, {"key": key, "attempt": seen, "path": self.path, "headers": headers}
+                )
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
 

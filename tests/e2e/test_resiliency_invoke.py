@@ -2,7 +2,8 @@
 
 One caller holds a Resiliency for two callees served by one scripted app process:
 ``flaky`` (per-attempt timeout 300 ms, 3 constant retries) and ``picky`` (retries only
-503, a circuit breaker opening after 3 consecutive failures for 3 s).
+503, a circuit breaker opening after 3 consecutive failures for 3 s); and an HTTPEndpoint
+``plain``: the same app on a third port, with no sidecar, under the ``flaky`` policies.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ spec:
     apps:
       flaky: {{timeout: attempt, retry: three}}
       picky: {{retry: only503, circuitBreaker: cb}}
+      plain: {{timeout: attempt, retry: three}}
+"""
+
+HTTP_ENDPOINT = """\
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata: {{name: plain}}
+spec:
+  baseUrl: http://127.0.0.1:{port}/base
+  headers:
+  - {{name: X-Static, value: "from-the-endpoint"}}
 """
 
 
@@ -45,8 +57,10 @@ def mesh(tandem_home, tmp_path_factory):
     resources = tmp_path_factory.mktemp("res")
     (resources / "resiliency.yaml").write_text(RESILIENCY)
     ports = {"flaky": free_port(), "picky": free_port()}
+    plain_port = free_port()
+    (resources / "endpoint.yaml").write_text(HTTP_ENDPOINT.format(port=plain_port))
     app = subprocess.Popen(
-        [sys.executable, str(APPS / "scripted_app.py"), *map(str, ports.values())]
+        [sys.executable, str(APPS / "scripted_app.py"), *map(str, ports.values()), str(plain_port)]
     )
     callees = [
         start_sidecar(tandem_home, app_id, "--app-port", str(port))
@@ -158,3 +172,20 @@ def test_circuit_breaker_opens_after_consecutive_failures_then_closes(mesh):
 def test_what_envoy_cannot_do_is_warned_at_load(mesh):
     caller, _ = mesh
     assert "maxRequests is ignored for invocations" in caller.text()
+
+
+def test_http_endpoint_by_name_with_its_headers_and_the_callers_policy(mesh):
+    caller, ports = mesh
+    r = invoke(caller, "plain", "hello?x=1")
+    assert r.status_code == 200
+    seen = r.json()
+    assert seen["path"] == "/base/hello?x=1"
+    assert seen["headers"]["x-static"] == "from-the-endpoint"
+    assert seen["headers"]["dapr-caller-app-id"] == "caller"
+    # The same via the dapr-app-id header.
+    r = httpx.get(f"{caller.base}/again", headers={"dapr-app-id": "plain"}, timeout=30)
+    assert r.json()["path"] == "/base/again"
+    # targets.apps.plain: retried as an app would be.
+    r = invoke(caller, "plain", "flaky/endpoint/503/2")
+    assert r.status_code == 200
+    assert hits(ports)["endpoint"] == 3

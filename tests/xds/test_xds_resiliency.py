@@ -68,7 +68,7 @@ def test_node_metadata_carries_the_callers_resiliency_through_the_same_parser() 
         "http_port": 3500,
         "grpc_port": 50001,
         "internal_port": 50002,
-        "resiliency": [{"file": "/res/r.yaml", "yaml": textwrap.dedent(RES)}],
+        "resources": [{"file": "/res/r.yaml", "yaml": textwrap.dedent(RES)}],
     }
     sidecar = Sidecar.from_node_metadata("a~1", meta)
     assert app_policy(sidecar.resiliencies, "b").timeout == timedelta(seconds=1)
@@ -82,7 +82,7 @@ def test_a_broken_resiliency_in_node_metadata_names_file_and_field() -> None:
         "http_port": 3500,
         "grpc_port": 50001,
         "internal_port": 50002,
-        "resiliency": [{"file": "/res/r.yaml", "yaml": RES.replace("1s}", "soon}")}],
+        "resources": [{"file": "/res/r.yaml", "yaml": RES.replace("1s}", "soon}")}],
     }
     try:
         Sidecar.from_node_metadata("a~1", meta)

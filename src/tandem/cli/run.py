@@ -214,7 +214,7 @@ class Sidecar:
             # Holds the private key and (in envoy.json) the credential and tokens.
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
-            metadata.update(await asyncio.to_thread(resiliency_metadata, resources))
+            metadata.update(await asyncio.to_thread(invocation_metadata, resources))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
@@ -429,25 +429,25 @@ def _console_line(entry: dict[str, object]) -> str:
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
 
 
-def resiliency_metadata(paths: Sequence[Path]) -> dict[str, object]:
-    """The Resiliency documents among the resources, for the node metadata: the control
-    plane parses them with the runtime's parser and filters them for this app, so
-    invocations follow the caller's ``targets.apps``. Only those documents travel (a file
-    may also hold components with credentials); the runtime has already validated them."""
+def invocation_metadata(paths: Sequence[Path]) -> dict[str, object]:
+    """The Resiliency and HTTPEndpoint documents among the resources, for the node
+    metadata: the control plane parses them with the runtime's parser and filters them for
+    this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
+    endpoints. Only those documents travel; the runtime has already validated them."""
     import yaml
 
     from tandem.resources import ResourceError
-    from tandem.resources.loader import resiliency_documents, resource_files
+    from tandem.resources.loader import invocation_documents, resource_files
 
     files: list[dict[str, str]] = []
     for file in resource_files(paths):
         try:
-            docs = resiliency_documents(file)
+            docs = invocation_documents(file)
         except (ResourceError, OSError) as exc:
             raise RunError(str(exc)) from exc
         if docs:
             files.append({"file": str(file), "yaml": yaml.safe_dump_all(docs, sort_keys=False)})
-    return {"resiliency": files} if files else {}
+    return {"resources": files} if files else {}
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:

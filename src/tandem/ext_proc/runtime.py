@@ -158,11 +158,16 @@ class Runtime:
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
         self._resources = resources
+        from tandem.xds.translate import http_endpoints
         from tandem.xds.translate.resiliency import warnings as invocation_warnings
 
-        # Invocation policies run in Envoy; say here, once, what Envoy cannot do with them.
+        # Invocation policies and HTTP endpoints live in Envoy; say here, once, what of
+        # them Envoy cannot do.
         for res in resources.resiliencies:
             for warning in invocation_warnings(res):
+                log.warning("%s", warning)
+        for endpoint in resources.http_endpoints:
+            for warning in http_endpoints.warnings(endpoint):
                 log.warning("%s", warning)
         specs = []
         for c in resources.components:

@@ -134,12 +134,17 @@ def parse_text(text: str, file: str) -> list[Resource]:
     ]
 
 
-def resiliency_documents(path: Path) -> list[Any]:
-    """The ``kind: Resiliency`` documents of one file as plain data (nothing else in it)."""
+# What the control plane needs of a sidecar's resources: it shapes invocations with them.
+INVOCATION_KINDS = ("Resiliency", "HTTPEndpoint")
+
+
+def invocation_documents(path: Path) -> list[Any]:
+    """The Resiliency and HTTPEndpoint documents of one file as plain data (nothing else
+    in it: a file may also hold components with credentials)."""
     return [
         Node.root(str(path), data).plain()
         for _, data in load_documents(_read(path), str(path))
-        if isinstance(data, dict) and data.get("kind") == "Resiliency"
+        if isinstance(data, dict) and data.get("kind") in INVOCATION_KINDS
     ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tandem.resources import AccessControl, Resiliency, ResourceError
+from tandem.resources import AccessControl, HTTPEndpoint, Resiliency, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
 from tandem.resources.loader import applies, parse_text
@@ -100,10 +100,12 @@ class Sidecar:
     unix_domain_socket: str | None = None  # --unix-domain-socket DIR
     api_logging: ApiLogging | None = None
     app_health: AppHealthCheck | None = None
-    # The caller's Resiliency files, (file, YAML text): parsed here with the runtime's parser
-    # so `targets.apps` shapes this sidecar's outbound invocations (translate/resiliency.py).
-    resiliency_files: tuple[tuple[str, str], ...] = ()
+    # The caller's Resiliency and HTTPEndpoint documents, (file, YAML text): parsed here with
+    # the runtime's parser. `targets.apps` shapes this sidecar's outbound invocations
+    # (translate/resiliency.py); HTTP endpoints get routes (translate/http_endpoints.py).
+    resource_files: tuple[tuple[str, str], ...] = ()
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
+    http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
 
     @property
     def spiffe_id(self) -> str:
@@ -175,8 +177,8 @@ class Sidecar:
         unix_domain_socket = reader.string("unix_domain_socket") or None
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
-        resiliency_files = reader.resiliency_files("resiliency")
-        resiliencies = _resiliencies(resiliency_files, app_id, namespace, problems)
+        resource_files = reader.resource_files("resources")
+        resources = _invocation_resources(resource_files, app_id, namespace, problems)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -205,8 +207,9 @@ class Sidecar:
             unix_domain_socket=unix_domain_socket,
             api_logging=api_logging,
             app_health=app_health,
-            resiliency_files=resiliency_files,
-            resiliencies=resiliencies,
+            resource_files=resource_files,
+            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
+            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -245,8 +248,8 @@ class Sidecar:
                 "omit_health_checks": self.api_logging.omit_health_checks,
                 "obfuscate_urls": self.api_logging.obfuscate_urls,
             }
-        if self.resiliency_files:
-            out["resiliency"] = [{"file": f, "yaml": text} for f, text in self.resiliency_files]
+        if self.resource_files:
+            out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
         if self.app_health is not None:
             out["app_health"] = {
                 "socket": self.app_health.socket,
@@ -255,18 +258,22 @@ class Sidecar:
         return out
 
 
-def _resiliencies(
+def _invocation_resources(
     files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
-) -> tuple[Resiliency, ...]:
-    out: list[Resiliency] = []
+) -> list[Resiliency | HTTPEndpoint]:
+    out: list[Resiliency | HTTPEndpoint] = []
     for file, text in files:
         try:
             resources = parse_text(text, file)
         except ResourceError as exc:
             problems.append(str(exc))
             continue
-        out += [r for r in resources if isinstance(r, Resiliency) and applies(r, app_id, namespace)]
-    return tuple(out)
+        out += [
+            r
+            for r in resources
+            if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
+        ]
+    return out
 
 
 def access_control_metadata(access: AccessControl) -> dict[str, Any]:
@@ -347,7 +354,7 @@ class _Reader:
             self.problems.append(str(exc))
             return None
 
-    def resiliency_files(self, key: str) -> tuple[tuple[str, str], ...]:
+    def resource_files(self, key: str) -> tuple[tuple[str, str], ...]:
         value = self.data.get(key)
         if value is None:
             return ()

@@ -6,7 +6,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import app_health, resiliency, tls
+from tandem.xds.translate import app_health, http_endpoints, resiliency, tls
 from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
@@ -41,4 +41,5 @@ def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
     if local is not None:
         out.append(local)
     out += app_health.gated_clusters(sidecar)
+    out += http_endpoints.clusters(sidecar)
     return out

@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import app_health, auth, resiliency
+from tandem.xds.translate import app_health, auth, http_endpoints, resiliency
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -189,6 +189,8 @@ def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
 def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     apps = mesh.app_ids()
     routes: list[rc.Route] = _token_check(sidecar, http=True)
+    # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
+    routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
     routes += [_path_invoke_route(sidecar, app) for app in apps]
     routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(
