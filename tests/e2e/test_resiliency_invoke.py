@@ -76,7 +76,7 @@ def mesh(tandem_home, tmp_path_factory):
             30,
             f"the caller's Envoy to learn about {app_id}",
         )
-    yield caller, ports
+    yield caller, {**ports, "plain": plain_port}
     for s in (caller, *callees):
         s.stop()
     app.terminate()
@@ -189,3 +189,14 @@ def test_http_endpoint_by_name_with_its_headers_and_the_callers_policy(mesh):
     r = invoke(caller, "plain", "flaky/endpoint/503/2")
     assert r.status_code == 200
     assert hits(ports)["endpoint"] == 3
+
+
+def test_invoke_by_url_needs_no_resource(mesh):
+    caller, ports = mesh
+    url = f"http://127.0.0.1:{ports['plain']}"
+    r = httpx.get(f"{caller.base}/v1.0/invoke/{url}/method/by/url?q=1", timeout=30)
+    assert r.status_code == 200
+    seen = r.json()
+    assert seen["path"] == "/by/url?q=1"
+    assert seen["headers"]["host"] == f"127.0.0.1:{ports['plain']}"
+    assert "x-static" not in seen["headers"]  # the HTTPEndpoint's headers are not involved

@@ -42,4 +42,5 @@ def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
         out.append(local)
     out += app_health.gated_clusters(sidecar)
     out += http_endpoints.clusters(sidecar)
+    out += http_endpoints.url_clusters()
     return out

@@ -1,11 +1,13 @@
-"""HTTPEndpoint: invocation of a non-Dapr HTTP service by its resource name, in Envoy.
+"""HTTPEndpoint and invocation by URL: non-Dapr HTTP services reached through Envoy.
 
 ``/v1.0/invoke/<name>/method/<path>`` (or header ``dapr-app-id: <name>``) goes to
 ``<baseUrl>/<path>`` through cluster ``endpoint:<name>`` (DNS-resolved; TLS with SNI for an
 https base URL, verified against ``clientTLS.rootCA`` or the system's CA bundle; the
 client certificate when given inline). The endpoint's ``headers`` with a value are added
 to every request; the caller's ``targets.apps.<name>`` Resiliency applies as for an app.
-Pure, apart from reading where the system's CA bundle lives.
+``/v1.0/invoke/http(s)://host:port/method/<path>`` needs no resource: Envoy's dynamic
+forward proxy resolves the host per request. Pure, apart from reading where the system's
+CA bundle lives.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.clusters.dynamic_forward_proxy.v3 import cluster_pb2 as dfp_cluster_pb2
+from envoy.extensions.common.dynamic_forward_proxy.v3 import dns_cache_pb2
+from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import (
+    dynamic_forward_proxy_pb2 as dfp_filter_pb2,
+)
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
@@ -28,7 +39,14 @@ from tandem.resources import HTTPEndpoint
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Sidecar
 from tandem.xds.translate import auth, resiliency
-from tandem.xds.translate._protos import metadata, pack, seconds, set_header, socket_address
+from tandem.xds.translate._protos import (
+    HPO_KEY,
+    metadata,
+    pack,
+    seconds,
+    set_header,
+    socket_address,
+)
 from tandem.xds.translate.local_reply import APP_ID_FIELD
 from tandem.xds.translate.names import (
     HEADER_APP_ID,
@@ -229,4 +247,89 @@ def warnings(ep: HTTPEndpoint) -> list[str]:
             )
     if urlsplit(ep.base_url).query:
         out.append(f"{where}: spec.baseUrl: the query string is not sent")
+    return out
+
+
+# -- By URL: /v1.0/invoke/http://host:port/method/<path>, any host, no resource needed ------
+
+DFP_FILTER = "envoy.filters.http.dynamic_forward_proxy"
+_DNS_CACHE = "tandem_url_invoke"
+URL_CLUSTER_PREFIX = "url:"
+
+
+def _dns_cache() -> dns_cache_pb2.DnsCacheConfig:
+    return dns_cache_pb2.DnsCacheConfig(
+        name=_DNS_CACHE, dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED
+    )
+
+
+def url_filter() -> hcm_pb2.HttpFilter:
+    """Resolves the host of a by-URL invocation; idle on every other route (it acts only
+    for dynamic-forward-proxy clusters)."""
+    config = dfp_filter_pb2.FilterConfig(dns_cache_config=_dns_cache())
+    return hcm_pb2.HttpFilter(name=DFP_FILTER, typed_config=pack(config))
+
+
+def url_clusters() -> list[cluster_pb2.Cluster]:
+    out = []
+    for scheme in ("http", "https"):
+        cluster = cluster_pb2.Cluster(
+            name=f"{URL_CLUSTER_PREFIX}{scheme}",
+            cluster_type=cluster_pb2.Cluster.CustomClusterType(
+                name="envoy.clusters.dynamic_forward_proxy",
+                typed_config=pack(dfp_cluster_pb2.ClusterConfig(dns_cache_config=_dns_cache())),
+            ),
+            lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
+            connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
+        )
+        if scheme == "https":
+            # SNI and the certificate check follow each request's host.
+            options = hpo_pb2.HttpProtocolOptions(
+                upstream_http_protocol_options=protocol_pb2.UpstreamHttpProtocolOptions(
+                    auto_sni=True, auto_san_validation=True
+                ),
+                explicit_http_config=hpo_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                    http_protocol_options=protocol_pb2.Http1ProtocolOptions()
+                ),
+            )
+            cluster.typed_extension_protocol_options[HPO_KEY].CopyFrom(pack(options))
+            context = tls_pb2.UpstreamTlsContext(
+                common_tls_context=tls_pb2.CommonTlsContext(
+                    validation_context=common_pb2.CertificateValidationContext(
+                        trusted_ca=base_pb2.DataSource(filename=system_ca_file())
+                    )
+                )
+            )
+            cluster.transport_socket.CopyFrom(
+                base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
+            )
+        out.append(cluster)
+    return out
+
+
+def url_routes(sidecar: Sidecar, no_ext_proc: Mapping[str, any_pb2.Any]) -> list[rc.Route]:
+    out = []
+    for scheme in ("http", "https"):
+        prefix = f"^/v1\\.0/invoke/{scheme}://([^/]+)/method/"
+        action = rc.RouteAction(
+            cluster=f"{URL_CLUSTER_PREFIX}{scheme}",
+            timeout=seconds(0),
+            regex_rewrite=regex_pb2.RegexMatchAndSubstitute(
+                pattern=regex_pb2.RegexMatcher(regex=prefix), substitution="/"
+            ),
+            host_rewrite_path_regex=regex_pb2.RegexMatchAndSubstitute(
+                pattern=regex_pb2.RegexMatcher(regex=prefix + ".*$"), substitution="\\1"
+            ),
+        )
+        route = rc.Route(
+            name=f"invoke-url:{scheme}",
+            match=rc.RouteMatch(safe_regex=regex_pb2.RegexMatcher(regex=prefix + ".*")),
+            route=action,
+            request_headers_to_add=[set_header(HEADER_CALLER, sidecar.app_id)],
+            request_headers_to_remove=[auth.API_TOKEN_HEADER],
+            metadata=metadata(METADATA_NAMESPACE, {APP_ID_FIELD: f"{scheme} URL"}),
+        )
+        for name, config in no_ext_proc.items():
+            route.typed_per_filter_config[name].CopyFrom(config)
+        out.append(route)
     return out

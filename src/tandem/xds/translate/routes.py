@@ -191,6 +191,7 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     routes: list[rc.Route] = _token_check(sidecar, http=True)
     # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
     routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
+    routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
     routes += [_path_invoke_route(sidecar, app) for app in apps]
     routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(
