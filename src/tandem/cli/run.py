@@ -433,21 +433,19 @@ def invocation_metadata(paths: Sequence[Path]) -> dict[str, object]:
     """The Resiliency and HTTPEndpoint documents among the resources, for the node
     metadata: the control plane parses them with the runtime's parser and filters them for
     this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
-    endpoints. Only those documents travel; the runtime has already validated them."""
-    import yaml
-
+    endpoints. Only those documents travel; the runtime has already validated them. The
+    paths go too: the control plane watches them (hot reload)."""
     from tandem.resources import ResourceError
-    from tandem.resources.loader import invocation_documents, resource_files
+    from tandem.resources.loader import invocation_files
 
-    files: list[dict[str, str]] = []
-    for file in resource_files(paths):
-        try:
-            docs = invocation_documents(file)
-        except (ResourceError, OSError) as exc:
-            raise RunError(str(exc)) from exc
-        if docs:
-            files.append({"file": str(file), "yaml": yaml.safe_dump_all(docs, sort_keys=False)})
-    return {"resources": files} if files else {}
+    try:
+        files = invocation_files(paths)
+    except (ResourceError, OSError) as exc:
+        raise RunError(str(exc)) from exc
+    out: dict[str, object] = {"resources_paths": [str(p.resolve()) for p in paths]}
+    if files:
+        out["resources"] = [{"file": f, "yaml": text} for f, text in files]
+    return out
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import yaml
+
 from ._parse import Node, load_documents
 from .component import Component, parse_component
 from .configuration import Configuration, parse_configuration
@@ -146,6 +148,35 @@ def invocation_documents(path: Path) -> list[Any]:
         for _, data in load_documents(_read(path), str(path))
         if isinstance(data, dict) and data.get("kind") in INVOCATION_KINDS
     ]
+
+
+def invocation_files(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
+    """(file, YAML of its Resiliency and HTTPEndpoint documents) for each file of ``paths``
+    that has any: what the control plane needs to shape this sidecar's invocations."""
+    out = []
+    for file in _files(paths):
+        docs = invocation_documents(file)
+        if docs:
+            out.append((str(file), yaml.safe_dump_all(docs, sort_keys=False)))
+    return tuple(out)
+
+
+def signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(file, mtime_ns, size) of every resource file: cheap to take, changes with any edit,
+    addition or removal (a hot-reload watcher compares these before reading anything)."""
+    out = []
+    for path in paths:
+        try:
+            files = _files([path])
+        except ResourceError:
+            continue  # a missing path: its files are simply gone
+        for file in files:
+            try:
+                st = file.stat()
+            except OSError:
+                continue
+            out.append((str(file), st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 def applies(resource: Resource, app_id: str, namespace: str) -> bool:

@@ -7,6 +7,7 @@ live. Translation (``tandem.xds.translate``) is a pure function of the two.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -104,8 +105,23 @@ class Sidecar:
     # the runtime's parser. `targets.apps` shapes this sidecar's outbound invocations
     # (translate/resiliency.py); HTTP endpoints get routes (translate/http_endpoints.py).
     resource_files: tuple[tuple[str, str], ...] = ()
+    # Where those come from (--resources-path): the control plane watches them (hot reload).
+    resources_paths: tuple[str, ...] = ()
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+
+    def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
+        """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
+        ResourceError naming file, field and reason if any does not parse."""
+        resources: list[Resiliency | HTTPEndpoint] = []
+        for file, text in files:
+            resources += _for_app(parse_text(text, file), self.app_id, self.namespace)
+        return dataclasses.replace(
+            self,
+            resource_files=files,
+            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
+            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+        )
 
     @property
     def spiffe_id(self) -> str:
@@ -178,6 +194,7 @@ class Sidecar:
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
         resource_files = reader.resource_files("resources")
+        resources_paths = reader.strings("resources_paths")
         resources = _invocation_resources(resource_files, app_id, namespace, problems)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
@@ -208,6 +225,7 @@ class Sidecar:
             api_logging=api_logging,
             app_health=app_health,
             resource_files=resource_files,
+            resources_paths=resources_paths,
             resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
             http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
         )
@@ -250,6 +268,8 @@ class Sidecar:
             }
         if self.resource_files:
             out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
+        if self.resources_paths:
+            out["resources_paths"] = list(self.resources_paths)
         if self.app_health is not None:
             out["app_health"] = {
                 "socket": self.app_health.socket,
@@ -258,21 +278,23 @@ class Sidecar:
         return out
 
 
+def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[Resiliency | HTTPEndpoint]:
+    return [
+        r
+        for r in resources
+        if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
+    ]
+
+
 def _invocation_resources(
     files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
 ) -> list[Resiliency | HTTPEndpoint]:
     out: list[Resiliency | HTTPEndpoint] = []
     for file, text in files:
         try:
-            resources = parse_text(text, file)
+            out += _for_app(parse_text(text, file), app_id, namespace)
         except ResourceError as exc:
             problems.append(str(exc))
-            continue
-        out += [
-            r
-            for r in resources
-            if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
-        ]
     return out
 
 
@@ -353,6 +375,15 @@ class _Reader:
         except ResourceError as exc:
             self.problems.append(str(exc))
             return None
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{key} must be a list of strings")
+            return ()
+        return tuple(value)
 
     def resource_files(self, key: str) -> tuple[tuple[str, str], ...]:
         value = self.data.get(key)
