@@ -3,6 +3,8 @@ restart, a broken edit changes nothing, and traffic flowing meanwhile sees no fa
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -107,3 +109,72 @@ def test_no_request_fails_while_policies_are_reloaded_under_load(mesh):
     assert len(statuses) == 3000
     assert set(statuses) == {200}
     assert reloads(home) - reloads_before >= 2  # the routes did change under the traffic
+
+
+STORE = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: hot}
+spec:
+  type: state.in-memory
+  version: v1
+"""
+
+
+def config_version(home) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "tandem.cli.main", "list", "--output", "json"],
+        env={**os.environ, "TANDEM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    [caller] = [a for a in json.loads(out) if a["app_id"] == "caller"]
+    return caller["config_version"]
+
+
+def store_missing(url: str) -> bool:
+    body = httpx.get(f"{url}/k", timeout=10).json()
+    return isinstance(body, dict) and body.get("errorCode", "").startswith("ERR_STATE_STORE_NOT_")
+
+
+def test_a_state_store_is_added_then_removed_without_a_restart(mesh):
+    caller, resources, home = mesh
+    before = config_version(home)
+    url = f"{caller.base}/v1.0/state/hot"
+    assert store_missing(url)
+    (resources / "store.yaml").write_text(STORE)
+    wait_until(
+        lambda: httpx.post(url, json=[{"key": "k", "value": 1}], timeout=10).status_code == 204,
+        10,
+        "the new store to serve",
+    )
+    assert httpx.get(f"{url}/k", timeout=10).json() == 1
+    names = [
+        c["name"]
+        for c in httpx.get(f"{caller.base}/v1.0/metadata", timeout=10).json()["components"]
+    ]
+    assert "hot" in names
+    assert config_version(home) != before
+    (resources / "store.yaml").unlink()
+    wait_until(lambda: store_missing(url), 10, "the store to be gone")
+
+
+def test_a_broken_component_edit_keeps_the_running_stores(mesh):
+    caller, resources, home = mesh
+    (resources / "store.yaml").write_text(STORE)
+    url = f"{caller.base}/v1.0/state/hot"
+    wait_until(
+        lambda: httpx.post(url, json=[{"key": "k", "value": 2}], timeout=10).status_code == 204,
+        10,
+        "the store to serve",
+    )
+    (resources / "store.yaml").write_text(STORE.replace("version: v1", "version: [v1]"))
+    log = home / "logs" / "caller.runtime.log"
+    wait_until(
+        lambda: "resources not reloaded" in log.read_text(errors="replace"),
+        10,
+        "the runtime to report the broken file",
+    )
+    assert httpx.get(f"{url}/k", timeout=10).json() == 2
+    (resources / "store.yaml").unlink()

@@ -88,6 +88,7 @@ class Wiring:
     # Run once the gRPC server is up (background consumers such as the outbox's).
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pubsub: PubSubService | None = None
+    state: StateService | None = None
     outbox: Outbox | None = None
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
@@ -156,6 +157,7 @@ def wire_blocks(
         caps = tuple(sorted(f.value for f in state.features(name)))
         wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))
     wiring.closers.append(state.close)
+    wiring.state = state
 
     pubsub = PubSubService.from_specs(served, ctx, wrap=pubsub_policy_wrapper(resiliencies))
     pubsub_http.register(router, pubsub)

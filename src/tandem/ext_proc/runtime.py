@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import invoke_grpc_app, meta_http, unimplemented
-from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
+from tandem.ext_proc.blocks_wiring import Wiring, start_app, state_policy_wrapper, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc
@@ -26,6 +27,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
+from tandem.ext_proc.reload import RuntimeReloader
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -106,6 +108,7 @@ class Runtime:
             raise StartupError(str(exc)) from exc
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
+        self._start_reloader(wiring, ctx)
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
@@ -142,6 +145,33 @@ class Runtime:
                 "components": [c.name for c in wiring.components],
             },
         )
+
+    def _start_reloader(self, wiring: Wiring, ctx: ComponentContext) -> None:
+        """Hot reload of the resources (ext_proc/reload.py); closers run in reverse, so the
+        watcher stops before the stores close."""
+        if wiring.state is None or self._resources is None:
+            return
+        reloader = RuntimeReloader(
+            paths=tuple(self.options.resources_paths),
+            config=self.options.config,
+            app_id=self.options.app_id,
+            namespace=self.options.namespace,
+            ctx=ctx,
+            state=wiring.state,
+            metadata=self.metadata,
+            wrap=state_policy_wrapper,
+            version_dir=self.options.socket.parent,
+        )
+        reloader.start(self._resources)
+        task = asyncio.create_task(reloader.run(), name="hot-reload")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await reloader.close()
+
+        self._closers.append(stop)
 
     def _load_specs(self) -> list[ComponentSpec]:
         from tandem.resources import ResourceError, load_configuration, load_resources

@@ -121,6 +121,14 @@ class StateService:
     def components(self) -> Mapping[str, StateComponent]:
         return self._components
 
+    def set_component(self, name: str, comp: StateComponent | None) -> StateComponent | None:
+        """Add, replace or (``None``) remove one store (hot reload); returns the one it
+        replaced, which the caller closes once calls in flight are done with it."""
+        previous = self._components.pop(name, None)
+        if comp is not None:
+            self._components[name] = comp
+        return previous
+
     def features(self, name: str) -> frozenset[Feature]:
         return features_of(self.component(name).store)
 
