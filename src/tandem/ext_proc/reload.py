@@ -80,6 +80,7 @@ class RuntimeReloader:
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
     _others: dict[str, ComponentSpec] = field(default_factory=dict)
+    _subscriptions: tuple[Any, ...] = ()
     _closing: dict[asyncio.Task[None], StateComponent] = field(default_factory=dict)
 
     def _watched(self) -> list[Path]:
@@ -90,6 +91,7 @@ class RuntimeReloader:
         self._seen = signature(self._watched())
         self._stores = self._desired(loaded)
         self._others = self._not_reloaded(loaded)
+        self._subscriptions = loaded.subscriptions
         self._write_version()
 
     async def run(self) -> None:
@@ -142,6 +144,13 @@ class RuntimeReloader:
                     name,
                 )
         self._others = others
+        if loaded.subscriptions != self._subscriptions:
+            log.warning(
+                "declarative subscriptions changed: they are not reloaded yet; "
+                "restart the app for this change",
+                extra={"files": sorted({s.source for s in loaded.subscriptions})},
+            )
+            self._subscriptions = loaded.subscriptions
 
     def _apply(self, loaded: ResourceSet) -> None:
         self._warn_not_reloaded(loaded)
