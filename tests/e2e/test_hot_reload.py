@@ -29,18 +29,30 @@ spec:
       target: {{retry: again}}
 """
 
+ACCESS = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {{name: target}}
+spec:
+  accessControl:
+    defaultAction: {action}
+    trustDomain: public
+"""
+
 KEYS = count()
 
 
 @pytest.fixture(scope="module")
 def mesh(tandem_home, tmp_path_factory):
     resources = tmp_path_factory.mktemp("res")
+    config = resources.parent / "target-config.yaml"
+    config.write_text(ACCESS.format(action="allow"))
     port = free_port()
     app = subprocess.Popen([sys.executable, str(APPS / "scripted_app.py"), str(port)])
-    target = start_sidecar(tandem_home, "target", "--app-port", str(port))
+    target = start_sidecar(tandem_home, "target", "--app-port", str(port), "--config", str(config))
     caller = start_sidecar(tandem_home, "caller", "--resources-path", str(resources))
     wait_until(lambda: invoke(caller, "ok").status_code == 200, 30, "caller to reach target")
-    yield caller, resources, tandem_home
+    yield caller, resources, tandem_home, config
     for s in (caller, target):
         s.stop()
     app.terminate()
@@ -57,14 +69,14 @@ def fails_once_then_succeeds(caller) -> bool:
 
 
 def test_a_resiliency_added_while_traffic_flows_applies_without_a_restart(mesh):
-    caller, resources, _ = mesh
+    caller, resources, _, _ = mesh
     assert not fails_once_then_succeeds(caller)
     (resources / "resiliency.yaml").write_text(RETRIES.format(retries=2))
     wait_until(lambda: fails_once_then_succeeds(caller), 10, "the retry policy to apply")
 
 
 def test_a_broken_edit_changes_nothing_and_is_logged_by_file_and_field(mesh):
-    caller, resources, home = mesh
+    caller, resources, home, _ = mesh
     wait_until(lambda: fails_once_then_succeeds(caller), 10, "the retry policy")
     broken = resources / "resiliency.yaml"
     broken.write_text(RETRIES.format(retries='"many"'))
@@ -86,7 +98,7 @@ def reloads(home) -> int:
 
 
 def test_no_request_fails_while_policies_are_reloaded_under_load(mesh):
-    caller, resources, home = mesh
+    caller, resources, home, _ = mesh
     reloads_before = reloads(home)
     statuses: list[int] = []
     done = threading.Event()
@@ -139,7 +151,7 @@ def store_missing(url: str) -> bool:
 
 
 def test_a_state_store_is_added_then_removed_without_a_restart(mesh):
-    caller, resources, home = mesh
+    caller, resources, home, _ = mesh
     before = config_version(home)
     url = f"{caller.base}/v1.0/state/hot"
     assert store_missing(url)
@@ -161,7 +173,7 @@ def test_a_state_store_is_added_then_removed_without_a_restart(mesh):
 
 
 def test_a_broken_component_edit_keeps_the_running_stores(mesh):
-    caller, resources, home = mesh
+    caller, resources, home, _ = mesh
     (resources / "store.yaml").write_text(STORE)
     url = f"{caller.base}/v1.0/state/hot"
     wait_until(
@@ -178,3 +190,13 @@ def test_a_broken_component_edit_keeps_the_running_stores(mesh):
     )
     assert httpx.get(f"{url}/k", timeout=10).json() == 2
     (resources / "store.yaml").unlink()
+
+
+def test_an_edited_access_control_applies_to_the_callee_without_a_restart(mesh):
+    caller, _, _, config = mesh
+    assert invoke(caller, "ok").status_code == 200
+    config.write_text(ACCESS.format(action="deny"))
+    wait_until(lambda: invoke(caller, "ok").status_code == 403, 10, "the deny to apply")
+    assert invoke(caller, "ok").json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    config.write_text(ACCESS.format(action="allow"))
+    wait_until(lambda: invoke(caller, "ok").status_code == 200, 10, "the allow to apply")

@@ -238,6 +238,13 @@ class Sidecar:
                     "warn" if o.log_level in ("info", "warn", "warning") else o.log_level,
                     "--base-id",
                     str(secrets.randbelow(1 << 30)),
+                    # A listener changed by hot reload (access control) must apply to every
+                    # connection now: old ones finish their request in flight and close,
+                    # rather than keep the old policy for the default 10 minutes.
+                    "--drain-strategy",
+                    "immediate",
+                    "--drain-time-s",
+                    "2",
                     *app_side.envoy_args(o.app_flags),
                 ],
                 log_path=logs / f"{o.app_id}.envoy.log",
@@ -291,6 +298,7 @@ class Sidecar:
             if config.access_control is not None:
                 trust_domain = config.access_control.trust_domain
                 out["access_control"] = access_control_metadata(config.access_control)
+            out["config_path"] = str(o.config.resolve())  # watched (hot reload)
         try:
             enrolment = EnrolmentKey.load(ca_dir(self.home.root))
         except OSError as exc:

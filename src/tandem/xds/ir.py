@@ -107,6 +107,8 @@ class Sidecar:
     resource_files: tuple[tuple[str, str], ...] = ()
     # Where those come from (--resources-path): the control plane watches them (hot reload).
     resources_paths: tuple[str, ...] = ()
+    # The app's --config: its accessControl is watched too (hot reload).
+    config_path: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
 
@@ -195,6 +197,7 @@ class Sidecar:
         app_health = reader.app_health("app_health")
         resource_files = reader.resource_files("resources")
         resources_paths = reader.strings("resources_paths")
+        config_path = reader.string("config_path") or None
         resources = _invocation_resources(resource_files, app_id, namespace, problems)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
@@ -226,6 +229,7 @@ class Sidecar:
             app_health=app_health,
             resource_files=resource_files,
             resources_paths=resources_paths,
+            config_path=config_path,
             resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
             http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
         )
@@ -270,6 +274,8 @@ class Sidecar:
             out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
         if self.resources_paths:
             out["resources_paths"] = list(self.resources_paths)
+        if self.config_path is not None:
+            out["config_path"] = self.config_path
         if self.app_health is not None:
             out["app_health"] = {
                 "socket": self.app_health.socket,
