@@ -47,6 +47,14 @@ def spec_of(component: Component) -> ComponentSpec:
     )
 
 
+def invocation_warnings(loaded: ResourceSet) -> list[str]:
+    """What of the Resiliency and HTTPEndpoint resources Envoy cannot apply."""
+    from tandem.xds.translate import http_endpoints, resiliency
+
+    lines = [w for r in loaded.resiliencies for w in resiliency.warnings(r)]
+    return lines + [w for e in loaded.http_endpoints for w in http_endpoints.warnings(e)]
+
+
 def config_version(paths: Sequence[Path]) -> str:
     """A short hash of every resource file's name and content."""
     digest = hashlib.sha256()
@@ -81,6 +89,7 @@ class RuntimeReloader:
     _stores: dict[str, _Store] = field(default_factory=dict)
     _others: dict[str, ComponentSpec] = field(default_factory=dict)
     _subscriptions: tuple[Any, ...] = ()
+    _invocation: tuple[Any, ...] = ()
     _closing: dict[asyncio.Task[None], StateComponent] = field(default_factory=dict)
 
     def _watched(self) -> list[Path]:
@@ -92,6 +101,7 @@ class RuntimeReloader:
         self._stores = self._desired(loaded)
         self._others = self._not_reloaded(loaded)
         self._subscriptions = loaded.subscriptions
+        self._invocation = (loaded.resiliencies, loaded.http_endpoints)
         self._write_version()
 
     async def run(self) -> None:
@@ -152,8 +162,19 @@ class RuntimeReloader:
             )
             self._subscriptions = loaded.subscriptions
 
+    def _warn_invocation(self, loaded: ResourceSet) -> None:
+        """The control plane applies these to Envoy; what Envoy cannot do is said here,
+        in the app's log, as at start."""
+        invocation = (loaded.resiliencies, loaded.http_endpoints)
+        if invocation == self._invocation:
+            return
+        self._invocation = invocation
+        for line in invocation_warnings(loaded):
+            log.warning("%s", line)
+
     def _apply(self, loaded: ResourceSet) -> None:
         self._warn_not_reloaded(loaded)
+        self._warn_invocation(loaded)
         desired = self._desired(loaded)
         wrap = self.wrap(loaded.resiliencies)
         changed = []

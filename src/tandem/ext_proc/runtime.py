@@ -27,7 +27,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
-from tandem.ext_proc.reload import RuntimeReloader
+from tandem.ext_proc.reload import RuntimeReloader, invocation_warnings
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -188,17 +188,10 @@ class Runtime:
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
         self._resources = resources
-        from tandem.xds.translate import http_endpoints
-        from tandem.xds.translate.resiliency import warnings as invocation_warnings
-
         # Invocation policies and HTTP endpoints live in Envoy; say here, once, what of
         # them Envoy cannot do.
-        for res in resources.resiliencies:
-            for warning in invocation_warnings(res):
-                log.warning("%s", warning)
-        for endpoint in resources.http_endpoints:
-            for warning in http_endpoints.warnings(endpoint):
-                log.warning("%s", warning)
+        for warning in invocation_warnings(resources):
+            log.warning("%s", warning)
         specs = []
         for c in resources.components:
             if c.secret_refs():
