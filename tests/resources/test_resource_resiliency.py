@@ -13,6 +13,8 @@ from tandem.resources import (
     ResourceSet,
     RetryPolicy,
 )
+from tandem.resources.resiliency import app_policy, component_policy
+from tandem.resources.trip import Trip, TripError
 
 Load = Callable[..., ResourceSet]
 ExpectError = Callable[..., ResourceError]
@@ -108,7 +110,7 @@ def test_resiliency_with_all_three_policy_types_loads(load: Load) -> None:
         max_requests=1,
         interval=timedelta(seconds=8),
         timeout=timedelta(seconds=45),
-        trip="consecutiveFailures > 8",
+        trip=Trip.compile("consecutiveFailures > 8"),
     )
     assert res.apps["appB"] == AppTarget(
         PolicyNames("general", "important", "simpleCB"), circuit_breaker_cache_size=100
@@ -156,12 +158,15 @@ def test_retry_and_circuit_breaker_defaults_follow_dapr(load: Load) -> None:
         -1,
     )
     assert not retry.http_status_codes
-    assert res.circuit_breakers["DefaultCircuitBreakerPolicy"] == CircuitBreakerPolicy(
-        max_requests=1,
+    breaker = res.circuit_breakers["DefaultCircuitBreakerPolicy"]
+    assert breaker == CircuitBreakerPolicy(
+        max_requests=None,
         interval=timedelta(0),
         timeout=timedelta(seconds=60),
-        trip="consecutiveFailures > 5",
+        trip=Trip.compile("consecutiveFailures > 5"),
     )
+    assert breaker.half_open_probes == 1
+    assert breaker.trip.consecutive_threshold == 6
 
 
 def test_resiliency_scoped_to_other_apps_is_dropped(load: Load) -> None:
@@ -313,3 +318,110 @@ def test_undefined_policy_error_carries_the_reference_line(expect_error: ExpectE
         name="resiliency.yaml",
         line=11,
     )
+
+
+@pytest.mark.parametrize(
+    ("expression", "threshold"),
+    [
+        ("consecutiveFailures > 5", 6),
+        ("consecutiveFailures >= 3", 3),
+        ("5 < consecutiveFailures", 6),
+        ("consecutiveFailures > 2 && consecutiveFailures > 4", 5),
+        ("totalFailures > 5", None),
+        ("consecutiveFailures > 2 && requests > 10", None),
+        ("consecutiveFailures == 3", None),  # true once, then false: not a threshold
+        ("consecutiveFailures >= 0", None),  # open before any failure
+    ],
+)
+def test_trip_expressions_give_envoy_a_threshold_only_when_they_are_one(
+    expression: str, threshold: int | None
+) -> None:
+    assert Trip.compile(expression).consecutive_threshold == threshold
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("consecutiveFailures >", "not a CEL expression"),
+        ("failures > 3", "may use only requests, totalFailures, consecutiveFailures"),
+        ("consecutiveFailures + 1", "must be true or false"),
+    ],
+)
+def test_bad_trip_expressions_are_refused(expression: str, reason: str) -> None:
+    with pytest.raises(TripError, match=reason):
+        Trip.compile(expression)
+
+
+def test_trip_the_runtime_evaluates_any_expression() -> None:
+    trip = Trip.compile("totalFailures > 2 && requests > 3")
+    assert not trip.evaluate(requests=3, total_failures=3, consecutive_failures=3)
+    assert trip.evaluate(requests=4, total_failures=3, consecutive_failures=0)
+
+
+def test_app_breaker_envoy_cannot_honour_is_refused_by_file_and_field(
+    expect_error: ExpectError,
+) -> None:
+    expect_error(
+        """\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: r}
+        spec:
+          policies:
+            circuitBreakers:
+              cb: {trip: "totalFailures > 3"}
+          targets:
+            apps:
+              appB: {circuitBreaker: cb}
+        """,
+        "spec.policies.circuitBreakers.cb.trip",
+        "only count consecutive failures",
+    )
+
+
+def test_component_breaker_may_use_any_counter(load: Load) -> None:
+    (res,) = load(
+        """
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: r}
+        spec:
+          policies:
+            circuitBreakers:
+              cb: {trip: "totalFailures > 3"}
+          targets:
+            components:
+              store: {outbound: {circuitBreaker: cb}}
+        """
+    ).resiliencies
+    policy = component_policy([res], "store", "outbound", "Statestore")
+    assert policy.circuit_breaker is not None
+    assert policy.circuit_breaker.trip.expression == "totalFailures > 3"
+
+
+def test_policies_resolve_explicit_targets_first_then_dapr_defaults(load: Load) -> None:
+    (res,) = load(
+        """
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: r}
+        spec:
+          policies:
+            timeouts: {fast: 1s, DefaultTimeoutPolicy: 9s, DefaultAppTimeoutPolicy: 7s}
+            retries:
+              three: {maxRetries: 3}
+              never: {maxRetries: 0}
+              DefaultStatestoreComponentOutboundRetryPolicy: {maxRetries: 2}
+          targets:
+            apps:
+              appB: {retry: three}
+              appC: {retry: never, timeout: fast}
+        """
+    ).resiliencies
+    b = app_policy([res], "appB")
+    assert (b.timeout, b.retry and b.retry.max_retries) == (timedelta(seconds=7), 3)
+    c = app_policy([res], "appC")
+    assert (c.timeout, c.retry and c.retry.max_retries) == (timedelta(seconds=1), 0)
+    store = component_policy([res], "store", "outbound", "Statestore")
+    assert (store.timeout, store.retry and store.retry.max_retries) == (timedelta(seconds=9), 2)
+    assert not component_policy([], "store", "outbound", "Statestore")

@@ -13,6 +13,9 @@ from tandem.xds.registry import Registry
 
 IDS = Identities.ephemeral()
 
+# By-URL invocation's clusters are in every snapshot (translate/http_endpoints.py).
+URL_CLUSTERS = ["url:http", "url:https"]
+
 
 def clusters(cache: SnapshotCache, node_id: str) -> list[str]:
     snapshot = cache.get_snapshot(node_id)
@@ -24,12 +27,12 @@ def test_joining_app_appears_in_every_nodes_snapshot() -> None:
     cache = SnapshotCache()
     registry = Registry(cache, IDS)
     registry.on_stream_open(1, node("a", identities=IDS))
-    assert clusters(cache, "a~1") == ["app:a"]
+    assert clusters(cache, "a~1") == ["app:a", *URL_CLUSTERS]
 
     registry.on_stream_open(2, node("b", app_port=8080, identities=IDS))
 
-    assert clusters(cache, "a~1") == ["app:a", "app:b"]
-    assert clusters(cache, "b~1") == ["app:a", "app:b", "local_app"]
+    assert clusters(cache, "a~1") == ["app:a", "app:b", *URL_CLUSTERS]
+    assert clusters(cache, "b~1") == ["app:a", "app:b", "local_app", *URL_CLUSTERS]
 
 
 def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
@@ -40,7 +43,7 @@ def test_leaving_app_disappears_and_its_snapshot_is_dropped() -> None:
 
     registry.on_stream_closed(2, "b~1")
 
-    assert clusters(cache, "a~1") == ["app:a"]
+    assert clusters(cache, "a~1") == ["app:a", *URL_CLUSTERS]
     assert cache.get_snapshot("b~1") is None
     assert registry.mesh().app_ids() == ("a",)
 
@@ -85,7 +88,7 @@ async def test_after_a_restart_nothing_is_published_until_the_awaited_sidecars_a
     assert cache.get_snapshot("a~1") is None
     registry.release()
 
-    assert clusters(cache, "a~1") == ["app:a", "app:b"]
+    assert clusters(cache, "a~1") == ["app:a", "app:b", *URL_CLUSTERS]
 
 
 def test_bad_metadata_is_refused_with_the_reason() -> None:

@@ -16,6 +16,9 @@ from tandem.xds.controlplane import ControlPlane
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+# By-URL invocation's clusters are in every snapshot (translate/http_endpoints.py).
+URL_CLUSTERS = ["url:http", "url:https"]
+
 
 class FakeEnvoy:
     """One ADS stream: send requests, await responses (with a deadline)."""
@@ -106,20 +109,20 @@ async def test_app_b_joining_and_leaving_is_pushed_to_a(
     a = FakeEnvoy(channel)
     a.send(request(rt.CLUSTER, node_=node("a", identities=control_plane.identities)))
     first = await a.receive()
-    assert names_in(first) == ["app:a"]
+    assert names_in(first) == ["app:a", *URL_CLUSTERS]
     a.ack(first)
 
     b = FakeEnvoy(channel)
     b.send(request(rt.CLUSTER, node_=node("b", identities=control_plane.identities)))
-    assert names_in(await b.receive()) == ["app:a", "app:b"]
+    assert names_in(await b.receive()) == ["app:a", "app:b", *URL_CLUSTERS]
     joined = await a.receive()
-    assert names_in(joined) == ["app:a", "app:b"]
+    assert names_in(joined) == ["app:a", "app:b", *URL_CLUSTERS]
     a.ack(joined)
 
     b.close()
     b.call.cancel()
     left = await a.receive()
-    assert names_in(left) == ["app:a"]
+    assert names_in(left) == ["app:a", *URL_CLUSTERS]
     assert left.version_info == first.version_info  # content-addressed versions
     a.close()
     a.call.cancel()

@@ -12,6 +12,9 @@ from tandem.xds.stream import AdsStream
 
 A, B, C = sidecar("a"), sidecar("b"), sidecar("c")
 
+# By-URL invocation's clusters are in every snapshot (translate/http_endpoints.py).
+URL_CLUSTERS = ["url:http", "url:https"]
+
 
 def stream_with(*others: object) -> AdsStream:
     stream = AdsStream(node_id="a~1", log=logging.getLogger("test.ads"))
@@ -25,7 +28,7 @@ def test_first_wildcard_request_gets_the_full_set() -> None:
     [response] = stream.on_request(request(rt.CLUSTER))
 
     assert response.type_url == rt.CLUSTER
-    assert names_in(response) == ["app:a", "app:b"]
+    assert names_in(response) == ["app:a", "app:b", *URL_CLUSTERS]
     assert response.nonce and response.version_info
 
 
@@ -66,7 +69,7 @@ def test_update_waits_for_the_ack_of_the_response_in_flight() -> None:
     assert stream.on_snapshot(snapshot_for(A, B, C)) == []  # first is not ACKed yet
     [second] = stream.on_request(request(rt.CLUSTER, nonce=first.nonce, version=first.version_info))
 
-    assert names_in(second) == ["app:a", "app:b", "app:c"]
+    assert names_in(second) == ["app:a", "app:b", "app:c", *URL_CLUSTERS]
     assert second.nonce != first.nonce
 
 

@@ -164,6 +164,18 @@ def _running_apps(home: Home) -> list[dict[str, object]]:
     return apps
 
 
+def _config_version(run_dir: object) -> str | None:
+    """The version of the resources the sidecar's runtime last applied (hot reload)."""
+    if not isinstance(run_dir, str):
+        return None
+    try:
+        data = json.loads((Path(run_dir) / "config-version.json").read_text())
+    except (OSError, ValueError):
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def _age(started: object) -> str:
     if not isinstance(started, (int, float)):
         return "-"
@@ -175,6 +187,7 @@ def cmd_list(home: Home, output: str) -> int:
     apps = _running_apps(home)
     for app, link in zip(apps, asyncio.run(links(apps)), strict=True):
         app["control_plane"] = link
+        app["config_version"] = _config_version(app.get("run_dir"))
     if output == "json":
         print(json.dumps(apps, indent=2))
         return 0
@@ -187,6 +200,7 @@ def cmd_list(home: Home, output: str) -> int:
         "METRICS PORT",
         "PID",
         "CONTROL PLANE",
+        "CONFIG",
         "AGE",
         "COMMAND",
     ]
@@ -200,6 +214,7 @@ def cmd_list(home: Home, output: str) -> int:
             str(a.get("metrics_port", "")),
             str(a.get("pid", "")),
             str(a.get("control_plane", "")),
+            str(a.get("config_version") or "-"),
             _age(a.get("started")),
             str(a.get("command", "")),
         ]

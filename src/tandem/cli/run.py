@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,6 +218,7 @@ class Sidecar:
             # Holds the private key and (in envoy.json) the credential and tokens.
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
+            metadata.update(await asyncio.to_thread(invocation_metadata, resources))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
@@ -240,6 +242,13 @@ class Sidecar:
                     "warn" if o.log_level in ("info", "warn", "warning") else o.log_level,
                     "--base-id",
                     str(secrets.randbelow(1 << 30)),
+                    # A listener changed by hot reload (access control) must apply to every
+                    # connection now: old ones finish their request in flight and close,
+                    # rather than keep the old policy for the default 10 minutes.
+                    "--drain-strategy",
+                    "immediate",
+                    "--drain-time-s",
+                    "2",
                     *app_side.envoy_args(o.app_flags),
                 ],
                 log_path=logs / f"{o.app_id}.envoy.log",
@@ -293,6 +302,7 @@ class Sidecar:
             if config.access_control is not None:
                 trust_domain = config.access_control.trust_domain
                 out["access_control"] = access_control_metadata(config.access_control)
+            out["config_path"] = str(o.config.resolve())  # watched (hot reload)
         try:
             enrolment = EnrolmentKey.load(ca_dir(self.home.root))
         except OSError as exc:
@@ -429,6 +439,25 @@ _LOG_PLUMBING = frozenset({"time", "level", "component", "scope", "msg", "error"
 def _console_line(entry: dict[str, object]) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in _LOG_PLUMBING)
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
+
+
+def invocation_metadata(paths: Sequence[Path]) -> dict[str, object]:
+    """The Resiliency and HTTPEndpoint documents among the resources, for the node
+    metadata: the control plane parses them with the runtime's parser and filters them for
+    this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
+    endpoints. Only those documents travel; the runtime has already validated them. The
+    paths go too: the control plane watches them (hot reload)."""
+    from tandem.resources import ResourceError
+    from tandem.resources.loader import invocation_files
+
+    try:
+        files = invocation_files(paths)
+    except (ResourceError, OSError) as exc:
+        raise RunError(str(exc)) from exc
+    out: dict[str, object] = {"resources_paths": [str(p.resolve()) for p in paths]}
+    if files:
+        out["resources"] = [{"file": f, "yaml": text} for f, text in files]
+    return out
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:

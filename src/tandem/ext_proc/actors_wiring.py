@@ -183,7 +183,7 @@ def wire_actors(
     forward_socket: str | None,
 ) -> ActorWiring:
     store = pick_actor_store(state.components, component_metadata)
-    actor_state = ActorState(app_id, store) if store is not None else None
+    actor_state = ActorState(app_id, state.components, store.name) if store is not None else None
     channel = grpc.aio.insecure_channel(control_plane) if control_plane else None
     forwarder = EnvoyForwarder(forward_socket) if forward_socket else None
     service = ActorService(

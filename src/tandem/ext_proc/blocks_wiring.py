@@ -16,6 +16,7 @@ from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
 from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
+from tandem.blocks.pubsub.broker import PubSub
 from tandem.blocks.pubsub.delivery import DeliveryTarget
 from tandem.blocks.pubsub.grpc_delivery import GrpcDelivery, fetch_grpc_subscriptions
 from tandem.blocks.pubsub.http_delivery import HttpDelivery
@@ -28,12 +29,16 @@ from tandem.blocks.pubsub.subscriptions import (
     from_declarative,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
+from tandem.blocks.resiliency import behind_policy, resilient
+from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
+from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.resources import Resiliency, Subscription
+from tandem.resources.resiliency import component_policy
 
 log = logging.getLogger("tandem.runtime")
 
@@ -83,13 +88,39 @@ class Wiring:
     # Run once the gRPC server is up (background consumers such as the outbox's).
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pubsub: PubSubService | None = None
+    state: StateService | None = None
     outbox: Outbox | None = None
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
-    state: StateService | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+def state_policy_wrapper(
+    resiliencies: Sequence[Resiliency],
+) -> Callable[[str, StateStore], StateStore]:
+    """Each state store behind its outbound Resiliency policy (left bare without one)."""
+
+    def wrap(name: str, store: StateStore) -> StateStore:
+        runner = resilient(component_policy(resiliencies, name, "outbound", "Statestore"), name)
+        return store if runner is None else resilient_store(store, runner)
+
+    return wrap
+
+
+# Publishing is the outbound side of a pubsub; subscribing (inbound) is the subscriber's.
+_PUBLISH_CALLS = ("publish", "bulk_publish")
+
+
+def pubsub_policy_wrapper(
+    resiliencies: Sequence[Resiliency],
+) -> Callable[[str, PubSub], PubSub]:
+    def wrap(name: str, broker: PubSub) -> PubSub:
+        runner = resilient(component_policy(resiliencies, name, "outbound", "Pubsub"), name)
+        return broker if runner is None else behind_policy(broker, runner, _PUBLISH_CALLS)
+
+    return wrap
 
 
 def wire_blocks(
@@ -121,7 +152,7 @@ def wire_blocks(
         )
         raise ValueError(f"component {s.name}: unknown type {s.type!r} (known: {known})")
 
-    state = StateService.from_specs(served, ctx)
+    state = StateService.from_specs(served, ctx, wrap=state_policy_wrapper(resiliencies))
     wiring.state = state
     wiring.component_metadata = {s.name: s.metadata for s in served}
     state_http.register(router, state)
@@ -131,7 +162,7 @@ def wire_blocks(
         wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))
     wiring.closers.append(state.close)
 
-    pubsub = PubSubService.from_specs(served, ctx)
+    pubsub = PubSubService.from_specs(served, ctx, wrap=pubsub_policy_wrapper(resiliencies))
     pubsub_http.register(router, pubsub)
     streams = StreamingSubscriptions(
         pubsub, resiliencies=resiliencies, on_change=wiring.board.set_streaming

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import actors_grpc, actors_stream, invoke_grpc_app, meta_http, unimplemented
 from tandem.ext_proc.actors_wiring import wire_actors
-from tandem.ext_proc.blocks_wiring import start_app, wire_blocks
+from tandem.ext_proc.blocks_wiring import Wiring, start_app, state_policy_wrapper, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc, StreamRpc
@@ -28,6 +29,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
+from tandem.ext_proc.reload import RuntimeReloader, invocation_warnings
 from tandem.ext_proc.router import Router
 
 log = logging.getLogger("tandem.runtime")
@@ -134,6 +136,7 @@ class Runtime:
         )
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
+        self._start_reloader(wiring, ctx)
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
@@ -176,6 +179,33 @@ class Runtime:
             },
         )
 
+    def _start_reloader(self, wiring: Wiring, ctx: ComponentContext) -> None:
+        """Hot reload of the resources (ext_proc/reload.py); closers run in reverse, so the
+        watcher stops before the stores close."""
+        if wiring.state is None or self._resources is None:
+            return
+        reloader = RuntimeReloader(
+            paths=tuple(self.options.resources_paths),
+            config=self.options.config,
+            app_id=self.options.app_id,
+            namespace=self.options.namespace,
+            ctx=ctx,
+            state=wiring.state,
+            metadata=self.metadata,
+            wrap=state_policy_wrapper,
+            version_dir=self.options.socket.parent,
+        )
+        reloader.start(self._resources)
+        task = asyncio.create_task(reloader.run(), name="hot-reload")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await reloader.close()
+
+        self._closers.append(stop)
+
     def _load_specs(self) -> list[ComponentSpec]:
         from tandem.resources import ResourceError, load_configuration, load_resources
 
@@ -191,6 +221,10 @@ class Runtime:
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
         self._resources = resources
+        # Invocation policies and HTTP endpoints live in Envoy; say here, once, what of
+        # them Envoy cannot do.
+        for warning in invocation_warnings(resources):
+            log.warning("%s", warning)
         specs = []
         for c in resources.components:
             if c.secret_refs():

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import yaml
+
 from ._parse import Node, load_documents
 from .component import Component, parse_component
 from .configuration import Configuration, parse_configuration
@@ -69,6 +71,11 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def resource_files(paths: Sequence[Path]) -> list[Path]:
+    """The YAML files ``load_resources`` reads for ``paths``, in the order it reads them."""
+    return _files(paths)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -120,12 +127,64 @@ def _parse_document(doc: Node) -> Resource | None:
 
 def read_file(path: Path) -> list[Resource]:
     """Every Dapr resource in one YAML file, validated, in document order."""
-    file = str(path)
+    return parse_text(_read(path), str(path))
+
+
+def parse_text(text: str, file: str) -> list[Resource]:
+    """Every Dapr resource in ``text`` (the content of ``file``), validated."""
     return [
         resource
-        for line, data in load_documents(_read(path), file)
+        for line, data in load_documents(text, file)
         if (resource := _parse_document(Node.root(file, data, line))) is not None
     ]
+
+
+# What the control plane needs of a sidecar's resources: it shapes invocations with them.
+INVOCATION_KINDS = ("Resiliency", "HTTPEndpoint")
+
+
+def invocation_documents(path: Path) -> list[Any]:
+    """The Resiliency and HTTPEndpoint documents of one file as plain data (nothing else
+    in it: a file may also hold components with credentials)."""
+    return [
+        Node.root(str(path), data).plain()
+        for _, data in load_documents(_read(path), str(path))
+        if isinstance(data, dict) and data.get("kind") in INVOCATION_KINDS
+    ]
+
+
+def invocation_files(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
+    """(file, YAML of its Resiliency and HTTPEndpoint documents) for each file of ``paths``
+    that has any: what the control plane needs to shape this sidecar's invocations."""
+    out = []
+    for file in _files(paths):
+        docs = invocation_documents(file)
+        if docs:
+            out.append((str(file), yaml.safe_dump_all(docs, sort_keys=False)))
+    return tuple(out)
+
+
+def signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(file, mtime_ns, size) of every resource file: cheap to take, changes with any edit,
+    addition or removal (a hot-reload watcher compares these before reading anything)."""
+    out = []
+    for path in paths:
+        try:
+            files = _files([path])
+        except ResourceError:
+            continue  # a missing path: its files are simply gone
+        for file in files:
+            try:
+                st = file.stat()
+            except OSError:
+                continue
+            out.append((str(file), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def applies(resource: Resource, app_id: str, namespace: str | None) -> bool:
+    """Whether ``resource`` is for this app: its namespace and scopes allow it."""
+    return _skip_reason(resource, app_id, namespace) is None
 
 
 def _skip_reason(resource: Resource, app_id: str, namespace: str | None) -> tuple[int, str] | None:

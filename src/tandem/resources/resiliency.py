@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, Literal
 
 from ._parse import Node
 from .common import in_scope, parse_object_meta, parse_scopes
+from .trip import Trip, TripError
 
 DEFAULT_TRIP = "consecutiveFailures > 5"
+
+Direction = Literal["outbound", "inbound"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +41,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerPolicy:
-    max_requests: int = 1  # probes allowed while half-open
+    max_requests: int | None = None  # probes allowed while half-open; None: not set (1)
     interval: timedelta = timedelta(0)  # 0: counts are never cleared while closed
     timeout: timedelta = timedelta(seconds=60)  # how long it stays open
-    trip: str = DEFAULT_TRIP  # CEL over requests/totalFailures/consecutiveFailures
+    trip: Trip = field(default_factory=lambda: Trip.compile(DEFAULT_TRIP))
+    source: str = field(default="", compare=False)  # "file: spec.policies.circuitBreakers.x"
+
+    @property
+    def half_open_probes(self) -> int:
+        return self.max_requests if self.max_requests is not None else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +131,20 @@ def _parse_retry(node: Node) -> RetryPolicy:
 
 
 def _parse_circuit_breaker(node: Node) -> CircuitBreakerPolicy:
-    trip = node.get("trip").text().strip() or DEFAULT_TRIP
+    trip_node = node.get("trip")
+    try:
+        trip = Trip.compile(trip_node.text().strip() or DEFAULT_TRIP)
+    except TripError as exc:
+        raise trip_node.error(str(exc)) from None
+    max_requests = node.get("maxRequests").optional_integer()
+    if max_requests is not None and max_requests < 0:
+        raise node.get("maxRequests").error(f"must be at least 0, got {max_requests}")
     return CircuitBreakerPolicy(
-        max_requests=node.get("maxRequests").integer(1, minimum=0),
+        max_requests=max_requests,
         interval=node.get("interval").duration(timedelta(0)),
         timeout=node.get("timeout").duration(timedelta(seconds=60)),
         trip=trip,
+        source=f"{node.file}: {node.path}",
     )
 
 
@@ -207,6 +224,7 @@ def parse_resiliency(doc: Node) -> Resiliency:
     }
     actors = {kind: _parse_actor(n, names) for kind, n in targets.get("actors").entries()}
     components = {c: _parse_component(n, names) for c, n in targets.get("components").entries()}
+    _check_app_breakers(policies.get("circuitBreakers"), cbs, apps)
     return Resiliency(
         name=meta.name,
         namespace=meta.namespace,
@@ -219,3 +237,142 @@ def parse_resiliency(doc: Node) -> Resiliency:
         scopes=parse_scopes(doc),
         source=doc.file,
     )
+
+
+def _check_app_breakers(
+    node: Node, cbs: Mapping[str, CircuitBreakerPolicy], apps: Mapping[str, AppTarget]
+) -> None:
+    """Invocation breakers become Envoy outlier detection, which counts consecutive
+    failures only: any other trip expression is refused rather than half-honoured."""
+    used = {
+        (t.policies.circuit_breaker, f"targets.apps.{a}")
+        for a, t in apps.items()
+        if t.policies.circuit_breaker is not None
+    }
+    used |= {(n, "every app (a default policy)") for n in _defaults(APP_STEMS, "CircuitBreaker")}
+    for name, user in sorted(used):
+        cb = cbs.get(name)
+        if cb is not None and cb.trip.consecutive_threshold is None:
+            raise (
+                node.get(name)
+                .get("trip")
+                .error(
+                    f"{cb.trip.expression!r} is used by {user}, and invocation circuit breakers "
+                    "run in Envoy, which can only count consecutive failures: write "
+                    "'consecutiveFailures > N'"
+                )
+            )
+
+
+# -- Resolved policies: what applies to one target -------------------------------------
+
+
+def _defaults(stems: tuple[str, ...], policy: str) -> tuple[str, ...]:
+    """Dapr's default policy names for a target, most specific first: ``stems`` such as
+    ("StatestoreComponentOutbound", "ComponentOutbound", "Component", "")."""
+    return tuple(f"Default{stem}{policy}Policy" for stem in stems)
+
+
+APP_STEMS = ("App", "")
+ACTOR_STEMS = ("Actor", "")
+
+
+def component_stems(block: str, direction: Direction) -> tuple[str, ...]:
+    d = direction.capitalize()
+    specific = (f"{block}Component{d}",) if block else ()
+    return (*specific, f"Component{d}", "Component", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The timeout, retry and circuit breaker that apply to one target (each may be None).
+
+    One object whatever enforces it: Envoy for invocation (``tandem.xds.translate.
+    resiliency``), the runtime for components and actors (``tandem.blocks.resiliency``).
+    """
+
+    timeout: timedelta | None = None  # per attempt
+    retry: RetryPolicy | None = None  # maxRetries 0 kept: "never retry" overrides defaults
+    circuit_breaker: CircuitBreakerPolicy | None = None
+    # Which Resiliency documents the policies came from, for logs.
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def __bool__(self) -> bool:
+        return any(p is not None for p in (self.timeout, self.retry, self.circuit_breaker))
+
+
+def _chosen(
+    res: Resiliency, names: PolicyNames | None, stems: tuple[str, ...]
+) -> tuple[str | None, str | None, str | None]:
+    """Policy names one Resiliency gives a target: its explicit names, or (``names`` None)
+    the most specific default policy it defines of each kind."""
+    if names is not None:
+        return names.timeout, names.retry, names.circuit_breaker
+
+    def default(kind: str, section: Mapping[str, Any]) -> str | None:
+        return next((n for n in _defaults(stems, kind) if n in section), None)
+
+    return (
+        default("Timeout", res.timeouts),
+        default("Retry", res.retries),
+        default("CircuitBreaker", res.circuit_breakers),
+    )
+
+
+def _resolve(
+    resiliencies: Sequence[Resiliency],
+    pick: Callable[[Resiliency], PolicyNames | None],
+    stems: tuple[str, ...],
+) -> Policy:
+    timeout: timedelta | None = None
+    retry: RetryPolicy | None = None
+    breaker: CircuitBreakerPolicy | None = None
+    sources: list[str] = []
+    # Each kind separately: the first explicit target naming one wins, then the defaults.
+    passes = [(r, pick(r)) for r in resiliencies]
+    passes = [p for p in passes if p[1] is not None] + [(r, None) for r in resiliencies]
+    for res, names in passes:
+        t, r, c = _chosen(res, names, stems)
+        used = False
+        if timeout is None and t is not None:
+            timeout, used = res.timeouts[t], True
+        if retry is None and r is not None:
+            retry, used = res.retries[r], True
+        if breaker is None and c is not None:
+            breaker, used = res.circuit_breakers[c], True
+        if used:
+            sources.append(res.source or res.name)
+    return Policy(
+        timeout=timeout or None,  # 0 means no timeout
+        retry=retry,
+        circuit_breaker=breaker,
+        sources=tuple(dict.fromkeys(sources)),
+    )
+
+
+def app_policy(resiliencies: Sequence[Resiliency], app_id: str) -> Policy:
+    """What shapes this sidecar's calls to ``app_id`` (the caller's Resiliency applies)."""
+    return _resolve(
+        resiliencies, lambda r: t.policies if (t := r.apps.get(app_id)) else None, APP_STEMS
+    )
+
+
+def actor_policy(resiliencies: Sequence[Resiliency], actor_type: str) -> Policy:
+    return _resolve(
+        resiliencies, lambda r: t.policies if (t := r.actors.get(actor_type)) else None, ACTOR_STEMS
+    )
+
+
+def component_policy(
+    resiliencies: Sequence[Resiliency], component: str, direction: Direction, block: str = ""
+) -> Policy:
+    """Calls to (outbound) or deliveries from (inbound) ``component``; ``block`` is its
+    building block as Dapr spells it in default policy names: Statestore, Pubsub, Bindings."""
+
+    def pick(res: Resiliency) -> PolicyNames | None:
+        target = res.components.get(component)
+        if target is None:
+            return None
+        return target.outbound if direction == "outbound" else target.inbound
+
+    return _resolve(resiliencies, pick, component_stems(block, direction))

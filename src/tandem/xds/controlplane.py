@@ -29,6 +29,7 @@ from tandem.xds.ca import utcnow
 from tandem.xds.cache import SnapshotCache
 from tandem.xds.identity import Identities
 from tandem.xds.registry import Registry
+from tandem.xds.reload import ResourceWatcher
 from tandem.xds.server import AdsServer, add_to_server
 
 __all__ = [
@@ -109,6 +110,7 @@ class ControlPlane:
         self.ads = AdsServer(self.cache, self.registry)
         self._server: grpc.aio.Server | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.address = ""
 
     async def start(self) -> str:
@@ -134,6 +136,7 @@ class ControlPlane:
             # Owner-only: no other local user may talk xDS to us, even to be refused.
             self._socket_path.chmod(0o600)
         self._rotation = asyncio.create_task(self._rotate_forever(), name="certificate-rotation")
+        self._watch = asyncio.create_task(ResourceWatcher(self.registry).run(), name="hot-reload")
         if self.registry.holding:
             self._settle = asyncio.create_task(self._settle_restart(), name="restart-settle")
         log.info(
@@ -170,11 +173,12 @@ class ControlPlane:
         if self._settle is not None:
             self._settle.cancel()
             self._settle = None
-        if self._rotation is not None:
-            self._rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rotation
-            self._rotation = None
+        for task in (self._rotation, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._rotation = self._watch = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -7,15 +7,17 @@ live. Translation (``tandem.xds.translate``) is a pure function of the two.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tandem.resources import AccessControl, ResourceError
+from tandem.resources import AccessControl, HTTPEndpoint, Resiliency, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
+from tandem.resources.loader import applies, parse_text
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TRUST_DOMAIN = "public"
@@ -101,6 +103,29 @@ class Sidecar:
     actor_forward_socket: str | None = None
     api_logging: ApiLogging | None = None
     app_health: AppHealthCheck | None = None
+    # The caller's Resiliency and HTTPEndpoint documents, (file, YAML text): parsed here with
+    # the runtime's parser. `targets.apps` shapes this sidecar's outbound invocations
+    # (translate/resiliency.py); HTTP endpoints get routes (translate/http_endpoints.py).
+    resource_files: tuple[tuple[str, str], ...] = ()
+    # Where those come from (--resources-path): the control plane watches them (hot reload).
+    resources_paths: tuple[str, ...] = ()
+    # The app's --config: its accessControl is watched too (hot reload).
+    config_path: str | None = None
+    resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
+    http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+
+    def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
+        """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
+        ResourceError naming file, field and reason if any does not parse."""
+        resources: list[Resiliency | HTTPEndpoint] = []
+        for file, text in files:
+            resources += _for_app(parse_text(text, file), self.app_id, self.namespace)
+        return dataclasses.replace(
+            self,
+            resource_files=files,
+            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
+            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+        )
 
     @property
     def spiffe_id(self) -> str:
@@ -173,6 +198,10 @@ class Sidecar:
         actor_forward_socket = reader.string("actor_forward_socket") or None
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
+        resource_files = reader.resource_files("resources")
+        resources_paths = reader.strings("resources_paths")
+        config_path = reader.string("config_path") or None
+        resources = _invocation_resources(resource_files, app_id, namespace, problems)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -202,6 +231,11 @@ class Sidecar:
             actor_forward_socket=actor_forward_socket,
             api_logging=api_logging,
             app_health=app_health,
+            resource_files=resource_files,
+            resources_paths=resources_paths,
+            config_path=config_path,
+            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
+            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -241,12 +275,38 @@ class Sidecar:
                 "omit_health_checks": self.api_logging.omit_health_checks,
                 "obfuscate_urls": self.api_logging.obfuscate_urls,
             }
+        if self.resource_files:
+            out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
+        if self.resources_paths:
+            out["resources_paths"] = list(self.resources_paths)
+        if self.config_path is not None:
+            out["config_path"] = self.config_path
         if self.app_health is not None:
             out["app_health"] = {
                 "socket": self.app_health.socket,
                 "interval_ms": self.app_health.interval_ms,
             }
         return out
+
+
+def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[Resiliency | HTTPEndpoint]:
+    return [
+        r
+        for r in resources
+        if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
+    ]
+
+
+def _invocation_resources(
+    files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
+) -> list[Resiliency | HTTPEndpoint]:
+    out: list[Resiliency | HTTPEndpoint] = []
+    for file, text in files:
+        try:
+            out += _for_app(parse_text(text, file), app_id, namespace)
+        except ResourceError as exc:
+            problems.append(str(exc))
+    return out
 
 
 def access_control_metadata(access: AccessControl) -> dict[str, Any]:
@@ -326,6 +386,30 @@ class _Reader:
         except ResourceError as exc:
             self.problems.append(str(exc))
             return None
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{key} must be a list of strings")
+            return ()
+        return tuple(value)
+
+    def resource_files(self, key: str) -> tuple[tuple[str, str], ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        entries = value if isinstance(value, list | tuple) else None
+        if entries is None or not all(
+            isinstance(e, Mapping)
+            and isinstance(e.get("file"), str)
+            and isinstance(e.get("yaml"), str)
+            for e in entries
+        ):
+            self.problems.append(f"{key} must be a list of {{file, yaml}} maps")
+            return ()
+        return tuple((e["file"], e["yaml"]) for e in entries)
 
     def api_logging(self, key: str) -> ApiLogging | None:
         value = self.data.get(key)

@@ -122,6 +122,16 @@ class Registry:
         if not self.holding:
             self._recompute()
 
+    def replace_sidecar(self, sidecar: Sidecar) -> bool:
+        """A live sidecar's reloaded resources (hot reload); False if it has left."""
+        entry = self._entries.get(sidecar.node_id)
+        if entry is None:
+            return False
+        self._entries[sidecar.node_id] = _Entry(entry.stream_id, sidecar)
+        if not self.holding:
+            self._recompute()
+        return True
+
     def rotate_certificates(self) -> list[str]:
         """Re-sign certificates past half-life and push them (as new SDS versions)."""
         rotated = [n for n in self._identities.rotate_due() if n in self._entries]

@@ -28,15 +28,28 @@ class ActorStateOp:
 
 
 class ActorState:
-    def __init__(self, app_id: str, component: StateComponent) -> None:
+    """``components`` is looked up on every call: hot reload may replace the store."""
+
+    def __init__(self, app_id: str, components: Mapping[str, StateComponent], name: str) -> None:
+        component = components[name]
         missing = {Feature.ETAG, Feature.TRANSACTIONAL} - component.store.features
         if missing:
             raise ValueError(
-                f"component {component.name} is marked actorStateStore but does not support "
+                f"component {name} is marked actorStateStore but does not support "
                 + " and ".join(sorted(m.value for m in missing))
             )
         self._app_id = app_id
-        self.component = component
+        self._components = components
+        self._name = name
+
+    @property
+    def component(self) -> StateComponent:
+        found = self._components.get(self._name)
+        if found is None:
+            raise DaprError(
+                "ERR_ACTOR_RUNTIME_NOT_FOUND", f"the actor state store {self._name} was removed"
+            )
+        return found
 
     def key(self, actor_type: str, actor_id: str, key: str) -> str:
         return SEPARATOR.join((self._app_id, actor_type, actor_id, key))

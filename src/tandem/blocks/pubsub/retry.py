@@ -13,13 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tandem.resources import Resiliency, StatusCodes
-
-_DEFAULT_NAMES = (
-    "DefaultPubsubComponentInbound{}Policy",
-    "DefaultComponentInbound{}Policy",
-    "DefaultComponent{}Policy",
-    "Default{}Policy",
-)
+from tandem.resources.resiliency import component_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,48 +51,29 @@ NO_RETRY = RetryPlan()  # Dapr's default for pub/sub deliveries: no retry in the
 
 def plan_for(component: str, resiliencies: Sequence[Resiliency]) -> RetryPlan:
     """The retry plan for deliveries from ``component`` to the app."""
-    for res in resiliencies:
-        target = res.components.get(component)
-        names = target.inbound if target is not None else None
-        retry_name = names.retry if names is not None else None
-        timeout_name = names.timeout if names is not None else None
-        if retry_name is None:
-            retry_name = next(
-                (n.format("Retry") for n in _DEFAULT_NAMES if n.format("Retry") in res.retries),
-                None,
-            )
-        if timeout_name is None:
-            timeout_name = next(
-                (
-                    n.format("Timeout")
-                    for n in _DEFAULT_NAMES
-                    if n.format("Timeout") in res.timeouts
-                ),
-                None,
-            )
-        if retry_name is None and timeout_name is None:
-            continue
-        timeout = res.timeouts[timeout_name].total_seconds() if timeout_name else None
-        if retry_name is None:
-            return RetryPlan(timeout=timeout or None)
-        p = res.retries[retry_name]
-        if p.policy == "constant":
-            return RetryPlan(
-                policy="constant",
-                interval=p.duration.total_seconds(),
-                max_retries=p.max_retries,
-                http_status_codes=p.http_status_codes,
-                timeout=timeout or None,
-            )
-        # Dapr's exponential back-off: from 500 ms, × 1.5 with ±50 % jitter, capped.
+    policy = component_policy(resiliencies, component, "inbound", "Pubsub")
+    if policy.retry is None and policy.timeout is None:
+        return NO_RETRY
+    timeout = policy.timeout.total_seconds() if policy.timeout else None
+    p = policy.retry
+    if p is None:
+        return RetryPlan(timeout=timeout)
+    if p.policy == "constant":
         return RetryPlan(
-            policy="exponential",
-            interval=0.5,
-            factor=1.5,
-            jitter=0.5,
-            max_interval=p.max_interval.total_seconds(),
+            policy="constant",
+            interval=p.duration.total_seconds(),
             max_retries=p.max_retries,
             http_status_codes=p.http_status_codes,
-            timeout=timeout or None,
+            timeout=timeout,
         )
-    return NO_RETRY
+    # Dapr's exponential back-off: from 500 ms, × 1.5 with ±50 % jitter, capped.
+    return RetryPlan(
+        policy="exponential",
+        interval=0.5,
+        factor=1.5,
+        jitter=0.5,
+        max_interval=p.max_interval.total_seconds(),
+        max_retries=p.max_retries,
+        http_status_codes=p.http_status_codes,
+        timeout=timeout,
+    )

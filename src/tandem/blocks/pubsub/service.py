@@ -7,7 +7,7 @@ envelope and hands bytes to the broker; any broker failure becomes Dapr's 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -64,12 +64,20 @@ class PubSubService:
         self.app_id = app_id
 
     @classmethod
-    def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> PubSubService:
+    def from_specs(
+        cls,
+        specs: Iterable[ComponentSpec],
+        ctx: ComponentContext,
+        wrap: Callable[[str, PubSub], PubSub] | None = None,
+    ) -> PubSubService:
+        """``wrap`` puts each broker behind its outbound Resiliency policy."""
         components = []
         for spec in specs:
             if not spec.type.startswith("pubsub."):
                 continue
             broker = cast(PubSub, create_component(spec, ctx))
+            if wrap is not None:
+                broker = wrap(spec.name, broker)
             components.append(
                 PubSubComponent(
                     spec.name,

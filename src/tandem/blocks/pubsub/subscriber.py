@@ -26,7 +26,9 @@ from tandem.blocks.pubsub.retry import RetryPlan, plan_for
 from tandem.blocks.pubsub.routing import RouteError, Routes
 from tandem.blocks.pubsub.service import PubSubService
 from tandem.blocks.pubsub.subscriptions import TopicSubscription
+from tandem.blocks.resiliency import CircuitBreaker, CircuitOpenError
 from tandem.resources import Resiliency
+from tandem.resources.resiliency import component_policy
 
 log = logging.getLogger("tandem.pubsub")
 
@@ -39,6 +41,7 @@ class _Active:
     raw: bool
     handle: SubscriptionHandle | None = None
     bulk: DeliveryTarget | None = None  # a bulk subscription's batcher (bulk.py)
+    breaker: CircuitBreaker | None = None  # the component's inbound circuit breaker
 
 
 class Subscriber:
@@ -56,6 +59,8 @@ class Subscriber:
         self._resiliencies = tuple(resiliencies)
         self._active: list[_Active] = []
         self._stopping = asyncio.Event()
+        # One inbound breaker per pubsub component, shared by its subscriptions.
+        self._breakers: dict[str, CircuitBreaker | None] = {}
 
     @property
     def subscriptions(self) -> list[TopicSubscription]:
@@ -112,7 +117,20 @@ class Subscriber:
             log.error("subscription to %s/%s skipped: %s", sub.pubsub_name, sub.topic, exc)
             return None
         plan = plan_for(sub.pubsub_name, self._resiliencies)
-        return _Active(sub, routes, plan, raw, bulk=bulk.batcher_for(self._target, sub))
+        if sub.pubsub_name not in self._breakers:
+            policy = component_policy(self._resiliencies, sub.pubsub_name, "inbound", "Pubsub")
+            cb = policy.circuit_breaker
+            self._breakers[sub.pubsub_name] = (
+                CircuitBreaker(cb, f"deliveries from {sub.pubsub_name}") if cb else None
+            )
+        return _Active(
+            sub,
+            routes,
+            plan,
+            raw,
+            bulk=bulk.batcher_for(self._target, sub),
+            breaker=self._breakers[sub.pubsub_name],
+        )
 
     async def handle(self, active: _Active, msg: Message) -> Outcome:
         sub = active.sub
@@ -139,9 +157,11 @@ class Subscriber:
         target = active.bulk or self._target
         retries = 0
         while True:
-            if not await self._wait_for_app():
-                return Outcome.RETRY  # stopping while the app is unhealthy
+            if not await self._wait_for_app() or not await self._wait_for_breaker(active):
+                return Outcome.RETRY  # stopping while the app is unhealthy or the breaker open
             result = await target.deliver(delivery, plan.timeout)
+            if active.breaker is not None:
+                active.breaker.record(result.status is not DeliveryStatus.RETRY)
             if result.status is DeliveryStatus.SUCCESS:
                 return Outcome.SUCCESS
             if result.status is DeliveryStatus.DROP:
@@ -168,6 +188,24 @@ class Subscriber:
                 return Outcome.RETRY  # stopping while waiting to retry
             except TimeoutError:
                 pass
+
+    async def _wait_for_breaker(self, active: _Active) -> bool:
+        """Holds a delivery while the breaker is open (the app is not called for its
+        ``timeout``); False if the runtime stops first."""
+        breaker = active.breaker
+        while breaker is not None:
+            try:
+                breaker.before()
+                return True
+            except CircuitOpenError:
+                # Half-open with its probes out: check again shortly.
+                wait = breaker.reopens_in() or 0.05
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                    return False
+                except TimeoutError:
+                    pass
+        return True
 
     async def _wait_for_app(self) -> bool:
         """Holds a delivery while the app is unhealthy; False if the runtime stops first."""

@@ -98,13 +98,21 @@ class StateService:
         self.transaction_hook: TransactionHook | None = None
 
     @classmethod
-    def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
-        """Create every ``state.*`` component in ``specs`` through the registry."""
+    def from_specs(
+        cls,
+        specs: Iterable[ComponentSpec],
+        ctx: ComponentContext,
+        wrap: Callable[[str, StateStore], StateStore] | None = None,
+    ) -> StateService:
+        """Create every ``state.*`` component in ``specs`` through the registry; ``wrap``
+        puts each behind its Resiliency policy."""
         components = []
         for spec in specs:
             if not spec.type.startswith("state."):
                 continue
             store = cast(StateStore, create_component(spec, ctx))
+            if wrap is not None:
+                store = wrap(spec.name, store)
             keys = KeyScheme.from_metadata(spec.name, spec.metadata, ctx)
             components.append(StateComponent(spec.name, store, keys, spec.type))
         return cls(components)
@@ -112,6 +120,14 @@ class StateService:
     @property
     def components(self) -> Mapping[str, StateComponent]:
         return self._components
+
+    def set_component(self, name: str, comp: StateComponent | None) -> StateComponent | None:
+        """Add, replace or (``None``) remove one store (hot reload); returns the one it
+        replaced, which the caller closes once calls in flight are done with it."""
+        previous = self._components.pop(name, None)
+        if comp is not None:
+            self._components[name] = comp
+        return previous
 
     def features(self, name: str) -> frozenset[Feature]:
         return features_of(self.component(name).store)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
 
+from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, app_health, tls
+from tandem.xds.translate import actors, app_health, http_endpoints, resiliency, tls
 from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
@@ -14,7 +15,7 @@ from tandem.xds.translate.names import app_cluster
 CONNECT_TIMEOUT_SECONDS = 3
 
 
-def app_cluster_for(app_id: str, mesh: Mesh) -> cluster_pb2.Cluster:
+def app_cluster_for(app_id: str, mesh: Mesh, caller: Sidecar | None = None) -> cluster_pb2.Cluster:
     name = app_cluster(app_id)
     cluster = cluster_pb2.Cluster(
         name=name,
@@ -28,14 +29,19 @@ def app_cluster_for(app_id: str, mesh: Mesh) -> cluster_pb2.Cluster:
     transport = tls.upstream_transport_socket(mesh, app_id)
     if transport is not None:
         cluster.transport_socket.CopyFrom(transport)
+    if caller is not None:
+        # The caller's circuit breaker for this app (translate/resiliency.py).
+        resiliency.apply_to_cluster(cluster, app_policy(caller.resiliencies, app_id))
     return cluster
 
 
 def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
-    out = [app_cluster_for(app, mesh) for app in mesh.app_ids()]
+    out = [app_cluster_for(app, mesh, sidecar) for app in mesh.app_ids()]
     local = local_app(sidecar)
     if local is not None:
         out.append(local)
     out += app_health.gated_clusters(sidecar)
     out += actors.host_clusters(sidecar, mesh)
+    out += http_endpoints.clusters(sidecar)
+    out += http_endpoints.url_clusters()
     return out

@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_logging, app_health, rbac, tls
+from tandem.xds.translate import actors, api_logging, app_health, http_endpoints, rbac, tls
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
@@ -85,7 +85,8 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr HTTP API: the router invokes apps; building blocks go to the runtime,
     either proxied over HTTP/1.1 (``api_transport: http``, no ext_proc in the chain) or
     answered by ext_proc."""
-    filters = [_router()]
+    # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
+    filters = [http_endpoints.url_filter(), _router()]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
             0,

@@ -10,8 +10,9 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
+from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, app_health, auth
+from tandem.xds.translate import actors, app_health, auth, http_endpoints, resiliency
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -57,12 +58,15 @@ def _regex(pattern: str) -> regex_pb2.RegexMatcher:
     return regex_pb2.RegexMatcher(regex=pattern)
 
 
-def _invoke_action(target: str) -> rc.RouteAction:
-    return rc.RouteAction(
+def _invoke_action(sidecar: Sidecar, target: str) -> rc.RouteAction:
+    action = rc.RouteAction(
         cluster=app_cluster(target),
         # Invocations may stream or long-poll; Envoy's 15 s default would cut them.
         timeout=seconds(0),
     )
+    # The caller's Resiliency for this app: timeouts and retries (translate/resiliency.py).
+    resiliency.apply_to_route(action, app_policy(sidecar.resiliencies, target))
+    return action
 
 
 def _invoke_headers(self_id: str, target: str) -> list[base_pb2.HeaderValueOption]:
@@ -76,7 +80,7 @@ def _app_meta(app_id: str) -> base_pb2.Metadata:
 def _path_invoke_route(sidecar: Sidecar, target: str) -> rc.Route:
     self_id = sidecar.app_id
     prefix = f"^/v1\\.0/invoke/{re.escape(target)}/method/"
-    action = _invoke_action(target)
+    action = _invoke_action(sidecar, target)
     # The rewrite touches only the matched prefix; the query string stays as sent.
     action.regex_rewrite.CopyFrom(
         regex_pb2.RegexMatchAndSubstitute(pattern=_regex(prefix), substitution="/")
@@ -105,7 +109,7 @@ def _header_invoke_route(sidecar: Sidecar, target: str, *, http: bool) -> rc.Rou
     route = rc.Route(
         name=f"invoke-header:{target}",
         match=rc.RouteMatch(prefix="/", headers=[_header_match(target)]),
-        route=_invoke_action(target),
+        route=_invoke_action(sidecar, target),
         request_headers_to_add=_invoke_headers(self_id, target),
         request_headers_to_remove=[auth.API_TOKEN_HEADER],
         metadata=_app_meta(target),
@@ -185,6 +189,9 @@ def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
 def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     apps = mesh.app_ids()
     routes: list[rc.Route] = _token_check(sidecar, http=True)
+    # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
+    routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
+    routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
     routes += [_path_invoke_route(sidecar, app) for app in apps]
     routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(
