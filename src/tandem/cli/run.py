@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.cli import app_side, ports
+from tandem.cli import app_side, observability, ports
 from tandem.cli.children import Child, describe_exit
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
 from tandem.cli.home import Home
@@ -214,6 +214,10 @@ class Sidecar:
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
+            try:
+                metadata.update(observability.node_metadata(o.config))
+            except observability.ObservabilityError as exc:
+                raise RunError(str(exc)) from exc
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
                 app_id=o.app_id,

@@ -7,6 +7,7 @@ import logging
 from tandem.blocks.errors import DaprError
 from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
+from tandem.observability import tracing
 
 log = logging.getLogger("tandem.ext_proc")
 
@@ -16,6 +17,11 @@ class Dispatcher:
         self._router = router
 
     async def __call__(self, req: ApiRequest) -> ApiResponse:
+        # Envoy's span (its router's traceparent) is the parent of the blocks' spans.
+        with tracing.incoming(req.headers):
+            return await self._answer(req)
+
+    async def _answer(self, req: ApiRequest) -> ApiResponse:
         try:
             handler = self._router.resolve(req)
             return await handler(req)

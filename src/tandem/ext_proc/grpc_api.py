@@ -24,6 +24,7 @@ from tandem.blocks.app_health import go_duration
 from tandem.blocks.errors import DaprError, clip, to_grpc_status
 from tandem.blocks.metadata import Metadata, MetadataService
 from tandem.ext_proc import unimplemented
+from tandem.observability import tracing
 
 log = logging.getLogger("tandem.grpc")
 
@@ -187,8 +188,10 @@ def _unary(impl: UnaryRpc, max_request_bytes: int | None) -> RpcImpl:
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"grpc: received message larger than max ({size} vs. {max_request_bytes})",
                 )
-        invocation_metadata.set(_call_metadata(context))
-        return await guarded(context, impl(request))
+        md = _call_metadata(context)
+        invocation_metadata.set(md)
+        with tracing.incoming(md):
+            return await guarded(context, impl(request))
 
     return call
 

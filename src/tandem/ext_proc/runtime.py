@@ -27,6 +27,7 @@ from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.router import Router
+from tandem.observability.tracing import runtime_tracing
 
 log = logging.getLogger("tandem.runtime")
 
@@ -74,6 +75,7 @@ class Runtime:
     _http: HttpApiServer | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
+    _config: Any = None  # the loaded --config (tandem.resources.Configuration)
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -95,12 +97,16 @@ class Runtime:
         # First, so a block's own route for the same path and method replaces the 501.
         unimplemented.register_http(self.router)
         try:
+            tracing = runtime_tracing(self._config, self.options.app_id)
+            # Closers run in reverse: the last spans are flushed after everything else.
+            self._closers.append(lambda: asyncio.to_thread(tracing.shutdown))
             wiring = wire_blocks(
                 self.router,
                 specs,
                 ctx,
                 metadata=self.metadata,
                 resiliencies=self._resources.resiliencies if self._resources else (),
+                tracing=tracing,
             )
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
@@ -149,7 +155,7 @@ class Runtime:
         try:
             if self.options.config is not None:
                 # Validated at start so a bad --config fails here, naming file, field and reason.
-                load_configuration(self.options.config)
+                self._config = load_configuration(self.options.config)
             resources = load_resources(
                 list(self.options.resources_paths),
                 app_id=self.options.app_id,

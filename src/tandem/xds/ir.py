@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tandem.observability.export import TraceExport, TraceExportError
 from tandem.resources import AccessControl, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
@@ -99,6 +100,8 @@ class Sidecar:
     unix_domain_socket: str | None = None  # --unix-domain-socket DIR
     api_logging: ApiLogging | None = None
     app_health: AppHealthCheck | None = None
+    # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
+    tracing: TraceExport | None = None
 
     @property
     def spiffe_id(self) -> str:
@@ -170,6 +173,7 @@ class Sidecar:
         unix_domain_socket = reader.string("unix_domain_socket") or None
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
+        tracing = reader.tracing("tracing")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -198,6 +202,7 @@ class Sidecar:
             unix_domain_socket=unix_domain_socket,
             api_logging=api_logging,
             app_health=app_health,
+            tracing=tracing,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -241,6 +246,8 @@ class Sidecar:
                 "socket": self.app_health.socket,
                 "interval_ms": self.app_health.interval_ms,
             }
+        if self.tracing is not None:
+            out["tracing"] = self.tracing.to_metadata()
         return out
 
 
@@ -351,6 +358,19 @@ class _Reader:
         if not socket or interval is None:
             return None
         return AppHealthCheck(socket=socket, interval_ms=interval)
+
+    def tracing(self, key: str) -> TraceExport | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{key} must be a map")
+            return None
+        try:
+            return TraceExport.from_metadata(value)
+        except TraceExportError as exc:
+            self.problems.append(f"{key}: {exc}")
+            return None
 
     def port(self, key: str, *, required: bool = False) -> int | None:
         number = self.integer(key, required=required, minimum=1)

@@ -11,11 +11,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+from opentelemetry.trace import SpanKind
+
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.pubsub import cloudevents, tracecontext
 from tandem.blocks.pubsub.broker import Feature, PublishEntry, PubSub
 from tandem.blocks.pubsub.scopes import TopicScopes
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.observability.tracing import (
+    NO_TRACING,
+    Tracing,
+    messaging_attributes,
+    traceparent_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ def _info(reason: str, name: str = "") -> ErrorInfo:
 
 class PubSubService:
     def __init__(self, components: Iterable[PubSubComponent], app_id: str) -> None:
+        self.tracing: Tracing = NO_TRACING
         self._components = {c.name: c for c in components}
         self.app_id = app_id
 
@@ -165,13 +174,18 @@ class PubSubService:
 
     async def publish(self, req: PublishRequest) -> None:
         comp = self.target(req.pubsub, req.topic)
+        attrs = messaging_attributes(req.pubsub, comp.type, req.topic, "publish")
+        with self.tracing.span(f"publish {req.topic}", SpanKind.PRODUCER, attrs) as span:
+            await self._publish(comp, req, traceparent_of(span) or req.traceparent)
+
+    async def _publish(self, comp: PubSubComponent, req: PublishRequest, traceparent: str) -> None:
         data = self.event_bytes(
             req.pubsub,
             req.topic,
             req.data,
             req.content_type,
             req.metadata,
-            req.traceparent,
+            traceparent,
             req.tracestate,
         )
         try:
@@ -195,6 +209,23 @@ class PubSubService:
     ) -> list[FailedEntry]:
         """Publish every entry; returns the entries that failed (empty: all published)."""
         comp = self.target(pubsub, topic)
+        attrs = messaging_attributes(pubsub, comp.type, topic, "publish")
+        with self.tracing.span(f"publish {topic}", SpanKind.PRODUCER, attrs) as span:
+            span_parent = traceparent_of(span)
+            return await self._bulk_publish(
+                comp, pubsub, topic, entries, metadata, span_parent or traceparent, tracestate
+            )
+
+    async def _bulk_publish(
+        self,
+        comp: PubSubComponent,
+        pubsub: str,
+        topic: str,
+        entries: Sequence[BulkEntry],
+        metadata: Mapping[str, str] | None,
+        traceparent: str,
+        tracestate: str,
+    ) -> list[FailedEntry]:
         seen: set[str] = set()
         for e in entries:
             if not e.entry_id or e.entry_id in seen:

@@ -12,10 +12,13 @@ is stopping mid-retry, the broker gets RETRY and redelivers it (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from opentelemetry.trace import SpanKind
 
 from tandem.blocks.app_health import AppHealth
 from tandem.blocks.pubsub import bulk, cloudevents
@@ -25,6 +28,7 @@ from tandem.blocks.pubsub.retry import RetryPlan, plan_for
 from tandem.blocks.pubsub.routing import RouteError, Routes
 from tandem.blocks.pubsub.service import PubSubService
 from tandem.blocks.pubsub.subscriptions import TopicSubscription
+from tandem.observability.tracing import messaging_attributes, parent_context, traceparent_of
 from tandem.resources import Resiliency
 
 log = logging.getLogger("tandem.pubsub")
@@ -136,6 +140,23 @@ class Subscriber:
             traceparent=str(event.get("traceparent") or ""),
             tracestate=str(event.get("tracestate") or ""),
         )
+        tracing = self._service.tracing
+        if not tracing.enabled:
+            return await self._deliver(active, msg, delivery)
+        # The delivery span continues the publisher's trace (carried in the event).
+        parent = (
+            parent_context(delivery.traceparent, delivery.tracestate)
+            if delivery.traceparent
+            else None
+        )
+        comp = self._service.components[sub.pubsub_name]
+        attrs = messaging_attributes(sub.pubsub_name, comp.type, sub.topic, "process")
+        with tracing.span(f"process {sub.topic}", SpanKind.CONSUMER, attrs, parent) as span:
+            delivery = dataclasses.replace(delivery, traceparent=traceparent_of(span))
+            return await self._deliver(active, msg, delivery)
+
+    async def _deliver(self, active: _Active, msg: Message, delivery: Delivery) -> Outcome:
+        path = delivery.path
         plan = active.plan
         target = active.bulk or self._target
         retries = 0

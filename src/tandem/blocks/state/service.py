@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
@@ -41,6 +43,7 @@ from tandem.blocks.state.store import (
     StateStore,
     TransactionOperation,
 )
+from tandem.observability.tracing import NO_TRACING, Tracing, state_attributes
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,32 @@ TransactionHook = Callable[
 ]
 
 
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def _traced(operation: str) -> Callable[[_F], _F]:
+    """A span around one store call (tandem.observability.tracing), when tracing is on."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        async def call(self: StateService, store: str, *args: Any, **kwargs: Any) -> Any:
+            if not self.tracing.enabled:
+                return await fn(self, store, *args, **kwargs)
+            comp = self._components.get(store)
+            attrs = state_attributes(store, comp.type if comp else "", operation)
+            with self.tracing.span(f"{operation} {store}", SpanKind.CLIENT, attrs):
+                return await fn(self, store, *args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
 class StateService:
     def __init__(self, components: Iterable[StateComponent]) -> None:
         self._components: dict[str, StateComponent] = {c.name: c for c in components}
         self.transaction_hook: TransactionHook | None = None
+        self.tracing: Tracing = NO_TRACING
 
     @classmethod
     def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
@@ -150,6 +175,7 @@ class StateService:
             )
         return comp
 
+    @_traced("GET")
     async def get(
         self,
         store: str,
@@ -167,6 +193,7 @@ class StateService:
                 "ERR_STATE_GET", f"fail to get {key} from state store {store}", exc
             ) from exc
 
+    @_traced("BULK_GET")
     async def bulk_get(
         self,
         store: str,
@@ -189,6 +216,7 @@ class StateService:
             ) from exc
         return [dataclasses.replace(item, key=k) for k, item in zip(keys, items, strict=True)]
 
+    @_traced("SET")
     async def save(self, store: str, items: Sequence[SetRequest]) -> None:
         comp = self.component(store)
         # Validate every item before writing any, so a bad request changes nothing.
@@ -199,6 +227,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_SAVE", prefix, [comp.store.set(r) for r in reqs])
 
+    @_traced("DELETE")
     async def delete(self, store: str, req: DeleteRequest) -> None:
         comp = self.component(store)
         stored = self._prefixed(comp, req)
@@ -209,6 +238,7 @@ class StateService:
                 "ERR_STATE_DELETE", f"failed deleting state with key {req.key}", exc
             ) from exc
 
+    @_traced("BULK_DELETE")
     async def delete_bulk(self, store: str, reqs: Sequence[DeleteRequest]) -> None:
         comp = self.component(store)
         stored = [self._prefixed(comp, r) for r in reqs]
@@ -218,6 +248,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_BULK_DELETE", prefix, [comp.store.delete(r) for r in stored])
 
+    @_traced("TRANSACTION")
     async def transact(
         self,
         store: str,
@@ -270,6 +301,7 @@ class StateService:
             )
         return comp, store
 
+    @_traced("QUERY")
     async def query(
         self, store: str, query: str | bytes, metadata: Mapping[str, str] | None = None
     ) -> QueryResult:
