@@ -376,6 +376,7 @@ class OtlpSpanExporter(SpanExporter):
         self._export: Any = None
         self._lock = threading.Lock()
         self.failed_batches = 0
+        self.failed_spans = 0
         if grpc_target is not None:
             self._channel = (
                 grpc.secure_channel(grpc_target, grpc.ssl_channel_credentials())
@@ -406,6 +407,7 @@ class OtlpSpanExporter(SpanExporter):
         except Exception as exc:  # a collector problem must never reach a request
             with self._lock:
                 self.failed_batches += 1
+                self.failed_spans += len(spans)
                 first = self.failed_batches == 1
             if first:
                 log.warning("cannot export spans to the collector (%s); dropping them", exc)

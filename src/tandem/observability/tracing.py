@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -38,6 +38,28 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # Spans waiting for the exporter; beyond this they are dropped (and counted).
 MAX_QUEUE = 2048
 EXPORT_TIMEOUT_MS = 5000
+
+
+class _CountingBatchProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting the spans its full queue pushes out (it drops the
+    oldest silently) and those in batches the collector did not take."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(
+            exporter, max_queue_size=MAX_QUEUE, export_timeout_millis=EXPORT_TIMEOUT_MS
+        )
+        self._exporter_ref = exporter
+        self.queue_dropped = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
+        if queue is not None and len(queue) >= MAX_QUEUE:
+            self.queue_dropped += 1
+        super().on_end(span)
+
+    @property
+    def dropped(self) -> int:
+        return self.queue_dropped + int(getattr(self._exporter_ref, "failed_spans", 0) or 0)
 
 
 def _exporter(export: TraceExport) -> SpanExporter | None:
@@ -66,7 +88,7 @@ class Tracing:
 
     def __init__(self, export: TraceExport | None, app_id: str) -> None:
         self._provider: TracerProvider | None = None
-        self._batch: BatchSpanProcessor | None = None
+        self._batch: _CountingBatchProcessor | None = None
         if export is None or not export.on:
             self.tracer: trace.Tracer = trace.NoOpTracer()
             return
@@ -76,11 +98,7 @@ class Tracing:
         )
         exporter = _exporter(export)
         if exporter is not None:
-            self._batch = BatchSpanProcessor(
-                exporter,
-                max_queue_size=MAX_QUEUE,
-                export_timeout_millis=EXPORT_TIMEOUT_MS,
-            )
+            self._batch = _CountingBatchProcessor(exporter)
             provider.add_span_processor(self._batch)
         if export.stdout:
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
@@ -94,14 +112,7 @@ class Tracing:
     @property
     def dropped_spans(self) -> int:
         """Spans the queue had no room for, plus those in batches the collector refused."""
-        if self._batch is None:
-            return 0
-        processor: Any = self._batch
-        # The SDK keeps the count on its internal batch processor; read it defensively.
-        inner = getattr(processor, "_batch_processor", processor)
-        dropped = int(getattr(inner, "_dropped", 0) or 0)
-        exporter = getattr(inner, "_exporter", None)
-        return dropped + int(getattr(exporter, "failed_spans", 0) or 0)
+        return 0 if self._batch is None else self._batch.dropped
 
     @contextlib.contextmanager
     def span(
