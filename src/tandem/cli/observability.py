@@ -23,12 +23,28 @@ def _system_ca_file() -> str | None:
     return None
 
 
-def node_metadata(config: Path | None) -> dict[str, object]:
+METRICS_SOCKET = "metrics.sock"
+
+
+def runtime_args(run_dir: Path, admin_socket: Path) -> list[str]:
+    """The runtime serves /metrics (its own and Envoy's) on a socket Envoy forwards to."""
+    return [
+        "--metrics-socket",
+        str(run_dir / METRICS_SOCKET),
+        "--envoy-admin-socket",
+        str(admin_socket),
+    ]
+
+
+def node_metadata(config: Path | None, run_dir: Path) -> dict[str, object]:
+    out: dict[str, object] = {"runtime_metrics_socket": str(run_dir / METRICS_SOCKET)}
     if config is None:
-        return {}
+        return out
     try:
         tracing = load_configuration(config).tracing
         export = trace_export(tracing, ca_file=_system_ca_file())
     except (ResourceError, TraceExportError) as exc:
         raise ObservabilityError(f"--config: {exc}") from exc
-    return {} if export is None else {"tracing": export.to_metadata()}
+    if export is not None:
+        out["tracing"] = export.to_metadata()
+    return out

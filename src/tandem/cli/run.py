@@ -179,6 +179,7 @@ class Sidecar:
                 argv += ["--http-socket", str(http_socket)]
             argv += ["--dapr-http-port", str(chosen.http)]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
+            argv += observability.runtime_args(self.run_dir, admin_socket)
             runtime_log = logs / f"{o.app_id}.runtime.log"
             # The log is appended to across runs: this run's start-up warnings begin here.
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
@@ -215,7 +216,7 @@ class Sidecar:
             metadata.update(self._security_metadata(sidecar_id))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             try:
-                metadata.update(observability.node_metadata(o.config))
+                metadata.update(observability.node_metadata(o.config, self.run_dir))
             except observability.ObservabilityError as exc:
                 raise RunError(str(exc)) from exc
             bootstrap = render_bootstrap(

@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--app-health-socket", type=Path, help="serve the app's health for Envoy")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--metrics-socket", type=Path, help="serve GET /metrics here (for Envoy)")
+    p.add_argument("--envoy-admin-socket", type=Path, help="Envoy's admin, for its stats")
     p.add_argument(
         "--graceful-shutdown-seconds",
         type=float,
@@ -83,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         else None,
         app_health_socket=a.app_health_socket,
         graceful_shutdown_seconds=a.graceful_shutdown_seconds,
+        metrics_socket=a.metrics_socket,
+        envoy_admin_socket=a.envoy_admin_socket,
     )
 
 

@@ -27,6 +27,8 @@ from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.router import Router
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
+from tandem.observability.metrics_server import MetricsServer
 from tandem.observability.tracing import runtime_tracing
 
 log = logging.getLogger("tandem.runtime")
@@ -58,6 +60,9 @@ class RuntimeOptions:
     app_health: AppHealthConfig | None = None
     app_health_socket: Path | None = None  # where Envoy reads the verdict
     graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN
+    # GET /metrics for Envoy's metrics listener (tandem.observability.metrics_server).
+    metrics_socket: Path | None = None
+    envoy_admin_socket: Path | None = None
 
 
 class StartupError(Exception):
@@ -76,6 +81,7 @@ class Runtime:
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
     _config: Any = None  # the loaded --config (tandem.resources.Configuration)
+    _metrics: RuntimeMetrics = NO_METRICS
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -97,6 +103,9 @@ class Runtime:
         # First, so a block's own route for the same path and method replaces the 501.
         unimplemented.register_http(self.router)
         try:
+            self._metrics = runtime_metrics(
+                self._config, self.options.app_id, self.options.namespace
+            )
             tracing = runtime_tracing(self._config, self.options.app_id)
             # Closers run in reverse: the last spans are flushed after everything else.
             self._closers.append(lambda: asyncio.to_thread(tracing.shutdown))
@@ -107,11 +116,22 @@ class Runtime:
                 metadata=self.metadata,
                 resiliencies=self._resources.resiliencies if self._resources else (),
                 tracing=tracing,
+                metrics=self._metrics,
             )
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
+        self._metrics.loaded(
+            len(wiring.components),
+            [r.name for r in self._resources.resiliencies] if self._resources else (),
+        )
+        if self.options.metrics_socket is not None:
+            metrics_server = MetricsServer(
+                self._metrics, self.options.metrics_socket, self.options.envoy_admin_socket
+            )
+            await metrics_server.start()
+            self._closers.append(metrics_server.stop)
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
@@ -189,7 +209,7 @@ class Runtime:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        dispatcher = Dispatcher(self.router)
+        dispatcher = Dispatcher(self.router, self._metrics)
         ep_grpc.add_ExternalProcessorServicer_to_server(
             ExtProcServicer(dispatcher, self.options.app_id), server
         )
@@ -199,6 +219,7 @@ class Runtime:
                 grpc_rpcs,
                 on_shutdown=self.stopped.set,
                 max_request_bytes=self.options.max_body_bytes,
+                metrics=self._metrics,
             ),
             server,
         )

@@ -102,6 +102,8 @@ class Sidecar:
     app_health: AppHealthCheck | None = None
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
+    # Where the runtime serves GET /metrics (its Dapr metrics and Envoy's stats).
+    runtime_metrics_socket: str | None = None
 
     @property
     def spiffe_id(self) -> str:
@@ -174,6 +176,7 @@ class Sidecar:
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
         tracing = reader.tracing("tracing")
+        runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -203,6 +206,7 @@ class Sidecar:
             api_logging=api_logging,
             app_health=app_health,
             tracing=tracing,
+            runtime_metrics_socket=runtime_metrics_socket,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -230,6 +234,7 @@ class Sidecar:
             ("app_max_concurrency", self.app_max_concurrency),
             ("app_channel_socket", self.app_channel_socket),
             ("unix_domain_socket", self.unix_domain_socket),
+            ("runtime_metrics_socket", self.runtime_metrics_socket),
         ):
             if value is not None:
                 out[key] = value

@@ -7,6 +7,7 @@ envelope and hands bytes to the broker; any broker failure becomes Dapr's 500.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -18,6 +19,7 @@ from tandem.blocks.pubsub import cloudevents, tracecontext
 from tandem.blocks.pubsub.broker import Feature, PublishEntry, PubSub
 from tandem.blocks.pubsub.scopes import TopicScopes
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.observability.tracing import (
     NO_TRACING,
     Tracing,
@@ -69,6 +71,7 @@ def _info(reason: str, name: str = "") -> ErrorInfo:
 class PubSubService:
     def __init__(self, components: Iterable[PubSubComponent], app_id: str) -> None:
         self.tracing: Tracing = NO_TRACING
+        self.metrics: RuntimeMetrics = NO_METRICS
         self._components = {c.name: c for c in components}
         self.app_id = app_id
 
@@ -175,8 +178,15 @@ class PubSubService:
     async def publish(self, req: PublishRequest) -> None:
         comp = self.target(req.pubsub, req.topic)
         attrs = messaging_attributes(req.pubsub, comp.type, req.topic, "publish")
-        with self.tracing.span(f"publish {req.topic}", SpanKind.PRODUCER, attrs) as span:
-            await self._publish(comp, req, traceparent_of(span) or req.traceparent)
+        start = time.perf_counter()
+        ok = False
+        try:
+            with self.tracing.span(f"publish {req.topic}", SpanKind.PRODUCER, attrs) as span:
+                await self._publish(comp, req, traceparent_of(span) or req.traceparent)
+            ok = True
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000
+            self.metrics.egress(req.pubsub, req.topic, ok, elapsed)
 
     async def _publish(self, comp: PubSubComponent, req: PublishRequest, traceparent: str) -> None:
         data = self.event_bytes(
@@ -210,11 +220,14 @@ class PubSubService:
         """Publish every entry; returns the entries that failed (empty: all published)."""
         comp = self.target(pubsub, topic)
         attrs = messaging_attributes(pubsub, comp.type, topic, "publish")
+        start = time.perf_counter()
         with self.tracing.span(f"publish {topic}", SpanKind.PRODUCER, attrs) as span:
             span_parent = traceparent_of(span)
-            return await self._bulk_publish(
+            failed = await self._bulk_publish(
                 comp, pubsub, topic, entries, metadata, span_parent or traceparent, tracestate
             )
+        self.metrics.egress(pubsub, topic, not failed, (time.perf_counter() - start) * 1000)
+        return failed
 
     async def _bulk_publish(
         self,

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,6 +141,16 @@ class Subscriber:
             traceparent=str(event.get("traceparent") or ""),
             tracestate=str(event.get("tracestate") or ""),
         )
+        start = time.perf_counter()
+        outcome = await self._traced_delivery(active, msg, delivery)
+        # Dapr's process_status: success, retry or drop (dead-lettered counts as drop).
+        status = {Outcome.SUCCESS: "success", Outcome.RETRY: "retry"}.get(outcome, "drop")
+        elapsed = (time.perf_counter() - start) * 1000
+        self._service.metrics.ingress(sub.pubsub_name, sub.topic, status, elapsed)
+        return outcome
+
+    async def _traced_delivery(self, active: _Active, msg: Message, delivery: Delivery) -> Outcome:
+        sub = active.sub
         tracing = self._service.tracing
         if not tracing.enabled:
             return await self._deliver(active, msg, delivery)

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -43,6 +44,7 @@ from tandem.blocks.state.store import (
     StateStore,
     TransactionOperation,
 )
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.observability.tracing import NO_TRACING, Tracing, state_attributes
 
 log = logging.getLogger(__name__)
@@ -98,18 +100,29 @@ TransactionHook = Callable[
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
-def _traced(operation: str) -> Callable[[_F], _F]:
-    """A span around one store call (tandem.observability.tracing), when tracing is on."""
+def _observed(operation: str) -> Callable[[_F], _F]:
+    """Dapr's state metrics and a span (when tracing is on) around one store call."""
 
     def wrap(fn: _F) -> _F:
         @functools.wraps(fn)
         async def call(self: StateService, store: str, *args: Any, **kwargs: Any) -> Any:
-            if not self.tracing.enabled:
-                return await fn(self, store, *args, **kwargs)
-            comp = self._components.get(store)
-            attrs = state_attributes(store, comp.type if comp else "", operation)
-            with self.tracing.span(f"{operation} {store}", SpanKind.CLIENT, attrs):
-                return await fn(self, store, *args, **kwargs)
+            start = time.perf_counter()
+            ok = False
+            try:
+                if not self.tracing.enabled:
+                    result = await fn(self, store, *args, **kwargs)
+                else:
+                    comp = self._components.get(store)
+                    attrs = state_attributes(store, comp.type if comp else "", operation.upper())
+                    name = f"{operation.upper()} {store}"
+                    with self.tracing.span(name, SpanKind.CLIENT, attrs):
+                        result = await fn(self, store, *args, **kwargs)
+                ok = True
+                return result
+            finally:
+                if store in self._components:  # not for a store that does not exist
+                    elapsed = (time.perf_counter() - start) * 1000
+                    self.metrics.state(store, operation, ok, elapsed)
 
         return call  # type: ignore[return-value]
 
@@ -121,6 +134,7 @@ class StateService:
         self._components: dict[str, StateComponent] = {c.name: c for c in components}
         self.transaction_hook: TransactionHook | None = None
         self.tracing: Tracing = NO_TRACING
+        self.metrics: RuntimeMetrics = NO_METRICS
 
     @classmethod
     def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> StateService:
@@ -175,7 +189,7 @@ class StateService:
             )
         return comp
 
-    @_traced("GET")
+    @_observed("get")
     async def get(
         self,
         store: str,
@@ -193,7 +207,7 @@ class StateService:
                 "ERR_STATE_GET", f"fail to get {key} from state store {store}", exc
             ) from exc
 
-    @_traced("BULK_GET")
+    @_observed("bulk_get")
     async def bulk_get(
         self,
         store: str,
@@ -216,7 +230,7 @@ class StateService:
             ) from exc
         return [dataclasses.replace(item, key=k) for k, item in zip(keys, items, strict=True)]
 
-    @_traced("SET")
+    @_observed("set")
     async def save(self, store: str, items: Sequence[SetRequest]) -> None:
         comp = self.component(store)
         # Validate every item before writing any, so a bad request changes nothing.
@@ -227,7 +241,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_SAVE", prefix, [comp.store.set(r) for r in reqs])
 
-    @_traced("DELETE")
+    @_observed("delete")
     async def delete(self, store: str, req: DeleteRequest) -> None:
         comp = self.component(store)
         stored = self._prefixed(comp, req)
@@ -238,7 +252,7 @@ class StateService:
                 "ERR_STATE_DELETE", f"failed deleting state with key {req.key}", exc
             ) from exc
 
-    @_traced("BULK_DELETE")
+    @_observed("bulk_delete")
     async def delete_bulk(self, store: str, reqs: Sequence[DeleteRequest]) -> None:
         comp = self.component(store)
         stored = [self._prefixed(comp, r) for r in reqs]
@@ -248,7 +262,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_BULK_DELETE", prefix, [comp.store.delete(r) for r in stored])
 
-    @_traced("TRANSACTION")
+    @_observed("transaction")
     async def transact(
         self,
         store: str,
@@ -301,7 +315,7 @@ class StateService:
             )
         return comp, store
 
-    @_traced("QUERY")
+    @_observed("query")
     async def query(
         self, store: str, query: str | bytes, metadata: Mapping[str, str] | None = None
     ) -> QueryResult:
