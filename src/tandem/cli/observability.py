@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tandem.observability.export import TraceExportError, trace_export
 from tandem.resources import ResourceError, load_configuration
+from tandem.xds.ir import ApiAccess
 
 
 class ObservabilityError(Exception):
@@ -41,10 +42,14 @@ def node_metadata(config: Path | None, run_dir: Path) -> dict[str, object]:
     if config is None:
         return out
     try:
-        tracing = load_configuration(config).tracing
-        export = trace_export(tracing, ca_file=_system_ca_file())
+        configuration = load_configuration(config)
+        export = trace_export(configuration.tracing, ca_file=_system_ca_file())
     except (ResourceError, TraceExportError) as exc:
         raise ObservabilityError(f"--config: {exc}") from exc
     if export is not None:
         out["tracing"] = export.to_metadata()
+    allowed = tuple(r for r in configuration.api_allowed if r.complete)
+    denied = tuple(r for r in configuration.api_denied if r.complete)
+    if allowed or denied:
+        out["api_access"] = ApiAccess(allowed, denied).to_metadata()
     return out

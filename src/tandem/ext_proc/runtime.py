@@ -30,6 +30,11 @@ from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
 from tandem.observability.tracing import runtime_tracing
+from tandem.resources.config_status import (
+    configuration_warnings,
+    denied_component,
+    enabled_features,
+)
 
 log = logging.getLogger("tandem.runtime")
 
@@ -184,8 +189,20 @@ class Runtime:
         except ResourceError as exc:
             raise StartupError(str(exc)) from exc
         self._resources = resources
+        if self._config is not None:
+            for warning in configuration_warnings(self._config):
+                log.warning("%s", warning)
+            self.metadata.enabled_features = enabled_features(self._config)
         specs = []
         for c in resources.components:
+            denied = (
+                denied_component(self._config, c.type, c.version) if self._config else None
+            )
+            if denied is not None:
+                raise StartupError(
+                    f"component {c.name} ({c.type}/{c.version}) is refused by "
+                    f"{self._config.source}: spec.components.deny lists {denied!r}"
+                )
             if c.secret_refs():
                 log.warning(
                     "component %s uses secretKeyRef, which this runtime cannot resolve yet",

@@ -17,6 +17,7 @@ from tandem.observability.export import TraceExport, TraceExportError
 from tandem.resources import AccessControl, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
+from tandem.resources.configuration import ApiRule
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TRUST_DOMAIN = "public"
@@ -53,6 +54,20 @@ class ApiLogging:
     path: str
     omit_health_checks: bool = False
     obfuscate_urls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAccess:
+    """The Configuration's spec.api lists (complete rules only: see ApiRule.complete)."""
+
+    allowed: tuple[ApiRule, ...] = ()
+    denied: tuple[ApiRule, ...] = ()
+
+    def to_metadata(self) -> dict[str, Any]:
+        def rules(items: tuple[ApiRule, ...]) -> list[dict[str, str]]:
+            return [{"name": r.name, "version": r.version, "protocol": r.protocol} for r in items]
+
+        return {"allowed": rules(self.allowed), "denied": rules(self.denied)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,7 @@ class Sidecar:
     tracing: TraceExport | None = None
     # Where the runtime serves GET /metrics (its Dapr metrics and Envoy's stats).
     runtime_metrics_socket: str | None = None
+    api_access: ApiAccess | None = None
 
     @property
     def spiffe_id(self) -> str:
@@ -177,6 +193,7 @@ class Sidecar:
         app_health = reader.app_health("app_health")
         tracing = reader.tracing("tracing")
         runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
+        api_access = reader.api_access("api_access")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -207,6 +224,7 @@ class Sidecar:
             app_health=app_health,
             tracing=tracing,
             runtime_metrics_socket=runtime_metrics_socket,
+            api_access=api_access,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -253,6 +271,8 @@ class Sidecar:
             }
         if self.tracing is not None:
             out["tracing"] = self.tracing.to_metadata()
+        if self.api_access is not None:
+            out["api_access"] = self.api_access.to_metadata()
         return out
 
 
@@ -363,6 +383,23 @@ class _Reader:
         if not socket or interval is None:
             return None
         return AppHealthCheck(socket=socket, interval_ms=interval)
+
+    def api_access(self, key: str) -> ApiAccess | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        lists: dict[str, tuple[ApiRule, ...]] = {}
+        for which in ("allowed", "denied"):
+            items = value.get(which, []) if isinstance(value, Mapping) else None
+            if not isinstance(items, list) or not all(
+                isinstance(i, Mapping)
+                and all(isinstance(i.get(k), str) for k in ("name", "version", "protocol"))
+                for i in items
+            ):
+                self.problems.append(f"{key}.{which} must be a list of name/version/protocol")
+                return None
+            lists[which] = tuple(ApiRule(i["name"], i["version"], i["protocol"]) for i in items)
+        return ApiAccess(**lists)
 
     def tracing(self, key: str) -> TraceExport | None:
         value = self.data.get(key)
