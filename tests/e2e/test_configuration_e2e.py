@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2
 from harness import APPS, start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
+from tandem.logs import parse_line
 
 DENY_STATE = """\
 apiVersion: dapr.io/v1alpha1
@@ -42,9 +43,10 @@ def mesh(tandem_home):
         str(b_port),
         command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
     )
+    # The first logs JSON (--log-as-json), the second Dapr's text shape.
     doors = [
-        start_sidecar(tandem_home, f"a-{t}", "--api-transport", t, "--config", str(config))
-        for t in ("http", "ext_proc")
+        start_sidecar(tandem_home, f"a-{t}", "--api-transport", t, "--config", str(config), *extra)
+        for t, extra in (("http", ("--log-as-json",)), ("ext_proc", ()))
     ]
     yield doors, b
     for s in (*doors, b):
@@ -100,3 +102,13 @@ def test_components_deny_refuses_the_component_at_start(tandem_home):
     assert s.proc.wait(60) != 0
     out = s.text()
     assert "statestore" in out and "spec.components.deny" in out and "nosqlite.yaml" in out
+
+
+def test_runtime_log_lines_name_the_app_in_the_shape_asked_for(mesh, tandem_home):
+    doors, _ = mesh
+    for sidecar, json_lines in ((doors[0], True), (doors[1], False)):
+        lines = (tandem_home / "logs" / f"{sidecar.app_id}.runtime.log").read_text().splitlines()
+        assert lines
+        assert all(line.startswith("{") == json_lines for line in lines), lines[:3]
+        entries = [parse_line(line) for line in lines]
+        assert all(e is not None and e["app_id"] == sidecar.app_id for e in entries)

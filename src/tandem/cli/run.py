@@ -22,6 +22,7 @@ from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.supervise import watch_control_plane
+from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 5.0
@@ -46,6 +47,7 @@ class RunOptions:
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
     log_level: str = "info"
+    log_as_json: bool = False  # the runtime's log lines: Dapr's text shape, or JSON
     namespace: str = "default"
     max_body_mb: int = 4
     ready_timeout: float = 30.0
@@ -166,6 +168,7 @@ class Sidecar:
                 str(o.max_body_mb << 20),
                 "--log-level",
                 o.log_level,
+                *(["--log-as-json"] if o.log_as_json else []),
                 "--graceful-shutdown-seconds",
                 str(o.graceful_shutdown_seconds),
             ]
@@ -400,11 +403,8 @@ class Sidecar:
             return []
         out = []
         for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("level") == "warning":
+            entry = parse_line(line)
+            if entry is not None and entry.get("level") == "warning":
                 out.append(_console_line(entry))
         return out
 
@@ -424,7 +424,9 @@ class Sidecar:
             app_side.cleanup(self.options.app_flags, self.options.app_id)
 
 
-_LOG_PLUMBING = frozenset({"time", "level", "component", "scope", "msg", "error"})
+_LOG_PLUMBING = frozenset(
+    {"time", "level", "component", "scope", "msg", "error", "app_id", "trace_id"}
+)
 
 
 def _console_line(entry: dict[str, object]) -> str:
