@@ -157,6 +157,78 @@ def test_publish_on_a_delivery_on_b_is_one_trace(mesh, collector, records):
     assert trace_id in got["headers"]["traceparent"]
 
 
+def test_bulk_publish_deliveries_are_in_the_publishers_trace(mesh, collector):
+    a, _, _, _ = mesh
+    header, trace_id, _ = _traceparent()
+    entries = [
+        {"entryId": str(i), "event": {"bulk": i}, "contentType": "application/json"}
+        for i in range(2)
+    ]
+    r = httpx.post(
+        f"{a.base}/v1.0-alpha1/publish/bulk/pubsub/orders",
+        json=entries,
+        headers={"traceparent": header},
+    )
+    assert r.status_code == 204, r.text
+    [publish] = collector.wait_for(
+        lambda s: s.trace_id == trace_id and s.service == "a" and s.kind == "PRODUCER",
+        "a's bulk publish span",
+    )
+    deliveries = wait_until(
+        lambda: (
+            (
+                found := [
+                    s
+                    for s in collector.trace(trace_id)
+                    if s.service == "b" and s.kind == "CONSUMER"
+                ]
+            )
+            and len(found) == 2
+            and found
+        ),
+        30,
+        "b's two delivery spans in a's trace",
+    )
+    assert {d.attributes["messaging.destination.name"] for d in deliveries} == {"orders"}
+    assert {d.parent_id for d in deliveries} == {publish.span_id}
+
+
+def test_streaming_subscription_delivery_is_in_the_publishers_trace(mesh, collector, monkeypatch):
+    a, b, _, _ = mesh
+    from dapr.clients import DaprClient
+    from dapr.conf import settings
+
+    # The SDK checks the sidecar's HTTP health first.
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(b.http_port))
+    monkeypatch.setattr(settings, "DAPR_HTTP_PORT", b.http_port, raising=False)
+
+    with DaprClient(f"127.0.0.1:{b.grpc_port}") as client:
+        sub = client.subscribe("pubsub", "streamed")
+        try:
+            header, trace_id, _ = _traceparent()
+            r = httpx.post(
+                f"{a.base}/v1.0/publish/pubsub/streamed",
+                json={"s": 1},
+                headers={"traceparent": header},
+            )
+            assert r.status_code == 204, r.text
+            msg = sub.next_message()
+            assert msg is not None and msg.data() == {"s": 1}
+            sub.respond_success(msg)
+        finally:
+            sub.close()
+    [delivery] = collector.wait_for(
+        lambda s: s.trace_id == trace_id and s.service == "b" and s.kind == "CONSUMER",
+        "b's streaming delivery span in a's trace",
+    )
+    publish = wait_until(
+        lambda: {s.span_id: s for s in collector.trace(trace_id)}.get(delivery.parent_id),
+        30,
+        "a's publish span, parent of the streaming delivery",
+    )
+    assert publish.kind == "PRODUCER" and publish.service == "a"
+
+
 def test_sampling_rate_zero_exports_nothing(mesh, collector):
     a, _, unsampled, _ = mesh
     header, trace_id, _ = _traceparent()

@@ -222,9 +222,18 @@ class PubSubService:
         attrs = messaging_attributes(pubsub, comp.type, topic, "publish")
         start = time.perf_counter()
         with self.tracing.span(f"publish {topic}", SpanKind.PRODUCER, attrs) as span:
+            # With tracing on, each event carries the publish span itself (the subscriber's
+            # delivery spans are its children); otherwise a child id of the caller's context.
             span_parent = traceparent_of(span)
             failed = await self._bulk_publish(
-                comp, pubsub, topic, entries, metadata, span_parent or traceparent, tracestate
+                comp,
+                pubsub,
+                topic,
+                entries,
+                metadata,
+                span_parent or traceparent,
+                tracestate,
+                derive=not span_parent,
             )
         self.metrics.egress(pubsub, topic, not failed, (time.perf_counter() - start) * 1000)
         return failed
@@ -238,6 +247,8 @@ class PubSubService:
         metadata: Mapping[str, str] | None,
         traceparent: str,
         tracestate: str,
+        *,
+        derive: bool,
     ) -> list[FailedEntry]:
         seen: set[str] = set()
         for e in entries:
@@ -259,7 +270,7 @@ class PubSubService:
                 e.data,
                 e.content_type,
                 md,
-                tracecontext.child(traceparent) if traceparent else "",
+                tracecontext.child(traceparent) if derive and traceparent else traceparent,
                 tracestate,
             )
             out.append(PublishEntry(e.entry_id, data, _broker_metadata(md)))
