@@ -32,7 +32,7 @@ def runtime_args(run_dir: Path, admin_socket: Path) -> list[str]:
     return [
         "--metrics-socket",
         str(run_dir / METRICS_SOCKET),
-        "--envoy-admin-socket",
+        "--proxy-admin-socket",
         str(admin_socket),
     ]
 

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-as-json", action="store_true", help="JSON lines instead of logfmt")
     p.add_argument("--metrics-socket", type=Path, help="serve GET /metrics here (for Envoy)")
-    p.add_argument("--envoy-admin-socket", type=Path, help="Envoy's admin, for its stats")
+    p.add_argument("--proxy-admin-socket", type=Path, help="Envoy's admin, for its stats")
     p.add_argument(
         "--graceful-shutdown-seconds",
         type=float,
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         app_health_socket=a.app_health_socket,
         graceful_shutdown_seconds=a.graceful_shutdown_seconds,
         metrics_socket=a.metrics_socket,
-        envoy_admin_socket=a.envoy_admin_socket,
+        proxy_admin_socket=a.proxy_admin_socket,
     )
 
 

@@ -67,7 +67,7 @@ class RuntimeOptions:
     graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN
     # GET /metrics for Envoy's metrics listener (tandem.observability.metrics_server).
     metrics_socket: Path | None = None
-    envoy_admin_socket: Path | None = None
+    proxy_admin_socket: Path | None = None
 
 
 class StartupError(Exception):
@@ -133,7 +133,7 @@ class Runtime:
         )
         if self.options.metrics_socket is not None:
             metrics_server = MetricsServer(
-                self._metrics, self.options.metrics_socket, self.options.envoy_admin_socket
+                self._metrics, self.options.metrics_socket, self.options.proxy_admin_socket
             )
             await metrics_server.start()
             self._closers.append(metrics_server.stop)
