@@ -282,7 +282,8 @@ def test_zipkin_receives_envoys_span_and_the_runtimes_child(tandem_home):
     zipkin = start_zipkin(free_port())
     config = tandem_home / "zipkin.yaml"
     config.write_text(ZIPKIN_CONFIG.format(port=zipkin.port))
-    z = start_sidecar(tandem_home, "z", "--config", str(config))
+    # Through ext_proc: Envoy hands its span over in the Process call's gRPC metadata.
+    z = start_sidecar(tandem_home, "z", "--api-transport", "ext_proc", "--config", str(config))
     try:
         header, trace_id, _ = _traceparent()
         r = httpx.get(f"{z.base}/v1.0/state/statestore/nothing", headers={"traceparent": header})

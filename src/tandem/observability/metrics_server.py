@@ -29,6 +29,13 @@ ENVOY_PROMETHEUS = "/stats/prometheus"
 # the name as app_X; app ids have no ':'), local_app(_gated) to our own app.
 _CALLEE_PREFIX = "app_"
 _LOCAL_APP = ("local_app", "local_app_gated")
+# Envoy's counters (family names, as the parser gives them) of a callee cluster → Dapr's
+# resiliency policy; the target is app_<id>, as Dapr writes it.
+_ACTIVATIONS = {
+    "envoy_cluster_upstream_rq_retry": "retry",
+    "envoy_cluster_upstream_rq_timeout": "timeout",
+    "envoy_cluster_outlier_detection_ejections_enforced": "circuitbreaker",
+}
 
 
 class _Families(Collector):
@@ -56,6 +63,11 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
         "Time to the callee's response (ms), by callee",
         labels=["app_id", "destination_app_id"],
     )
+    activations = CounterMetricFamily(
+        "dapr_resiliency_activations",
+        "Resiliency policies applied by Envoy to invocations (retries, timeouts, ejections)",
+        labels=["app_id", "flow_direction", "target", "policy"],
+    )
     received = 0.0
     buckets: dict[str, list[tuple[str, float]]] = {}
     sums: dict[str, float] = {}
@@ -68,6 +80,10 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
                     sent.add_metric([app_id, cluster[len(_CALLEE_PREFIX) :], "http"], sample.value)
                 elif cluster in _LOCAL_APP:
                     received += sample.value
+            elif cluster.startswith(_CALLEE_PREFIX) and family.name in _ACTIVATIONS:
+                if sample.value > 0:  # as Dapr: a series once a policy has acted
+                    labels = [app_id, "outbound", cluster, _ACTIVATIONS[family.name]]
+                    activations.add_metric(labels, sample.value)
             elif cluster.startswith(_CALLEE_PREFIX) and name.startswith(
                 "envoy_cluster_upstream_rq_time"
             ):
@@ -80,7 +96,7 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
     for callee, points in sorted(buckets.items()):
         latency.add_metric([app_id, callee], points, sums.get(callee, 0.0))
     registry = CollectorRegistry()
-    registry.register(_Families([sent, recv, latency]))
+    registry.register(_Families([sent, recv, latency, activations]))
     return generate_latest(registry)
 
 
