@@ -154,7 +154,8 @@ def test_publish_on_a_delivery_on_b_is_one_trace(mesh, collector, records):
             isinstance(rec["body"], dict) and (rec["body"].get("data") or {}) == {"tag": tag}
         )
     )
-    assert trace_id in got["headers"]["traceparent"]
+    # ... whose parent is the delivery span: the app's own spans join the trace.
+    assert got["headers"]["traceparent"].split("-")[1:3] == [trace_id, delivery.span_id]
 
 
 def test_bulk_publish_deliveries_are_in_the_publishers_trace(mesh, collector):

@@ -27,7 +27,6 @@ import orjson
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.component_metadata import lookup
-from tandem.blocks.pubsub import tracecontext
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryResult, DeliveryStatus
 from tandem.blocks.pubsub.http_delivery import HttpDelivery
 from tandem.blocks.pubsub.subscriptions import TopicSubscription
@@ -149,7 +148,7 @@ class HttpBulkSender:
         headers = {
             "content-type": "application/json",
             "pubsubname": first.pubsub_name,
-            "traceparent": tracecontext.child(first.traceparent),
+            "traceparent": first.app_traceparent(),
         }
         if first.tracestate:
             headers["tracestate"] = first.tracestate.replace("\r", " ").replace("\n", " ")

@@ -25,7 +25,6 @@ from dapr.proto.runtime.v1 import appcallback_pb2
 from google.protobuf import struct_pb2
 
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
-from tandem.blocks.pubsub import tracecontext
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryResult, DeliveryStatus
 from tandem.blocks.pubsub.subscriptions import SubscriptionType, TopicSubscription
 from tandem.resources import BulkSubscribe, RoutingRule
@@ -92,7 +91,7 @@ def status_of(answer: int) -> DeliveryResult:
 def call_metadata(d: Delivery) -> dict[str, str]:
     md = dict(d.metadata)
     md["pubsubname"] = d.pubsub_name
-    md["traceparent"] = tracecontext.child(d.traceparent)
+    md["traceparent"] = d.app_traceparent()
     if d.tracestate:
         md["tracestate"] = d.tracestate
     return md

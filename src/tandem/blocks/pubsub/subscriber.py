@@ -163,7 +163,9 @@ class Subscriber:
         comp = self._service.components[sub.pubsub_name]
         attrs = messaging_attributes(sub.pubsub_name, comp.type, sub.topic, "process")
         with tracing.span(f"process {sub.topic}", SpanKind.CONSUMER, attrs, parent) as span:
-            delivery = dataclasses.replace(delivery, traceparent=traceparent_of(span))
+            delivery = dataclasses.replace(
+                delivery, traceparent=traceparent_of(span), traceparent_is_span=True
+            )
             return await self._deliver(active, msg, delivery)
 
     async def _deliver(self, active: _Active, msg: Message, delivery: Delivery) -> Outcome:
