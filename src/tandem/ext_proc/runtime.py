@@ -195,9 +195,7 @@ class Runtime:
             self.metadata.enabled_features = enabled_features(self._config)
         specs = []
         for c in resources.components:
-            denied = (
-                denied_component(self._config, c.type, c.version) if self._config else None
-            )
+            denied = denied_component(self._config, c.type, c.version) if self._config else None
             if denied is not None:
                 raise StartupError(
                     f"component {c.name} ({c.type}/{c.version}) is refused by "

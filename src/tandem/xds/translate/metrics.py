@@ -64,9 +64,7 @@ def admin_cluster(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
                     lb_endpoints=[
                         endpoint_components_pb2.LbEndpoint(
                             endpoint=endpoint_components_pb2.Endpoint(
-                                address=address_pb2.Address(
-                                    pipe=address_pb2.Pipe(path=socket)
-                                )
+                                address=address_pb2.Address(pipe=address_pb2.Pipe(path=socket))
                             )
                         )
                     ]
