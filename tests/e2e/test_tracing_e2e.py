@@ -126,6 +126,30 @@ def test_state_save_has_envoys_span_and_the_runtimes_child(mesh, collector):
     assert parent.service == "a" and "db.system" not in parent.attributes
 
 
+def test_state_over_grpc_is_a_child_of_envoys_grpc_span(mesh, collector):
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
+
+    a, _, _, _ = mesh
+    header, trace_id, _ = _traceparent()
+    with grpc.insecure_channel(f"127.0.0.1:{a.grpc_port}") as channel:
+        dapr_pb2_grpc.DaprStub(channel).GetState(
+            state_pb2.GetStateRequest(store_name="statestore", key="traced"),
+            metadata=(("traceparent", header),),
+        )
+    [store_span] = collector.wait_for(
+        lambda s: s.trace_id == trace_id and "db.system" in s.attributes,
+        "the runtime's span of a gRPC GetState",
+    )
+    assert store_span.attributes["db.operation"] == "GET"
+    parent = wait_until(
+        lambda: {s.span_id: s for s in collector.trace(trace_id)}.get(store_span.parent_id),
+        30,
+        "Envoy's gRPC span, parent of the runtime's",
+    )
+    assert parent.service == "a" and "db.system" not in parent.attributes
+
+
 def test_publish_on_a_delivery_on_b_is_one_trace(mesh, collector, records):
     a, _, _, _ = mesh
     header, trace_id, _ = _traceparent()
