@@ -291,6 +291,17 @@ def test_a_collector_that_is_down_does_not_affect_requests(mesh):
         r = httpx.post(f"{dead.base}/v1.0/publish/pubsub/orders", json={"i": i})
         assert r.status_code == 204
 
+    def dropped() -> float:
+        port = dead.record()["metrics_port"]
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        line = next(
+            (x for x in text.splitlines() if x.startswith("tandem_tracing_dropped_spans{")), ""
+        )
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    # The spans that could not be sent are counted (after the exporter's 5 s attempt).
+    wait_until(lambda: dropped() > 0, 60, "dropped spans to be counted in /metrics")
+
 
 ZIPKIN_CONFIG = """\
 apiVersion: dapr.io/v1alpha1

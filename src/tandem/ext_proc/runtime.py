@@ -112,6 +112,7 @@ class Runtime:
                 self._config, self.options.app_id, self.options.namespace
             )
             tracing = runtime_tracing(self._config, self.options.app_id)
+            self._metrics.watch_dropped_spans(lambda: tracing.dropped_spans)
             # Closers run in reverse: the last spans are flushed after everything else.
             self._closers.append(lambda: asyncio.to_thread(tracing.shutdown))
             wiring = wire_blocks(

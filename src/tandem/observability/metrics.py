@@ -10,7 +10,7 @@ Dapr, in the Configuration's ``latencyDistributionBuckets`` or Dapr's default bu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -144,7 +144,17 @@ class RuntimeMetrics:
             "dapr_resiliency_loaded", "Resiliency policies loaded",
             ["app_id", "name", "namespace"], registry=r,
         )  # fmt: skip
+        self.dropped_spans = Gauge(
+            "tandem_tracing_dropped_spans",
+            "The runtime's spans dropped (queue full or collector unreachable) since start",
+            ["app_id"],
+            registry=r,
+        )
         self.components_loaded.labels(app_id).set(0)
+
+    def watch_dropped_spans(self, count: Callable[[], int]) -> None:
+        if self.enabled:
+            self.dropped_spans.labels(self.app_id).set_function(count)
 
     # --- recording (no-ops when metrics are off) ------------------------------------------
     def http(self, method: str, path: str, status: int, ms: float) -> None:
