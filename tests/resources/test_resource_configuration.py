@@ -376,12 +376,6 @@ def _config(spec: str) -> str:
             id="api-bad-protocol",
         ),
         pytest.param(
-            "  api: {denied: [{name: state}]}",
-            "spec.api.denied[0].version",
-            "is required",
-            id="api-rule-without-version",
-        ),
-        pytest.param(
             "  secrets: {scopes: [{storeName: k, defaultAccess: none}]}",
             "spec.secrets.scopes[0].defaultAccess",
             "must be one of allow, deny",

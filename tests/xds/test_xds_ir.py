@@ -164,3 +164,30 @@ def test_bad_app_facing_settings_are_reported() -> None:
         "interval_ms is required",
     ):
         assert fragment in message
+
+
+def test_observability_settings_round_trip_and_bad_ones_are_named() -> None:
+    from tandem.observability.export import TraceExport
+    from tandem.resources.configuration import ApiRule
+    from tandem.xds.ir import ApiAccess
+
+    original = Sidecar(
+        node_id="n",
+        app_id="a",
+        http_port=3500,
+        grpc_port=50001,
+        internal_port=50002,
+        tracing=TraceExport(
+            sampling_rate=0.5,
+            exporter="otlp_grpc",
+            host="collector",
+            port=4317,
+            headers=(("x-token", "t"),),
+        ),
+        runtime_metrics_socket="/tmp/m.sock",
+        api_access=ApiAccess(denied=(ApiRule("state", "v1.0", "http"),)),
+    )
+    assert Sidecar.from_node_metadata("n", original.to_node_metadata()) == original
+    bad = {**original.to_node_metadata(), "tracing": {"sampling_rate": 1, "exporter": "jaeger"}}
+    with pytest.raises(SidecarMetadataError, match="tracing"):
+        Sidecar.from_node_metadata("n", bad)

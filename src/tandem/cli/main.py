@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warn", "warning", "error", "fatal", "panic"],
     )
     r.add_argument(
+        "--log-as-json", action="store_true", help="the runtime logs JSON lines (Dapr's flag)"
+    )
+    r.add_argument(
         "--namespace",
         default=os.environ.get("NAMESPACE") or None,
         help="load only this namespace's components (default: $NAMESPACE; unset: load all)",
@@ -270,6 +273,7 @@ def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
         config=a.config,
         # Dapr's two top levels: only what stops the sidecar ("critical" to Python and Envoy).
         log_level="critical" if a.log_level in ("fatal", "panic") else a.log_level,
+        log_as_json=a.log_as_json,
         namespace=a.namespace,
         max_body_mb=a.max_body_size or a.dapr_http_max_request_size,
         api_transport=a.api_transport,

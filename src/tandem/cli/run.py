@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.cli import app_side, ports
+from tandem.cli import app_side, observability, ports
 from tandem.cli.children import Child, describe_exit
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
 from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.supervise import watch_control_plane
+from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 5.0
@@ -47,6 +48,7 @@ class RunOptions:
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
     log_level: str = "info"
+    log_as_json: bool = False  # the runtime's log lines: Dapr's text shape, or JSON
     # None (NAMESPACE unset, as under `dapr run`): every component loads, identity uses "default".
     namespace: str | None = None
     max_body_mb: int = 4
@@ -164,6 +166,7 @@ class Sidecar:
                 str(o.max_body_mb << 20),
                 "--log-level",
                 o.log_level,
+                *(["--log-as-json"] if o.log_as_json else []),
                 "--graceful-shutdown-seconds",
                 str(o.graceful_shutdown_seconds),
             ]
@@ -183,6 +186,7 @@ class Sidecar:
             argv += ["--node-id", sidecar_id, "--control-plane", cp.ads_address]
             argv += ["--actor-forward-socket", str(actor_forward_socket)]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
+            argv += observability.runtime_args(self.run_dir, admin_socket)
             runtime_log = logs / f"{o.app_id}.runtime.log"
             # The log is appended to across runs: this run's start-up warnings begin here.
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
@@ -220,6 +224,10 @@ class Sidecar:
             metadata.update(self._security_metadata(sidecar_id))
             metadata.update(await asyncio.to_thread(invocation_metadata, resources))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
+            try:
+                metadata.update(observability.node_metadata(o.config, self.run_dir))
+            except observability.ObservabilityError as exc:
+                raise RunError(str(exc)) from exc
             bootstrap = render_bootstrap(
                 node_id=sidecar_id,
                 app_id=o.app_id,
@@ -409,11 +417,8 @@ class Sidecar:
             return []
         out = []
         for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("level") == "warning":
+            entry = parse_line(line)
+            if entry is not None and entry.get("level") == "warning":
                 out.append(_console_line(entry))
         return out
 
@@ -433,7 +438,9 @@ class Sidecar:
             app_side.cleanup(self.options.app_flags, self.options.app_id)
 
 
-_LOG_PLUMBING = frozenset({"time", "level", "component", "scope", "msg", "error"})
+_LOG_PLUMBING = frozenset(
+    {"time", "level", "component", "scope", "msg", "error", "app_id", "trace_id"}
+)
 
 
 def _console_line(entry: dict[str, object]) -> str:

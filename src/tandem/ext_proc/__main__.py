@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--actor-forward-socket", help="Envoy's listener for actor calls to owners")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--log-as-json", action="store_true", help="JSON lines instead of logfmt")
+    p.add_argument("--metrics-socket", type=Path, help="serve GET /metrics here (for Envoy)")
+    p.add_argument("--proxy-admin-socket", type=Path, help="Envoy's admin, for its stats")
     p.add_argument(
         "--graceful-shutdown-seconds",
         type=float,
@@ -61,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
         # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
         p.error(f"--app-protocol {a.app_protocol} needs --app-channel-socket")
-    setup_logging(a.log_level, "runtime")
+    setup_logging(a.log_level, "runtime", app_id=a.app_id, as_json=a.log_as_json)
     return RuntimeOptions(
         app_id=a.app_id,
         socket=a.socket,
@@ -89,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         node_id=a.node_id,
         control_plane=a.control_plane,
         actor_forward_socket=a.actor_forward_socket,
+        metrics_socket=a.metrics_socket,
+        proxy_admin_socket=a.proxy_admin_socket,
     )
 
 

@@ -37,6 +37,8 @@ from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
+from tandem.observability.tracing import NO_TRACING, Tracing
 from tandem.resources import Resiliency, Subscription
 from tandem.resources.resiliency import component_policy
 
@@ -130,6 +132,8 @@ def wire_blocks(
     *,
     metadata: MetadataService | None = None,
     resiliencies: Sequence[Resiliency] = (),
+    tracing: Tracing = NO_TRACING,
+    metrics: RuntimeMetrics = NO_METRICS,
 ) -> Wiring:
     wiring = Wiring(board=SubscriptionBoard(metadata))
     served = []
@@ -155,6 +159,7 @@ def wire_blocks(
     state = StateService.from_specs(served, ctx, wrap=state_policy_wrapper(resiliencies))
     wiring.state = state
     wiring.component_metadata = {s.name: s.metadata for s in served}
+    state.tracing, state.metrics = tracing, metrics
     state_http.register(router, state)
     wiring.rpcs.update(state_grpc.rpcs(state))
     for name, comp in state.components.items():
@@ -163,6 +168,7 @@ def wire_blocks(
     wiring.closers.append(state.close)
 
     pubsub = PubSubService.from_specs(served, ctx, wrap=pubsub_policy_wrapper(resiliencies))
+    pubsub.tracing, pubsub.metrics = tracing, metrics
     pubsub_http.register(router, pubsub)
     streams = StreamingSubscriptions(
         pubsub, resiliencies=resiliencies, on_change=wiring.board.set_streaming

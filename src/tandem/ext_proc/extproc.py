@@ -72,6 +72,18 @@ def parse_headers(msg: ep.HttpHeaders, app_id: str) -> ApiRequest:
     return ApiRequest(method=method, path=path, query=query, headers=headers, app_id=app_id)
 
 
+def _trace_from_metadata(req: ApiRequest, context: grpc.aio.ServicerContext) -> None:
+    """Envoy puts its span's context in the Process call's metadata, not in the HTTP headers
+    it forwards (those hold only the client's own traceparent): that one is the parent."""
+    trace = {
+        key: value if isinstance(value, str) else value.decode("latin-1")
+        for key, value in context.invocation_metadata() or ()
+        if key in ("traceparent", "tracestate")
+    }
+    if trace:
+        req.headers = {**req.headers, **trace}
+
+
 class ExtProcServicer(ep_grpc.ExternalProcessorServicer):
     def __init__(self, dispatch: Dispatch, default_app_id: str) -> None:
         self._dispatch = dispatch
@@ -93,6 +105,7 @@ class ExtProcServicer(ep_grpc.ExternalProcessorServicer):
             kind = msg.WhichOneof("request")
             if kind == "request_headers":
                 req = parse_headers(msg.request_headers, self._app_id(context))
+                _trace_from_metadata(req, context)
                 if msg.request_headers.end_of_stream:
                     yield to_immediate(await self._dispatch(req))
                     return  # Envoy resets the stream after an ImmediateResponse

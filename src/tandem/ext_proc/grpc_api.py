@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from tandem.blocks.app_health import go_duration
 from tandem.blocks.errors import DaprError, clip, to_grpc_status
 from tandem.blocks.metadata import ActorRuntimeInfo, Metadata, MetadataService
 from tandem.ext_proc import unimplemented
+from tandem.observability import tracing
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 
 log = logging.getLogger("tandem.grpc")
 
@@ -152,6 +155,7 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
         rpcs: Mapping[str, Rpc] | None = None,
         on_shutdown: Callable[[], None] | None = None,
         max_request_bytes: int | None = None,
+        metrics: RuntimeMetrics = NO_METRICS,
     ) -> None:
         self._metadata = metadata
         self._on_shutdown = on_shutdown
@@ -175,7 +179,11 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
             elif isinstance(impl, StreamRpc):
                 setattr(self, method.name, _client_stream(impl))
             else:
-                setattr(self, method.name, _unary(impl, max_request_bytes))
+                setattr(
+                    self,
+                    method.name,
+                    _unary(impl, max_request_bytes, metrics, f"{service.full_name}/{method.name}"),
+                )
 
     async def _get_metadata(self, request: Any) -> metadata_pb2.GetMetadataResponse:
         return metadata_proto(self._metadata)
@@ -197,8 +205,27 @@ def _call_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     }
 
 
-def _unary(impl: UnaryRpc, max_request_bytes: int | None) -> RpcImpl:
+def _unary(
+    impl: UnaryRpc,
+    max_request_bytes: int | None,
+    metrics: RuntimeMetrics = NO_METRICS,
+    full_name: str = "",
+) -> RpcImpl:
+    method = f"/{full_name}"
+
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        start = time.perf_counter()
+        status = "OK"
+        try:
+            return await _call(request, context)
+        except BaseException:
+            code = context.code()
+            status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+            raise
+        finally:
+            metrics.grpc(method, status, (time.perf_counter() - start) * 1000)
+
+    async def _call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         # The gRPC server's own receive limit is set higher, for ext_proc messages that carry
         # a whole HTTP body plus headers, so the API's body limit is enforced here.
         if max_request_bytes is not None:
@@ -208,8 +235,10 @@ def _unary(impl: UnaryRpc, max_request_bytes: int | None) -> RpcImpl:
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"grpc: received message larger than max ({size} vs. {max_request_bytes})",
                 )
-        invocation_metadata.set(_call_metadata(context))
-        return await guarded(context, impl(request))
+        md = _call_metadata(context)
+        invocation_metadata.set(md)
+        with tracing.incoming(md):
+            return await guarded(context, impl(request))
 
     return call
 

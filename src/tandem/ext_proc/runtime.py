@@ -31,6 +31,14 @@ from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.reload import RuntimeReloader, invocation_warnings
 from tandem.ext_proc.router import Router
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
+from tandem.observability.metrics_server import MetricsServer
+from tandem.observability.tracing import runtime_tracing
+from tandem.resources.config_status import (
+    configuration_warnings,
+    denied_component,
+    enabled_features,
+)
 
 log = logging.getLogger("tandem.runtime")
 
@@ -66,6 +74,9 @@ class RuntimeOptions:
     node_id: str | None = None
     control_plane: str | None = None
     actor_forward_socket: str | None = None
+    # GET /metrics for Envoy's metrics listener (tandem.observability.metrics_server).
+    metrics_socket: Path | None = None
+    proxy_admin_socket: Path | None = None
 
 
 class StartupError(Exception):
@@ -83,6 +94,8 @@ class Runtime:
     _http: HttpApiServer | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
+    _config: Any = None  # the loaded --config (tandem.resources.Configuration)
+    _metrics: RuntimeMetrics = NO_METRICS
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -106,12 +119,21 @@ class Runtime:
         # First, so a block's own route for the same path and method replaces the 501.
         unimplemented.register_http(self.router)
         try:
+            self._metrics = runtime_metrics(
+                self._config, self.options.app_id, self.options.namespace or "default"
+            )
+            tracing = runtime_tracing(self._config, self.options.app_id)
+            self._metrics.watch_dropped_spans(lambda: tracing.dropped_spans)
+            # Closers run in reverse: the last spans are flushed after everything else.
+            self._closers.append(lambda: asyncio.to_thread(tracing.shutdown))
             wiring = wire_blocks(
                 self.router,
                 specs,
                 ctx,
                 metadata=self.metadata,
                 resiliencies=self._resources.resiliencies if self._resources else (),
+                tracing=tracing,
+                metrics=self._metrics,
             )
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
@@ -137,6 +159,16 @@ class Runtime:
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
         self._start_reloader(wiring, ctx)
+        self._metrics.loaded(
+            len(wiring.components),
+            [r.name for r in self._resources.resiliencies] if self._resources else (),
+        )
+        if self.options.metrics_socket is not None:
+            metrics_server = MetricsServer(
+                self._metrics, self.options.metrics_socket, self.options.proxy_admin_socket
+            )
+            await metrics_server.start()
+            self._closers.append(metrics_server.stop)
         meta_http.register(self.router, self.health, self.metadata)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
@@ -212,7 +244,7 @@ class Runtime:
         try:
             if self.options.config is not None:
                 # Validated at start so a bad --config fails here, naming file, field and reason.
-                load_configuration(self.options.config)
+                self._config = load_configuration(self.options.config)
             resources = load_resources(
                 list(self.options.resources_paths),
                 app_id=self.options.app_id,
@@ -225,8 +257,18 @@ class Runtime:
         # them Envoy cannot do.
         for warning in invocation_warnings(resources):
             log.warning("%s", warning)
+        if self._config is not None:
+            for warning in configuration_warnings(self._config):
+                log.warning("%s", warning)
+            self.metadata.enabled_features = enabled_features(self._config)
         specs = []
         for c in resources.components:
+            denied = denied_component(self._config, c.type, c.version) if self._config else None
+            if denied is not None:
+                raise StartupError(
+                    f"component {c.name} ({c.type}/{c.version}) is refused by "
+                    f"{self._config.source}: spec.components.deny lists {denied!r}"
+                )
             if c.secret_refs():
                 log.warning(
                     "component %s uses secretKeyRef, which this runtime cannot resolve yet",
@@ -250,7 +292,7 @@ class Runtime:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        dispatcher = Dispatcher(self.router)
+        dispatcher = Dispatcher(self.router, self._metrics)
         ep_grpc.add_ExternalProcessorServicer_to_server(
             ExtProcServicer(dispatcher, self.options.app_id), server
         )
@@ -260,6 +302,7 @@ class Runtime:
                 grpc_rpcs,
                 on_shutdown=self.stopped.set,
                 max_request_bytes=self.options.max_body_bytes,
+                metrics=self._metrics,
             ),
             server,
         )

@@ -68,8 +68,12 @@ class Feature:
 @dataclass(frozen=True, slots=True)
 class ApiRule:
     name: str  # e.g. "state", "invoke"
-    version: str  # e.g. "v1.0", "v1.0-alpha1"
-    protocol: str = "http"  # Dapr reads an omitted protocol as http
+    version: str = ""  # e.g. "v1.0", "v1.0-alpha1" (HTTP), "v1", "v1alpha1" (gRPC)
+    protocol: str = ""  # http | grpc; a rule without both matches nothing (warned at start)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.version and self.protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +220,8 @@ def _api_rules(node: Node) -> tuple[ApiRule, ...]:
     return tuple(
         ApiRule(
             name=rule.get("name").required_text(),
-            version=rule.get("version").required_text(),
-            protocol=rule.get("protocol").choice(("http", "grpc"), "http"),
+            version=rule.get("version").text().strip(),
+            protocol=rule.get("protocol").choice(("http", "grpc"), ""),
         )
         for rule in node.items()
     )

@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tandem.observability.export import TraceExport, TraceExportError
 from tandem.resources import AccessControl, HTTPEndpoint, Resiliency, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
+from tandem.resources.configuration import ApiRule
 from tandem.resources.loader import applies, parse_text
 
 DEFAULT_NAMESPACE = "default"
@@ -54,6 +56,20 @@ class ApiLogging:
     path: str
     omit_health_checks: bool = False
     obfuscate_urls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAccess:
+    """The Configuration's spec.api lists (complete rules only: see ApiRule.complete)."""
+
+    allowed: tuple[ApiRule, ...] = ()
+    denied: tuple[ApiRule, ...] = ()
+
+    def to_metadata(self) -> dict[str, Any]:
+        def rules(items: tuple[ApiRule, ...]) -> list[dict[str, str]]:
+            return [{"name": r.name, "version": r.version, "protocol": r.protocol} for r in items]
+
+        return {"allowed": rules(self.allowed), "denied": rules(self.denied)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,12 @@ class Sidecar:
     config_path: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+
+    # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
+    tracing: TraceExport | None = None
+    # Where the runtime serves GET /metrics (its Dapr metrics and Envoy's stats).
+    runtime_metrics_socket: str | None = None
+    api_access: ApiAccess | None = None
 
     def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
         """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
@@ -202,6 +224,9 @@ class Sidecar:
         resources_paths = reader.strings("resources_paths")
         config_path = reader.string("config_path") or None
         resources = _invocation_resources(resource_files, app_id, namespace, problems)
+        tracing = reader.tracing("tracing")
+        runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
+        api_access = reader.api_access("api_access")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -236,6 +261,9 @@ class Sidecar:
             config_path=config_path,
             resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
             http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+            tracing=tracing,
+            runtime_metrics_socket=runtime_metrics_socket,
+            api_access=api_access,
         )
 
     def to_node_metadata(self) -> dict[str, Any]:
@@ -264,6 +292,7 @@ class Sidecar:
             ("app_channel_socket", self.app_channel_socket),
             ("unix_domain_socket", self.unix_domain_socket),
             ("actor_forward_socket", self.actor_forward_socket),
+            ("runtime_metrics_socket", self.runtime_metrics_socket),
         ):
             if value is not None:
                 out[key] = value
@@ -286,6 +315,10 @@ class Sidecar:
                 "socket": self.app_health.socket,
                 "interval_ms": self.app_health.interval_ms,
             }
+        if self.tracing is not None:
+            out["tracing"] = self.tracing.to_metadata()
+        if self.api_access is not None:
+            out["api_access"] = self.api_access.to_metadata()
         return out
 
 
@@ -440,6 +473,36 @@ class _Reader:
         if not socket or interval is None:
             return None
         return AppHealthCheck(socket=socket, interval_ms=interval)
+
+    def api_access(self, key: str) -> ApiAccess | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        lists: dict[str, tuple[ApiRule, ...]] = {}
+        for which in ("allowed", "denied"):
+            items = value.get(which, []) if isinstance(value, Mapping) else None
+            if not isinstance(items, list) or not all(
+                isinstance(i, Mapping)
+                and all(isinstance(i.get(k), str) for k in ("name", "version", "protocol"))
+                for i in items
+            ):
+                self.problems.append(f"{key}.{which} must be a list of name/version/protocol")
+                return None
+            lists[which] = tuple(ApiRule(i["name"], i["version"], i["protocol"]) for i in items)
+        return ApiAccess(**lists)
+
+    def tracing(self, key: str) -> TraceExport | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{key} must be a map")
+            return None
+        try:
+            return TraceExport.from_metadata(value)
+        except TraceExportError as exc:
+            self.problems.append(f"{key}: {exc}")
+            return None
 
     def port(self, key: str, *, required: bool = False) -> int | None:
         number = self.integer(key, required=required, minimum=1)

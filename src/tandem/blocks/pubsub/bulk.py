@@ -29,7 +29,6 @@ import orjson
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.component_metadata import lookup
-from tandem.blocks.pubsub import tracecontext
 from tandem.blocks.pubsub.delivery import (
     BULK_EVENT_TYPE,
     BulkEntry,
@@ -153,7 +152,7 @@ class HttpBulkSender:
         headers = {
             "content-type": "application/json",
             "pubsubname": first.pubsub_name,
-            "traceparent": tracecontext.child(first.traceparent),
+            "traceparent": first.app_traceparent(),
         }
         if first.tracestate:
             headers["tracestate"] = first.tracestate.replace("\r", " ").replace("\n", " ")

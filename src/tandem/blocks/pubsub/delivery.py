@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tandem.blocks.pubsub import tracecontext
+
 
 class DeliveryStatus(StrEnum):
     SUCCESS = "SUCCESS"  # processed: ack
@@ -28,6 +30,15 @@ class Delivery:
     metadata: Mapping[str, str] = field(default_factory=dict)  # broker message metadata
     traceparent: str = ""
     tracestate: str = ""
+    # True when ``traceparent`` is the runtime's own delivery span (tracing on): the app's
+    # request carries it as is, so the app's spans are its children.
+    traceparent_is_span: bool = False
+
+    def app_traceparent(self) -> str:
+        """The ``traceparent`` of the request to the app."""
+        return (
+            self.traceparent if self.traceparent_is_span else tracecontext.child(self.traceparent)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from dapr.proto.runtime.v1 import appcallback_pb2
 from google.protobuf import struct_pb2
 
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
-from tandem.blocks.pubsub import tracecontext
 from tandem.blocks.pubsub.delivery import (
     BULK_EVENT_TYPE,
     BulkEntry,
@@ -111,7 +110,7 @@ def status_of(answer: int) -> DeliveryResult:
 def call_metadata(d: Delivery) -> dict[str, str]:
     md = dict(d.metadata)
     md["pubsubname"] = d.pubsub_name
-    md["traceparent"] = tracecontext.child(d.traceparent)
+    md["traceparent"] = d.app_traceparent()
     if d.tracestate:
         md["tracestate"] = d.tracestate
     return md

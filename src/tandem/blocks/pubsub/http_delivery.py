@@ -7,7 +7,6 @@ import re
 import orjson
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError
-from tandem.blocks.pubsub import tracecontext
 from tandem.blocks.pubsub.delivery import Delivery, DeliveryResult, DeliveryStatus
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -42,7 +41,7 @@ def headers_for(d: Delivery) -> dict[str, str]:
     }
     headers["content-type"] = d.content_type
     headers["pubsubname"] = d.pubsub_name
-    headers["traceparent"] = tracecontext.child(d.traceparent)
+    headers["traceparent"] = d.app_traceparent()
     if d.tracestate:
         headers["tracestate"] = d.tracestate
     return {k: v.replace("\r", " ").replace("\n", " ") for k, v in headers.items()}

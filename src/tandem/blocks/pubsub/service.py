@@ -7,15 +7,25 @@ envelope and hands bytes to the broker; any broker failure becomes Dapr's 500.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
+
+from opentelemetry.trace import SpanKind
 
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.pubsub import cloudevents, tracecontext
 from tandem.blocks.pubsub.broker import Feature, PublishEntry, PubSub
 from tandem.blocks.pubsub.scopes import TopicScopes
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
+from tandem.observability.tracing import (
+    NO_TRACING,
+    Tracing,
+    messaging_attributes,
+    traceparent_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,8 @@ def _info(reason: str, name: str = "") -> ErrorInfo:
 
 class PubSubService:
     def __init__(self, components: Iterable[PubSubComponent], app_id: str) -> None:
+        self.tracing: Tracing = NO_TRACING
+        self.metrics: RuntimeMetrics = NO_METRICS
         self._components = {c.name: c for c in components}
         self.app_id = app_id
 
@@ -173,13 +185,25 @@ class PubSubService:
 
     async def publish(self, req: PublishRequest) -> None:
         comp = self.target(req.pubsub, req.topic)
+        attrs = messaging_attributes(req.pubsub, comp.type, req.topic, "publish")
+        start = time.perf_counter()
+        ok = False
+        try:
+            with self.tracing.span(f"publish {req.topic}", SpanKind.PRODUCER, attrs) as span:
+                await self._publish(comp, req, traceparent_of(span) or req.traceparent)
+            ok = True
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000
+            self.metrics.egress(req.pubsub, req.topic, ok, elapsed)
+
+    async def _publish(self, comp: PubSubComponent, req: PublishRequest, traceparent: str) -> None:
         data = self.event_bytes(
             req.pubsub,
             req.topic,
             req.data,
             req.content_type,
             req.metadata,
-            req.traceparent,
+            traceparent,
             req.tracestate,
         )
         try:
@@ -203,6 +227,37 @@ class PubSubService:
     ) -> list[FailedEntry]:
         """Publish every entry; returns the entries that failed (empty: all published)."""
         comp = self.target(pubsub, topic)
+        attrs = messaging_attributes(pubsub, comp.type, topic, "publish")
+        start = time.perf_counter()
+        with self.tracing.span(f"publish {topic}", SpanKind.PRODUCER, attrs) as span:
+            # With tracing on, each event carries the publish span itself (the subscriber's
+            # delivery spans are its children); otherwise a child id of the caller's context.
+            span_parent = traceparent_of(span)
+            failed = await self._bulk_publish(
+                comp,
+                pubsub,
+                topic,
+                entries,
+                metadata,
+                span_parent or traceparent,
+                tracestate,
+                derive=not span_parent,
+            )
+        self.metrics.egress(pubsub, topic, not failed, (time.perf_counter() - start) * 1000)
+        return failed
+
+    async def _bulk_publish(
+        self,
+        comp: PubSubComponent,
+        pubsub: str,
+        topic: str,
+        entries: Sequence[BulkEntry],
+        metadata: Mapping[str, str] | None,
+        traceparent: str,
+        tracestate: str,
+        *,
+        derive: bool,
+    ) -> list[FailedEntry]:
         seen: set[str] = set()
         for e in entries:
             if not e.entry_id or e.entry_id in seen:
@@ -223,7 +278,7 @@ class PubSubService:
                 e.data,
                 e.content_type,
                 md,
-                tracecontext.child(traceparent) if traceparent else "",
+                tracecontext.child(traceparent) if derive and traceparent else traceparent,
                 tracestate,
             )
             out.append(PublishEntry(e.entry_id, data, _broker_metadata(md)))

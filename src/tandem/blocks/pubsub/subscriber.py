@@ -14,9 +14,13 @@ gets RETRY too (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from opentelemetry.trace import SpanKind
 
 from tandem.blocks.app_health import AppHealth
 from tandem.blocks.pubsub import bulk, cloudevents
@@ -27,6 +31,7 @@ from tandem.blocks.pubsub.routing import RouteError, Routes
 from tandem.blocks.pubsub.service import PubSubService
 from tandem.blocks.pubsub.subscriptions import TopicSubscription
 from tandem.blocks.resiliency import CircuitBreaker, CircuitOpenError
+from tandem.observability.tracing import messaging_attributes, parent_context, traceparent_of
 from tandem.resources import Resiliency
 from tandem.resources.resiliency import component_policy
 
@@ -153,6 +158,36 @@ class Subscriber:
             traceparent=str(event.get("traceparent") or ""),
             tracestate=str(event.get("tracestate") or ""),
         )
+        start = time.perf_counter()
+        outcome = await self._traced_delivery(active, msg, delivery)
+        # Dapr's process_status: success, retry or drop (dead-lettered counts as drop).
+        status = {Outcome.SUCCESS: "success", Outcome.RETRY: "retry"}.get(outcome, "drop")
+        elapsed = (time.perf_counter() - start) * 1000
+        self._service.metrics.ingress(sub.pubsub_name, sub.topic, status, elapsed)
+        return outcome
+
+    async def _traced_delivery(self, active: _Active, msg: Message, delivery: Delivery) -> Outcome:
+        sub = active.sub
+        tracing = self._service.tracing
+        if not tracing.enabled:
+            return await self._deliver(active, msg, delivery)
+        # The delivery span continues the publisher's trace (carried in the event).
+        parent = (
+            parent_context(delivery.traceparent, delivery.tracestate)
+            if delivery.traceparent
+            else None
+        )
+        comp = self._service.components[sub.pubsub_name]
+        attrs = messaging_attributes(sub.pubsub_name, comp.type, sub.topic, "process")
+        with tracing.span(f"process {sub.topic}", SpanKind.CONSUMER, attrs, parent) as span:
+            delivery = dataclasses.replace(
+                delivery, traceparent=traceparent_of(span), traceparent_is_span=True
+            )
+            return await self._deliver(active, msg, delivery)
+
+    async def _deliver(self, active: _Active, msg: Message, delivery: Delivery) -> Outcome:
+        sub = active.sub
+        path = delivery.path
         plan = active.plan
         target = active.bulk or self._target
         retries = 0

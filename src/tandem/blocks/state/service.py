@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from tandem.blocks.errors import DaprError, ErrorInfo
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
@@ -41,6 +44,8 @@ from tandem.blocks.state.store import (
     StateStore,
     TransactionOperation,
 )
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
+from tandem.observability.tracing import NO_TRACING, Tracing, state_attributes
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +97,44 @@ TransactionHook = Callable[
 ]
 
 
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def _observed(operation: str) -> Callable[[_F], _F]:
+    """Dapr's state metrics and a span (when tracing is on) around one store call."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        async def call(self: StateService, store: str, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            ok = False
+            try:
+                if not self.tracing.enabled:
+                    result = await fn(self, store, *args, **kwargs)
+                else:
+                    comp = self._components.get(store)
+                    attrs = state_attributes(store, comp.type if comp else "", operation.upper())
+                    name = f"{operation.upper()} {store}"
+                    with self.tracing.span(name, SpanKind.CLIENT, attrs):
+                        result = await fn(self, store, *args, **kwargs)
+                ok = True
+                return result
+            finally:
+                if store in self._components:  # not for a store that does not exist
+                    elapsed = (time.perf_counter() - start) * 1000
+                    self.metrics.state(store, operation, ok, elapsed)
+
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
 class StateService:
     def __init__(self, components: Iterable[StateComponent]) -> None:
         self._components: dict[str, StateComponent] = {c.name: c for c in components}
         self.transaction_hook: TransactionHook | None = None
+        self.tracing: Tracing = NO_TRACING
+        self.metrics: RuntimeMetrics = NO_METRICS
 
     @classmethod
     def from_specs(
@@ -166,6 +205,7 @@ class StateService:
             )
         return comp
 
+    @_observed("get")
     async def get(
         self,
         store: str,
@@ -183,6 +223,7 @@ class StateService:
                 "ERR_STATE_GET", f"fail to get {key} from state store {store}", exc
             ) from exc
 
+    @_observed("bulk_get")
     async def bulk_get(
         self,
         store: str,
@@ -205,6 +246,7 @@ class StateService:
             ) from exc
         return [dataclasses.replace(item, key=k) for k, item in zip(keys, items, strict=True)]
 
+    @_observed("set")
     async def save(self, store: str, items: Sequence[SetRequest]) -> None:
         comp = self.component(store)
         # Validate every item before writing any, so a bad request changes nothing.
@@ -215,6 +257,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_SAVE", prefix, [comp.store.set(r) for r in reqs])
 
+    @_observed("delete")
     async def delete(self, store: str, req: DeleteRequest) -> None:
         comp = self.component(store)
         stored = self._prefixed(comp, req)
@@ -225,6 +268,7 @@ class StateService:
                 "ERR_STATE_DELETE", f"failed deleting state with key {req.key}", exc
             ) from exc
 
+    @_observed("bulk_delete")
     async def delete_bulk(self, store: str, reqs: Sequence[DeleteRequest]) -> None:
         comp = self.component(store)
         stored = [self._prefixed(comp, r) for r in reqs]
@@ -234,6 +278,7 @@ class StateService:
             return
         await self._run_all("ERR_STATE_BULK_DELETE", prefix, [comp.store.delete(r) for r in stored])
 
+    @_observed("transaction")
     async def transact(
         self,
         store: str,
@@ -286,6 +331,7 @@ class StateService:
             )
         return comp, store
 
+    @_observed("query")
     async def query(
         self, store: str, query: str | bytes, metadata: Mapping[str, str] | None = None
     ) -> QueryResult:

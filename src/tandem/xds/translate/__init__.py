@@ -17,7 +17,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes, tls
+from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes, tls, tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
         mesh = Mesh.of((*mesh.sidecars, sidecar), mesh.security)
     metrics_listener = metrics.metrics_listener(sidecar)
     admin_cluster = metrics.admin_cluster(sidecar)
+    collector = tracing.collector_cluster(sidecar)
     return Resources(
         listeners=(
             *listeners.listeners(sidecar, mesh),
@@ -57,6 +58,7 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
         clusters=(
             *clusters.clusters(sidecar, mesh),
             *((admin_cluster,) if admin_cluster is not None else ()),
+            *((collector,) if collector is not None else ()),
         ),
         endpoints=tuple(endpoints.load_assignments(mesh)),
         secrets=tuple(tls.secrets(sidecar, mesh)),

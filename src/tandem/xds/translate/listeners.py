@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_logging, app_health, http_endpoints, rbac, tls
+from tandem.xds.translate import actors, api_logging, app_health, http_endpoints, rbac, tls, tracing
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
@@ -168,13 +168,15 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
 
 
 def listeners(sidecar: Sidecar, mesh: Mesh) -> list[listener_pb2.Listener]:
-    http, grpc = dapr_http(sidecar), dapr_grpc(sidecar)
+    http, grpc, inbound = dapr_http(sidecar), dapr_grpc(sidecar), dapr_inbound(sidecar, mesh)
+    for listener in (http, grpc, inbound):
+        tracing.apply(listener, sidecar, inbound=listener is inbound)
     app_channel = app_channel_listener(sidecar)
     forward = actors.forward_listener(sidecar)
     return [
         http,
         grpc,
-        dapr_inbound(sidecar, mesh),
+        inbound,
         *uds_listeners(sidecar, http, grpc),
         *((app_channel,) if app_channel is not None else ()),
         *((forward,) if forward is not None else ()),

@@ -31,6 +31,7 @@ from tandem.xds.translate.names import (
 )
 
 METRICS_PATH = "/metrics"
+RUNTIME_METRICS_CLUSTER = "tandem_runtime_metrics"
 ADMIN_PROMETHEUS_PATH = "/stats/prometheus"
 
 
@@ -38,24 +39,32 @@ def enabled(sidecar: Sidecar) -> bool:
     return sidecar.metrics_port is not None and sidecar.admin_socket is not None
 
 
+def _target(sidecar: Sidecar) -> tuple[str, str, str | None]:
+    """(cluster, socket, path rewrite) that answers /metrics: the runtime when it serves
+    /metrics (its Dapr metrics, then Envoy's stats, which it reads itself), else the admin."""
+    if sidecar.runtime_metrics_socket is not None:
+        return RUNTIME_METRICS_CLUSTER, sidecar.runtime_metrics_socket, None
+    assert sidecar.admin_socket is not None
+    return ADMIN_CLUSTER, sidecar.admin_socket, ADMIN_PROMETHEUS_PATH
+
+
 def admin_cluster(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
+    """The cluster of /metrics (see ``_target``)."""
     if not enabled(sidecar):
         return None
-    assert sidecar.admin_socket is not None
+    name, socket, _ = _target(sidecar)
     return cluster_pb2.Cluster(
-        name=ADMIN_CLUSTER,
+        name=name,
         type=cluster_pb2.Cluster.STATIC,
         connect_timeout=seconds(1),
         load_assignment=endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=ADMIN_CLUSTER,
+            cluster_name=name,
             endpoints=[
                 endpoint_components_pb2.LocalityLbEndpoints(
                     lb_endpoints=[
                         endpoint_components_pb2.LbEndpoint(
                             endpoint=endpoint_components_pb2.Endpoint(
-                                address=address_pb2.Address(
-                                    pipe=address_pb2.Pipe(path=sidecar.admin_socket)
-                                )
+                                address=address_pb2.Address(pipe=address_pb2.Pipe(path=socket))
                             )
                         )
                     ]
@@ -65,7 +74,11 @@ def admin_cluster(sidecar: Sidecar) -> cluster_pb2.Cluster | None:
     )
 
 
-def _routes() -> route_pb2.RouteConfiguration:
+def _routes(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
+    cluster, _, rewrite = _target(sidecar)
+    action = rc.RouteAction(cluster=cluster, timeout=seconds(10))
+    if rewrite is not None:
+        action.prefix_rewrite = rewrite
     return route_pb2.RouteConfiguration(
         name=DAPR_METRICS,
         virtual_hosts=[
@@ -84,11 +97,7 @@ def _routes() -> route_pb2.RouteConfiguration:
                                 )
                             ],
                         ),
-                        route=rc.RouteAction(
-                            cluster=ADMIN_CLUSTER,
-                            prefix_rewrite=ADMIN_PROMETHEUS_PATH,
-                            timeout=seconds(10),
-                        ),
+                        route=action,
                     ),
                     rc.Route(
                         name="not-metrics",
@@ -114,7 +123,7 @@ def metrics_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         stat_prefix=DAPR_METRICS,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         # Static: the route never changes while the sidecar lives, so no RDS round trip.
-        route_config=_routes(),
+        route_config=_routes(sidecar),
         http_filters=[
             hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
         ],

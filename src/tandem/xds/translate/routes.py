@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, app_health, auth, http_endpoints, resiliency
+from tandem.xds.translate import actors, api_access, app_health, auth, http_endpoints, resiliency
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -189,6 +189,9 @@ def _token_check(sidecar: Sidecar, *, http: bool) -> list[rc.Route]:
 def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     apps = mesh.app_ids()
     routes: list[rc.Route] = _token_check(sidecar, http=True)
+    for refused in api_access.http_routes(sidecar):  # spec.api allow/deny lists
+        _keep_out_of_ext_proc(refused, sidecar)
+        routes.append(refused)
     # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
     routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
     routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
@@ -223,6 +226,7 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
 def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # gRPC proxying keeps `dapr-app-id` (the callee's SDK may read it), unlike the HTTP form.
     routes = _token_check(sidecar, http=False)
+    routes += api_access.grpc_routes(sidecar)  # spec.api allow/deny lists
     routes += [_header_invoke_route(sidecar, app, http=False) for app in mesh.app_ids()]
     routes.append(
         rc.Route(

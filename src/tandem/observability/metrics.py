@@ -1,0 +1,224 @@
+"""The runtime's metrics under Dapr's names and labels (README "Observability").
+
+One :class:`RuntimeMetrics` per runtime, with its own Prometheus registry (nothing global).
+The doors and the blocks record into it; ``render`` gives the Prometheus text that the
+sidecar's ``/metrics`` serves beside Envoy's own stats. Latencies are milliseconds, as in
+Dapr, in the Configuration's ``latencyDistributionBuckets`` or Dapr's default buckets.
+``Configuration.metrics.enabled: false`` gives :data:`NO_METRICS`, which records nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from tandem.resources.configuration import Configuration
+
+# Dapr's default latency buckets (ms).
+DEFAULT_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250,
+    300, 400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+)  # fmt: skip
+
+
+# Dapr's counters whose names end in _total; the others are exported without the suffix.
+_TOTAL_NAMES = frozenset({"dapr_component_init_fail_total"})
+
+
+_COUNTER_HEADER = re.compile(rb"^# (HELP|TYPE) (dapr_[a-z_]+?)_total ", re.MULTILINE)
+
+
+def _dapr_header(m: re.Match[bytes]) -> bytes:
+    name = m.group(2)
+    if f"{name.decode()}_total" in _TOTAL_NAMES:
+        name += b"_total"
+    return b"# " + m.group(1) + b" " + name + b" "
+
+
+class _DaprNames(Collector):
+    """Dapr's exact names: prometheus_client appends ``_total`` to every counter sample and
+    adds ``_created`` series; Dapr's dashboards expect neither (except for names that end
+    in ``_total`` in Dapr too)."""
+
+    def __init__(self, inner: CollectorRegistry) -> None:
+        self._inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            total = f"{family.name}_total"
+            name = total if family.type == "counter" and total in _TOTAL_NAMES else family.name
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                if family.type == "counter":
+                    sample = sample._replace(name=name)
+                out.samples.append(sample)
+            yield out
+
+
+class RuntimeMetrics:
+    def __init__(
+        self,
+        app_id: str,
+        namespace: str = "default",
+        *,
+        enabled: bool = True,
+        buckets_ms: Sequence[float] = (),
+        path_label: bool = False,
+    ) -> None:
+        self.app_id = app_id
+        self.namespace = namespace
+        self.enabled = enabled
+        self.path_label = path_label
+        self.registry = CollectorRegistry(auto_describe=True)  # recorded into
+        self._exported = CollectorRegistry()
+        self._exported.register(_DaprNames(self.registry))
+        buckets = tuple(sorted(buckets_ms)) or DEFAULT_BUCKETS_MS
+        r = self.registry
+        http = ["app_id", "method", "path"]
+        self.http_requests = Counter(
+            "dapr_http_server_request_count", "HTTP API requests received", http, registry=r
+        )
+        self.http_responses = Counter(
+            "dapr_http_server_response_count",
+            "HTTP API responses sent",
+            [*http, "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "dapr_http_server_latency",
+            "HTTP API latency (ms)",
+            [*http, "status"],
+            buckets=buckets,
+            registry=r,
+        )
+        grpc = ["app_id", "grpc_server_method", "grpc_server_status"]
+        self.grpc_completed = Counter(
+            "dapr_grpc_io_server_completed_rpcs", "gRPC API calls completed", grpc, registry=r
+        )
+        self.grpc_latency = Histogram(
+            "dapr_grpc_io_server_server_latency",
+            "gRPC API latency (ms)",
+            grpc,
+            buckets=buckets,
+            registry=r,
+        )
+        self.components_loaded = Gauge(
+            "dapr_component_loaded", "Components loaded", ["app_id"], registry=r
+        )
+        self.component_init_fail = Counter(
+            "dapr_component_init_fail", "Components that failed to start",
+            ["app_id", "type", "name"], registry=r,
+        )  # fmt: skip
+        ingress = ["app_id", "component", "namespace", "process_status", "topic"]
+        self.pubsub_ingress = Counter(
+            "dapr_component_pubsub_ingress_count", "Events delivered to the app", ingress,
+            registry=r,
+        )  # fmt: skip
+        self.pubsub_ingress_latency = Histogram(
+            "dapr_component_pubsub_ingress_latencies", "Delivery latency (ms)", ingress,
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        egress = ["app_id", "component", "namespace", "success", "topic"]
+        self.pubsub_egress = Counter(
+            "dapr_component_pubsub_egress_count", "Events published", egress, registry=r
+        )
+        self.pubsub_egress_latency = Histogram(
+            "dapr_component_pubsub_egress_latencies", "Publish latency (ms)", egress,
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        state = ["app_id", "component", "namespace", "operation", "success"]
+        self.state_count = Counter(
+            "dapr_component_state_count", "State store calls", state, registry=r
+        )
+        self.state_latency = Histogram(
+            "dapr_component_state_latencies", "State store call latency (ms)", state,
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.resiliency_loaded = Counter(
+            "dapr_resiliency_loaded", "Resiliency policies loaded",
+            ["app_id", "name", "namespace"], registry=r,
+        )  # fmt: skip
+        self.dropped_spans = Gauge(
+            "tandem_tracing_dropped_spans",
+            "The runtime's spans dropped (queue full or collector unreachable) since start",
+            ["app_id"],
+            registry=r,
+        )
+        self.components_loaded.labels(app_id).set(0)
+
+    def watch_dropped_spans(self, count: Callable[[], int]) -> None:
+        if self.enabled:
+            self.dropped_spans.labels(self.app_id).set_function(count)
+
+    # --- recording (no-ops when metrics are off) ------------------------------------------
+    def http(self, method: str, path: str, status: int, ms: float) -> None:
+        if not self.enabled:
+            return
+        path = path if self.path_label else ""
+        self.http_requests.labels(self.app_id, method, path).inc()
+        self.http_responses.labels(self.app_id, method, path, str(status)).inc()
+        self.http_latency.labels(self.app_id, method, path, str(status)).observe(ms)
+
+    def grpc(self, method: str, status: str, ms: float) -> None:
+        if not self.enabled:
+            return
+        self.grpc_completed.labels(self.app_id, method, status).inc()
+        self.grpc_latency.labels(self.app_id, method, status).observe(ms)
+
+    def state(self, component: str, operation: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
+        self.state_count.labels(*labels).inc()
+        self.state_latency.labels(*labels).observe(ms)
+
+    def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, str(success).lower(), topic)
+        self.pubsub_egress.labels(*labels).inc()
+        self.pubsub_egress_latency.labels(*labels).observe(ms)
+
+    def ingress(self, component: str, topic: str, process_status: str, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, process_status, topic)
+        self.pubsub_ingress.labels(*labels).inc()
+        self.pubsub_ingress_latency.labels(*labels).observe(ms)
+
+    def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
+        if not self.enabled:
+            return
+        self.components_loaded.labels(self.app_id).set(components)
+        for name in resiliencies:
+            self.resiliency_loaded.labels(self.app_id, name, self.namespace).inc()
+
+    def render(self) -> bytes:
+        if not self.enabled:
+            return b""
+        text = generate_latest(self._exported)
+        # The exposition writes every counter's HELP/TYPE as NAME_total: name them as Dapr does.
+        return _COUNTER_HEADER.sub(_dapr_header, text)
+
+
+NO_METRICS = RuntimeMetrics("", enabled=False)
+
+
+def runtime_metrics(config: Configuration | None, app_id: str, namespace: str) -> RuntimeMetrics:
+    settings = config.metrics if config is not None else None
+    if settings is not None and not settings.enabled:
+        return NO_METRICS
+    return RuntimeMetrics(
+        app_id,
+        namespace,
+        buckets_ms=settings.latency_distribution_buckets if settings else (),
+        # Dapr's http.increasedCardinality: the request path as a label (one series per key!),
+        # only when asked for; otherwise the label is empty.
+        path_label=settings.http_increased_cardinality is True if settings else False,
+    )

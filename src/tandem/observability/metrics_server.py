@@ -1,0 +1,147 @@
+"""The sidecar's ``GET /metrics``: the runtime's Dapr metrics, Dapr's service-invocation
+metrics computed from Envoy's own counters (invocations never enter the runtime), then
+Envoy's stats as they were served before. Envoy's metrics listener forwards ``/metrics``
+here, on a Unix socket; Envoy's stats come from its admin socket."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from tandem.observability.metrics import RuntimeMetrics
+
+log = logging.getLogger("tandem.metrics")
+
+ENVOY_PROMETHEUS = "/stats/prometheus"
+# Envoy clusters that carry invocations: app:X to callees (Envoy's Prometheus output writes
+# the name as app_X; app ids have no ':'), local_app(_gated) to our own app.
+_CALLEE_PREFIX = "app_"
+_LOCAL_APP = ("local_app", "local_app_gated")
+# Envoy's counters (family names, as the parser gives them) of a callee cluster → Dapr's
+# resiliency policy; the target is app_<id>, as Dapr writes it.
+_ACTIVATIONS = {
+    "envoy_cluster_upstream_rq_retry": "retry",
+    "envoy_cluster_upstream_rq_timeout": "timeout",
+    "envoy_cluster_outlier_detection_ejections_enforced": "circuitbreaker",
+}
+
+
+class _Families(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
+    """Dapr's invocation metrics from Envoy's Prometheus stats (pure)."""
+    sent = CounterMetricFamily(
+        "dapr_runtime_service_invocation_req_sent",
+        "Invocations sent, by callee",
+        labels=["app_id", "destination_app_id", "type"],
+    )
+    recv = CounterMetricFamily(
+        "dapr_runtime_service_invocation_req_recv",
+        "Invocations received from other apps",
+        labels=["app_id", "type"],
+    )
+    latency = HistogramMetricFamily(
+        "dapr_runtime_service_invocation_res_recv_latency_ms",
+        "Time to the callee's response (ms), by callee",
+        labels=["app_id", "destination_app_id"],
+    )
+    activations = CounterMetricFamily(
+        "dapr_resiliency_activations",
+        "Resiliency policies applied by Envoy to invocations (retries, timeouts, ejections)",
+        labels=["app_id", "flow_direction", "target", "policy"],
+    )
+    received = 0.0
+    buckets: dict[str, list[tuple[str, float]]] = {}
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(envoy_text):
+        for sample in family.samples:
+            cluster = sample.labels.get("envoy_cluster_name", "")
+            name = sample.name
+            if name == "envoy_cluster_upstream_rq_total":
+                if cluster.startswith(_CALLEE_PREFIX):
+                    sent.add_metric([app_id, cluster[len(_CALLEE_PREFIX) :], "http"], sample.value)
+                elif cluster in _LOCAL_APP:
+                    received += sample.value
+            elif cluster.startswith(_CALLEE_PREFIX) and family.name in _ACTIVATIONS:
+                if sample.value > 0:  # as Dapr: a series once a policy has acted
+                    labels = [app_id, "outbound", cluster, _ACTIVATIONS[family.name]]
+                    activations.add_metric(labels, sample.value)
+            elif cluster.startswith(_CALLEE_PREFIX) and name.startswith(
+                "envoy_cluster_upstream_rq_time"
+            ):
+                callee = cluster[len(_CALLEE_PREFIX) :]
+                if name.endswith("_bucket"):
+                    buckets.setdefault(callee, []).append((sample.labels["le"], sample.value))
+                elif name.endswith("_sum"):
+                    sums[callee] = sample.value
+    recv.add_metric([app_id, "http"], received)
+    for callee, points in sorted(buckets.items()):
+        latency.add_metric([app_id, callee], points, sums.get(callee, 0.0))
+    registry = CollectorRegistry()
+    registry.register(_Families([sent, recv, latency, activations]))
+    return generate_latest(registry)
+
+
+class MetricsServer:
+    """``GET /metrics`` on ``socket_path``; ``admin_socket`` is Envoy's admin."""
+
+    def __init__(
+        self, metrics: RuntimeMetrics, socket_path: Path, admin_socket: Path | None
+    ) -> None:
+        self._metrics = metrics
+        self._socket = socket_path
+        self._admin = admin_socket
+        self._runner: web.AppRunner | None = None
+
+    async def _envoy(self) -> str:
+        if self._admin is None:
+            return ""
+        try:
+            connector = aiohttp.UnixConnector(path=str(self._admin))
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                session.get(f"http://envoy{ENVOY_PROMETHEUS}") as resp,
+            ):
+                return await resp.text()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("cannot read Envoy's stats: %s", exc)
+            return ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        envoy = await self._envoy()
+        body = self._metrics.render()
+        if self._metrics.enabled and envoy:
+            body += invocation_metrics(envoy, self._metrics.app_id)
+        body += envoy.encode()
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self._socket.unlink(missing_ok=True)
+        await web.UnixSite(self._runner, str(self._socket)).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,57 @@
+"""Dapr's invocation and resiliency metrics from Envoy's Prometheus stats (pure)."""
+
+from __future__ import annotations
+
+from tandem.observability.metrics import RuntimeMetrics
+from tandem.observability.metrics_server import invocation_metrics
+
+ENVOY = """\
+# TYPE envoy_cluster_upstream_rq_total counter
+envoy_cluster_upstream_rq_total{envoy_cluster_name="app_b"} 7
+envoy_cluster_upstream_rq_total{envoy_cluster_name="local_app"} 3
+envoy_cluster_upstream_rq_total{envoy_cluster_name="tandem_runtime"} 99
+# TYPE envoy_cluster_upstream_rq_retry counter
+envoy_cluster_upstream_rq_retry{envoy_cluster_name="app_b"} 2
+envoy_cluster_upstream_rq_retry{envoy_cluster_name="app_c"} 0
+# TYPE envoy_cluster_upstream_rq_time histogram
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="app_b",le="0.5"} 1
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="app_b",le="+Inf"} 7
+envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="app_b"} 12.5
+envoy_cluster_upstream_rq_time_count{envoy_cluster_name="app_b"} 7
+"""
+
+
+def test_invocation_and_resiliency_metrics_from_envoy_counters():
+    text = invocation_metrics(ENVOY, "a").decode()
+    assert (
+        'dapr_runtime_service_invocation_req_sent_total{app_id="a",destination_app_id="b",'
+        'type="http"} 7.0' in text
+    )
+    assert 'dapr_runtime_service_invocation_req_recv_total{app_id="a",type="http"} 3.0' in text
+    assert (
+        'dapr_runtime_service_invocation_res_recv_latency_ms_count{app_id="a",'
+        'destination_app_id="b"} 7.0' in text
+    )
+    assert (
+        'dapr_resiliency_activations_total{app_id="a",flow_direction="outbound",'
+        'policy="retry",target="app_b"} 2.0' in text
+    )
+    assert 'target="app_c"' not in text
+
+
+def test_runtime_metrics_use_dapr_names_without_created_series():
+    m = RuntimeMetrics("a")
+    m.state("statestore", "get", True, 1.5)
+    text = m.render().decode()
+    assert "# TYPE dapr_component_state_count counter" in text
+    assert (
+        'dapr_component_state_count{app_id="a",component="statestore",namespace="default",'
+        'operation="get",success="true"} 1.0' in text
+    )
+    assert "_created" not in text and "dapr_component_state_count_total" not in text
+
+
+def test_disabled_metrics_render_nothing():
+    m = RuntimeMetrics("a", enabled=False)
+    m.http("GET", "/x", 200, 1.0)
+    assert m.render() == b""
