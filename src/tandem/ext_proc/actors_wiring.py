@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ import orjson
 from tandem.blocks.actors.app_http import HttpActorApp
 from tandem.blocks.actors.config import ActorConfig, ActorConfigError, parse_actor_config
 from tandem.blocks.actors.engine import ActorApp, ActorEngine
+from tandem.blocks.actors.resiliency import ActorPolicies
 from tandem.blocks.actors.service import ActorService, ActorSettings
 from tandem.blocks.actors.state import ActorState, pick_actor_store
 from tandem.blocks.app_channel import AppChannel, AppChannelError
@@ -32,6 +33,7 @@ from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
 from tandem.placement import wire
 from tandem.placement.client import PlacementClient
+from tandem.resources import Resiliency
 
 log = logging.getLogger("tandem.actors")
 
@@ -181,6 +183,7 @@ def wire_actors(
     host: str,
     control_plane: str | None,
     forward_socket: str | None,
+    resiliencies: Sequence[Resiliency] = (),
 ) -> ActorWiring:
     store = pick_actor_store(state.components, component_metadata)
     actor_state = ActorState(app_id, state.components, store.name) if store is not None else None
@@ -192,6 +195,7 @@ def wire_actors(
         placement=None,
         forwarder=forwarder,
         reminders=_Reminders(channel) if channel is not None else None,
+        policies=ActorPolicies(resiliencies) if resiliencies else None,
     )
     actors_http.register(router, service)
     wiring = ActorWiring(

@@ -149,6 +149,7 @@ class Runtime:
                 host=self.options.node_id or self.options.app_id,
                 control_plane=self.options.control_plane,
                 forward_socket=self.options.actor_forward_socket,
+                resiliencies=self._resources.resiliencies if self._resources else (),
             )
         except ValueError as exc:
             raise StartupError(str(exc)) from exc

@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tandem.blocks.actors.engine import ActorEngine, NotOwner, TimerSpec
+from tandem.blocks.actors.resiliency import ActorPolicies
 from tandem.blocks.actors.state import ActorState, ActorStateOp
 from tandem.blocks.app_channel import AppChannelError, AppResponse
 from tandem.blocks.errors import DaprError
+from tandem.blocks.resiliency import CircuitOpenError
 from tandem.placement.table import Version
 from tandem.scheduler.schedule import ScheduleError, reminder_schedule
 
@@ -79,8 +81,10 @@ class ActorService:
         placement: Placement | None,
         forwarder: Forwarder | None,
         reminders: Reminders | None,
+        policies: ActorPolicies | None = None,
     ) -> None:
         self._settings = settings
+        self._policies = policies  # Resiliency targets.actors, around the caller's calls
         self._state = state
         self._placement = placement
         self._forwarder = forwarder
@@ -114,6 +118,28 @@ class ActorService:
         self, actor_type: str, actor_id: str, method: str, body: bytes, headers: Mapping[str, str]
     ) -> AppResponse:
         self._check_names(actor_type, actor_id)
+        self._need_placement()
+        if self._policies is None:
+            return await self._invoke(actor_type, actor_id, method, body, headers)
+        try:
+            return await self._policies.call(
+                actor_type,
+                actor_id,
+                lambda: self._invoke(actor_type, actor_id, method, body, headers),
+                _call_failed,
+            )
+        except CircuitOpenError as exc:
+            raise DaprError("ERR_ACTOR_INVOKE_METHOD", f"error invoke actor method: {exc}") from exc
+        except TimeoutError as exc:
+            raise DaprError(
+                "ERR_ACTOR_INVOKE_METHOD",
+                f"error invoke actor method: {actor_type}/{actor_id}.{method} timed out "
+                "(Resiliency timeout)",
+            ) from exc
+
+    async def _invoke(
+        self, actor_type: str, actor_id: str, method: str, body: bytes, headers: Mapping[str, str]
+    ) -> AppResponse:
         placement = self._need_placement()
         deadline = time.monotonic() + self._settings.call_deadline
         delay = 0.02
@@ -369,6 +395,25 @@ class ActorService:
                 'store with actorStateStore: "true"',
             )
         return self._state
+
+
+def _call_failed(exc: BaseException) -> bool:
+    """What a Resiliency policy retries and its breaker counts: the call did not get an
+    answer from the actor (a timeout, an unreachable owner, the app's error), not a
+    request that was wrong to begin with."""
+    if isinstance(exc, DaprError):
+        return exc.error_code in _RETRIED_CODES
+    return isinstance(exc, TimeoutError | AppChannelError)
+
+
+_RETRIED_CODES = frozenset(
+    {
+        "ERR_ACTOR_INVOKE_METHOD",
+        "ERR_ACTOR_NO_ADDRESS",
+        "ERR_ACTOR_NO_PLACEMENT",
+        "ERR_ACTOR_NO_APP_CHANNEL",
+    }
+)
 
 
 def _checked(resp: AppResponse) -> AppResponse:
