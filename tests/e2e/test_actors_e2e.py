@@ -216,3 +216,19 @@ def test_tandem_actors_list_shows_where_each_actor_lives_and_its_reminders(mesh,
     assert rows["where-1"]["host"].startswith("counter-host-")
     assert rows["where-2"]["reminders"] == ["beat"]
     client(caller, "forget", "where-2")
+
+
+def test_metrics_count_actor_activations_and_reminders(mesh):
+    host, caller = mesh
+    client(caller, "add", "metric-1", "1")
+    port = host.record()["metrics_port"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    activated = [
+        line
+        for line in text.splitlines()
+        if line.startswith("dapr_runtime_actor_activated_total{")
+        and 'actor_type="Counter"' in line
+        and 'app_id="counter-host"' in line
+    ]
+    assert activated and float(activated[0].rsplit(" ", 1)[1]) >= 1
+    assert "# TYPE dapr_runtime_actor_pending_actor_calls gauge" in text

@@ -19,7 +19,7 @@ import orjson
 
 from tandem.blocks.actors.app_http import HttpActorApp
 from tandem.blocks.actors.config import ActorConfig, ActorConfigError, parse_actor_config
-from tandem.blocks.actors.engine import ActorApp, ActorEngine
+from tandem.blocks.actors.engine import ActorApp, ActorEngine, ActorMetrics
 from tandem.blocks.actors.resiliency import ActorPolicies
 from tandem.blocks.actors.service import ActorService, ActorSettings
 from tandem.blocks.actors.state import ActorState, pick_actor_store
@@ -58,6 +58,7 @@ class ActorWiring:
     host: str
     control_plane: str | None
     forward_socket: str | None
+    metrics: ActorMetrics | None = None
     _channel: grpc.aio.Channel | None = None
     _client: PlacementClient | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -100,7 +101,7 @@ class ActorWiring:
     async def host_stream(self, config: ActorConfig, app: ActorApp) -> None:
         """An app registered actor types over the gRPC actor stream: host them."""
         await self._stop_placement()
-        engine = ActorEngine(config, app, self.service)
+        engine = ActorEngine(config, app, self.service, metrics=self.metrics)
         engine.start()
         self.service.attach(engine)
         await self.start_placement(config)
@@ -132,7 +133,7 @@ class ActorWiring:
                     "their state calls will fail",
                     ", ".join(sorted(config.types)),
                 )
-            engine = ActorEngine(config, HttpActorApp(channel), self.service)
+            engine = ActorEngine(config, HttpActorApp(channel), self.service, metrics=self.metrics)
             engine.start()
             self.service.attach(engine)
             log.info("hosting actor types", extra={"types": sorted(config.types)})
@@ -184,6 +185,7 @@ def wire_actors(
     control_plane: str | None,
     forward_socket: str | None,
     resiliencies: Sequence[Resiliency] = (),
+    metrics: ActorMetrics | None = None,
 ) -> ActorWiring:
     store = pick_actor_store(state.components, component_metadata)
     actor_state = ActorState(app_id, state.components, store.name) if store is not None else None
@@ -204,6 +206,7 @@ def wire_actors(
         host=host,
         control_plane=control_plane,
         forward_socket=forward_socket,
+        metrics=metrics,
         _channel=channel,
     )
 

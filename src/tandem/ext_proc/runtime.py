@@ -150,6 +150,7 @@ class Runtime:
                 control_plane=self.options.control_plane,
                 forward_socket=self.options.actor_forward_socket,
                 resiliencies=self._resources.resiliencies if self._resources else (),
+                metrics=self._metrics,
             )
         except ValueError as exc:
             raise StartupError(str(exc)) from exc

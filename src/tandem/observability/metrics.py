@@ -26,7 +26,15 @@ DEFAULT_BUCKETS_MS: tuple[float, ...] = (
 
 
 # Dapr's counters whose names end in _total; the others are exported without the suffix.
-_TOTAL_NAMES = frozenset({"dapr_component_init_fail_total"})
+_TOTAL_NAMES = frozenset(
+    {
+        "dapr_component_init_fail_total",
+        "dapr_runtime_actor_activated_total",
+        "dapr_runtime_actor_deactivated_total",
+        "dapr_runtime_actor_reminders_fired_total",
+        "dapr_runtime_actor_timers_fired_total",
+    }
+)
 
 
 _COUNTER_HEADER = re.compile(rb"^# (HELP|TYPE) (dapr_[a-z_]+?)_total ", re.MULTILINE)
@@ -150,6 +158,25 @@ class RuntimeMetrics:
             ["app_id"],
             registry=r,
         )
+        actor = ["app_id", "actor_type"]
+        self.actor_activated = Counter(
+            "dapr_runtime_actor_activated", "Actors activated", actor, registry=r
+        )
+        self.actor_deactivated = Counter(
+            "dapr_runtime_actor_deactivated", "Actors deactivated", actor, registry=r
+        )
+        self.actor_pending_calls = Gauge(
+            "dapr_runtime_actor_pending_actor_calls", "Actor calls waiting for their turn",
+            actor, registry=r,
+        )  # fmt: skip
+        self.actor_timers_fired = Counter(
+            "dapr_runtime_actor_timers_fired", "Actor timers fired", [*actor, "success"],
+            registry=r,
+        )  # fmt: skip
+        self.actor_reminders_fired = Counter(
+            "dapr_runtime_actor_reminders_fired", "Actor reminders fired", [*actor, "success"],
+            registry=r,
+        )  # fmt: skip
         self.components_loaded.labels(app_id).set(0)
 
     def watch_dropped_spans(self, count: Callable[[], int]) -> None:
@@ -191,6 +218,24 @@ class RuntimeMetrics:
         labels = (self.app_id, component, self.namespace, process_status, topic)
         self.pubsub_ingress.labels(*labels).inc()
         self.pubsub_ingress_latency.labels(*labels).observe(ms)
+
+    def actor_activation(self, actor_type: str, active: bool) -> None:
+        """An actor was activated (``active``) or deactivated."""
+        if not self.enabled:
+            return
+        counter = self.actor_activated if active else self.actor_deactivated
+        counter.labels(self.app_id, actor_type).inc()
+
+    def actor_waiting(self, actor_type: str, delta: int) -> None:
+        if self.enabled:
+            self.actor_pending_calls.labels(self.app_id, actor_type).inc(delta)
+
+    def actor_fired(self, actor_type: str, kind: str, success: bool) -> None:
+        """A timer (``kind`` timer) or reminder (remind) callback ran."""
+        if not self.enabled:
+            return
+        counter = self.actor_timers_fired if kind == "timer" else self.actor_reminders_fired
+        counter.labels(self.app_id, actor_type, str(success).lower()).inc()
 
     def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
         if not self.enabled:

@@ -48,6 +48,27 @@ class Placement(Protocol):
     def serves(self, actor_type: str, actor_id: str) -> bool: ...
 
 
+class ActorMetrics(Protocol):
+    """What the engine reports (``tandem.observability.metrics.RuntimeMetrics``)."""
+
+    def actor_activation(self, actor_type: str, active: bool) -> None: ...
+
+    def actor_waiting(self, actor_type: str, delta: int) -> None: ...
+
+    def actor_fired(self, actor_type: str, kind: str, success: bool) -> None: ...
+
+
+class _NoMetrics:
+    def actor_activation(self, actor_type: str, active: bool) -> None:
+        pass
+
+    def actor_waiting(self, actor_type: str, delta: int) -> None:
+        pass
+
+    def actor_fired(self, actor_type: str, kind: str, success: bool) -> None:
+        pass
+
+
 class NotOwner(Exception):
     """This host may not run the actor now (it moved, or a change is in flight): retry
     through placement."""
@@ -82,7 +103,9 @@ class ActorEngine:
         placement: Placement,
         *,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ActorMetrics | None = None,
     ) -> None:
+        self._metrics: ActorMetrics = metrics if metrics is not None else _NoMetrics()
         self._config = config
         self._app = app
         self._placement = placement
@@ -140,7 +163,15 @@ class ActorEngine:
         async def call() -> AppResponse:
             return await self._app.callback(actor_type, actor_id, kind, name, payload)
 
-        return await self._turn((actor_type, actor_id), settings, None, call)
+        try:
+            resp = await self._turn((actor_type, actor_id), settings, None, call)
+        except NotOwner:
+            raise  # not fired here: it runs at the actor's owner
+        except Exception:
+            self._metrics.actor_fired(actor_type, kind, False)
+            raise
+        self._metrics.actor_fired(actor_type, kind, 200 <= resp.status < 300)
+        return resp
 
     async def _turn(
         self,
@@ -155,12 +186,17 @@ class ActorEngine:
             act = self._active.get(key)
             if act is None:
                 act = self._active[key] = _Activation(key, settings)
+                self._metrics.actor_activation(key[0], True)
             elif act.closing and (chain is None or chain != act.lock.chain):
                 await act.closed.wait()  # deactivating: start over with a fresh activation
                 continue
-            await act.lock.acquire(
-                chain, reentrant=settings.reentrancy, max_depth=settings.max_stack_depth
-            )
+            self._metrics.actor_waiting(key[0], 1)
+            try:
+                await act.lock.acquire(
+                    chain, reentrant=settings.reentrancy, max_depth=settings.max_stack_depth
+                )
+            finally:
+                self._metrics.actor_waiting(key[0], -1)
             try:
                 if self._active.get(key) is not act:
                     continue  # deactivated while we queued
@@ -206,6 +242,7 @@ class ActorEngine:
         finally:
             if self._active.get((actor_type, actor_id)) is act:
                 del self._active[(actor_type, actor_id)]
+                self._metrics.actor_activation(actor_type, False)
             if acquired:
                 act.lock.release()
             act.closed.set()
@@ -257,6 +294,7 @@ class ActorEngine:
         act = self._active.get(key)
         if act is None or act.closing:
             act = self._active[key] = _Activation(key, settings)
+            self._metrics.actor_activation(actor_type, True)
         old = act.timers.pop(spec.name, None)
         if old is not None:
             old.cancel()
