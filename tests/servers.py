@@ -269,9 +269,13 @@ class PostgresProcess:
             ]
             self.workdir.chmod(0o755)
             os.chown(self.workdir, nobody.pw_uid, nobody.pw_gid)
+            # `postgres --version` answers 0 even where nobody cannot reach the binary (it
+            # only logs "invalid binary"); ask whether nobody can execute it instead. A
+            # checkout under a 0700 directory (e.g. `mktemp -d`) needs the mirror.
+            test = shutil.which("test") or "/usr/bin/test"
             if (
                 subprocess.run(
-                    [*self._prefix, str(self._bin / "postgres"), "--version"], capture_output=True
+                    [*self._prefix, test, "-x", str(self._bin / "initdb")], capture_output=True
                 ).returncode
                 != 0
             ):
