@@ -15,16 +15,10 @@ both Envoys and the mesh's mTLS, never a side channel.
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import tls
@@ -35,7 +29,8 @@ from tandem.xds.translate._protos import (
     seconds,
     socket_address,
 )
-from tandem.xds.translate.names import HCM_FILTER, ROUTER_FILTER, RUNTIME_HTTP_CLUSTER
+from tandem.xds.translate.names import RUNTIME_HTTP_CLUSTER
+from tandem.xds.translate.pipes import runtime_pipe_listener
 from tandem.xds.translate.rbac import RBAC_FILTER
 
 ACTOR_FORWARD = "actor_forward"
@@ -88,29 +83,7 @@ def forward_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         # The runtime sets its own deadline per call (a turn may queue behind others).
         route=rc.RouteAction(cluster_header=CLUSTER_HEADER, timeout=seconds(0)),
     )
-    hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=ACTOR_FORWARD,
-        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        route_config=route_pb2.RouteConfiguration(
-            name=ACTOR_FORWARD,
-            virtual_hosts=[rc.VirtualHost(name=ACTOR_FORWARD, domains=["*"], routes=[route])],
-        ),
-        http_filters=[
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
-        ],
-        stream_idle_timeout=seconds(0),
-    )
-    return listener_pb2.Listener(
-        name=ACTOR_FORWARD,
-        address=address_pb2.Address(
-            pipe=address_pb2.Pipe(path=sidecar.actor_forward_socket, mode=0o600)
-        ),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
-            )
-        ],
-    )
+    return runtime_pipe_listener(ACTOR_FORWARD, sidecar.actor_forward_socket, route)
 
 
 def inbound_routes(sidecar: Sidecar) -> list[rc.Route]:

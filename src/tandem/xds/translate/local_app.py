@@ -14,15 +14,10 @@ TLS and protocol setting, and the runtime never needs its own TLS or HTTP/2 clie
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.config.route.v3 import route_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from google.protobuf import wrappers_pb2
@@ -31,11 +26,10 @@ from tandem.xds.ir import Sidecar
 from tandem.xds.translate._protos import HPO_KEY, pack, seconds, socket_address
 from tandem.xds.translate.names import (
     APP_CHANNEL,
-    HCM_FILTER,
     LOCAL_APP_CLUSTER,
     LOOPBACK,
-    ROUTER_FILTER,
 )
+from tandem.xds.translate.pipes import runtime_pipe_listener
 
 _TLS_SOCKET = "envoy.transport_sockets.tls"
 # The app is local; a slow connect means a dead app.
@@ -128,27 +122,5 @@ def app_channel_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         # The runtime sets its own deadline per request.
         route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
     )
-    hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=APP_CHANNEL,
-        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        route_config=route_pb2.RouteConfiguration(
-            name=APP_CHANNEL,
-            virtual_hosts=[rc.VirtualHost(name=APP_CHANNEL, domains=["*"], routes=[route])],
-        ),
-        http_filters=[
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
-        ],
-        # A subscriber may hold a delivery for long; the runtime's own timeout decides.
-        stream_idle_timeout=seconds(0),
-    )
-    return listener_pb2.Listener(
-        name=APP_CHANNEL,
-        address=address_pb2.Address(
-            pipe=address_pb2.Pipe(path=sidecar.app_channel_socket, mode=0o600)
-        ),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))]
-            )
-        ],
-    )
+    # A subscriber may hold a delivery for long: no idle timeout on this listener.
+    return runtime_pipe_listener(APP_CHANNEL, sidecar.app_channel_socket, route)
