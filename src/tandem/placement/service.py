@@ -17,8 +17,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from tandem.placement.table import Version
 from tandem.scheduler.engine import Scheduler
 from tandem.scheduler.schedule import ScheduleError, reminder_schedule
 from tandem.scheduler.store import Entry, FailurePolicy, Outcome, SchedulerStore, Trigger
+from tandem.xds.ca import write_private_file
 
 log = logging.getLogger("tandem.placement")
 
@@ -49,17 +48,8 @@ def next_epoch(home: Path) -> tuple[int, bool]:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         previous = int(json.loads(path.read_text())["epoch"])
     epoch = previous + 1
-    fd, tmp = tempfile.mkstemp(prefix=".placement.", dir=home)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump({"epoch": epoch}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Durable before use: a restart must never reuse an epoch (owner-only, atomic).
+    write_private_file(path, json.dumps({"epoch": epoch}).encode())
     return epoch, previous > 0
 
 
