@@ -8,15 +8,12 @@ from urllib.parse import quote
 
 import aiohttp
 
+from tandem.blocks.actors.app_http import ACTOR_CALL_HEADERS
 from tandem.blocks.app_channel import AppResponse
 from tandem.blocks.errors import DaprError
+from tandem.ext_proc.actors_http import NOT_OWNER_HEADER, VERSION_HEADER
 from tandem.placement.table import Version
 from tandem.xds.translate.actors import CLUSTER_HEADER, INBOUND_PREFIX, host_cluster_name
-
-VERSION_HEADER = "x-tandem-placement-version"
-NOT_OWNER_HEADER = "x-tandem-not-owner"
-# Caller headers an actor call carries to the owner (the app sees them).
-_FORWARDED = ("content-type", "dapr-reentrancy-id", "traceparent", "tracestate")
 
 
 class EnvoyForwarder:
@@ -46,7 +43,7 @@ class EnvoyForwarder:
         path = INBOUND_PREFIX + "/".join(
             quote(p, safe="") for p in (actor_type, actor_id, "method", method)
         )
-        sent = {k: v for k, v in headers.items() if k.lower() in _FORWARDED}
+        sent = {k: v for k, v in headers.items() if k.lower() in ACTOR_CALL_HEADERS}
         sent[CLUSTER_HEADER] = host_cluster_name(host)
         sent[VERSION_HEADER] = str(version)
         try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,7 +19,7 @@ import orjson
 
 from tandem.blocks.actors.app_http import HttpActorApp
 from tandem.blocks.actors.config import ActorConfig, ActorConfigError, parse_actor_config
-from tandem.blocks.actors.engine import ActorApp, ActorEngine, ActorMetrics
+from tandem.blocks.actors.engine import ActorApp, ActorEngine
 from tandem.blocks.actors.resiliency import ActorPolicies
 from tandem.blocks.actors.service import ActorService, ActorSettings
 from tandem.blocks.actors.state import ActorState, pick_actor_store
@@ -31,6 +31,7 @@ from tandem.ext_proc.actors_forward import EnvoyForwarder
 from tandem.ext_proc.actors_http import LISTING_PATH
 from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.placement import wire
 from tandem.placement.client import PlacementClient
 from tandem.resources import Resiliency
@@ -58,10 +59,10 @@ class ActorWiring:
     host: str
     control_plane: str | None
     forward_socket: str | None
-    metrics: ActorMetrics | None = None
+    metrics: RuntimeMetrics = NO_METRICS
     _channel: grpc.aio.Channel | None = None
     _client: PlacementClient | None = None
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _placement: asyncio.Task[None] | None = None  # the client's run loop
 
     async def start_placement(self, config: ActorConfig) -> None:
         """Open the placement stream, hosting ``config``'s types (none: routing only)."""
@@ -88,15 +89,13 @@ class ActorWiring:
             fire=service.fire,
         )
         service.set_placement(self._client)
-        self._tasks.append(asyncio.create_task(self._client.run(), name="placement"))
+        self._placement = asyncio.create_task(self._client.run(), name="placement")
 
     async def _stop_placement(self) -> None:
-        if self._client is None:
-            return
-        task = self._tasks.pop()  # the placement task is the last one started
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        self._client = None
+        if self._placement is not None:
+            self._placement.cancel()
+            await asyncio.gather(self._placement, return_exceptions=True)
+        self._placement = self._client = None
 
     async def host_stream(self, config: ActorConfig, app: ActorApp) -> None:
         """An app registered actor types over the gRPC actor stream: host them."""
@@ -165,9 +164,7 @@ class ActorWiring:
         )
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_placement()
         if self.service.engine is not None:
             await self.service.engine.close()
         if self._channel is not None:
@@ -185,7 +182,7 @@ def wire_actors(
     control_plane: str | None,
     forward_socket: str | None,
     resiliencies: Sequence[Resiliency] = (),
-    metrics: ActorMetrics | None = None,
+    metrics: RuntimeMetrics = NO_METRICS,
 ) -> ActorWiring:
     store = pick_actor_store(state.components, component_metadata)
     actor_state = ActorState(app_id, state.components, store.name) if store is not None else None

@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 from tandem.blocks.app_channel import AppChannel, AppResponse
 
-# Request headers an actor call carries on to the app (the rest are the caller's API
-# plumbing: tokens, hop-by-hop headers, Envoy's own).
-_FORWARDED = ("content-type", "dapr-reentrancy-id", "traceparent", "tracestate")
+# Request headers an actor call carries on, to the owner and to the app (the rest are the
+# caller's API plumbing: tokens, hop-by-hop headers, Envoy's own).
+ACTOR_CALL_HEADERS = frozenset({"content-type", "dapr-reentrancy-id", "traceparent", "tracestate"})
 
 
 def _path(*parts: str) -> str:
@@ -23,7 +23,7 @@ class HttpActorApp:
     async def invoke(
         self, actor_type: str, actor_id: str, method: str, body: bytes, headers: Mapping[str, str]
     ) -> AppResponse:
-        sent = {k: v for k, v in headers.items() if k.lower() in _FORWARDED}
+        sent = {k: v for k, v in headers.items() if k.lower() in ACTOR_CALL_HEADERS}
         # Dapr always calls the app with PUT, whatever verb the caller used.
         return await self._channel.request(
             "PUT", _path(actor_type, actor_id, "method", method), body=body, headers=sent

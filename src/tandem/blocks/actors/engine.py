@@ -22,6 +22,7 @@ from tandem.blocks.actors.config import ActorConfig, TypeSettings
 from tandem.blocks.actors.turns import TurnLock
 from tandem.blocks.app_channel import AppResponse
 from tandem.blocks.errors import DaprError
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 
 log = logging.getLogger("tandem.actors")
 
@@ -46,27 +47,6 @@ class ActorApp(Protocol):
 
 class Placement(Protocol):
     def serves(self, actor_type: str, actor_id: str) -> bool: ...
-
-
-class ActorMetrics(Protocol):
-    """What the engine reports (``tandem.observability.metrics.RuntimeMetrics``)."""
-
-    def actor_activation(self, actor_type: str, active: bool) -> None: ...
-
-    def actor_waiting(self, actor_type: str, delta: int) -> None: ...
-
-    def actor_fired(self, actor_type: str, kind: str, success: bool) -> None: ...
-
-
-class _NoMetrics:
-    def actor_activation(self, actor_type: str, active: bool) -> None:
-        pass
-
-    def actor_waiting(self, actor_type: str, delta: int) -> None:
-        pass
-
-    def actor_fired(self, actor_type: str, kind: str, success: bool) -> None:
-        pass
 
 
 class NotOwner(Exception):
@@ -103,9 +83,9 @@ class ActorEngine:
         placement: Placement,
         *,
         clock: Callable[[], float] = time.monotonic,
-        metrics: ActorMetrics | None = None,
+        metrics: RuntimeMetrics = NO_METRICS,
     ) -> None:
-        self._metrics: ActorMetrics = metrics if metrics is not None else _NoMetrics()
+        self._metrics = metrics
         self._config = config
         self._app = app
         self._placement = placement
