@@ -15,7 +15,7 @@ from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
-from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
+from tandem.blocks.pubsub.app_subscriptions import AppSubscriptions, fetch_programmatic
 from tandem.blocks.pubsub.broker import PubSub
 from tandem.blocks.pubsub.delivery import DeliveryTarget
 from tandem.blocks.pubsub.grpc_delivery import GrpcDelivery, fetch_grpc_subscriptions
@@ -97,6 +97,9 @@ class Wiring:
     app_grpc: AppGrpcChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    streams: StreamingSubscriptions | None = None
+    # The app's subscriptions once start_app ran (hot reload changes them).
+    app_subscriptions: AppSubscriptions | None = None
 
 
 def state_policy_wrapper(
@@ -180,6 +183,7 @@ def wire_blocks(
     wiring.closers.append(pubsub.close)
     wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
+    wiring.streams = streams
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
@@ -239,24 +243,20 @@ def start_app(
             return await fetch_grpc_subscriptions(grpc_channel)
         return await fetch_programmatic(channel)
 
-    subscriber = None
-    if wiring.pubsub is not None and wiring.pubsub.components:
-        subscriber = Subscriber(
-            wiring.pubsub, target, resiliencies=resiliencies, app_health=app_health
-        )
+    assert wiring.pubsub is not None
+    subscriber = Subscriber(wiring.pubsub, target, resiliencies=resiliencies, app_health=app_health)
     if wiring.board.metadata is None:
         wiring.board.metadata = metadata
 
-    def ready(started: list[TopicSubscription]) -> None:
+    def changed(started: list[TopicSubscription]) -> None:
         wiring.board.set_app(started)
         health.mark_ready("app")
 
-    declarative = [from_declarative(s) for s in subscriptions]
-    tasks = [
-        asyncio.create_task(
-            start_app_subscriptions(channel, subscriber, declarative, ready, fetch=fetch)
-        )
-    ]
+    app_subs = AppSubscriptions(
+        subscriber, [from_declarative(s) for s in subscriptions], changed, fetch
+    )
+    wiring.app_subscriptions = app_subs
+    tasks = [asyncio.create_task(app_subs.start(channel))]
     if on_app_ready:
 
         async def app_ready() -> None:
@@ -279,8 +279,8 @@ def start_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if subscriber is not None:
-            await subscriber.stop()
+        wiring.app_subscriptions = None
+        await app_subs.stop()
         await channel.close()
         if grpc_channel is not None:
             wiring.app_grpc = None

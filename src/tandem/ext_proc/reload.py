@@ -1,10 +1,13 @@
 """Hot reload, runtime side: the app's ``--resources-path`` (and ``--config``) are watched;
-state stores are added, replaced (their YAML or their Resiliency policy changed) or removed
-while the runtime serves, as Dapr's HotReload does.
+state stores and pubsubs are added, replaced (their YAML or their Resiliency policy
+changed) or removed while the runtime serves, as Dapr's HotReload does, and declarative
+subscriptions follow their files.
 
 A change is loaded and validated in full first: an invalid edit changes nothing and is
-logged by file, field and reason. A replaced or removed store is closed only after a grace
-period, so calls already using it finish. Each applied configuration gets a version (a
+logged by file, field and reason. A replaced or removed component is closed only after a
+grace period, so calls already using it finish; the subscriptions on a replaced pubsub are
+ended (deliveries in flight finish) and started again on the new one, and its streaming
+subscriptions are closed so their clients subscribe again. Each applied configuration gets a version (a
 hash of the files' content), written next to the runtime's sockets for ``tandem list``.
 """
 
@@ -17,9 +20,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tandem.blocks.metadata import ComponentInfo, MetadataService
+from tandem.blocks.pubsub.app_subscriptions import AppSubscriptions
+from tandem.blocks.pubsub.broker import PubSub
+from tandem.blocks.pubsub.service import PubSubService, component_of
+from tandem.blocks.pubsub.streaming import StreamingSubscriptions
+from tandem.blocks.pubsub.subscriptions import from_declarative
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
 from tandem.blocks.state.keys import KeyScheme
 from tandem.blocks.state.service import StateComponent, StateService, features_of
@@ -73,6 +81,25 @@ class _Store:
     policy: Policy
 
 
+# The blocks whose components are reloaded, with the Resiliency kind of their policies.
+_RELOADED = {"state": "Statestore", "pubsub": "Pubsub"}
+
+
+def _block(component: Component | ComponentSpec | ComponentInfo) -> str:
+    return component.type.split(".", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubReload:
+    """What the runtime's pub/sub side gives the reloader."""
+
+    service: PubSubService
+    wrap: Callable[[Sequence[Any]], Callable[[str, PubSub], PubSub]]
+    streams: StreamingSubscriptions | None = None
+    # The app's subscriptions, once the app channel is open (None before and without an app).
+    app: Callable[[], AppSubscriptions | None] = lambda: None
+
+
 @dataclass(slots=True)
 class RuntimeReloader:
     paths: tuple[Path, ...]
@@ -83,14 +110,17 @@ class RuntimeReloader:
     state: StateService
     metadata: MetadataService
     wrap: Callable[[Sequence[Any]], Callable[[str, StateStore], StateStore]]
+    pubsub: PubSubReload | None = None
     version_dir: Path | None = None
     poll_seconds: float = POLL_SECONDS
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
+    _pubsubs: dict[str, _Store] = field(default_factory=dict)
     _others: dict[str, ComponentSpec] = field(default_factory=dict)
     _subscriptions: tuple[Any, ...] = ()
+    _resiliencies: tuple[Any, ...] = ()
     _invocation: tuple[Any, ...] = ()
-    _closing: dict[asyncio.Task[None], StateComponent] = field(default_factory=dict)
+    _closing: dict[asyncio.Task[None], tuple[str, Any]] = field(default_factory=dict)
 
     def _watched(self) -> list[Path]:
         return [*self.paths, *([self.config] if self.config is not None else [])]
@@ -98,9 +128,11 @@ class RuntimeReloader:
     def start(self, loaded: ResourceSet) -> None:
         """Remember what the runtime started with; the first check compares against it."""
         self._seen = signature(self._watched())
-        self._stores = self._desired(loaded)
+        self._stores = self._desired(loaded, "state")
+        self._pubsubs = self._desired(loaded, "pubsub")
         self._others = self._not_reloaded(loaded)
         self._subscriptions = loaded.subscriptions
+        self._resiliencies = loaded.resiliencies
         self._invocation = (loaded.resiliencies, loaded.http_endpoints)
         self._write_version()
 
@@ -122,7 +154,7 @@ class RuntimeReloader:
         except ResourceError as exc:
             log.warning("resources not reloaded, the last good ones stay: %s", exc)
             return
-        self._apply(loaded)
+        await self._apply(loaded)
         await asyncio.to_thread(self._write_version)
 
     def _load(self) -> ResourceSet:
@@ -130,37 +162,30 @@ class RuntimeReloader:
             load_configuration(self.config)  # validated, as at start
         return load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
 
-    def _desired(self, loaded: ResourceSet) -> dict[str, _Store]:
+    def _desired(self, loaded: ResourceSet, block: str) -> dict[str, _Store]:
+        kind = _RELOADED[block]
         return {
             c.name: _Store(
-                spec_of(c),
-                component_policy(loaded.resiliencies, c.name, "outbound", "Statestore"),
+                spec_of(c), component_policy(loaded.resiliencies, c.name, "outbound", kind)
             )
             for c in loaded.components
-            if c.type.startswith("state.")
+            if _block(c) == block
         }
 
     @staticmethod
     def _not_reloaded(loaded: ResourceSet) -> dict[str, ComponentSpec]:
-        return {c.name: spec_of(c) for c in loaded.components if not c.type.startswith("state.")}
+        return {c.name: spec_of(c) for c in loaded.components if _block(c) not in _RELOADED}
 
     def _warn_not_reloaded(self, loaded: ResourceSet) -> None:
         others = self._not_reloaded(loaded)
         for name in sorted(set(others) | set(self._others)):
             if others.get(name) != self._others.get(name):
                 log.warning(
-                    "component %s changed: only state stores are reloaded yet; "
+                    "component %s changed: only state stores and pubsubs are reloaded yet; "
                     "restart the app for this change",
                     name,
                 )
         self._others = others
-        if loaded.subscriptions != self._subscriptions:
-            log.warning(
-                "declarative subscriptions changed: they are not reloaded yet; "
-                "restart the app for this change",
-                extra={"files": sorted({s.source for s in loaded.subscriptions})},
-            )
-            self._subscriptions = loaded.subscriptions
 
     def _warn_invocation(self, loaded: ResourceSet) -> None:
         """The control plane applies these to Envoy; what Envoy cannot do is said here,
@@ -172,10 +197,22 @@ class RuntimeReloader:
         for line in invocation_warnings(loaded):
             log.warning("%s", line)
 
-    def _apply(self, loaded: ResourceSet) -> None:
+    async def _apply(self, loaded: ResourceSet) -> None:
         self._warn_not_reloaded(loaded)
         self._warn_invocation(loaded)
-        desired = self._desired(loaded)
+        changed = self._apply_stores(loaded)
+        renewed = self._apply_pubsubs(loaded)
+        changed += renewed
+        await self._apply_subscriptions(loaded, frozenset(name for name, _ in renewed))
+        if changed:
+            self._publish_components()
+            log.info(
+                "components reloaded",
+                extra={"changes": [f"{name} {what}" for name, what in changed]},
+            )
+
+    def _apply_stores(self, loaded: ResourceSet) -> list[tuple[str, str]]:
+        desired = self._desired(loaded, "state")
         wrap = self.wrap(loaded.resiliencies)
         changed = []
         for name in sorted(set(self._stores) | set(desired)):
@@ -193,23 +230,69 @@ class RuntimeReloader:
                     continue
                 replacement = StateComponent(name, store, keys, new.spec.type)
             previous = self.state.set_component(name, replacement)
-            if new is None:
-                self._stores.pop(name, None)
-            else:
-                self._stores[name] = new
+            self._remember(self._stores, name, new)
             if previous is not None:
-                self._close_later(previous)
-            what = "removed" if new is None else "added" if old is None else "replaced"
-            changed.append((name, what))
-        if changed:
-            self._publish_components()
+                self._close_later(name, previous.store)
+            changed.append((name, _what(old, new)))
+        return changed
+
+    def _apply_pubsubs(self, loaded: ResourceSet) -> list[tuple[str, str]]:
+        if self.pubsub is None:
+            return []
+        desired = self._desired(loaded, "pubsub")
+        wrap = self.pubsub.wrap(loaded.resiliencies)
+        changed = []
+        for name in sorted(set(self._pubsubs) | set(desired)):
+            old, new = self._pubsubs.get(name), desired.get(name)
+            if old == new:
+                continue
+            replacement = None
+            if new is not None:
+                try:
+                    broker = wrap(name, cast(PubSub, create_component(new.spec, self.ctx)))
+                except Exception as exc:
+                    log.error("pubsub %s not reloaded: %s", name, exc)
+                    continue
+                replacement = component_of(new.spec, broker)
+            previous = self.pubsub.service.set_component(name, replacement)
+            self._remember(self._pubsubs, name, new)
+            if previous is not None:
+                self._close_later(name, previous.broker)
+            changed.append((name, _what(old, new)))
+        return changed
+
+    async def _apply_subscriptions(self, loaded: ResourceSet, renewed: frozenset[str]) -> None:
+        if self.pubsub is None:
+            return
+        policies_changed = loaded.resiliencies != self._resiliencies
+        subs_changed = loaded.subscriptions != self._subscriptions
+        self._resiliencies, self._subscriptions = loaded.resiliencies, loaded.subscriptions
+        if not (renewed or policies_changed or subs_changed):
+            return
+        if renewed and self.pubsub.streams is not None:
+            await self.pubsub.streams.end(renewed)
+        app = self.pubsub.app()
+        if app is None:
+            if subs_changed:
+                log.info("declarative subscriptions changed; they start with the app")
+            return
+        declarative = [from_declarative(s) for s in loaded.subscriptions]
+        await app.reload(declarative, renewed, loaded.resiliencies)
+        if subs_changed:
             log.info(
-                "components reloaded",
-                extra={"changes": [f"{name} {what}" for name, what in changed]},
+                "subscriptions reloaded",
+                extra={"files": sorted({s.source for s in loaded.subscriptions})},
             )
 
+    @staticmethod
+    def _remember(table: dict[str, _Store], name: str, new: _Store | None) -> None:
+        if new is None:
+            table.pop(name, None)
+        else:
+            table[name] = new
+
     def _publish_components(self) -> None:
-        others = [c for c in self.metadata.components if not c.type.startswith("state.")]
+        reloaded = [c for c in self.metadata.components if _block(c) not in _RELOADED]
         stores = [
             ComponentInfo(
                 name,
@@ -219,18 +302,28 @@ class RuntimeReloader:
             )
             for name, comp in self.state.components.items()
         ]
-        self.metadata.components = [*stores, *others]
+        pubsubs = (
+            [
+                ComponentInfo(
+                    name, ps.type, ps.version, tuple(sorted(f.value for f in ps.broker.features))
+                )
+                for name, ps in self.pubsub.service.components.items()
+            ]
+            if self.pubsub is not None
+            else []
+        )
+        self.metadata.components = [*stores, *pubsubs, *reloaded]
 
-    def _close_later(self, comp: StateComponent) -> None:
+    def _close_later(self, name: str, component: Any) -> None:
         async def close() -> None:
             await asyncio.sleep(CLOSE_GRACE_SECONDS)
             try:
-                await comp.store.close()
+                await component.close()
             except Exception:
-                log.exception("closing the replaced state store %s failed", comp.name)
+                log.exception("closing the replaced component %s failed", name)
 
-        task = asyncio.create_task(close(), name=f"close-{comp.name}")
-        self._closing[task] = comp
+        task = asyncio.create_task(close(), name=f"close-{name}")
+        self._closing[task] = (name, component)
         task.add_done_callback(lambda t: self._closing.pop(t, None))
 
     def _write_version(self) -> None:
@@ -243,10 +336,14 @@ class RuntimeReloader:
         tmp.replace(path)
 
     async def close(self) -> None:
-        """Close the replaced stores still in their grace period now."""
-        for task, comp in list(self._closing.items()):
+        """Close the replaced components still in their grace period now."""
+        for task, (name, component) in list(self._closing.items()):
             task.cancel()
             try:
-                await comp.store.close()
+                await component.close()
             except Exception:
-                log.exception("closing the replaced state store %s failed", comp.name)
+                log.exception("closing the replaced component %s failed", name)
+
+
+def _what(old: _Store | None, new: _Store | None) -> str:
+    return "removed" if new is None else "added" if old is None else "replaced"

@@ -21,7 +21,13 @@ from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
 from tandem.ext_proc import actors_grpc, actors_stream, invoke_grpc_app, meta_http, unimplemented
 from tandem.ext_proc.actors_wiring import wire_actors
-from tandem.ext_proc.blocks_wiring import Wiring, start_app, state_policy_wrapper, wire_blocks
+from tandem.ext_proc.blocks_wiring import (
+    Wiring,
+    pubsub_policy_wrapper,
+    start_app,
+    state_policy_wrapper,
+    wire_blocks,
+)
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc, StreamRpc
@@ -29,7 +35,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
-from tandem.ext_proc.reload import RuntimeReloader, invocation_warnings
+from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
@@ -227,6 +233,16 @@ class Runtime:
             state=wiring.state,
             metadata=self.metadata,
             wrap=state_policy_wrapper,
+            pubsub=(
+                PubSubReload(
+                    wiring.pubsub,
+                    pubsub_policy_wrapper,
+                    wiring.streams,
+                    lambda: wiring.app_subscriptions,
+                )
+                if wiring.pubsub is not None
+                else None
+            ),
             version_dir=self.options.socket.parent,
         )
         reloader.start(self._resources)

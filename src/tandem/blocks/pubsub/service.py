@@ -68,6 +68,12 @@ def _info(reason: str, name: str = "") -> ErrorInfo:
     return ErrorInfo(reason=reason, resource_type="pubsub", resource_name=name)
 
 
+def component_of(spec: ComponentSpec, broker: PubSub) -> PubSubComponent:
+    return PubSubComponent(
+        spec.name, broker, spec.type, TopicScopes.from_metadata(spec.metadata), spec.version
+    )
+
+
 class PubSubService:
     def __init__(self, components: Iterable[PubSubComponent], app_id: str) -> None:
         self.tracing: Tracing = NO_TRACING
@@ -90,20 +96,20 @@ class PubSubService:
             broker = cast(PubSub, create_component(spec, ctx))
             if wrap is not None:
                 broker = wrap(spec.name, broker)
-            components.append(
-                PubSubComponent(
-                    spec.name,
-                    broker,
-                    spec.type,
-                    TopicScopes.from_metadata(spec.metadata),
-                    spec.version,
-                )
-            )
+            components.append(component_of(spec, broker))
         return cls(components, ctx.app_id)
 
     @property
     def components(self) -> Mapping[str, PubSubComponent]:
         return self._components
+
+    def set_component(self, name: str, comp: PubSubComponent | None) -> PubSubComponent | None:
+        """Hot reload: add, replace (``comp``) or remove (None) a component; returns the
+        previous one, which the caller closes once the calls holding it are done."""
+        previous = self._components.pop(name, None)
+        if comp is not None:
+            self._components[name] = comp
+        return previous
 
     def features(self, name: str) -> frozenset[Feature]:
         return self.component(name).broker.features

@@ -219,6 +219,12 @@ class StreamingSubscriptions:
         if self.on_change is not None:
             self.on_change(self.subscriptions)
 
+    async def end(self, pubsubs: frozenset[str]) -> None:
+        """Hot reload: end the streams on these (replaced or removed) pubsubs; their clients
+        see the stream close and subscribe again."""
+        ending = [s for s in self._sessions.values() if s.subscription.pubsub_name in pubsubs]
+        await asyncio.gather(*(s.close() for s in ending), return_exceptions=True)
+
     async def close(self) -> None:
         await asyncio.gather(
             *(s.close() for s in list(self._sessions.values())), return_exceptions=True

@@ -71,6 +71,42 @@ class Subscriber:
     def subscriptions(self) -> list[TopicSubscription]:
         return [a.sub for a in self._active]
 
+    @property
+    def has_pubsubs(self) -> bool:
+        return bool(self._service.components)
+
+    async def reconcile(
+        self,
+        desired: Sequence[TopicSubscription],
+        *,
+        renewed: frozenset[str] = frozenset(),
+        resiliencies: Sequence[Resiliency] | None = None,
+    ) -> list[TopicSubscription]:
+        """Hot reload: end the subscriptions not in ``desired`` or on a pubsub in
+        ``renewed`` (its component was replaced), start the missing ones, and with
+        ``resiliencies`` re-derive every retry plan and inbound breaker. Returns the
+        subscriptions running afterwards."""
+        if resiliencies is not None and tuple(resiliencies) != self._resiliencies:
+            self._resiliencies = tuple(resiliencies)
+            self._breakers.clear()
+            renewed = renewed | {a.sub.pubsub_name for a in self._active}
+        wanted = list(desired)
+        keep: list[_Active] = []
+        ending: list[_Active] = []
+        for active in self._active:
+            fresh = active.sub in wanted and active.sub.pubsub_name not in renewed
+            (keep if fresh else ending).append(active)
+        for name in renewed:
+            self._breakers.pop(name, None)
+        self._active = keep
+        # In-flight deliveries of an ended subscription finish (or go back to the broker).
+        await asyncio.gather(
+            *(a.handle.close() for a in ending if a.handle is not None), return_exceptions=True
+        )
+        running = [a.sub for a in keep]
+        await self.subscribe_all([s for s in wanted if s not in running])
+        return self.subscriptions
+
     async def subscribe_all(self, subs: Sequence[TopicSubscription]) -> list[TopicSubscription]:
         """Start every subscription that is valid and allowed; returns those started."""
         started = []
