@@ -38,12 +38,13 @@ def mesh(tandem_home):
         "--app-port",
         str(b_port),
         "--config",
-        str(off),
+        str(on),
         command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
     )
     a = start_sidecar(tandem_home, "a", "--config", str(on))
-    yield a, b
-    for s in (a, b):
+    c = start_sidecar(tandem_home, "c", "--config", str(off))
+    yield a, b, c
+    for s in (a, b, c):
         s.stop()
 
 
@@ -69,7 +70,7 @@ def _value(samples, name: str, **labels: str) -> float | None:
 
 
 def test_metrics_have_dapr_names_labels_and_counts_after_traffic(mesh):
-    a, _ = mesh
+    a, b, _ = mesh
     wait_until(
         lambda: httpx.get(f"{a.base}/v1.0/invoke/b/method/x").status_code == 200,
         30,
@@ -151,6 +152,15 @@ def test_metrics_have_dapr_names_labels_and_counts_after_traffic(mesh):
         30,
         "the invocation latency histogram",
     )
+    # The callee counts what it received by caller (Envoy's counters per caller header).
+    recv = _value(
+        _samples(b),
+        "dapr_runtime_service_invocation_req_recv_total",
+        app_id="b",
+        source_app_id="a",
+        type="http",
+    )
+    assert recv is not None and recv >= 5
     # latencyDistributionBuckets: exactly the Configuration's bounds.
     bounds = {
         dict(labels)["le"]
@@ -163,7 +173,7 @@ def test_metrics_have_dapr_names_labels_and_counts_after_traffic(mesh):
 
 
 def test_metrics_enabled_false_leaves_only_envoys_stats(mesh):
-    _, b = mesh
-    s = _samples(b)
+    *_, c = mesh
+    s = _samples(c)
     assert not [name for name, _ in s if name.startswith("dapr_")]
     assert any(name.startswith("envoy_") for name, _ in s)

@@ -8,11 +8,15 @@ from tandem.observability.metrics_server import invocation_metrics
 ENVOY = """\
 # TYPE envoy_cluster_upstream_rq_total counter
 envoy_cluster_upstream_rq_total{envoy_cluster_name="app_b"} 7
-envoy_cluster_upstream_rq_total{envoy_cluster_name="local_app"} 3
+envoy_cluster_upstream_rq_total{envoy_cluster_name="local_app"} 30
 envoy_cluster_upstream_rq_total{envoy_cluster_name="tandem_runtime"} 99
 # TYPE envoy_cluster_upstream_rq_retry counter
 envoy_cluster_upstream_rq_retry{envoy_cluster_name="app_b"} 2
 envoy_cluster_upstream_rq_retry{envoy_cluster_name="app_c"} 0
+# TYPE envoy_vhost_vcluster_upstream_rq_total counter
+envoy_vhost_vcluster_upstream_rq_total{envoy_virtual_cluster="c",envoy_virtual_host="dapr_inbound"} 3
+envoy_vhost_vcluster_upstream_rq_total{envoy_virtual_cluster="d",envoy_virtual_host="dapr_inbound"} 0
+envoy_vhost_vcluster_upstream_rq_total{envoy_virtual_cluster="other",envoy_virtual_host="dapr_inbound"} 9
 # TYPE envoy_cluster_upstream_rq_time histogram
 envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="app_b",le="0.5"} 1
 envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="app_b",le="+Inf"} 7
@@ -27,7 +31,12 @@ def test_invocation_and_resiliency_metrics_from_envoy_counters():
         'dapr_runtime_service_invocation_req_sent_total{app_id="a",destination_app_id="b",'
         'type="http"} 7.0' in text
     )
-    assert 'dapr_runtime_service_invocation_req_recv_total{app_id="a",type="http"} 3.0' in text
+    # Received: by caller, without the requests that name none (probes of the app).
+    assert (
+        'dapr_runtime_service_invocation_req_recv_total{app_id="a",source_app_id="c",'
+        'type="http"} 3.0' in text
+    )
+    assert 'source_app_id="d"' not in text and 'source_app_id="other"' not in text
     assert (
         'dapr_runtime_service_invocation_res_recv_latency_ms_count{app_id="a",'
         'destination_app_id="b"} 7.0' in text

@@ -25,10 +25,13 @@ from tandem.observability.metrics import RuntimeMetrics
 log = logging.getLogger("tandem.metrics")
 
 ENVOY_PROMETHEUS = "/stats/prometheus"
-# Envoy clusters that carry invocations: app:X to callees (Envoy's Prometheus output writes
-# the name as app_X; app ids have no ':'), local_app(_gated) to our own app.
+# Envoy clusters that carry invocations to callees: app:X (Envoy's Prometheus output writes
+# the name as app_X; app ids have no ':').
 _CALLEE_PREFIX = "app_"
-_LOCAL_APP = ("local_app", "local_app_gated")
+# Received invocations: the inbound virtual host counts each caller in a virtual cluster
+# named by its app id (translate/routes.py); "other" holds requests with no caller header.
+_INBOUND_VHOST = "dapr_inbound"
+_NO_CALLER = "other"
 # Envoy's counters (family names, as the parser gives them) of a callee cluster → Dapr's
 # resiliency policy; the target is app_<id>, as Dapr writes it.
 _ACTIVATIONS = {
@@ -55,8 +58,8 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
     )
     recv = CounterMetricFamily(
         "dapr_runtime_service_invocation_req_recv",
-        "Invocations received from other apps",
-        labels=["app_id", "type"],
+        "Invocations received from other apps, by caller",
+        labels=["app_id", "source_app_id", "type"],
     )
     latency = HistogramMetricFamily(
         "dapr_runtime_service_invocation_res_recv_latency_ms",
@@ -68,7 +71,6 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
         "Resiliency policies applied by Envoy to invocations (retries, timeouts, ejections)",
         labels=["app_id", "flow_direction", "target", "policy"],
     )
-    received = 0.0
     buckets: dict[str, list[tuple[str, float]]] = {}
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(envoy_text):
@@ -78,8 +80,11 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
             if name == "envoy_cluster_upstream_rq_total":
                 if cluster.startswith(_CALLEE_PREFIX):
                     sent.add_metric([app_id, cluster[len(_CALLEE_PREFIX) :], "http"], sample.value)
-                elif cluster in _LOCAL_APP:
-                    received += sample.value
+            elif name == "envoy_vhost_vcluster_upstream_rq_total":
+                caller = sample.labels.get("envoy_virtual_cluster", _NO_CALLER)
+                vhost = sample.labels.get("envoy_virtual_host")
+                if vhost == _INBOUND_VHOST and caller != _NO_CALLER and sample.value > 0:
+                    recv.add_metric([app_id, caller, "http"], sample.value)
             elif cluster.startswith(_CALLEE_PREFIX) and family.name in _ACTIVATIONS:
                 if sample.value > 0:  # as Dapr: a series once a policy has acted
                     labels = [app_id, "outbound", cluster, _ACTIVATIONS[family.name]]
@@ -92,7 +97,6 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
                     buckets.setdefault(callee, []).append((sample.labels["le"], sample.value))
                 elif name.endswith("_sum"):
                     sums[callee] = sample.value
-    recv.add_metric([app_id, "http"], received)
     for callee, points in sorted(buckets.items()):
         latency.add_metric([app_id, callee], points, sums.get(callee, 0.0))
     registry = CollectorRegistry()

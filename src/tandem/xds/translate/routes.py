@@ -311,12 +311,29 @@ def _inbound_routes(sidecar: Sidecar) -> list[rc.Route]:
     ]
 
 
-def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
+def _callers(mesh: Mesh) -> list[rc.VirtualCluster]:
+    """One virtual cluster per app id of the mesh, matched on the caller header its Envoy
+    sets: Envoy then counts received invocations per caller (Dapr's ``source_app_id``)."""
+    return [
+        rc.VirtualCluster(
+            name=app_id,
+            headers=[
+                rc.HeaderMatcher(
+                    name=HEADER_CALLER, string_match=string_pb2.StringMatcher(exact=app_id)
+                )
+            ],
+        )
+        for app_id in mesh.app_ids()
+    ]
+
+
+def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     token_to_add, token_to_remove = auth.inbound_token_headers(sidecar)
     vhost = rc.VirtualHost(
         name=DAPR_INBOUND,
         domains=["*"],
         routes=[*actors.inbound_routes(sidecar), *_inbound_routes(sidecar)],
+        virtual_clusters=_callers(mesh),
         request_headers_to_add=[set_header(HEADER_CALLEE, sidecar.app_id), *token_to_add],
         request_headers_to_remove=token_to_remove,
         # Lets a caller prove the request went Envoy -> Envoy rather than straight to the app.
@@ -326,4 +343,4 @@ def dapr_inbound(sidecar: Sidecar) -> route_pb2.RouteConfiguration:
 
 
 def route_configs(sidecar: Sidecar, mesh: Mesh) -> list[route_pb2.RouteConfiguration]:
-    return [dapr_http(sidecar, mesh), dapr_grpc(sidecar, mesh), dapr_inbound(sidecar)]
+    return [dapr_http(sidecar, mesh), dapr_grpc(sidecar, mesh), dapr_inbound(sidecar, mesh)]
