@@ -126,3 +126,25 @@ async def test_an_open_breaker_is_not_retried() -> None:
     with pytest.raises(CircuitOpenError):
         await r.call(failing)
     assert failing.calls == 2
+
+
+async def test_each_retry_timeout_and_breaker_opening_is_reported_as_an_activation() -> None:
+    seen: list[str] = []
+    calls = 0
+
+    async def slow_then_down() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(5)  # the attempt's timeout ends it
+        raise ConnectionError("down")
+
+    cb = CircuitBreakerPolicy(timeout=timedelta(seconds=60), trip=Trip.compile("totalFailures > 1"))
+    policy = Policy(timeout=timedelta(milliseconds=50), retry=CONSTANT, circuit_breaker=cb)
+    clock = Clock()
+    r = Resilient(policy, "store", sleep=clock.sleep, clock=clock, on_activation=seen.append)
+    with pytest.raises(CircuitOpenError):
+        await r.call(slow_then_down)
+    # Attempt 1 times out (retried), attempt 2 fails and trips the breaker (retried), the
+    # third is refused by the open breaker.
+    assert seen == ["timeout", "retry", "circuitbreaker", "retry"]

@@ -3,6 +3,7 @@ rides out a Redis restart; the same store without one fails at once."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import httpx
@@ -86,3 +87,11 @@ def test_a_store_with_retries_recovers_from_a_redis_restart(keeper, redis: Redis
     assert result["r"].status_code == 204, result["r"].text
     got = httpx.get(f"{keeper.base}/v1.0/state/guarded/k", timeout=10)
     assert got.json() == "during"
+    # The retries the runtime made are counted as Dapr counts them.
+    port = keeper.record()["metrics_port"]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert re.search(
+        r'dapr_resiliency_activations_total\{app_id="keeper",flow_direction="outbound",'
+        r'policy="retry",target="component_guarded"\} [1-9]',
+        metrics,
+    ), [line for line in metrics.splitlines() if "activations" in line]

@@ -48,6 +48,20 @@ def test_invocation_and_resiliency_metrics_from_envoy_counters():
     assert 'target="app_c"' not in text
 
 
+def test_runtime_activations_join_envoys_in_one_family():
+    metrics = RuntimeMetrics("a")
+    metrics.activations_for("outbound", "component_statestore")("retry")
+    metrics.activations_for("outbound", "component_statestore")("retry")
+    text = invocation_metrics(ENVOY, "a", metrics.activations).decode()
+    assert text.count("# TYPE dapr_resiliency_activations_total counter") == 1
+    assert (
+        'dapr_resiliency_activations_total{app_id="a",flow_direction="outbound",'
+        'policy="retry",target="component_statestore"} 2.0' in text
+    )
+    assert 'target="app_b"' in text
+    assert "dapr_resiliency_activations" not in metrics.render().decode()
+
+
 def test_runtime_metrics_use_dapr_names_without_created_series():
     m = RuntimeMetrics("a")
     m.state("statestore", "get", True, 1.5)

@@ -58,6 +58,8 @@ class CircuitBreaker:
     _window_start: float | None = None
     _probes: int = 0
     _probe_successes: int = 0
+    # Told each time the breaker opens (Dapr's resiliency activation metric).
+    on_open: Callable[[], None] | None = None
 
     def _reset_counts(self) -> None:
         self.requests = self.total_failures = self.consecutive_failures = 0
@@ -117,6 +119,8 @@ class CircuitBreaker:
         self.state = BreakerState.OPEN
         self._opened_at = self.clock()
         self._reset_counts()
+        if self.on_open is not None:
+            self.on_open()
 
 
 def backoff(retry: RetryPolicy, attempt: int, rnd: Callable[[], float] = random.random) -> float:
@@ -133,6 +137,10 @@ def _always(_: BaseException) -> bool:
     return True
 
 
+# Told the kind of each policy activation: "retry", "timeout" or "circuitbreaker".
+Activations = Callable[[str], None]
+
+
 @dataclass(slots=True)
 class Resilient:
     """A policy made runnable for one target; keeps that target's breaker between calls."""
@@ -141,11 +149,22 @@ class Resilient:
     target: str
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
+    on_activation: Activations | None = None
     breaker: CircuitBreaker | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.policy.circuit_breaker is not None:
-            self.breaker = CircuitBreaker(self.policy.circuit_breaker, self.target, self.clock)
+            on_open = self.on_activation
+            self.breaker = CircuitBreaker(
+                self.policy.circuit_breaker,
+                self.target,
+                self.clock,
+                on_open=(lambda: on_open("circuitbreaker")) if on_open else None,
+            )
+
+    def _activated(self, kind: str) -> None:
+        if self.on_activation is not None:
+            self.on_activation(kind)
 
     async def call(
         self,
@@ -166,6 +185,8 @@ class Resilient:
                 async with asyncio.timeout(timeout):
                     result = await fn()
             except Exception as exc:
+                if timeout is not None and isinstance(exc, TimeoutError):
+                    self._activated("timeout")
                 failed = is_failure(exc)
                 if self.breaker is not None:
                     self.breaker.record(not failed)
@@ -174,6 +195,7 @@ class Resilient:
                 if 0 <= retry.max_retries <= attempt:
                     raise
                 attempt += 1
+                self._activated("retry")
                 await self.sleep(backoff(retry, attempt))
                 continue
             if self.breaker is not None:
@@ -181,9 +203,11 @@ class Resilient:
             return result
 
 
-def resilient(policy: Policy, target: str) -> Resilient | None:
+def resilient(
+    policy: Policy, target: str, on_activation: Activations | None = None
+) -> Resilient | None:
     """The runner for ``policy``, or None when the policy is empty (call directly)."""
-    return Resilient(policy, target) if policy else None
+    return Resilient(policy, target, on_activation=on_activation) if policy else None
 
 
 class _Behind:

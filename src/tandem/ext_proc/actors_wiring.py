@@ -194,7 +194,7 @@ def wire_actors(
         placement=None,
         forwarder=forwarder,
         reminders=_Reminders(channel) if channel is not None else None,
-        policies=ActorPolicies(resiliencies) if resiliencies else None,
+        policies=ActorPolicies(resiliencies, metrics) if resiliencies else None,
     )
     actors_http.register(router, service)
     wiring = ActorWiring(

@@ -103,12 +103,16 @@ class Wiring:
 
 
 def state_policy_wrapper(
-    resiliencies: Sequence[Resiliency],
+    resiliencies: Sequence[Resiliency], metrics: RuntimeMetrics = NO_METRICS
 ) -> Callable[[str, StateStore], StateStore]:
     """Each state store behind its outbound Resiliency policy (left bare without one)."""
 
     def wrap(name: str, store: StateStore) -> StateStore:
-        runner = resilient(component_policy(resiliencies, name, "outbound", "Statestore"), name)
+        runner = resilient(
+            component_policy(resiliencies, name, "outbound", "Statestore"),
+            name,
+            metrics.activations_for("outbound", f"component_{name}"),
+        )
         return store if runner is None else resilient_store(store, runner)
 
     return wrap
@@ -119,10 +123,14 @@ _PUBLISH_CALLS = ("publish", "bulk_publish")
 
 
 def pubsub_policy_wrapper(
-    resiliencies: Sequence[Resiliency],
+    resiliencies: Sequence[Resiliency], metrics: RuntimeMetrics = NO_METRICS
 ) -> Callable[[str, PubSub], PubSub]:
     def wrap(name: str, broker: PubSub) -> PubSub:
-        runner = resilient(component_policy(resiliencies, name, "outbound", "Pubsub"), name)
+        runner = resilient(
+            component_policy(resiliencies, name, "outbound", "Pubsub"),
+            name,
+            metrics.activations_for("outbound", f"component_{name}"),
+        )
         return broker if runner is None else behind_policy(broker, runner, _PUBLISH_CALLS)
 
     return wrap
@@ -159,7 +167,7 @@ def wire_blocks(
         )
         raise ValueError(f"component {s.name}: unknown type {s.type!r} (known: {known})")
 
-    state = StateService.from_specs(served, ctx, wrap=state_policy_wrapper(resiliencies))
+    state = StateService.from_specs(served, ctx, wrap=state_policy_wrapper(resiliencies, metrics))
     wiring.state = state
     wiring.component_metadata = {s.name: s.metadata for s in served}
     state.tracing, state.metrics = tracing, metrics
@@ -170,7 +178,9 @@ def wire_blocks(
         wiring.components.append(ComponentInfo(name, comp.type, _version(served, name), caps))
     wiring.closers.append(state.close)
 
-    pubsub = PubSubService.from_specs(served, ctx, wrap=pubsub_policy_wrapper(resiliencies))
+    pubsub = PubSubService.from_specs(
+        served, ctx, wrap=pubsub_policy_wrapper(resiliencies, metrics)
+    )
     pubsub.tracing, pubsub.metrics = tracing, metrics
     pubsub_http.register(router, pubsub)
     streams = StreamingSubscriptions(

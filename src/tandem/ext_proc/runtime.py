@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -232,11 +233,11 @@ class Runtime:
             ctx=ctx,
             state=wiring.state,
             metadata=self.metadata,
-            wrap=state_policy_wrapper,
+            wrap=functools.partial(state_policy_wrapper, metrics=self._metrics),
             pubsub=(
                 PubSubReload(
                     wiring.pubsub,
-                    pubsub_policy_wrapper,
+                    functools.partial(pubsub_policy_wrapper, metrics=self._metrics),
                     wiring.streams,
                     lambda: wiring.app_subscriptions,
                 )

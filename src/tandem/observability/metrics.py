@@ -9,6 +9,7 @@ Dapr, in the Configuration's ``latencyDistributionBuckets`` or Dapr's default bu
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Callable, Iterator, Sequence
 
@@ -152,6 +153,9 @@ class RuntimeMetrics:
             "dapr_resiliency_loaded", "Resiliency policies loaded",
             ["app_id", "name", "namespace"], registry=r,
         )  # fmt: skip
+        # Kept apart from the registry: served in one family with the activations Envoy
+        # counts for invocations (metrics_server.invocation_metrics).
+        self.activations: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.dropped_spans = Gauge(
             "tandem_tracing_dropped_spans",
             "The runtime's spans dropped (queue full or collector unreachable) since start",
@@ -236,6 +240,16 @@ class RuntimeMetrics:
             return
         counter = self.actor_timers_fired if kind == "timer" else self.actor_reminders_fired
         counter.labels(self.app_id, actor_type, str(success).lower()).inc()
+
+    def resiliency_activation(self, direction: str, target: str, policy: str) -> None:
+        """A Resiliency policy acted in the runtime: ``target`` as Dapr writes it
+        (``component_<name>``, ``actor_<type>``), ``policy`` retry|timeout|circuitbreaker."""
+        if self.enabled:
+            self.activations[(direction, target, policy)] += 1
+
+    def activations_for(self, direction: str, target: str) -> Callable[[str], None]:
+        """The activation callback of one policy runner."""
+        return lambda policy: self.resiliency_activation(direction, target, policy)
 
     def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
         if not self.enabled:

@@ -6,7 +6,7 @@ here, on a Unix socket; Envoy's stats come from its admin socket."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -49,8 +49,14 @@ class _Families(Collector):
         yield from self._families
 
 
-def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
-    """Dapr's invocation metrics from Envoy's Prometheus stats (pure)."""
+def invocation_metrics(
+    envoy_text: str,
+    app_id: str,
+    runtime_activations: Mapping[tuple[str, str, str], int] | None = None,
+) -> bytes:
+    """Dapr's invocation metrics from Envoy's Prometheus stats, and the resiliency
+    activations of both Envoy (invocations) and the runtime (``runtime_activations``, by
+    direction, target and policy: components, deliveries, actors) in one family (pure)."""
     sent = CounterMetricFamily(
         "dapr_runtime_service_invocation_req_sent",
         "Invocations sent, by callee",
@@ -68,7 +74,7 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
     )
     activations = CounterMetricFamily(
         "dapr_resiliency_activations",
-        "Resiliency policies applied by Envoy to invocations (retries, timeouts, ejections)",
+        "Resiliency policies activated (retries, timeouts, circuit breakers opening)",
         labels=["app_id", "flow_direction", "target", "policy"],
     )
     buckets: dict[str, list[tuple[str, float]]] = {}
@@ -97,6 +103,8 @@ def invocation_metrics(envoy_text: str, app_id: str) -> bytes:
                     buckets.setdefault(callee, []).append((sample.labels["le"], sample.value))
                 elif name.endswith("_sum"):
                     sums[callee] = sample.value
+    for (direction, target, policy), value in sorted((runtime_activations or {}).items()):
+        activations.add_metric([app_id, direction, target, policy], value)
     for callee, points in sorted(buckets.items()):
         latency.add_metric([app_id, callee], points, sums.get(callee, 0.0))
     registry = CollectorRegistry()
@@ -133,8 +141,8 @@ class MetricsServer:
     async def _handle(self, request: web.Request) -> web.Response:
         envoy = await self._envoy()
         body = self._metrics.render()
-        if self._metrics.enabled and envoy:
-            body += invocation_metrics(envoy, self._metrics.app_id)
+        if self._metrics.enabled:
+            body += invocation_metrics(envoy, self._metrics.app_id, self._metrics.activations)
         body += envoy.encode()
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 

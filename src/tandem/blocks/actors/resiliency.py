@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from tandem.blocks.resiliency import Resilient
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.resources import Resiliency
 from tandem.resources.resiliency import Policy, actor_policy
 
@@ -20,8 +21,11 @@ DEFAULT_CACHE_SIZE = 5000  # Dapr's circuitBreakerCacheSize default
 
 
 class ActorPolicies:
-    def __init__(self, resiliencies: Sequence[Resiliency]) -> None:
+    def __init__(
+        self, resiliencies: Sequence[Resiliency], metrics: RuntimeMetrics = NO_METRICS
+    ) -> None:
         self._resiliencies = tuple(resiliencies)
+        self._metrics = metrics
         self._policies: dict[str, Policy] = {}
         self._runners: OrderedDict[tuple[str, str], Resilient] = OrderedDict()
 
@@ -43,7 +47,11 @@ class ActorPolicies:
     def _runner(self, key: tuple[str, str], policy: Policy, cache_size: int) -> Resilient:
         runner = self._runners.get(key)
         if runner is None:
-            runner = self._runners[key] = Resilient(policy, f"actor {key[0]}/{key[1] or '*'}")
+            runner = self._runners[key] = Resilient(
+                policy,
+                f"actor {key[0]}/{key[1] or '*'}",
+                on_activation=self._metrics.activations_for("outbound", f"actor_{key[0]}"),
+            )
             while len(self._runners) > cache_size:
                 self._runners.popitem(last=False)  # the least recently used breaker goes
         else:

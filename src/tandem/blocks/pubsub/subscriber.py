@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -161,8 +162,20 @@ class Subscriber:
         if sub.pubsub_name not in self._breakers:
             policy = component_policy(self._resiliencies, sub.pubsub_name, "inbound", "Pubsub")
             cb = policy.circuit_breaker
+            metrics = self._service.metrics
             self._breakers[sub.pubsub_name] = (
-                CircuitBreaker(cb, f"deliveries from {sub.pubsub_name}") if cb else None
+                CircuitBreaker(
+                    cb,
+                    f"deliveries from {sub.pubsub_name}",
+                    on_open=functools.partial(
+                        metrics.resiliency_activation,
+                        "inbound",
+                        f"component_{sub.pubsub_name}",
+                        "circuitbreaker",
+                    ),
+                )
+                if cb
+                else None
             )
         return _Active(
             sub,
@@ -254,6 +267,9 @@ class Subscriber:
                 )
                 return Outcome.RETRY
             retries += 1
+            self._service.metrics.resiliency_activation(
+                "inbound", f"component_{sub.pubsub_name}", "retry"
+            )
             try:
                 await asyncio.wait_for(self._stopping.wait(), plan.delay(retries))
                 return Outcome.RETRY  # stopping while waiting to retry
