@@ -191,3 +191,33 @@ def test_observability_settings_round_trip_and_bad_ones_are_named() -> None:
     bad = {**original.to_node_metadata(), "tracing": {"sampling_rate": 1, "exporter": "jaeger"}}
     with pytest.raises(SidecarMetadataError, match="tracing"):
         Sidecar.from_node_metadata("n", bad)
+
+
+PROD_RESILIENCY = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: prod-only, namespace: prod}
+spec:
+  policies: {timeouts: {quick: 1s}}
+  targets: {apps: {b: {timeout: quick}}}
+"""
+
+
+def test_namespaced_resources_apply_as_the_runtime_loads_them() -> None:
+    base = {"app_id": "a", "http_port": 3500, "grpc_port": 50001, "internal_port": 50002}
+    files = [{"file": "/r/res.yaml", "yaml": PROD_RESILIENCY}]
+    # NAMESPACE unset: Dapr's self-hosted rule loads every namespace's resources.
+    unset = Sidecar.from_node_metadata("a~1", {**base, "resources": files})
+    assert [r.name for r in unset.resiliencies] == ["prod-only"]
+    assert unset.namespace == "default" and "namespace" not in unset.to_node_metadata()
+    # NAMESPACE=default: a resource of namespace prod is not this sidecar's.
+    default = Sidecar.from_node_metadata(
+        "a~1", {**base, "namespace": "default", "resources": files}
+    )
+    assert default.resiliencies == ()
+    prod = Sidecar.from_node_metadata("a~1", {**base, "namespace": "prod", "resources": files})
+    assert [r.name for r in prod.resiliencies] == ["prod-only"]
+    # The same rule on a hot reload.
+    pairs = tuple((f["file"], f["yaml"]) for f in files)
+    assert [r.name for r in unset.with_resource_files(pairs).resiliencies] == ["prod-only"]
+    assert default.with_resource_files(pairs).resiliencies == ()

@@ -205,7 +205,8 @@ class Sidecar:
 
             metadata: dict[str, object] = {
                 "app_id": o.app_id,
-                "namespace": o.namespace or "default",
+                # Left out when NAMESPACE is unset: resources of every namespace then apply.
+                **({"namespace": o.namespace} if o.namespace else {}),
                 "app_protocol": o.app_protocol,
                 "api_transport": o.api_transport,
                 "http_port": chosen.http,

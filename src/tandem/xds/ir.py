@@ -129,6 +129,9 @@ class Sidecar:
     config_path: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+    # Whether NAMESPACE was set for this sidecar: unset, Dapr's self-hosted rule loads every
+    # namespace's resources (as the runtime does), though the identity says "default".
+    namespace_set: bool = True
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -136,12 +139,17 @@ class Sidecar:
     runtime_metrics_socket: str | None = None
     api_access: ApiAccess | None = None
 
+    @property
+    def resource_namespace(self) -> str | None:
+        """The namespace resources must be in to apply (None: any)."""
+        return self.namespace if self.namespace_set else None
+
     def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
         """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
         ResourceError naming file, field and reason if any does not parse."""
         resources: list[Resiliency | HTTPEndpoint] = []
         for file, text in files:
-            resources += _for_app(parse_text(text, file), self.app_id, self.namespace)
+            resources += _for_app(parse_text(text, file), self.app_id, self.resource_namespace)
         return dataclasses.replace(
             self,
             resource_files=files,
@@ -182,7 +190,9 @@ class Sidecar:
                 f"app_id {app_id!r} must be 1-64 letters, digits, '-' or '_' "
                 "and start and end with a letter or digit"
             )
-        namespace = reader.string("namespace") or DEFAULT_NAMESPACE
+        given_namespace = reader.string("namespace")
+        namespace_set = bool(given_namespace)
+        namespace = given_namespace or DEFAULT_NAMESPACE
         if not _NAMESPACE.match(namespace):
             problems.append(f"namespace {namespace!r} is not a DNS label")
         protocol = reader.string("app_protocol") or "http"
@@ -223,7 +233,9 @@ class Sidecar:
         resource_files = reader.resource_files("resources")
         resources_paths = reader.strings("resources_paths")
         config_path = reader.string("config_path") or None
-        resources = _invocation_resources(resource_files, app_id, namespace, problems)
+        resources = _invocation_resources(
+            resource_files, app_id, namespace if namespace_set else None, problems
+        )
         tracing = reader.tracing("tracing")
         runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
         api_access = reader.api_access("api_access")
@@ -234,6 +246,7 @@ class Sidecar:
             node_id=node_id,
             app_id=app_id,
             namespace=namespace,
+            namespace_set=namespace_set,
             app_port=app_port,
             app_protocol=next((p for p in APP_PROTOCOLS if p == protocol), "http"),
             api_transport="http" if transport == "http" else "ext_proc",
@@ -270,7 +283,7 @@ class Sidecar:
         """The node metadata that parses back into this sidecar (absent values left out)."""
         out: dict[str, Any] = {
             "app_id": self.app_id,
-            "namespace": self.namespace,
+            **({"namespace": self.namespace} if self.namespace_set else {}),
             "app_protocol": self.app_protocol,
             "api_transport": self.api_transport,
             "http_port": self.http_port,
@@ -322,7 +335,9 @@ class Sidecar:
         return out
 
 
-def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[Resiliency | HTTPEndpoint]:
+def _for_app(
+    resources: list[Any], app_id: str, namespace: str | None
+) -> list[Resiliency | HTTPEndpoint]:
     return [
         r
         for r in resources
@@ -331,7 +346,7 @@ def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[Resilien
 
 
 def _invocation_resources(
-    files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
+    files: tuple[tuple[str, str], ...], app_id: str, namespace: str | None, problems: list[str]
 ) -> list[Resiliency | HTTPEndpoint]:
     out: list[Resiliency | HTTPEndpoint] = []
     for file, text in files:
