@@ -24,7 +24,6 @@ def dispatch() -> Dispatcher:
 
     # As a block adds its routes once built (after the 501s): they take precedence.
     router.add("POST", "/v1.0/bindings/{name}", real)
-    router.add("POST", "/v1.0/shutdown", real)
     return Dispatcher(router)
 
 
@@ -46,7 +45,6 @@ def dispatch() -> Dispatcher:
         ("POST", "/v1.0-alpha1/subtlecrypto/keys/sign", "cryptography"),
         ("POST", "/v1.0-alpha2/conversation/llm/converse", "conversation"),
         ("GET", "/v1.0/bindings/checkout", "bindings"),  # no GET route even once built
-        ("GET", "/v1.0/shutdown", "shutdown"),
     ],
 )
 async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, path, api):
@@ -62,8 +60,6 @@ async def test_a_built_route_under_an_unbuilt_prefix_is_served(dispatch):
     resp = await dispatch(ApiRequest(method="POST", path="/v1.0/bindings/checkout"))
     assert resp.status == 200
     assert orjson.loads(resp.body) == {"served": {"name": "checkout"}}
-    resp = await dispatch(ApiRequest(method="POST", path="/v1.0/shutdown"))
-    assert resp.status == 200
 
 
 async def test_unknown_paths_stay_404(dispatch):

@@ -16,6 +16,7 @@ from tandem import __version__
 from tandem.cli import app_side
 from tandem.cli.actors import cmd_actors_list
 from tandem.cli.appid import new_app_id
+from tandem.cli.controlplane import mark_stopping
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
 from tandem.cli.run import (
@@ -27,6 +28,7 @@ from tandem.cli.run import (
 )
 from tandem.cli.supervise import control_plane_summary, links
 from tandem.procs import pid_alive
+from tandem.xds.controlplane import read_info
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,8 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--type", default="", help="only actors of this type")
     al.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
-    st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
-    st.add_argument("--app-id", "-a", required=True)
+    st = sub.add_parser("stop", help="stop sidecars started by `tandem run`")
+    which = st.add_mutually_exclusive_group(required=True)
+    which.add_argument("--app-id", "-a")
+    which.add_argument(
+        "--run-file", "-f", nargs="?", const=".", help="every app of a multi-app run template"
+    )
+    which.add_argument(
+        "--all", action="store_true", help="every sidecar on this machine and the control plane"
+    )
     return p
 
 
@@ -107,7 +116,13 @@ def _add_dapr_run_flags(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument("--placement-host-address", help="accepted for Dapr; Tandem ignores it")
     r.add_argument("--scheduler-host-address", help="accepted for Dapr; Tandem ignores it")
-    r.add_argument("--run-file", "-f", help="multi-app run file: not supported yet")
+    r.add_argument(
+        "--run-file",
+        "-f",
+        nargs="?",
+        const=".",
+        help="a multi-app run template (Dapr's), or a folder holding dapr.yaml (default: .)",
+    )
     r.add_argument(
         "--max-body-size",
         type=_mebibytes,
@@ -256,6 +271,54 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
     return 1
 
 
+def _multi_app_run(home: Home, given: str) -> int:
+    from tandem.cli.multirun import run_file
+    from tandem.cli.runfile import RunFileError, load
+
+    try:
+        template = load(given)
+    except RunFileError as exc:
+        print(f"tandem: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_file(template, home))
+
+
+def _stop(home: Home, a: argparse.Namespace) -> int:
+    if a.app_id is not None:
+        return cmd_stop(home, a.app_id)
+    if a.run_file is not None:
+        from tandem.cli.runfile import RunFileError, load
+
+        try:
+            template = load(a.run_file)
+        except RunFileError as exc:
+            print(f"tandem: {exc}", file=sys.stderr)
+            return 2
+        running = {app.get("app_id") for app in _running_apps(home)}
+        codes = [cmd_stop(home, app.app_id) for app in template.apps if app.app_id in running]
+        return max(codes, default=0)
+    return cmd_stop_all(home)
+
+
+def cmd_stop_all(home: Home, timeout: float = 15.0) -> int:
+    """Every sidecar, then the control plane (marked stopped, so no watcher restarts it)."""
+    code = max((cmd_stop(home, str(app.get("app_id"))) for app in _running_apps(home)), default=0)
+    mark_stopping(home)
+    info = read_info(home.root)
+    if info is None or not pid_alive(info.pid):
+        print("tandem: the control plane is not running")
+        return code
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(info.pid):
+        time.sleep(0.05)
+    if pid_alive(info.pid):
+        print(f"tandem: the control plane (pid {info.pid}) did not stop", file=sys.stderr)
+        return 1
+    print(f"tandem: stopped the control plane (pid {info.pid})")
+    return code
+
+
 def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
     command = list(a.command)
     if command and command[0] == "--":
@@ -288,16 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "list":
         return cmd_list(home, a.output)
     if a.cmd == "stop":
-        return cmd_stop(home, a.app_id)
+        return _stop(home, a)
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
     if a.run_file is not None:
-        print(
-            f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "
-            "start each app with its own `tandem run --app-id ID ... -- COMMAND`",
-            file=sys.stderr,
-        )
-        return 1
+        return _multi_app_run(home, a.run_file)
     if a.dapr_graceful_shutdown_seconds < 0:
         print("tandem: --dapr-graceful-shutdown-seconds must be 0 or more", file=sys.stderr)
         return 2

@@ -185,6 +185,7 @@ class Sidecar:
             # through this sidecar's Envoy.
             argv += ["--node-id", sidecar_id, "--control-plane", cp.ads_address]
             argv += ["--actor-forward-socket", str(actor_forward_socket)]
+            argv += ["--supervisor-pid", str(os.getpid())]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
             argv += observability.runtime_args(self.run_dir, admin_socket)
             runtime_log = logs / f"{o.app_id}.runtime.log"

@@ -60,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         default=DEFAULT_GRACEFUL_SHUTDOWN,
         help="on SIGTERM, how long in-flight requests get to finish",
     )
+    p.add_argument(
+        "--supervisor-pid",
+        type=int,
+        help="the `tandem run` to ask for a graceful stop on the Shutdown API",
+    )
     a = p.parse_args(argv)
     if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
         # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
@@ -93,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         control_plane=a.control_plane,
         actor_forward_socket=a.actor_forward_socket,
         metrics_socket=a.metrics_socket,
+        supervisor_pid=a.supervisor_pid,
         proxy_admin_socket=a.proxy_admin_socket,
     )
 

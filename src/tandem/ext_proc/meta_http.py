@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tandem.blocks.app_health import go_duration
@@ -67,7 +68,12 @@ def metadata_json(md: Metadata) -> dict[str, Any]:
     return out
 
 
-def register(router: Router, health: Health, metadata: MetadataService) -> None:
+def register(
+    router: Router,
+    health: Health,
+    metadata: MetadataService,
+    shutdown: Callable[[], None] | None = None,
+) -> None:
     async def healthz(req: ApiRequest) -> ApiResponse:
         appid = req.query_values().get("appid", [None])[-1] if req.query else None
         health.check(appid)
@@ -84,6 +90,13 @@ def register(router: Router, health: Health, metadata: MetadataService) -> None:
         metadata.set_extended(req.params["key"], req.body.decode("utf-8", "replace"))
         return _NO_CONTENT
 
+    async def shutdown_sidecar(req: ApiRequest) -> ApiResponse:
+        assert shutdown is not None
+        shutdown()
+        return _NO_CONTENT
+
+    if shutdown is not None:
+        router.add(("POST", "PUT"), "/v1.0/shutdown", shutdown_sidecar)
     router.add("GET", "/v1.0/healthz", healthz)
     router.add("GET", "/v1.0/healthz/outbound", healthz_outbound)
     router.add("GET", "/v1.0/metadata", get_metadata)

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,9 @@ class RuntimeOptions:
     # GET /metrics for Envoy's metrics listener (tandem.observability.metrics_server).
     metrics_socket: Path | None = None
     proxy_admin_socket: Path | None = None
+    # The `tandem run` supervising this runtime: the Shutdown API asks it to stop the whole
+    # sidecar and the app gracefully (alone, the runtime stops itself).
+    supervisor_pid: int | None = None
 
 
 class StartupError(Exception):
@@ -178,7 +183,7 @@ class Runtime:
             )
             await metrics_server.start()
             self._closers.append(metrics_server.stop)
-        meta_http.register(self.router, self.health, self.metadata)
+        meta_http.register(self.router, self.health, self.metadata, self.request_shutdown)
         invoke_grpc_app.register(
             self.router, OnInvokeHandler(self.options.app_id, lambda: wiring.app_grpc)
         )
@@ -219,6 +224,23 @@ class Runtime:
                 "components": [c.name for c in wiring.components],
             },
         )
+
+    def request_shutdown(self) -> None:
+        """Dapr's Shutdown API: the sidecar stops gracefully, as on SIGTERM. Scheduled, so
+        the caller gets its answer first."""
+        pid = self.options.supervisor_pid
+
+        def stop() -> None:
+            if pid is None:
+                self.stopped.set()
+                return
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self.stopped.set()
+
+        log.info("shutdown requested through the API")
+        asyncio.get_running_loop().call_later(0.1, stop)
 
     def _start_reloader(self, wiring: Wiring, ctx: ComponentContext) -> None:
         """Hot reload of the resources (ext_proc/reload.py); closers run in reverse, so the
@@ -319,7 +341,7 @@ class Runtime:
             DaprGrpcServicer(
                 self.metadata,
                 grpc_rpcs,
-                on_shutdown=self.stopped.set,
+                on_shutdown=self.request_shutdown,
                 max_request_bytes=self.options.max_body_bytes,
                 metrics=self._metrics,
             ),

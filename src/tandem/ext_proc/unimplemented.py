@@ -43,8 +43,6 @@ HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0-alpha1/conversation", "conversation"),
     ("/v1.0-alpha2/conversation", "conversation"),
 )
-# Exact paths (no sub-resources).
-HTTP_PATHS: tuple[tuple[str, str], ...] = (("/v1.0/shutdown", "shutdown"),)
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 # The Dapr proto file a method's request type lives in names its API.
@@ -84,8 +82,6 @@ def register_http(router: Router) -> None:
     for prefix, api in HTTP_PREFIXES:
         router.add(_METHODS, f"{prefix}/{{rest...}}", _handler(api))
         router.add(_METHODS, prefix, _handler(api))
-    for path, api in HTTP_PATHS:
-        router.add(_METHODS, path, _handler(api))
 
 
 def _handler(api: str) -> Any:
