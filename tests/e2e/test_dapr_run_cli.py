@@ -98,12 +98,12 @@ def test_dapr_run_line_without_app_id_or_ports(tandem_home, tmp_path):
             proc.wait()
 
 
-def test_run_file_is_refused_clearly(tandem_home, tmp_path):
+def test_a_missing_run_file_is_refused_clearly(tandem_home, tmp_path):
     out = tmp_path / "f.out"
-    proc = _tandem(tandem_home, "run", "-f", "dapr.yaml", out=out)
-    assert proc.wait(30) == 1
+    proc = _tandem(tandem_home, "run", "-f", str(tmp_path / "dapr.yaml"), out=out)
+    assert proc.wait(30) == 2
     text = out.read_text()
-    assert "not supported yet" in text and "--app-id" not in text.split("start each")[0], text
+    assert f"{tmp_path / 'dapr.yaml'}: no multi-app run file there" in text, text
 
 
 def _graceful(tandem_home: Path, app_id: str, seconds: str, delay: str, *extra: str):

@@ -249,26 +249,35 @@ def cmd_list(home: Home, output: str) -> int:
 
 
 def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
-    for app in _running_apps(home):
-        if app.get("app_id") == app_id:
-            pid = int(app["pid"])  # type: ignore[call-overload]
-            os.kill(pid, signal.SIGTERM)
-            grace = app.get("graceful_shutdown_seconds")
-            if isinstance(grace, (int, float)):
-                timeout += grace  # the sidecar may drain that long first
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and pid_alive(pid):
-                time.sleep(0.05)
-            if pid_alive(pid):
-                print(
-                    f"tandem: {app_id} (pid {pid}) did not stop within {timeout:.0f}s",
-                    file=sys.stderr,
-                )
-                return 1
+    return stop_apps(home, [app_id], timeout)
+
+
+def stop_apps(home: Home, app_ids: list[str], timeout: float = 15.0) -> int:
+    """SIGTERM every named sidecar at once, then wait for each (its graceful period more)."""
+    running = {str(app.get("app_id")): app for app in _running_apps(home)}
+    code = 0
+    stopping: list[tuple[str, int, float]] = []
+    for app_id in app_ids:
+        app = running.get(app_id)
+        if app is None:
+            print(f"tandem: no running sidecar with app id {app_id}", file=sys.stderr)
+            code = 1
+            continue
+        pid = int(app["pid"])  # type: ignore[call-overload]
+        os.kill(pid, signal.SIGTERM)
+        grace = app.get("graceful_shutdown_seconds")
+        # The sidecar may drain its graceful period first.
+        limit = timeout + (grace if isinstance(grace, (int, float)) else 0)
+        stopping.append((app_id, pid, time.monotonic() + limit))
+    for app_id, pid, deadline in stopping:
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.05)
+        if pid_alive(pid):
+            print(f"tandem: {app_id} (pid {pid}) did not stop in time", file=sys.stderr)
+            code = 1
+        else:
             print(f"tandem: stopped {app_id}")
-            return 0
-    print(f"tandem: no running sidecar with app id {app_id}", file=sys.stderr)
-    return 1
+    return code
 
 
 def _multi_app_run(home: Home, given: str) -> int:
@@ -295,14 +304,13 @@ def _stop(home: Home, a: argparse.Namespace) -> int:
             print(f"tandem: {exc}", file=sys.stderr)
             return 2
         running = {app.get("app_id") for app in _running_apps(home)}
-        codes = [cmd_stop(home, app.app_id) for app in template.apps if app.app_id in running]
-        return max(codes, default=0)
+        return stop_apps(home, [a.app_id for a in template.apps if a.app_id in running])
     return cmd_stop_all(home)
 
 
 def cmd_stop_all(home: Home, timeout: float = 15.0) -> int:
     """Every sidecar, then the control plane (marked stopped, so no watcher restarts it)."""
-    code = max((cmd_stop(home, str(app.get("app_id"))) for app in _running_apps(home)), default=0)
+    code = stop_apps(home, [str(app.get("app_id")) for app in _running_apps(home)])
     mark_stopping(home)
     info = read_info(home.root)
     if info is None or not pid_alive(info.pid):

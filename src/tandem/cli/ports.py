@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -33,11 +34,58 @@ class PortInUseError(Exception):
     pass
 
 
+_LISTEN = "0A"  # TCP state in /proc/net/tcp
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 9
+                and fields[3] == _LISTEN
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(fields[9])
+    return inodes
+
+
+def holder_of(port: int) -> str | None:
+    """Who listens on ``port`` on this machine: ``pid 123 (python app.py)``, when /proc says
+    (a process of another user may not be visible)."""
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not sockets:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in sockets:
+                    cmd = (
+                        (proc / "cmdline")
+                        .read_bytes()
+                        .replace(b"\0", b" ")
+                        .decode(errors="replace")
+                    )
+                    return f"pid {proc.name} ({' '.join(cmd.split())[:80]})"
+        except OSError:
+            continue
+    return None
+
+
 def choose(requested: int | None, taken: set[int], flag: str) -> int:
     """An explicit port must be free; any other is a random free one (as `dapr run` picks)."""
     if requested is not None:
         if requested in taken or not is_free(requested):
-            raise PortInUseError(f"{flag} {requested}: the port is already in use")
+            holder = holder_of(requested)
+            held = f" by {holder}" if holder else ""
+            raise PortInUseError(f"{flag} {requested}: the port is already in use{held}")
         taken.add(requested)
         return requested
     while True:

@@ -23,6 +23,8 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -42,6 +44,10 @@ from tandem.xds.controlplane import (
 from tandem.xds.identity import Identities, MtlsSettings
 
 MESH_CONFIG_FILE = "config.yaml"
+# With no sidecar left, the machine's control plane goes away by itself after this long.
+IDLE_EXIT_ENV = "TANDEM_CONTROL_PLANE_IDLE_EXIT"
+DEFAULT_IDLE_EXIT_SECONDS = 300.0
+START_GRACE_SECONDS = 30.0
 
 log = logging.getLogger("tandem.xds")
 
@@ -66,7 +72,39 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        default=float(os.environ.get(IDLE_EXIT_ENV) or DEFAULT_IDLE_EXIT_SECONDS),
+        help="exit after this many seconds with no sidecar connected (0: never; default "
+        f"${IDLE_EXIT_ENV}, else {DEFAULT_IDLE_EXIT_SECONDS:g})",
+    )
     return parser.parse_args(argv)
+
+
+async def exit_when_idle(
+    control_plane: ControlPlane,
+    idle_seconds: float,
+    stop: asyncio.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Set ``stop`` once no sidecar has been connected for ``idle_seconds``. At start the
+    wait is at least START_GRACE_SECONDS: the `tandem run` that started us connects its
+    Envoy only after its runtime is up."""
+    registry = control_plane.registry
+    started = clock()
+    while not stop.is_set():
+        if registry.mesh().sidecars:
+            idle_since = None
+        elif registry.last_left is not None:
+            idle_since = registry.last_left
+        else:  # none came yet
+            idle_since = started + max(0.0, START_GRACE_SECONDS - idle_seconds)
+        if idle_since is not None and clock() - idle_since >= idle_seconds:
+            log.info("no sidecar connected: stopping", extra={"idle_seconds": idle_seconds})
+            stop.set()
+            return
+        await asyncio.sleep(min(1.0, idle_seconds / 4))
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -131,10 +169,20 @@ async def _run(args: argparse.Namespace) -> int:
             "control plane ready",
             extra={"home": str(home), "awaited_sidecars": len(awaited), **info.to_json()},
         )
+        idle = (
+            asyncio.create_task(exit_when_idle(control_plane, args.idle_exit, stop))
+            if args.idle_exit > 0
+            else None
+        )
         await stop.wait()
+        idled_out = idle is not None and idle.done()
+        if idle is not None:
+            idle.cancel()
         log.info("stopping")
-        # Deliberate: the sidecars' watchers must not bring us back.
-        stopping_path(home).touch(mode=0o600)
+        if not idled_out:
+            # Deliberate: the sidecars' watchers must not bring us back. After an idle exit
+            # a `tandem run` starting just then may (there was no sidecar to keep us).
+            stopping_path(home).touch(mode=0o600)
     finally:
         remove_info(home)
         await control_plane.stop(grace=1.0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,9 @@ class Registry:
         self._awaited = set(awaited_pids)
         self.holding = bool(awaited_pids)
         self._back = asyncio.Event()
+        # When the last sidecar left (monotonic; None while one is connected or before any
+        # came): the control plane's idle exit counts from here.
+        self.last_left: float | None = None
 
     async def all_awaited_back(self) -> None:
         """Returns once every awaited sidecar has reconnected."""
@@ -103,6 +107,7 @@ class Registry:
         self._identities.admit(sidecar, metadata)
         self._on_admitted()
         self._entries[node.id] = _Entry(stream_id, sidecar)
+        self.last_left = None
         log.info("sidecar joined", extra={"node": node.id, "app_id": sidecar.app_id})
         if sidecar.pid is not None and sidecar.pid in self._awaited:
             self._awaited.discard(sidecar.pid)
@@ -116,6 +121,8 @@ class Registry:
         if entry is None or entry.stream_id != stream_id:
             return
         del self._entries[node_id]
+        if not self._entries:
+            self.last_left = time.monotonic()
         self._identities.forget(node_id)
         self._cache.clear_snapshot(node_id)
         log.info("sidecar left", extra={"node": node_id, "app_id": entry.sidecar.app_id})
