@@ -92,6 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--type", default="", help="only actors of this type")
     al.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
+    status = sub.add_parser("status", help="the control plane and the sidecars on this machine")
+    status.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
+    lg = sub.add_parser("logs", help="an app's runtime (or Envoy) log")
+    lg.add_argument("--app-id", "-a", required=True)
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    lg.add_argument("--kind", default="runtime", choices=["runtime", "envoy"])
+
+    ver = sub.add_parser("version", help="Tandem's version and the Dapr API it speaks")
+    ver.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
+    comp = sub.add_parser("completion", help="print a shell completion script")
+    comp.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+
     st = sub.add_parser("stop", help="stop sidecars started by `tandem run`")
     which = st.add_mutually_exclusive_group(required=True)
     which.add_argument("--app-id", "-a")
@@ -280,6 +294,26 @@ def stop_apps(home: Home, app_ids: list[str], timeout: float = 15.0) -> int:
     return code
 
 
+def _info(home: Home, a: argparse.Namespace) -> int:
+    from tandem.cli import info
+
+    if a.cmd == "version":
+        return info.cmd_version(a.output)
+    if a.cmd == "completion":
+        import shtab
+
+        print(shtab.complete(_parser(), shell=a.shell))
+        return 0
+    if a.cmd == "logs":
+        try:
+            return info.cmd_logs(home, a.app_id, a.kind, a.follow)
+        except KeyboardInterrupt:
+            return 0
+    apps = _running_apps(home)
+    report = info.status(home, apps, asyncio.run(links(apps)))
+    return info.cmd_status(home, report, a.output)
+
+
 def _multi_app_run(home: Home, given: str) -> int:
     from tandem.cli.multirun import run_file
     from tandem.cli.runfile import RunFileError, load
@@ -360,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(home, a.output)
     if a.cmd == "stop":
         return _stop(home, a)
+    if a.cmd in ("status", "logs", "version", "completion"):
+        return _info(home, a)
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
     if a.run_file is not None:
