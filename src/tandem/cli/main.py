@@ -19,6 +19,7 @@ from tandem.cli.appid import new_app_id
 from tandem.cli.controlplane import mark_stopping
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
+from tandem.cli.records import config_version, running_apps
 from tandem.cli.run import (
     API_TRANSPORTS,
     DEFAULT_API_TRANSPORT,
@@ -103,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("version", help="Tandem's version and the Dapr API it speaks")
     ver.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
+    dash = sub.add_parser("dashboard", help="a web UI of this machine's mesh")
+    dash.add_argument("--port", "-p", type=int, default=8080, help="default 8080, as Dapr's")
+
     comp = sub.add_parser("completion", help="print a shell completion script")
     comp.add_argument("shell", choices=["bash", "zsh", "tcsh"])
 
@@ -180,34 +184,6 @@ def _ignored_flag_notes(a: argparse.Namespace) -> list[str]:
     ]
 
 
-def _running_apps(home: Home) -> list[dict[str, object]]:
-    apps: list[dict[str, object]] = []
-    if not home.apps_dir.is_dir():
-        return apps
-    for f in sorted(home.apps_dir.glob("*.json")):
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("pid"), int) and pid_alive(data["pid"]):
-            apps.append(data)
-        else:
-            f.unlink(missing_ok=True)  # left behind by a sidecar that was killed
-    return apps
-
-
-def _config_version(run_dir: object) -> str | None:
-    """The version of the resources the sidecar's runtime last applied (hot reload)."""
-    if not isinstance(run_dir, str):
-        return None
-    try:
-        data = json.loads((Path(run_dir) / "config-version.json").read_text())
-    except (OSError, ValueError):
-        return None
-    version = data.get("version") if isinstance(data, dict) else None
-    return version if isinstance(version, str) else None
-
-
 def _age(started: object) -> str:
     if not isinstance(started, (int, float)):
         return "-"
@@ -216,10 +192,10 @@ def _age(started: object) -> str:
 
 
 def cmd_list(home: Home, output: str) -> int:
-    apps = _running_apps(home)
+    apps = running_apps(home)
     for app, link in zip(apps, asyncio.run(links(apps)), strict=True):
         app["control_plane"] = link
-        app["config_version"] = _config_version(app.get("run_dir"))
+        app["config_version"] = config_version(app.get("run_dir"))
     if output == "json":
         print(json.dumps(apps, indent=2))
         return 0
@@ -268,7 +244,7 @@ def cmd_stop(home: Home, app_id: str, timeout: float = 15.0) -> int:
 
 def stop_apps(home: Home, app_ids: list[str], timeout: float = 15.0) -> int:
     """SIGTERM every named sidecar at once, then wait for each (its graceful period more)."""
-    running = {str(app.get("app_id")): app for app in _running_apps(home)}
+    running = {str(app.get("app_id")): app for app in running_apps(home)}
     code = 0
     stopping: list[tuple[str, int, float]] = []
     for app_id in app_ids:
@@ -309,7 +285,7 @@ def _info(home: Home, a: argparse.Namespace) -> int:
             return info.cmd_logs(home, a.app_id, a.kind, a.follow)
         except KeyboardInterrupt:
             return 0
-    apps = _running_apps(home)
+    apps = running_apps(home)
     report = info.status(home, apps, asyncio.run(links(apps)))
     return info.cmd_status(home, report, a.output)
 
@@ -337,14 +313,14 @@ def _stop(home: Home, a: argparse.Namespace) -> int:
         except RunFileError as exc:
             print(f"tandem: {exc}", file=sys.stderr)
             return 2
-        running = {app.get("app_id") for app in _running_apps(home)}
+        running = {app.get("app_id") for app in running_apps(home)}
         return stop_apps(home, [a.app_id for a in template.apps if a.app_id in running])
     return cmd_stop_all(home)
 
 
 def cmd_stop_all(home: Home, timeout: float = 15.0) -> int:
     """Every sidecar, then the control plane (marked stopped, so no watcher restarts it)."""
-    code = stop_apps(home, [str(app.get("app_id")) for app in _running_apps(home)])
+    code = stop_apps(home, [str(app.get("app_id")) for app in running_apps(home)])
     mark_stopping(home)
     info = read_info(home.root)
     if info is None or not pid_alive(info.pid):
@@ -396,15 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         return _stop(home, a)
     if a.cmd in ("status", "logs", "version", "completion"):
         return _info(home, a)
+    if a.cmd == "dashboard":
+        from tandem.dashboard.server import serve
+
+        serve(home, a.port)
+        return 0
     if a.cmd == "actors":
-        return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
+        return cmd_actors_list(home.root, running_apps(home), a.type, a.output)
     if a.run_file is not None:
         return _multi_app_run(home, a.run_file)
     if a.dapr_graceful_shutdown_seconds < 0:
         print("tandem: --dapr-graceful-shutdown-seconds must be 0 or more", file=sys.stderr)
         return 2
     app_id = a.app_id or new_app_id(
-        lambda candidate: any(app.get("app_id") == candidate for app in _running_apps(home))
+        lambda candidate: any(app.get("app_id") == candidate for app in running_apps(home))
     )
     options = _run_options(a, app_id)
     progress = Progress(app_id=options.app_id)

@@ -281,6 +281,9 @@ class Sidecar:
             "started": time.time(),
             "run_dir": str(self.run_dir),
             "graceful_shutdown_seconds": o.graceful_shutdown_seconds,
+            # For the dashboard's access-control and traffic-policy views.
+            "config": str(o.config.resolve()) if o.config else None,
+            "resources_paths": [str(p.resolve()) for p in o.resources_paths],
         }
         tmp = self.app_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))

@@ -1,0 +1,157 @@
+"""`tandem dashboard` (issue 22) in a real headless browser (Debian's chromium, driven by
+Selenium through Debian's chromedriver: nothing downloads a browser). The pages load with no
+console error and show the running apps, their components, policies and access control;
+screenshots are saved under test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import APPS, start_sidecar, wait_until
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tandem.cli.ports import free_port
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+CONFIG = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: guarded}
+spec:
+  accessControl:
+    defaultAction: deny
+    trustDomain: public
+    policies:
+      - appId: dash-caller
+        defaultAction: allow
+"""
+
+RESILIENCY = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: calm}
+spec:
+  policies: {timeouts: {quick: 2s}}
+  targets: {apps: {dash-callee: {timeout: quick}}}
+"""
+
+
+def browser_paths() -> tuple[str, str]:
+    chromium = shutil.which("chromium")
+    driver = shutil.which("chromedriver")
+    assert chromium and driver, "Debian's chromium and chromium-driver are needed (.ci/run)"
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def mesh(tandem_home, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dash")
+    (folder / "config.yaml").write_text(CONFIG)
+    resources = folder / "res"
+    resources.mkdir()
+    (resources / "resiliency.yaml").write_text(RESILIENCY)
+    port = free_port()
+    callee = start_sidecar(
+        tandem_home,
+        "dash-callee",
+        "--app-port",
+        str(port),
+        "--config",
+        str(folder / "config.yaml"),
+        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
+    )
+    caller = start_sidecar(tandem_home, "dash-caller", "--resources-path", str(resources))
+    dash_port = free_port()
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "tandem.cli.main", "dashboard", "--port", str(dash_port)],
+        env={**os.environ, "TANDEM_HOME": str(tandem_home)},
+    )
+    url = f"http://127.0.0.1:{dash_port}"
+    wait_until(lambda: _up(url), 30, "the dashboard to serve")
+    yield url, caller, callee
+    dashboard.terminate()
+    dashboard.wait(10)
+    for s in (caller, callee):
+        s.stop()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/overview", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver_path = browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_window_size(1400, 900)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def shot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"dashboard-{name}.png"))
+
+
+def test_the_apps_page_shows_the_mesh(mesh, browser):
+    url, caller, callee = mesh
+    # Some traffic, so the callee has requests to show.
+    wait_until(
+        lambda: httpx.get(f"{caller.base}/v1.0/invoke/dash-callee/method/x").status_code == 200,
+        30,
+        "the caller to reach the callee",
+    )
+    browser.get(url)
+    wait_until(
+        lambda: (
+            {"dash-caller", "dash-callee"}
+            <= {
+                r.get_attribute("data-app")
+                for r in browser.find_elements(By.CSS_SELECTOR, "#apps tbody tr")
+            }
+        ),
+        20,
+        "both apps on the page",
+    )
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-app="dash-callee"]')
+    assert "healthy" in row.text and str(callee.http_port) in row.text
+    row.click()
+    details = browser.find_element(By.ID, "app-details")
+    wait_until(lambda: "statestore" in details.text, 10, "the callee's components")
+    assert '"appId": "dash-caller"' in details.text  # who may call it
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-app="dash-caller"]').click()
+    wait_until(lambda: "Resiliency calm" in details.text, 10, "the caller's policies")
+    shot(browser, "apps")
+    browser.find_element(By.CSS_SELECTOR, 'a[data-tab="workflows"]').click()
+    assert browser.find_element(By.ID, "tab-workflows").is_displayed()
+    shot(browser, "workflows")
+    assert console_errors(browser) == []
+
+
+def test_actions_need_the_dashboard_header(mesh):
+    url, _, _ = mesh
+    refused = httpx.post(f"{url}/api/apps/dash-callee/workflows/abc/terminate", timeout=10)
+    assert refused.status_code == 403 and refused.json()["errorCode"] == "ERR_FORBIDDEN"
+    missing = httpx.get(f"{url}/api/apps/nobody/workflows", timeout=10)
+    assert missing.status_code == 404
