@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.xds.controlplane import ads_socket_path
+from tandem.xds.record import ads_socket_path
 
 
 def test_a_short_home_keeps_the_socket_inside_it(tmp_path: Path) -> None:

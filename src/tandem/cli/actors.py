@@ -18,7 +18,7 @@ import httpx
 
 from tandem.ext_proc.actors_http import LISTING_PATH
 from tandem.placement import wire
-from tandem.xds.controlplane import ads_socket_path
+from tandem.xds.record import ads_socket_path
 
 
 def _live(app: Mapping[str, Any]) -> dict[str, Any] | None:

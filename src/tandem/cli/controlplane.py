@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tandem.cli.home import Home
 from tandem.procs import pid_alive
-from tandem.xds.controlplane import read_info, stopping_path
+from tandem.xds.record import read_info, stopping_path
 
 
 @dataclass(frozen=True, slots=True)

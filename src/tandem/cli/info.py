@@ -14,7 +14,7 @@ from tandem import DAPR_API_VERSION, DAPR_SDK_VERSION, RUNTIME_VERSION, __versio
 from tandem.cli.home import Home
 from tandem.procs import pid_alive
 from tandem.xds.ca import ROOT_CERT_FILE, ca_dir
-from tandem.xds.controlplane import read_info
+from tandem.xds.record import read_info
 
 LOG_KINDS = ("runtime", "envoy")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.cli import app_side
-from tandem.cli.actors import cmd_actors_list
 from tandem.cli.appid import new_app_id
 from tandem.cli.controlplane import mark_stopping
 from tandem.cli.home import Home
@@ -29,7 +28,7 @@ from tandem.cli.run import (
 )
 from tandem.cli.supervise import control_plane_summary, links
 from tandem.procs import pid_alive
-from tandem.xds.controlplane import read_info
+from tandem.xds.record import read_info
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -378,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(home, a.port)
         return 0
     if a.cmd == "actors":
+        from tandem.cli.actors import cmd_actors_list  # the actor stack: only for this command
+
         return cmd_actors_list(home.root, running_apps(home), a.type, a.output)
     if a.run_file is not None:
         return _multi_app_run(home, a.run_file)

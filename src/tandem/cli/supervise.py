@@ -25,7 +25,7 @@ from tandem.cli.controlplane import (
 from tandem.cli.home import Home
 from tandem.cli.progress import Progress
 from tandem.procs import pid_alive
-from tandem.xds.controlplane import read_info
+from tandem.xds.record import read_info
 
 WATCH_INTERVAL_SECONDS = 0.5
 # After a failed restart, wait longer before the next try: its log says why it failed.

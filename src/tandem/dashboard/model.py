@@ -115,9 +115,7 @@ class Sidecars:
     ) -> tuple[int, Any]:
         url = f"http://127.0.0.1:{app['http_port']}{path}"
         try:
-            async with self._session.request(
-                method, url, json=body, headers=self._headers
-            ) as resp:
+            async with self._session.request(method, url, json=body, headers=self._headers) as resp:
                 text = await resp.text()
                 try:
                     return resp.status, json.loads(text) if text else None

@@ -93,7 +93,10 @@ def make_app(home: Home) -> web.Application:
     async def action(req: web.Request) -> web.Response:
         if req.headers.get(ACTION_HEADER) != "1":
             return web.json_response(
-                {"errorCode": "ERR_FORBIDDEN", "message": f"actions need the {ACTION_HEADER} header"},
+                {
+                    "errorCode": "ERR_FORBIDDEN",
+                    "message": f"actions need the {ACTION_HEADER} header",
+                },
                 status=403,
             )
         target = _app(home, req.match_info["app_id"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
+from tandem.celexpr import cel
 
 COUNTERS = ("requests", "totalFailures", "consecutiveFailures")
 # Thresholds above this are not searched: a breaker that needs more failures in a row than

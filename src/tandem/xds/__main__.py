@@ -30,18 +30,18 @@ from pathlib import Path
 import uvloop
 
 from tandem.placement.service import PlacementService
+from tandem.procs import pid_alive
 from tandem.resources import ResourceError
 from tandem.xds import logs
-from tandem.xds.controlplane import (
-    ControlPlane,
+from tandem.xds.controlplane import ControlPlane
+from tandem.xds.identity import Identities, MtlsSettings
+from tandem.xds.record import (
     ads_socket_path,
-    pid_alive,
     read_info,
     remove_info,
     stopping_path,
     write_info,
 )
-from tandem.xds.identity import Identities, MtlsSettings
 
 MESH_CONFIG_FILE = "config.yaml"
 # With no sidecar left, the machine's control plane goes away by itself after this long.

@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cel
-
+from tandem.celexpr import cel
 from tandem.resources import RoutingRule
 
 log = logging.getLogger(__name__)
