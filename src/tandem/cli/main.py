@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
+
+    from tandem.k8s.cli import add_parser as add_injector_parser
+
+    add_injector_parser(sub)
     return p
 
 
@@ -291,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_stop(home, a.app_id)
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
+    if a.cmd == "injector":
+        from tandem.k8s.cli import run as run_injector
+
+        return run_injector(a)
     if a.run_file is not None:
         print(
             f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "
