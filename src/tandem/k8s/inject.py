@@ -9,6 +9,7 @@ in order, and stop after them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.cli import app_side, observability
-from tandem.envoy.bootstrap import render_bootstrap
+from tandem.envoy.bootstrap import parse_address, render_bootstrap
 from tandem.k8s.annotations import SidecarSpec
 
 RUNTIME = "tandem-runtime"
@@ -195,7 +196,7 @@ def envoy_bootstrap(
         metadata["app_api_token"] = "$(APP_API_TOKEN)"
     metadata.update(app_side.node_metadata(options, RUN_DIR, spec.app_port, api_log))
     metadata["runtime_metrics_socket"] = str(RUN_DIR / observability.METRICS_SOCKET)
-    return render_bootstrap(
+    bootstrap = render_bootstrap(
         node_id=POD_NAME,
         app_id=spec.app_id,
         metadata=metadata,
@@ -204,6 +205,16 @@ def envoy_bootstrap(
         admin_socket=RUN_DIR / "admin.sock",
         runtime_http_socket=RUN_DIR / "runtime-http.sock",
     )
+    host, _ = parse_address(settings.control_plane_address)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A Service name: Envoy resolves it (and follows it when the Service moves); the
+        # self-hosted template points at a local socket or IP (STATIC).
+        for cluster in bootstrap["static_resources"]["clusters"]:
+            if cluster["name"] == "xds_cluster":
+                cluster["type"] = "STRICT_DNS"
+    return bootstrap
 
 
 def envoy_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) -> list[str]:
