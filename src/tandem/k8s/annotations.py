@@ -219,7 +219,7 @@ def _probe(prefix: str, annotations: Mapping[str, str]) -> Probe:
     )
 
 
-_HONOURED = frozenset(
+HONOURED = frozenset(
     {
         "enabled",
         "app-id",
@@ -271,7 +271,7 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
     ours = {k.removeprefix(PREFIX): v for k, v in annotations.items() if k.startswith(PREFIX)}
     notes = []
     for key in sorted(ours):
-        if key in _HONOURED:
+        if key in HONOURED:
             continue
         if key in IGNORED:
             notes.append(f"{PREFIX}{key} ignored: {IGNORED[key]}")
