@@ -4,12 +4,15 @@ libhelm: no helm binary), every rendered object checked against the Kubernetes s
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import pytest
 from cryptography import x509
 from k8s_schemas import CHART, KUBERNETES, documents, validate_k8s
+
+from tandem.xds.identity import MtlsSettings
 
 NAMESPACE = "tandem-system"
 DIGEST = "sha256:" + "ab" * 32
@@ -125,6 +128,23 @@ def test_the_webhook_trusts_the_certificate_the_injector_serves(
     assert hook["admissionReviewVersions"] == ["v1"] and hook["sideEffects"] == "None"
     excluded = hook["namespaceSelector"]["matchExpressions"][0]["values"]
     assert NAMESPACE in excluded and "kube-system" in excluded
+
+
+@pytest.mark.parametrize("values", [None, CUSTOM], ids=["default", "custom"])
+def test_the_control_plane_reads_the_mesh_configuration(
+    values: dict[str, Any] | None, tmp_path: Path
+) -> None:
+    mesh = _render(values)[("ConfigMap", "tandem-mesh")]["data"]["config.yaml"]
+    path = tmp_path / "config.yaml"
+    path.write_text(mesh)
+
+    settings = MtlsSettings.from_configuration(path)  # what `python -m tandem.xds --config` reads
+
+    expected = (values or {}).get("mtls", {"enabled": True})
+    assert settings.enabled is expected["enabled"]
+    if values:
+        assert settings.workload_cert_ttl.total_seconds() == 3600
+        assert settings.allowed_clock_skew.total_seconds() == 60
 
 
 def test_values_reach_the_objects() -> None:

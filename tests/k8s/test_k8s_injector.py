@@ -305,6 +305,22 @@ def test_native_sidecars_can_be_turned_off_as_in_dapr(injector: Injector) -> Non
     assert all("restartPolicy" not in c for c in out["spec"]["containers"])
 
 
+def test_metrics_and_the_configuration_name(injector: Injector) -> None:
+    pod = _pod({**DAPR, "dapr.io/enable-metrics": "false", "dapr.io/config": "tracing"})
+    response = injector.review(pod)
+    out = _patched(pod, response)
+
+    envoy = out["spec"]["initContainers"][1]
+    assert {p["name"] for p in envoy["ports"]} == {"dapr-http", "dapr-grpc", "dapr-internal"}
+    assert "DAPR_METRICS_PORT" not in _env(out["spec"]["containers"][0])
+    bootstrap = json.loads(envoy["args"][envoy["args"].index("--config-yaml") + 1])
+    assert "metrics_port" not in bootstrap["node"]["metadata"]
+    assert bootstrap["node"]["metadata"]["configuration"] == "tracing"
+    # Recorded, not yet applied in a cluster: the user is told.
+    [warning] = response["warnings"]
+    assert "dapr.io/config 'tracing'" in warning
+
+
 def test_the_app_id_defaults_to_the_deployment_name(injector: Injector) -> None:
     pod = _pod({"dapr.io/enabled": "true"})
     del pod["spec"]["containers"][0]["env"]
@@ -353,6 +369,9 @@ def test_ignored_annotations_are_injected_with_a_note(injector: Injector) -> Non
         ("dapr.io/app-porrt", "8080", "dapr.io/app-porrt: unknown annotation"),
         ("dapr.io/unix-domain-socket-path", "/tmp", "Unix sockets is not offered in pods"),
         ("dapr.io/volume-mounts", "nope:/data", "names volume 'nope', not in the pod"),
+        ("dapr.io/config", "My Config", "dapr.io/config: 'My Config' is not a Configuration"),
+        ("dapr.io/app-health-check-path", "healthz", "is not a path"),
+        ("dapr.io/sidecar-seccomp-profile-type", "Localhost", "is not RuntimeDefault or"),
     ],
 )
 def test_a_malformed_annotation_admits_the_pod_unchanged_with_a_warning(

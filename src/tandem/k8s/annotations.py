@@ -24,6 +24,8 @@ _APP_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _QUANTITY = re.compile(
     r"[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?"
 )
+# A Configuration is named by a Kubernetes object name (DNS-1123 subdomain).
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _SIZE = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
 _SIZE_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6}
@@ -320,6 +322,11 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
         )
     image = ours.get("sidecar-image", "").strip() or None
     config = ours.get("config", "").strip() or None
+    if config is not None and not (len(config) <= 253 and _OBJECT_NAME.fullmatch(config)):
+        raise AnnotationError(f"{PREFIX}config: {config!r} is not a Configuration's name")
+    health_path = ours.get("app-health-check-path", "/healthz").strip() or "/healthz"
+    if not health_path.startswith("/") or "$" in health_path or " " in health_path:
+        raise AnnotationError(f"{PREFIX}app-health-check-path: {health_path!r} is not a path")
     if config is not None:
         notes.append(
             f"{PREFIX}config {config!r} is recorded in the sidecar's metadata; the Configuration "
@@ -345,7 +352,7 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
         enable_app_health_check=_bool(
             "enable-app-health-check", ours.get("enable-app-health-check", "false")
         ),
-        app_health_check_path=ours.get("app-health-check-path", "/healthz").strip() or "/healthz",
+        app_health_check_path=health_path,
         app_health_probe_interval=_float(
             "app-health-probe-interval", ours.get("app-health-probe-interval", "5")
         ),

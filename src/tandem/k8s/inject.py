@@ -92,6 +92,8 @@ def _downward_env() -> list[dict[str, Any]]:
         field("POD_IP", "status.podIP"),
         # Dapr's variable: the runtime loads only this namespace's components.
         field("NAMESPACE", "metadata.namespace"),
+        # The root filesystem is read-only: temporary files go to the sidecar's volume.
+        {"name": "TMPDIR", "value": str(RUN_DIR)},
     ]
 
 
@@ -281,6 +283,8 @@ def containers(
                 ]
             },
             "periodSeconds": 1,
+            # A Python start-up on a busy node can take more than the default second.
+            "timeoutSeconds": 5,
             "failureThreshold": 120,
         },
     }
@@ -309,7 +313,7 @@ def containers(
         "startupProbe": {
             **_probe_exec(spec, "/v1.0/healthz/outbound"),
             "periodSeconds": 1,
-            "timeoutSeconds": 3,
+            "timeoutSeconds": 5,
             "failureThreshold": 120,
         },
         "livenessProbe": {
@@ -339,7 +343,7 @@ def containers(
 
 def volumes(settings: InjectorSettings) -> list[dict[str, Any]]:
     return [
-        {"name": SIDECAR_VOLUME, "emptyDir": {"medium": "Memory"}},
+        {"name": SIDECAR_VOLUME, "emptyDir": {}},
         {
             "name": TOKEN_VOLUME,
             "projected": {
