@@ -77,14 +77,16 @@ class Injector:
     def post(self, body: object) -> httpx.Response:
         return self.client.post(f"{self.url}/mutate", json=body)
 
-    def review(self, pod: dict[str, Any], namespace: str = "shop") -> dict[str, Any]:
+    def review(
+        self, pod: dict[str, Any], namespace: str = "shop", operation: str = "CREATE"
+    ) -> dict[str, Any]:
         uid = str(uuid.uuid4())
         request = {
             "uid": uid,
             "kind": {"group": "", "version": "v1", "kind": "Pod"},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
             "namespace": namespace,
-            "operation": "CREATE",
+            "operation": operation,
             "object": pod,
         }
         body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
@@ -344,6 +346,12 @@ def test_an_injected_pod_is_left_alone(injector: Injector) -> None:
     once = _patched(pod, injector.review(pod))
 
     response = injector.review(once)
+
+    assert "patch" not in response and "warnings" not in response
+
+
+def test_only_a_new_pod_is_injected(injector: Injector) -> None:
+    response = injector.review(_pod(DAPR), operation="UPDATE")
 
     assert "patch" not in response and "warnings" not in response
 

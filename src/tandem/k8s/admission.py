@@ -73,7 +73,10 @@ def review(body: object, settings: InjectorSettings) -> dict[str, Any]:
     kind = request.get("kind") or {}
     warnings: list[str] = []
     ops = None
-    if isinstance(pod, Mapping) and kind.get("kind") == "Pod" and kind.get("group", "") == "":
+    # Only a new pod can gain containers: a pod's container lists are immutable afterwards.
+    creating = request.get("operation", "CREATE") == "CREATE"
+    is_pod = kind.get("kind") == "Pod" and kind.get("group", "") == ""
+    if creating and is_pod and isinstance(pod, Mapping):
         namespace = str(
             request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or "default"
         )
