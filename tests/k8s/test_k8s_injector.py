@@ -307,6 +307,16 @@ def test_native_sidecars_can_be_turned_off_as_in_dapr(injector: Injector) -> Non
     assert all("restartPolicy" not in c for c in out["spec"]["containers"])
 
 
+def test_body_size_annotations(injector: Injector) -> None:
+    for extra, mib in (
+        ({"dapr.io/max-body-size": "16Mi"}, 16),
+        ({"dapr.io/http-max-request-size": "8"}, 8),
+    ):
+        pod = _pod({**DAPR, **extra})
+        runtime = _patched(pod, injector.review(pod))["spec"]["initContainers"][0]["args"]
+        assert runtime[runtime.index("--max-body-bytes") + 1] == str(mib << 20)
+
+
 def test_metrics_and_the_configuration_name(injector: Injector) -> None:
     pod = _pod({**DAPR, "dapr.io/enable-metrics": "false", "dapr.io/config": "tracing"})
     response = injector.review(pod)
@@ -380,6 +390,7 @@ def test_ignored_annotations_are_injected_with_a_note(injector: Injector) -> Non
         ("dapr.io/config", "My Config", "dapr.io/config: 'My Config' is not a Configuration"),
         ("dapr.io/app-health-check-path", "healthz", "is not a path"),
         ("dapr.io/sidecar-seccomp-profile-type", "Localhost", "is not RuntimeDefault or"),
+        ("dapr.io/max-body-size", "4.5Mi", "dapr.io/max-body-size: '4.5Mi' is not a size"),
     ],
 )
 def test_a_malformed_annotation_admits_the_pod_unchanged_with_a_warning(

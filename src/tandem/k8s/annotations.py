@@ -27,10 +27,8 @@ _QUANTITY = re.compile(
 # A Configuration is named by a Kubernetes object name (DNS-1123 subdomain).
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_SIZE = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
-_SIZE_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6}
-_SIZE_UNITS["G"] = 10**9
-_SECCOMP = ("RuntimeDefault", "Unconfined", "Localhost")
+# Localhost profiles need a file on the node the injector cannot know about.
+_SECCOMP = ("RuntimeDefault", "Unconfined")
 
 # Annotations that mean nothing for Tandem: accepted, with a note saying why.
 IGNORED = {
@@ -165,16 +163,16 @@ def _quantity(key: str, text: str) -> str:
     return value
 
 
-def _mebibytes(key: str, text: str, bare_unit: int) -> int:
-    """A body size in whole MiB; a bare number counts in ``bare_unit`` bytes."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise AnnotationError(f"{PREFIX}{key}: {text!r} is not a size such as 4Mi")
-    unit = _SIZE_UNITS[match.group(2)] if match.group(2) else bare_unit
-    size = int(match.group(1)) * unit
-    if size <= 0 or size % (1 << 20):
-        raise AnnotationError(f"{PREFIX}{key}: {text!r}: Tandem takes whole MiB (such as 16Mi)")
-    return size >> 20
+def _mebibytes(key: str, text: str) -> int:
+    """A body size in whole MiB, read as `tandem run --max-body-size` reads it."""
+    from argparse import ArgumentTypeError
+
+    from tandem.cli.main import _mebibytes as mebibytes
+
+    try:
+        return mebibytes(text)
+    except ArgumentTypeError as exc:
+        raise AnnotationError(f"{PREFIX}{key}: {exc}") from None
 
 
 def _env(key: str, text: str) -> tuple[tuple[str, str], ...]:
@@ -300,10 +298,10 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
         raise AnnotationError(f"{PREFIX}log-level: {log_level!r} is not one of {LOG_LEVELS}")
     body_mb = 4
     if "max-body-size" in ours:
-        body_mb = _mebibytes("max-body-size", ours["max-body-size"], 1)
+        body_mb = _mebibytes("max-body-size", ours["max-body-size"])
     elif "http-max-request-size" in ours:
-        # Dapr's older annotation counts a bare number in MB.
-        body_mb = _mebibytes("http-max-request-size", ours["http-max-request-size"], 1 << 20)
+        # Dapr's older annotation is a number of MB.
+        body_mb = _int("http-max-request-size", ours["http-max-request-size"], 1)
     concurrency = None
     if "app-max-concurrency" in ours:
         limit = _int("app-max-concurrency", ours["app-max-concurrency"], -1)
@@ -316,7 +314,7 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
             if key in ours:
                 bucket[kind] = _quantity(key, ours[key])
     seccomp = ours.get("sidecar-seccomp-profile-type", "RuntimeDefault").strip()
-    if seccomp not in _SECCOMP or seccomp == "Localhost":
+    if seccomp not in _SECCOMP:
         raise AnnotationError(
             f"{PREFIX}sidecar-seccomp-profile-type: {seccomp!r} is not RuntimeDefault or Unconfined"
         )
