@@ -432,3 +432,32 @@ def test_envoy_accepts_the_injected_bootstrap(injector: Injector, tmp_path: Path
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_injector_refuses_a_missing_certificate_or_a_bad_address(tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    for args, said in (
+        (
+            [
+                "--address",
+                "127.0.0.1:1",
+                "--tls-cert",
+                str(tmp_path / "none"),
+                "--tls-key",
+                str(key),
+            ],
+            "no such file",
+        ),
+        (
+            ["--address", "localhost", "--tls-cert", str(cert), "--tls-key", str(key)],
+            "expected host:port",
+        ),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "tandem.cli.main", "injector", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert said in result.stderr

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from pathlib import Path
 
 from tandem import __version__
@@ -45,11 +46,11 @@ def run(a: argparse.Namespace) -> int:
         host, port = parse_address(a.address)
         parse_address(a.control_plane_address)
     except ValueError as exc:
-        print(f"tandem injector: {exc}", flush=True)
+        print(f"tandem injector: {exc}", file=sys.stderr)
         return 2
     for path in (a.tls_cert, a.tls_key):
         if not path.is_file():
-            print(f"tandem injector: {path}: no such file", flush=True)
+            print(f"tandem injector: {path}: no such file", file=sys.stderr)
             return 2
     setup_logging(a.log_level, "injector")
     settings = InjectorSettings(
