@@ -26,6 +26,8 @@ from tandem.cli.run import (
     run,
 )
 from tandem.cli.supervise import control_plane_summary, links
+from tandem.k8s.cli import add_parser as add_injector_parser
+from tandem.k8s.cli import run as run_injector
 from tandem.procs import pid_alive
 
 
@@ -92,9 +94,6 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
-
-    from tandem.k8s.cli import add_parser as add_injector_parser
-
     add_injector_parser(sub)
     return p
 
@@ -296,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
     if a.cmd == "injector":
-        from tandem.k8s.cli import run as run_injector
-
         return run_injector(a)
     if a.run_file is not None:
         print(

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.envoy.bootstrap import parse_address
-from tandem.k8s.inject import InjectorSettings
-from tandem.k8s.webhook import serve
 from tandem.logs import setup_logging
 
 DEFAULT_IMAGE = f"ghcr.io/tandem-runtime/tandem:{__version__}"
@@ -52,6 +50,11 @@ def run(a: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"tandem injector: {path}: no such file", file=sys.stderr)
             return 2
+    # Here, not at the top: every `tandem` command builds this parser, and only the injector
+    # needs the webhook server.
+    from tandem.k8s.inject import InjectorSettings
+    from tandem.k8s.webhook import serve
+
     setup_logging(a.log_level, "injector")
     settings = InjectorSettings(
         image=a.sidecar_image,
