@@ -27,6 +27,8 @@ from tandem.cli.run import (
     run,
 )
 from tandem.cli.supervise import control_plane_summary, links
+from tandem.k8s.cli import add_parser as add_injector_parser
+from tandem.k8s.cli import run as run_injector
 from tandem.procs import pid_alive
 from tandem.xds.record import read_info
 
@@ -118,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--all", action="store_true", help="every sidecar on this machine and the control plane"
     )
+    add_injector_parser(sub)
     return p
 
 
@@ -380,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         from tandem.cli.actors import cmd_actors_list  # the actor stack: only for this command
 
         return cmd_actors_list(home.root, running_apps(home), a.type, a.output)
+    if a.cmd == "injector":
+        return run_injector(a)
     if a.run_file is not None:
         return _multi_app_run(home, a.run_file)
     if a.dapr_graceful_shutdown_seconds < 0:

@@ -1,0 +1,180 @@
+"""A pod's processes without a cluster: the control plane started with the command line the
+chart renders, the runtime and Envoy with the command lines the injector writes (the
+kubelet's part, $(VAR) expansion and the volume paths, done here), and the sidecar's own
+probes deciding when it is up. The Dapr API then answers through that Envoy."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import httpx
+import pytest
+from k8s_schemas import CHART, documents
+
+from servers import free_port, wait_until
+from tandem.envoy import envoy_binary
+from tandem.k8s.annotations import parse
+from tandem.k8s.inject import RUN_DIR, InjectorSettings, containers
+
+# What the control plane says to a sidecar that brings no key and certificate request.
+KNOWN_GAP = "the node metadata carries no CSR"
+POD_ENV = {"POD_NAME": "orders-7d9f8c6b5-x2x9q", "POD_NAMESPACE": "shop", "POD_IP": "127.0.0.1"}
+
+
+def _kubelet(text: str, env: Mapping[str, str], run_dir: Path) -> str:
+    """$(VAR) expanded as the kubelet does; the sidecar's volume at ``run_dir``."""
+    text = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+    return text.replace(str(RUN_DIR), str(run_dir))
+
+
+def _argv(container: Mapping[str, Any], env: Mapping[str, str], run_dir: Path) -> list[str]:
+    argv = [*container["command"], *container.get("args", [])]
+    program = {"python": sys.executable, "envoy": str(envoy_binary())}[argv[0]]
+    return [program, *(_kubelet(a, env, run_dir) for a in argv[1:])]
+
+
+def _container_env(container: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(POD_ENV, NAMESPACE=POD_ENV["POD_NAMESPACE"])
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = _kubelet(entry["value"], env, run_dir)
+    return env
+
+
+def _probe(container: Mapping[str, Any], name: str, run_dir: Path) -> bool:
+    command = container[name]["exec"]["command"]
+    argv = [sys.executable, *(_kubelet(a, POD_ENV, run_dir) for a in command[1:])]
+    return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _start(argv: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    # Short: Unix socket paths must stay under ~100 bytes.
+    path = Path(tempfile.mkdtemp(prefix="tk8s-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Path) -> None:
+    xds_port = free_port()
+    values = {"mtls": {"enabled": False}, "controlPlane": {"port": xds_port}}
+    manifests = helm.Chart.load(CHART).render(values, name="tandem", namespace="tandem-system")
+    objects = {
+        (o["kind"], o["metadata"]["name"]): o for t in manifests.values() for o in documents(t)
+    }
+    deployment = objects[("Deployment", "tandem-controlplane")]
+    [cp] = [
+        c
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "controlplane"
+    ]
+    mesh = run_dir / "mesh.yaml"
+    mesh.write_text(objects[("ConfigMap", "tandem-mesh")]["data"]["config.yaml"])
+    cp_argv = [
+        sys.executable,
+        *(
+            {"/var/lib/tandem": str(run_dir / "cp"), "/etc/tandem/mesh/config.yaml": str(mesh)}.get(
+                a, "127.0.0.1" if a == "0.0.0.0" else a
+            )
+            for a in [*cp["command"][1:], *cp["args"]]
+        ),
+    ]
+
+    annotations = {
+        "dapr.io/enabled": "true",
+        "dapr.io/app-id": "orders",
+        "dapr.io/app-port": "8080",
+    }
+    spec = dataclasses.replace(
+        parse(annotations, "orders"),
+        # Dapr's fixed pod ports are shared on this machine: free ones instead.
+        http_port=free_port(),
+        grpc_port=free_port(),
+        internal_port=free_port(),
+        metrics_port=free_port(),
+    )
+    settings = InjectorSettings(image="unused", control_plane_address=f"127.0.0.1:{xds_port}")
+    runtime, envoy = containers(spec, settings, "shop")
+    pod_dir = run_dir / "pod"
+    pod_dir.mkdir()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(_start(cp_argv, os.environ, run_dir / "cp.log"))
+        wait_until(
+            lambda: _listening(xds_port),
+            deadline_s=30,
+            what="the control plane",
+            alive=lambda: procs[0].poll() is None,
+        )
+        # Native sidecars start in order: Envoy once the runtime's startup probe passes.
+        runtime_env = _container_env(runtime, pod_dir)
+        procs.append(_start(_argv(runtime, runtime_env, pod_dir), runtime_env, run_dir / "rt.log"))
+        wait_until(
+            lambda: _probe(runtime, "startupProbe", pod_dir),
+            deadline_s=60,
+            what="the runtime's startup probe",
+            alive=lambda: procs[1].poll() is None,
+        )
+        envoy_env = _container_env(envoy, pod_dir)
+        procs.append(_start(_argv(envoy, envoy_env, pod_dir), envoy_env, run_dir / "envoy.log"))
+        cp_log = run_dir / "cp.log"
+        wait_until(
+            lambda: _probe(envoy, "startupProbe", pod_dir) or KNOWN_GAP in cp_log.read_text(),
+            deadline_s=60,
+            what="Envoy's startup probe",
+            alive=lambda: procs[2].poll() is None,
+        )
+        if not _probe(envoy, "startupProbe", pod_dir):
+            # The node reached the control plane, which knew it by its pod's identity.
+            assert "spiffe://public/ns/shop/orders" in cp_log.read_text()
+            pytest.xfail(
+                "Kubernetes part 2: a sidecar enrols with its projected ServiceAccount token; "
+                "until then the control plane refuses the injected Envoy's stream (no CSR)"
+            )
+
+        assert _probe(envoy, "livenessProbe", pod_dir)
+        metadata = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/metadata", timeout=10).json()
+        assert metadata["id"] == "orders"
+        # No app listens on 8080: full health says so, and the readiness probe with it.
+        health = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/healthz", timeout=10)
+        assert health.status_code != 204
+        assert not _probe(envoy, "readinessProbe", pod_dir)
+    except Exception:
+        for log in sorted(run_dir.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        raise
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
