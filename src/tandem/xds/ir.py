@@ -19,7 +19,9 @@ from tandem.resources import AccessControl, HTTPEndpoint, Resiliency, ResourceEr
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
 from tandem.resources.configuration import ApiRule
+from tandem.resources.httproute import HTTPRoute
 from tandem.resources.loader import applies, parse_text
+from tandem.resources.traffic_policy import BackendTrafficPolicy
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TRUST_DOMAIN = "public"
@@ -129,6 +131,11 @@ class Sidecar:
     config_path: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+    # The caller's traffic kinds, from the same documents (translate/traffic.py).
+    http_routes: tuple[HTTPRoute, ...] = field(default=(), compare=False, hash=False)
+    traffic_policies: tuple[BackendTrafficPolicy, ...] = field(
+        default=(), compare=False, hash=False
+    )
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -139,15 +146,10 @@ class Sidecar:
     def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
         """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
         ResourceError naming file, field and reason if any does not parse."""
-        resources: list[Resiliency | HTTPEndpoint] = []
+        resources: list[_Invocation] = []
         for file, text in files:
             resources += _for_app(parse_text(text, file), self.app_id, self.namespace)
-        return dataclasses.replace(
-            self,
-            resource_files=files,
-            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
-            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
-        )
+        return dataclasses.replace(self, resource_files=files, **_by_kind(resources))
 
     @property
     def spiffe_id(self) -> str:
@@ -259,8 +261,7 @@ class Sidecar:
             resource_files=resource_files,
             resources_paths=resources_paths,
             config_path=config_path,
-            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
-            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+            **_by_kind(resources),
             tracing=tracing,
             runtime_metrics_socket=runtime_metrics_socket,
             api_access=api_access,
@@ -322,18 +323,27 @@ class Sidecar:
         return out
 
 
-def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[Resiliency | HTTPEndpoint]:
-    return [
-        r
-        for r in resources
-        if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
-    ]
+_Invocation = Resiliency | HTTPEndpoint | HTTPRoute | BackendTrafficPolicy
+
+
+def _for_app(resources: list[Any], app_id: str, namespace: str) -> list[_Invocation]:
+    return [r for r in resources if isinstance(r, _Invocation) and applies(r, app_id, namespace)]
+
+
+def _by_kind(resources: list[_Invocation]) -> dict[str, Any]:
+    """The Sidecar fields each kind of invocation resource fills."""
+    return {
+        "resiliencies": tuple(r for r in resources if isinstance(r, Resiliency)),
+        "http_endpoints": tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+        "http_routes": tuple(r for r in resources if isinstance(r, HTTPRoute)),
+        "traffic_policies": tuple(r for r in resources if isinstance(r, BackendTrafficPolicy)),
+    }
 
 
 def _invocation_resources(
     files: tuple[tuple[str, str], ...], app_id: str, namespace: str, problems: list[str]
-) -> list[Resiliency | HTTPEndpoint]:
-    out: list[Resiliency | HTTPEndpoint] = []
+) -> list[_Invocation]:
+    out: list[_Invocation] = []
     for file, text in files:
         try:
             out += _for_app(parse_text(text, file), app_id, namespace)

@@ -13,7 +13,16 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_logging, app_health, http_endpoints, rbac, tls, tracing
+from tandem.xds.translate import (
+    actors,
+    api_logging,
+    app_health,
+    http_endpoints,
+    rbac,
+    tls,
+    tracing,
+    traffic,
+)
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
@@ -86,7 +95,8 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     either proxied over HTTP/1.1 (``api_transport: http``, no ext_proc in the chain) or
     answered by ext_proc."""
     # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
-    filters = [http_endpoints.url_filter(), _router()]
+    # Fault injection and rate limits of traffic policies (translate/traffic.py).
+    filters = [http_endpoints.url_filter(), *traffic.http_filters(sidecar), _router()]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
             0,
@@ -110,7 +120,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
-    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [_router()])
+    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [*traffic.http_filters(sidecar), _router()])
     hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=True))
     # SDK streams (work items, subscriptions) legitimately sit idle for long stretches;
     # HTTP/2 keepalive finds dead peers instead of an idle timer cutting live streams.
