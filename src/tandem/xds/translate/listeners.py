@@ -112,6 +112,10 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
             runtime_http=sidecar.api_transport == "http",
         ),
     )
+    # Rate-limited and fault-aborted calls answer Dapr's JSON (translate/traffic.py).
+    mappers = [*traffic.reply_mappers(sidecar), *hcm.local_reply_config.mappers]
+    del hcm.local_reply_config.mappers[:]
+    hcm.local_reply_config.mappers.extend(mappers)
     hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=False))
     # BUFFERED ext_proc bodies over this limit get a 413: this is the Dapr max body size.
     # (Over HTTP the runtime enforces it; for a streamed body this is only Envoy's watermark.)

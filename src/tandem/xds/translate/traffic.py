@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -55,7 +56,7 @@ from tandem.resources.traffic_policy import BackendTrafficPolicy
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import resiliency
 from tandem.xds.translate._protos import HPO_KEY, pack, seconds
-from tandem.xds.translate.local_reply import invoke_error_body
+from tandem.xds.translate.local_reply import APP_ID_FORMAT, invoke_error_body
 from tandem.xds.translate.names import HEADER_APP_ID, app_cluster
 
 FAULT_FILTER = "envoy.filters.http.fault"
@@ -547,4 +548,35 @@ def http_filters(sidecar: Sidecar) -> list[hcm_pb2.HttpFilter]:
     return out
 
 
-__all__ = ["apply_to_cluster", "http_filters", "parents", "routes", "shape_action", "shape_route"]
+def _flag_mapper(flag: str, status: int | None, err: str) -> hcm_pb2.ResponseMapper:
+    mapper = hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(
+            response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=[flag])
+        ),
+        body_format_override=invoke_error_body(APP_ID_FORMAT, err),
+    )
+    if status is not None:
+        mapper.status_code.CopyFrom(wrappers_pb2.UInt32Value(value=status))
+    return mapper
+
+
+def reply_mappers(sidecar: Sidecar) -> list[hcm_pb2.ResponseMapper]:
+    """Dapr's JSON error for a rate-limited call (429) and an injected abort (its status),
+    where this caller's policies can produce them."""
+    out = []
+    if any(p.rate_limit is not None for p in sidecar.traffic_policies):
+        out.append(_flag_mapper("RL", 429, "rate limit exceeded (BackendTrafficPolicy)"))
+    if any(p.abort is not None for p in sidecar.traffic_policies):
+        out.append(_flag_mapper("FI", None, "fault injected (BackendTrafficPolicy)"))
+    return out
+
+
+__all__ = [
+    "reply_mappers",
+    "apply_to_cluster",
+    "http_filters",
+    "parents",
+    "routes",
+    "shape_action",
+    "shape_route",
+]
