@@ -7,7 +7,7 @@ Everything here is blocking file I/O; async callers run it in a thread
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -45,7 +45,7 @@ KINDS = MappingProxyType(
 
 # The traffic kinds of other API groups (group → kind → versions): Tandem's own reading of
 # the Gateway API and Envoy Gateway (docs in README "Traffic policy").
-TRAFFIC_KINDS = MappingProxyType(
+TRAFFIC_KINDS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
         ROUTE_GROUP: {"HTTPRoute": ROUTE_VERSIONS},
         POLICY_GROUP: {"BackendTrafficPolicy": POLICY_VERSIONS},

@@ -548,16 +548,54 @@ def http_filters(sidecar: Sidecar) -> list[hcm_pb2.HttpFilter]:
     return out
 
 
-def _flag_mapper(flag: str, status: int | None, err: str) -> hcm_pb2.ResponseMapper:
+def _mapper(
+    filter: accesslog_pb2.AccessLogFilter, status: int | None, err: str
+) -> hcm_pb2.ResponseMapper:
     mapper = hcm_pb2.ResponseMapper(
-        filter=accesslog_pb2.AccessLogFilter(
-            response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=[flag])
-        ),
-        body_format_override=invoke_error_body(APP_ID_FORMAT, err),
+        filter=filter, body_format_override=invoke_error_body(APP_ID_FORMAT, err)
     )
     if status is not None:
         mapper.status_code.CopyFrom(wrappers_pb2.UInt32Value(value=status))
     return mapper
+
+
+def _rate_limited() -> accesslog_pb2.AccessLogFilter:
+    """A 429 answered by Envoy to an invocation. The local rate limit filter sets its
+    response flag only after its reply went through the mappers, so the status and the
+    request tell it: invocation routes never reach the runtime, whose own answers are the
+    only other local replies on this listener."""
+    invocation = accesslog_pb2.AccessLogFilter(
+        or_filter=accesslog_pb2.OrFilter(
+            filters=[
+                accesslog_pb2.AccessLogFilter(
+                    header_filter=accesslog_pb2.HeaderFilter(
+                        header=rc.HeaderMatcher(
+                            name=":path",
+                            string_match=string_pb2.StringMatcher(prefix="/v1.0/invoke/"),
+                        )
+                    )
+                ),
+                accesslog_pb2.AccessLogFilter(
+                    header_filter=accesslog_pb2.HeaderFilter(
+                        header=rc.HeaderMatcher(name=HEADER_APP_ID, present_match=True)
+                    )
+                ),
+            ]
+        )
+    )
+    status = accesslog_pb2.AccessLogFilter(
+        status_code_filter=accesslog_pb2.StatusCodeFilter(
+            comparison=accesslog_pb2.ComparisonFilter(
+                op=accesslog_pb2.ComparisonFilter.EQ,
+                value=base_pb2.RuntimeUInt32(
+                    default_value=429, runtime_key="tandem.local_reply.rate_limited"
+                ),
+            )
+        )
+    )
+    return accesslog_pb2.AccessLogFilter(
+        and_filter=accesslog_pb2.AndFilter(filters=[status, invocation])
+    )
 
 
 def reply_mappers(sidecar: Sidecar) -> list[hcm_pb2.ResponseMapper]:
@@ -565,9 +603,12 @@ def reply_mappers(sidecar: Sidecar) -> list[hcm_pb2.ResponseMapper]:
     where this caller's policies can produce them."""
     out = []
     if any(p.rate_limit is not None for p in sidecar.traffic_policies):
-        out.append(_flag_mapper("RL", 429, "rate limit exceeded (BackendTrafficPolicy)"))
+        out.append(_mapper(_rate_limited(), None, "rate limit exceeded (BackendTrafficPolicy)"))
     if any(p.abort is not None for p in sidecar.traffic_policies):
-        out.append(_flag_mapper("FI", None, "fault injected (BackendTrafficPolicy)"))
+        injected = accesslog_pb2.AccessLogFilter(
+            response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["FI"])
+        )
+        out.append(_mapper(injected, None, "fault injected (BackendTrafficPolicy)"))
     return out
 
 
