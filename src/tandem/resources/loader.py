@@ -193,8 +193,20 @@ def invocation_documents(path: Path) -> list[Any]:
     return [
         Node.root(str(path), data).plain()
         for _, data in load_documents(_read(path), str(path))
-        if isinstance(data, dict) and data.get("kind") in INVOCATION_KINDS
+        if isinstance(data, dict)
+        and (data.get("kind") in INVOCATION_KINDS or _is_middleware(data))
     ]
+
+
+def _is_middleware(data: dict[Any, Any]) -> bool:
+    """A middleware Component: compiled into Envoy, so the control plane reads it too."""
+    spec = data.get("spec")
+    kind_type = spec.get("type") if isinstance(spec, dict) else None
+    return (
+        data.get("kind") == "Component"
+        and isinstance(kind_type, str)
+        and kind_type.startswith("middleware.http.")
+    )
 
 
 def invocation_files(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:

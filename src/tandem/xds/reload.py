@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from pathlib import Path
+
+import httpx
 
 from tandem.resources import Configuration, ResourceError
 from tandem.resources.loader import invocation_files, load_configuration, signature
 from tandem.xds.ir import DEFAULT_TRUST_DOMAIN, Sidecar
+from tandem.xds.oidc import DiscoveryError, jwks_uri
 from tandem.xds.registry import Registry
+from tandem.xds.translate.middleware import issuers_to_discover
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
 
 _Signature = tuple[tuple[str, int, int], ...]
+# A failed OpenID discovery is tried again after this long (and logged once per reason).
+DISCOVERY_RETRY_SECONDS = 5.0
 
 
 class ResourceWatcher:
@@ -33,6 +40,8 @@ class ResourceWatcher:
         self._registry = registry
         self._poll = poll_seconds
         self._seen: dict[str, _Signature] = {}
+        # issuer -> (when to try again, the last failure), for bearer middleware discovery.
+        self._failed: dict[str, tuple[float, str]] = {}
 
     async def run(self) -> None:
         while True:
@@ -49,6 +58,37 @@ class ResourceWatcher:
             del self._seen[node_id]
         for sidecar in sidecars:
             await self._check_one(sidecar)
+        for sidecar in self._registry.mesh().sidecars:
+            if issuers_to_discover(sidecar):
+                await self._discover(sidecar)
+
+    async def _discover(self, sidecar: Sidecar) -> None:
+        """Find the JWKS URI of each issuer the sidecar's bearer middleware names."""
+        found = dict(sidecar.discovered_jwks)
+        now = time.monotonic()
+        async with httpx.AsyncClient() as client:
+            for issuer in issuers_to_discover(sidecar):
+                retry_at, last = self._failed.get(issuer, (0.0, ""))
+                if now < retry_at:
+                    continue
+                try:
+                    found[issuer] = await jwks_uri(issuer, client)
+                except DiscoveryError as exc:
+                    if str(exc) != last:
+                        log.warning(
+                            "bearer middleware: OpenID discovery failed, calls are refused "
+                            "until it succeeds: %s",
+                            exc,
+                            extra={"node": sidecar.node_id, "app_id": sidecar.app_id},
+                        )
+                    self._failed[issuer] = (now + DISCOVERY_RETRY_SECONDS, str(exc))
+                    continue
+                self._failed.pop(issuer, None)
+        if len(found) > len(sidecar.discovered_jwks):
+            current = self._registry.mesh().get(sidecar.node_id) or sidecar
+            self._registry.replace_sidecar(
+                dataclasses.replace(current, discovered_jwks=tuple(sorted(found.items())))
+            )
 
     async def _check_one(self, sidecar: Sidecar) -> None:
         paths = [Path(p) for p in sidecar.resources_paths]
@@ -97,5 +137,7 @@ def _with_access_control(sidecar: Sidecar, config: Configuration) -> Sidecar:
             trust_domain,
             extra={"node": sidecar.node_id},
         )
-        return sidecar
-    return dataclasses.replace(sidecar, access_control=access)
+        return sidecar.with_pipelines(config.http_pipeline, config.app_http_pipeline)
+    updated = dataclasses.replace(sidecar, access_control=access)
+    # Its HTTP middleware pipelines (translate/middleware.py).
+    return updated.with_pipelines(config.http_pipeline, config.app_http_pipeline)

@@ -18,6 +18,7 @@ from tandem.xds.translate import (
     api_logging,
     app_health,
     http_endpoints,
+    middleware,
     rbac,
     tls,
     tracing,
@@ -103,6 +104,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
             hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
         )
     filters[:0] = api_logging.obfuscation_filters(sidecar)
+    filters[:0] = middleware.api_filters(sidecar)  # httpPipeline, first (translate/middleware.py)
     hcm = _hcm(
         DAPR_HTTP,
         _HCM.AUTO,
@@ -153,6 +155,7 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
                 ),
             )
         )
+    filters += middleware.app_filters(sidecar)  # appHttpPipeline (translate/middleware.py)
     filters.append(_router())
     hcm = _hcm(
         DAPR_INBOUND,
