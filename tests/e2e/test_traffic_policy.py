@@ -308,3 +308,37 @@ def test_a_broken_edit_keeps_the_last_good_routing_and_names_the_field(mesh):
     assert "expected an integer" in text
     for _ in range(20):
         assert served_by(invoke(caller, "reload/z")) == "checkout-canary"
+
+
+MESH_WIDE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mesh-wide}
+spec:
+  parentRefs: [{group: "", kind: Service, name: checkout}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /meshwide}}]
+    backendRefs: [{name: checkout-canary}]
+"""
+
+
+def test_a_route_in_the_home_resources_folder_applies_to_every_caller(mesh):
+    callers, _, _, home = mesh
+    folder = home / "resources"
+    folder.mkdir(exist_ok=True)
+    (folder / "mesh.yaml").write_text(MESH_WIDE)
+    for caller in callers.values():
+        wait_until(
+            lambda caller=caller: all(
+                served_by(invoke(caller, "meshwide/a")) == "checkout-canary" for _ in range(10)
+            ),
+            15,
+            f"the mesh-wide route to reach {caller.app_id}",
+        )
+    (folder / "mesh.yaml").unlink()
+    caller = callers["ext_proc"]
+    wait_until(
+        lambda: served_by(invoke(caller, "meshwide/b")) == "checkout",
+        15,
+        "the 90/10 split again once the mesh-wide route is gone",
+    )

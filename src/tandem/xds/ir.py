@@ -148,6 +148,9 @@ class Sidecar:
     # JWKS URIs the control plane found in issuers' OpenID configurations (bearer without
     # jwksURL): issuer -> jwks_uri. Filled after admission (xds/oidc.py).
     discovered_jwks: tuple[tuple[str, str], ...] = ()
+    # Mesh-wide traffic documents ($TANDEM_HOME/resources/, read by the control plane):
+    # they follow this sidecar's own (first in file order wins among equals).
+    mesh_files: tuple[tuple[str, str], ...] = ()
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -161,8 +164,18 @@ class Sidecar:
         resources: list[_Invocation] = []
         for file, text in files:
             resources += _for_app(parse_text(text, file), self.app_id, self.namespace)
+        for file, text in self.mesh_files:
+            resources += [
+                r
+                for r in _for_app(parse_text(text, file), self.app_id, self.namespace)
+                if isinstance(r, HTTPRoute | BackendTrafficPolicy)
+            ]
         updated = dataclasses.replace(self, resource_files=files, **_by_kind(resources))
         return updated.with_pipelines(self.http_pipeline, self.app_http_pipeline)
+
+    def with_mesh_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
+        """This sidecar under new mesh-wide traffic documents; raises ResourceError."""
+        return dataclasses.replace(self, mesh_files=files).with_resource_files(self.resource_files)
 
     def with_pipelines(
         self, http: tuple[PipelineHandler, ...], app: tuple[PipelineHandler, ...]
