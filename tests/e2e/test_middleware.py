@@ -142,6 +142,12 @@ class Issuer:
         self.server.server_close()
 
 
+@pytest.fixture(params=["ext_proc", "http"])
+def guarded(mesh, request):
+    """One guarded sidecar per HTTP door of the Dapr API (ext_proc and HTTP/1.1)."""
+    return mesh[0][request.param]
+
+
 @pytest.fixture(scope="module")
 def mesh(tandem_home, tmp_path_factory):
     issuer = Issuer()
@@ -149,8 +155,6 @@ def mesh(tandem_home, tmp_path_factory):
     (resources / "middleware.yaml").write_text(
         COMPONENTS.format(issuer=issuer.url, audience=AUDIENCE)
     )
-    guarded_config = resources.parent / "guarded.yaml"
-    guarded_config.write_text(GUARDED_CONFIG)
     callee_config = resources.parent / "callee.yaml"
     callee_config.write_text(CALLEE_CONFIG)
     port = free_port()
@@ -165,54 +169,65 @@ def mesh(tandem_home, tmp_path_factory):
         "--config",
         str(callee_config),
     )
-    guarded = start_sidecar(
-        tandem_home, "guarded", "--resources-path", str(resources), "--config", str(guarded_config)
-    )
+    guarded = {}
+    for transport in ("ext_proc", "http"):
+        config = resources.parent / f"guarded-{transport}.yaml"
+        config.write_text(GUARDED_CONFIG)
+        guarded[transport] = start_sidecar(
+            tandem_home,
+            f"guarded-{transport.replace('_', '-')}",
+            "--resources-path",
+            str(resources),
+            "--config",
+            str(config),
+            "--api-transport",
+            transport,
+        )
     good = {"authorization": f"Bearer {issuer.token()}"}
-    wait_until(
-        lambda: (
-            httpx.get(
-                f"{guarded.base}/v1.0/invoke/callee/method/ready", headers=good, timeout=5
-            ).status_code
-            == 200
-        ),
-        60,
-        "the guarded sidecar to admit a good token (OpenID discovery done)",
-    )
-    yield guarded, callee, issuer
-    for s in (guarded, callee):
+    for sidecar in guarded.values():
+        wait_until(
+            lambda sidecar=sidecar: (
+                httpx.get(
+                    f"{sidecar.base}/v1.0/invoke/callee/method/ready", headers=good, timeout=5
+                ).status_code
+                == 200
+            ),
+            60,
+            "the guarded sidecar to admit a good token (OpenID discovery done)",
+        )
+    yield guarded, callee, issuer, resources.parent
+    for s in (*guarded.values(), callee):
         s.stop()
     app.terminate()
     app.wait(10)
     issuer.close()
 
 
-def test_bearer_refuses_a_missing_token(mesh):
-    guarded, _, _ = mesh
+def test_bearer_refuses_a_missing_token(mesh, guarded):
     assert httpx.get(f"{guarded.base}/v1.0/metadata", timeout=10).status_code == 401
 
 
-def test_bearer_refuses_a_badly_signed_token(mesh):
-    guarded, _, issuer = mesh
+def test_bearer_refuses_a_badly_signed_token(mesh, guarded):
+    issuer = mesh[2]
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     headers = {"authorization": f"Bearer {issuer.token(key=stranger)}"}
     r = httpx.get(f"{guarded.base}/v1.0/metadata", headers=headers, timeout=10)
     assert r.status_code == 401
 
 
-def test_bearer_refuses_a_token_for_another_audience(mesh):
-    guarded, _, issuer = mesh
+def test_bearer_refuses_a_token_for_another_audience(mesh, guarded):
+    issuer = mesh[2]
     headers = {"authorization": f"Bearer {issuer.token(aud='someone-else')}"}
     r = httpx.get(f"{guarded.base}/v1.0/metadata", headers=headers, timeout=10)
     assert r.status_code == 403  # Envoy's answer to a valid token it may not accept
 
 
-def test_bearer_admits_a_good_token_and_health_stays_open(mesh):
-    guarded, _, issuer = mesh
+def test_bearer_admits_a_good_token_and_health_stays_open(mesh, guarded):
+    issuer = mesh[2]
     good = {"authorization": f"Bearer {issuer.token()}"}
     r = httpx.get(f"{guarded.base}/v1.0/metadata", headers=good, timeout=10)
     assert r.status_code == 200
-    assert r.json()["id"] == "guarded"
+    assert r.json()["id"] == guarded.app_id
     assert httpx.get(f"{guarded.base}/v1.0/healthz", timeout=10).status_code == 204
 
 
@@ -228,8 +243,8 @@ def _invoke_until_admitted(url: str, **kwargs: object) -> httpx.Response:
     return found[0]
 
 
-def test_routeralias_maps_an_alias_to_its_invocation(mesh):
-    guarded, _, issuer = mesh
+def test_routeralias_maps_an_alias_to_its_invocation(mesh, guarded):
+    issuer = mesh[2]
     good = {"authorization": f"Bearer {issuer.token()}"}
     r = _invoke_until_admitted(f"{guarded.base}/hello?x=1", method="GET", headers=good)
     assert r.status_code == 200
@@ -237,15 +252,15 @@ def test_routeralias_maps_an_alias_to_its_invocation(mesh):
     assert r.json()["query"] == "x=1"
 
 
-def test_routerchecker_refuses_a_path_outside_its_rule(mesh):
-    guarded, _, issuer = mesh
+def test_routerchecker_refuses_a_path_outside_its_rule(mesh, guarded):
+    issuer = mesh[2]
     good = {"authorization": f"Bearer {issuer.token()}"}
     r = httpx.get(f"{guarded.base}/v1.0/invoke/callee/method/cat%20password", headers=good)
     assert r.status_code == 403
 
 
-def test_uppercase_on_the_app_pipeline_reaches_the_app(mesh):
-    guarded, _, issuer = mesh
+def test_uppercase_on_the_app_pipeline_reaches_the_app(mesh, guarded):
+    issuer = mesh[2]
     good = {"authorization": f"Bearer {issuer.token()}"}
     r = _invoke_until_admitted(
         f"{guarded.base}/v1.0/invoke/callee/method/echo",
@@ -257,8 +272,8 @@ def test_uppercase_on_the_app_pipeline_reaches_the_app(mesh):
     assert r.json()["body"] == "HELLO TANDEM"
 
 
-def test_ratelimit_on_the_app_pipeline_limits(mesh):
-    guarded, _, issuer = mesh
+def test_ratelimit_on_the_app_pipeline_limits(mesh, guarded):
+    issuer = mesh[2]
     good = {"authorization": f"Bearer {issuer.token()}"}
     url = f"{guarded.base}/v1.0/invoke/callee/method/burst"
     with ThreadPoolExecutor(10) as pool:
@@ -267,3 +282,20 @@ def test_ratelimit_on_the_app_pipeline_limits(mesh):
         )
     assert 429 in statuses, statuses
     assert set(statuses) <= {200, 429}
+
+
+def test_an_edited_pipeline_applies_without_a_restart(mesh):
+    guarded, issuer, configs = mesh[0]["ext_proc"], mesh[2], mesh[3]
+    good = {"authorization": f"Bearer {issuer.token()}"}
+    url = f"{guarded.base}/v1.0/invoke/callee/method/cat%20password"
+    assert httpx.get(url, headers=good, timeout=10).status_code == 403
+    # Without the routerchecker the same path reaches the app (once the old listener's
+    # kept-alive connections have drained).
+    (configs / "guarded-ext_proc.yaml").write_text(
+        GUARDED_CONFIG.replace("    - {name: checker, type: middleware.http.routerchecker}\n", "")
+    )
+    wait_until(
+        lambda: _invoke_until_admitted(url, method="GET", headers=good).status_code == 200,
+        20,
+        "the pipeline without the routerchecker",
+    )
