@@ -113,3 +113,22 @@ def test_middleware_refusals_name_file_field_and_reason(
         _resolve(load, component, handler)
     assert info.value.field == field
     assert reason in info.value.reason
+
+
+def test_a_pipeline_naming_a_missing_component_is_refused_before_start(
+    load: Load, tmp_path
+) -> None:
+    from tandem.resources import load_configuration
+    from tandem.resources.middleware import check_pipelines
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: c}\nspec:\n"
+        "  appHttpPipeline: {handlers: [{name: up, type: middleware.http.uppercase}]}\n"
+    )
+    with pytest.raises(ResourceError) as info:
+        check_pipelines(load_configuration(config), [])
+    assert info.value.file == str(config)
+    assert info.value.field == "spec.appHttpPipeline.handlers[0].name"
+    text = _component("middleware.http.uppercase", name="up")
+    check_pipelines(load_configuration(config), [("mw.yaml", text)])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .component import Component
 from .configuration import SUPPORTED_MIDDLEWARE as SUPPORTED
-from .configuration import PipelineHandler
+from .configuration import Configuration, PipelineHandler
 from .errors import ResourceError
 
 # Fields each middleware reads (lower case: Dapr matches metadata names case-insensitively).
@@ -192,3 +192,18 @@ def resolve_pipeline(
             )
         out.append(Middleware(name=component.name, settings=_settings(component)))
     return tuple(out)
+
+
+def check_pipelines(config: Configuration, files: Sequence[tuple[str, str]]) -> None:
+    """Resolve both pipelines of ``config`` against the middleware components of ``files``
+    ((file, YAML) pairs), raising ResourceError as the control plane would."""
+    from .loader import parse_text
+
+    components = [
+        r for file, text in files for r in parse_text(text, file) if isinstance(r, Component)
+    ]
+    source = config.source or config.name
+    resolve_pipeline(config.http_pipeline, components, source=source, field="spec.httpPipeline")
+    resolve_pipeline(
+        config.app_http_pipeline, components, source=source, field="spec.appHttpPipeline"
+    )
