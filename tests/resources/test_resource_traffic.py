@@ -186,3 +186,12 @@ def test_policy_refusals_name_file_field_and_reason(
 ) -> None:
     assert old in POLICY
     expect_error(POLICY.replace(old, new), field, reason)
+
+
+def test_a_policy_for_a_route_the_app_does_not_have_is_warned(load: Load) -> None:
+    from tandem.xds.translate.traffic import warnings
+
+    loaded = load(POLICY)
+    (line,) = warnings(loaded.http_routes, loaded.traffic_policies)
+    assert "spec.targetRefs[0]: HTTPRoute 'checkout-split' is not among" in line
+    assert loaded.traffic_policies[0].source in line

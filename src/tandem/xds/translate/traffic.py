@@ -24,7 +24,7 @@ When two policies of the same rank target the same thing, the first in file orde
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -612,7 +612,24 @@ def reply_mappers(sidecar: Sidecar) -> list[hcm_pb2.ResponseMapper]:
     return out
 
 
+def warnings(routes: Sequence[HTTPRoute], policies: Sequence[BackendTrafficPolicy]) -> list[str]:
+    """What of an app's traffic policies will do nothing, one line each (logged by the
+    runtime at start and on reload, in the app's log)."""
+    names = {r.name for r in routes}
+    out = []
+    for policy in policies:
+        for index, target in enumerate(policy.targets):
+            if target.kind == "HTTPRoute" and target.name not in names:
+                out.append(
+                    f"{policy.source}: spec.targetRefs[{index}]: HTTPRoute {target.name!r} is "
+                    "not among this app's resources; unless it is in $TANDEM_HOME/resources/, "
+                    f"BackendTrafficPolicy {policy.name} does nothing for it"
+                )
+    return out
+
+
 __all__ = [
+    "warnings",
     "reply_mappers",
     "apply_to_cluster",
     "http_filters",
