@@ -265,10 +265,14 @@ def _rule_retry(action: rc.RouteAction, rule: Rule) -> None:
             )
         action.retry_policy.CopyFrom(out)
     if rule.backend_timeout is not None:
+        attempts = 1
         if action.HasField("retry_policy"):
             action.retry_policy.per_try_timeout.CopyFrom(_duration(rule.backend_timeout))
-        elif rule.request_timeout is None:
-            action.timeout.CopyFrom(_duration(rule.backend_timeout))
+            attempts += action.retry_policy.num_retries.value
+        if rule.request_timeout is None:
+            # Without `request`, the whole call may take every attempt's full time (an
+            # inherited budget could be shorter than one attempt).
+            action.timeout.CopyFrom(_duration(rule.backend_timeout * attempts))
     if rule.request_timeout is not None:
         action.timeout.CopyFrom(_duration(rule.request_timeout))
 
