@@ -193,8 +193,7 @@ def invocation_documents(path: Path) -> list[Any]:
     return [
         Node.root(str(path), data).plain()
         for _, data in load_documents(_read(path), str(path))
-        if isinstance(data, dict)
-        and (data.get("kind") in INVOCATION_KINDS or _is_middleware(data))
+        if isinstance(data, dict) and (data.get("kind") in INVOCATION_KINDS or _is_middleware(data))
     ]
 
 

@@ -138,7 +138,10 @@ class ControlPlane:
             # Owner-only: no other local user may talk xDS to us, even to be refused.
             self._socket_path.chmod(0o600)
         self._rotation = asyncio.create_task(self._rotate_forever(), name="certificate-rotation")
-        self._watch = asyncio.create_task(ResourceWatcher(self.registry, mesh_resources=self._mesh_resources).run(), name="hot-reload")
+        self._watch = asyncio.create_task(
+            ResourceWatcher(self.registry, mesh_resources=self._mesh_resources).run(),
+            name="hot-reload",
+        )
         if self.registry.holding:
             self._settle = asyncio.create_task(self._settle_restart(), name="restart-settle")
         log.info(

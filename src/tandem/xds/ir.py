@@ -587,7 +587,9 @@ class _Reader:
                 self.problems.append(f"{key}.{which} must be a list of name/type maps")
                 return (), ()
             out.append(
-                tuple(PipelineHandler(i["name"], i["type"], i.get("version") or "v1") for i in items)
+                tuple(
+                    PipelineHandler(i["name"], i["type"], i.get("version") or "v1") for i in items
+                )
             )
         return out[0], out[1]
 
