@@ -84,8 +84,8 @@ spec:
         action: Deny
   httpPipeline:
     handlers:
-    - name: oauth2
-      type: middleware.http.oauth2
+    - name: auth
+      type: middleware.http.bearer
   appHttpPipeline:
     handlers:
     - name: ratelimit
@@ -187,7 +187,7 @@ def test_full_configuration_loads_every_section(config_file: Callable[[str], Pat
             AppPolicy(app_id="app2", operations=(OperationRule("/admin/**", ("*",), "deny"),)),
         ),
     )
-    assert config.http_pipeline == (PipelineHandler("oauth2", "middleware.http.oauth2"),)
+    assert config.http_pipeline == (PipelineHandler("auth", "middleware.http.bearer"),)
     assert config.app_http_pipeline == (PipelineHandler("ratelimit", "middleware.http.ratelimit"),)
     assert config.features == (Feature("SchedulerReminders", True), Feature("HotReload", False))
     assert config.api_allowed == (ApiRule("state", "v1.0", "http"), ApiRule("publish", "v1.0"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tandem.observability.export import TraceExportError, trace_export
 from tandem.resources import ResourceError, load_configuration
-from tandem.xds.ir import ApiAccess
+from tandem.xds.ir import ApiAccess, pipelines_metadata
 
 
 class ObservabilityError(Exception):
@@ -52,4 +52,9 @@ def node_metadata(config: Path | None, run_dir: Path) -> dict[str, object]:
     denied = tuple(r for r in configuration.api_denied if r.complete)
     if allowed or denied:
         out["api_access"] = ApiAccess(allowed, denied).to_metadata()
+    if configuration.http_pipeline or configuration.app_http_pipeline:
+        # Compiled into Envoy filters by the control plane (xds/translate/middleware.py).
+        out["pipelines"] = pipelines_metadata(
+            configuration.http_pipeline, configuration.app_http_pipeline
+        )
     return out

@@ -224,7 +224,7 @@ class Sidecar:
             # Holds the private key and (in envoy.json) the credential and tokens.
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
-            metadata.update(await asyncio.to_thread(invocation_metadata, resources))
+            metadata.update(await asyncio.to_thread(invocation_metadata, resources, o.config))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             try:
                 metadata.update(observability.node_metadata(o.config, self.run_dir))
@@ -453,17 +453,21 @@ def _console_line(entry: dict[str, object]) -> str:
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
 
 
-def invocation_metadata(paths: Sequence[Path]) -> dict[str, object]:
+def invocation_metadata(paths: Sequence[Path], config: Path | None = None) -> dict[str, object]:
     """The Resiliency and HTTPEndpoint documents among the resources, for the node
     metadata: the control plane parses them with the runtime's parser and filters them for
     this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
     endpoints. Only those documents travel; the runtime has already validated them. The
     paths go too: the control plane watches them (hot reload)."""
-    from tandem.resources import ResourceError
+    from tandem.resources import ResourceError, load_configuration
     from tandem.resources.loader import invocation_files
+    from tandem.resources.middleware import check_pipelines
 
     try:
         files = invocation_files(paths)
+        if config is not None:
+            # The --config's HTTP middleware must resolve here, not only in the control plane.
+            check_pipelines(load_configuration(config), files)
     except (ResourceError, OSError) as exc:
         raise RunError(str(exc)) from exc
     out: dict[str, object] = {"resources_paths": [str(p.resolve()) for p in paths]}

@@ -40,6 +40,7 @@ from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.observability.tracing import NO_TRACING, Tracing
 from tandem.resources import Resiliency, Subscription
+from tandem.resources.configuration import SUPPORTED_MIDDLEWARE
 from tandem.resources.resiliency import component_policy
 
 log = logging.getLogger("tandem.runtime")
@@ -150,6 +151,8 @@ def wire_blocks(
     served = []
     for spec in specs:
         block = spec.type.split(".", 1)[0]
+        if block == "middleware" and spec.type in SUPPORTED_MIDDLEWARE:
+            continue  # compiled into Envoy by the control plane (xds/translate/middleware.py)
         if block in SERVED_BLOCKS:
             served.append(spec)
         else:

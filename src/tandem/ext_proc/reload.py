@@ -57,9 +57,10 @@ def spec_of(component: Component) -> ComponentSpec:
 
 def invocation_warnings(loaded: ResourceSet) -> list[str]:
     """What of the Resiliency and HTTPEndpoint resources Envoy cannot apply."""
-    from tandem.xds.translate import http_endpoints, resiliency
+    from tandem.xds.translate import http_endpoints, resiliency, traffic
 
     lines = [w for r in loaded.resiliencies for w in resiliency.warnings(r)]
+    lines += traffic.warnings(loaded.http_routes, loaded.traffic_policies)
     return lines + [w for e in loaded.http_endpoints for w in http_endpoints.warnings(e)]
 
 
@@ -133,7 +134,12 @@ class RuntimeReloader:
         self._others = self._not_reloaded(loaded)
         self._subscriptions = loaded.subscriptions
         self._resiliencies = loaded.resiliencies
-        self._invocation = (loaded.resiliencies, loaded.http_endpoints)
+        self._invocation = (
+            loaded.resiliencies,
+            loaded.http_endpoints,
+            loaded.http_routes,
+            loaded.traffic_policies,
+        )
         self._write_version()
 
     async def run(self) -> None:
@@ -190,7 +196,12 @@ class RuntimeReloader:
     def _warn_invocation(self, loaded: ResourceSet) -> None:
         """The control plane applies these to Envoy; what Envoy cannot do is said here,
         in the app's log, as at start."""
-        invocation = (loaded.resiliencies, loaded.http_endpoints)
+        invocation = (
+            loaded.resiliencies,
+            loaded.http_endpoints,
+            loaded.http_routes,
+            loaded.traffic_policies,
+        )
         if invocation == self._invocation:
             return
         self._invocation = invocation

@@ -69,16 +69,6 @@ def configuration_warnings(config: Configuration) -> list[str]:
             "workflows are not served yet",
         ),
         (
-            bool(config.http_pipeline),
-            "spec.httpPipeline",
-            "HTTP middleware is not supported yet",
-        ),
-        (
-            bool(config.app_http_pipeline),
-            "spec.appHttpPipeline",
-            "HTTP middleware is not supported yet",
-        ),
-        (
             config.mtls != type(config.mtls)(),
             "spec.mtls",
             "mTLS is the control plane's mesh-wide setting (tandem init), not the app's",

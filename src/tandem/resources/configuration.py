@@ -106,6 +106,16 @@ class ApiLogging:
     omit_health_checks: bool = False
 
 
+# The middleware with an Envoy equivalent (tandem.resources.middleware compiles them).
+SUPPORTED_MIDDLEWARE = (
+    "middleware.http.bearer",
+    "middleware.http.ratelimit",
+    "middleware.http.routeralias",
+    "middleware.http.routerchecker",
+    "middleware.http.uppercase",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineHandler:
     name: str  # a middleware Component's name
@@ -253,6 +263,11 @@ def _pipeline(node: Node) -> tuple[PipelineHandler, ...]:
         type_ = type_node.required_text()
         if not type_.startswith("middleware.http."):
             raise type_node.error(f"{type_!r} is not an HTTP middleware (middleware.http.*)")
+        if type_ not in SUPPORTED_MIDDLEWARE:
+            raise type_node.error(
+                f"{type_} is not supported by Tandem, which compiles middleware into Envoy "
+                f"(supported: {', '.join(SUPPORTED_MIDDLEWARE)})"
+            )
         handlers.append(
             PipelineHandler(
                 name=item.get("name").required_text(),

@@ -7,7 +7,7 @@ Everything here is blocking file I/O; async callers run it in a thread
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -20,9 +20,15 @@ from .component import Component, parse_component
 from .configuration import Configuration, parse_configuration
 from .errors import ResourceError
 from .http_endpoint import HTTPEndpoint, parse_http_endpoint
+from .httproute import GROUP as ROUTE_GROUP
+from .httproute import VERSIONS as ROUTE_VERSIONS
+from .httproute import HTTPRoute, parse_http_route
 from .resiliency import Resiliency, parse_resiliency
 from .subscription import VERSIONS as SUBSCRIPTION_VERSIONS
 from .subscription import Subscription, parse_subscription
+from .traffic_policy import GROUP as POLICY_GROUP
+from .traffic_policy import VERSIONS as POLICY_VERSIONS
+from .traffic_policy import BackendTrafficPolicy, parse_backend_traffic_policy
 
 GROUP = "dapr.io"
 SUFFIXES = (".yaml", ".yml")
@@ -37,7 +43,24 @@ KINDS = MappingProxyType(
     }
 )
 
-Resource = Component | Configuration | Resiliency | Subscription | HTTPEndpoint
+# The traffic kinds of other API groups (group → kind → versions): Tandem's own reading of
+# the Gateway API and Envoy Gateway (docs in README "Traffic policy").
+TRAFFIC_KINDS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        ROUTE_GROUP: {"HTTPRoute": ROUTE_VERSIONS},
+        POLICY_GROUP: {"BackendTrafficPolicy": POLICY_VERSIONS},
+    }
+)
+
+Resource = (
+    Component
+    | Configuration
+    | Resiliency
+    | Subscription
+    | HTTPEndpoint
+    | HTTPRoute
+    | BackendTrafficPolicy
+)
 
 log = logging.getLogger("tandem.resources")
 
@@ -51,6 +74,9 @@ class ResourceSet:
     resiliencies: tuple[Resiliency, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
     http_endpoints: tuple[HTTPEndpoint, ...] = ()
+    # Enforced by Envoy only (the control plane reads them); the runtime just validates them.
+    http_routes: tuple[HTTPRoute, ...] = ()
+    traffic_policies: tuple[BackendTrafficPolicy, ...] = ()
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
@@ -101,6 +127,8 @@ def _parse_document(doc: Node) -> Resource | None:
     if not isinstance(api_version, str):
         return None
     group, _, version = api_version.partition("/")
+    if group in TRAFFIC_KINDS:
+        return _parse_traffic(doc, group, version)
     if group != GROUP:
         return None  # someone else's manifest in the same folder, e.g. a Deployment
     kind_node = doc.get("kind")
@@ -125,6 +153,22 @@ def _parse_document(doc: Node) -> Resource | None:
             return parse_http_endpoint(doc)
 
 
+def _parse_traffic(doc: Node, group: str, version: str) -> Resource:
+    kinds = TRAFFIC_KINDS[group]
+    kind_node = doc.get("kind")
+    kind = kind_node.required_text()
+    if kind not in kinds:
+        raise kind_node.error(
+            f"{group}/{kind} is not supported by Tandem (of this group: {', '.join(kinds)})"
+        )
+    if version not in kinds[kind]:
+        supported = ", ".join(f"{group}/{v}" for v in kinds[kind])
+        raise doc.get("apiVersion").error(f"{kind} does not support {version!r} (use {supported})")
+    if kind == "HTTPRoute":
+        return parse_http_route(doc)
+    return parse_backend_traffic_policy(doc)
+
+
 def read_file(path: Path) -> list[Resource]:
     """Every Dapr resource in one YAML file, validated, in document order."""
     return parse_text(_read(path), str(path))
@@ -140,17 +184,28 @@ def parse_text(text: str, file: str) -> list[Resource]:
 
 
 # What the control plane needs of a sidecar's resources: it shapes invocations with them.
-INVOCATION_KINDS = ("Resiliency", "HTTPEndpoint")
+INVOCATION_KINDS = ("Resiliency", "HTTPEndpoint", "HTTPRoute", "BackendTrafficPolicy")
 
 
 def invocation_documents(path: Path) -> list[Any]:
-    """The Resiliency and HTTPEndpoint documents of one file as plain data (nothing else
-    in it: a file may also hold components with credentials)."""
+    """The Resiliency, HTTPEndpoint and traffic documents of one file as plain data
+    (nothing else in it: a file may also hold components with credentials)."""
     return [
         Node.root(str(path), data).plain()
         for _, data in load_documents(_read(path), str(path))
-        if isinstance(data, dict) and data.get("kind") in INVOCATION_KINDS
+        if isinstance(data, dict) and (data.get("kind") in INVOCATION_KINDS or _is_middleware(data))
     ]
+
+
+def _is_middleware(data: dict[Any, Any]) -> bool:
+    """A middleware Component: compiled into Envoy, so the control plane reads it too."""
+    spec = data.get("spec")
+    kind_type = spec.get("type") if isinstance(spec, dict) else None
+    return (
+        data.get("kind") == "Component"
+        and isinstance(kind_type, str)
+        and kind_type.startswith("middleware.http.")
+    )
 
 
 def invocation_files(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
@@ -232,6 +287,8 @@ def load_resources(
         Resiliency: [],
         Subscription: [],
         HTTPEndpoint: [],
+        HTTPRoute: [],
+        BackendTrafficPolicy: [],
     }
     for path in _files(paths):
         for resource in read_file(path):
@@ -255,6 +312,8 @@ def load_resources(
         resiliencies=tuple(buckets[Resiliency]),
         subscriptions=tuple(buckets[Subscription]),
         http_endpoints=tuple(buckets[HTTPEndpoint]),
+        http_routes=tuple(buckets[HTTPRoute]),
+        traffic_policies=tuple(buckets[BackendTrafficPolicy]),
     )
 
 

@@ -158,6 +158,8 @@ async def _run(args: argparse.Namespace) -> int:
             socket_path=socket_path,
             awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
             services=(placement,),
+            # Traffic kinds here apply to every sidecar (README "Traffic policy").
+            mesh_resources=home / "resources",
         )
         address = await control_plane.start()
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError

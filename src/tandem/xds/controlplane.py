@@ -68,7 +68,9 @@ class ControlPlane:
         awaited_pids: frozenset[int] = frozenset(),
         settle_seconds: float = 3.0,
         services: Sequence[GrpcService] = (),
+        mesh_resources: Path | None = None,
     ) -> None:
+        self._mesh_resources = mesh_resources  # $TANDEM_HOME/resources/ (hot reload)
         self._host = host
         self._port = port
         self._socket_path = socket_path
@@ -113,7 +115,10 @@ class ControlPlane:
             # Owner-only: no other local user may talk xDS to us, even to be refused.
             self._socket_path.chmod(0o600)
         self._rotation = asyncio.create_task(self._rotate_forever(), name="certificate-rotation")
-        self._watch = asyncio.create_task(ResourceWatcher(self.registry).run(), name="hot-reload")
+        self._watch = asyncio.create_task(
+            ResourceWatcher(self.registry, mesh_resources=self._mesh_resources).run(),
+            name="hot-reload",
+        )
         if self.registry.holding:
             self._settle = asyncio.create_task(self._settle_restart(), name="restart-settle")
         log.info(

@@ -18,8 +18,12 @@ from tandem.observability.export import TraceExport, TraceExportError
 from tandem.resources import AccessControl, HTTPEndpoint, Resiliency, ResourceError
 from tandem.resources._parse import Node
 from tandem.resources.access_control import parse_access_control
-from tandem.resources.configuration import ApiRule
+from tandem.resources.component import Component
+from tandem.resources.configuration import ApiRule, PipelineHandler
+from tandem.resources.httproute import HTTPRoute
 from tandem.resources.loader import applies, parse_text
+from tandem.resources.middleware import Middleware, resolve_pipeline
+from tandem.resources.traffic_policy import BackendTrafficPolicy
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TRUST_DOMAIN = "public"
@@ -132,6 +136,24 @@ class Sidecar:
     # Whether NAMESPACE was set for this sidecar: unset, Dapr's self-hosted rule loads every
     # namespace's resources (as the runtime does), though the identity says "default".
     namespace_set: bool = True
+    # The caller's traffic kinds, from the same documents (translate/traffic.py).
+    http_routes: tuple[HTTPRoute, ...] = field(default=(), compare=False, hash=False)
+    traffic_policies: tuple[BackendTrafficPolicy, ...] = field(
+        default=(), compare=False, hash=False
+    )
+    middleware_components: tuple[Component, ...] = field(default=(), compare=False, hash=False)
+    # The Configuration's httpPipeline / appHttpPipeline (node metadata "pipelines"), and
+    # the middleware they resolve to with this sidecar's components (translate/middleware.py).
+    http_pipeline: tuple[PipelineHandler, ...] = ()
+    app_http_pipeline: tuple[PipelineHandler, ...] = ()
+    http_middleware: tuple[Middleware, ...] = ()
+    app_middleware: tuple[Middleware, ...] = ()
+    # JWKS URIs the control plane found in issuers' OpenID configurations (bearer without
+    # jwksURL): issuer -> jwks_uri. Filled after admission (xds/oidc.py).
+    discovered_jwks: tuple[tuple[str, str], ...] = ()
+    # Mesh-wide traffic documents ($TANDEM_HOME/resources/, read by the control plane):
+    # they follow this sidecar's own (first in file order wins among equals).
+    mesh_files: tuple[tuple[str, str], ...] = ()
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -147,14 +169,39 @@ class Sidecar:
     def with_resource_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
         """This sidecar with new Resiliency/HTTPEndpoint documents (hot reload); raises
         ResourceError naming file, field and reason if any does not parse."""
-        resources: list[Resiliency | HTTPEndpoint] = []
+        resources: list[_Invocation] = []
         for file, text in files:
             resources += _for_app(parse_text(text, file), self.app_id, self.resource_namespace)
+        for file, text in self.mesh_files:
+            resources += [
+                r
+                for r in _for_app(parse_text(text, file), self.app_id, self.resource_namespace)
+                if isinstance(r, HTTPRoute | BackendTrafficPolicy)
+            ]
+        updated = dataclasses.replace(self, resource_files=files, **_by_kind(resources))
+        return updated.with_pipelines(self.http_pipeline, self.app_http_pipeline)
+
+    def with_mesh_files(self, files: tuple[tuple[str, str], ...]) -> Sidecar:
+        """This sidecar under new mesh-wide traffic documents; raises ResourceError."""
+        return dataclasses.replace(self, mesh_files=files).with_resource_files(self.resource_files)
+
+    def with_pipelines(
+        self, http: tuple[PipelineHandler, ...], app: tuple[PipelineHandler, ...]
+    ) -> Sidecar:
+        """This sidecar with (new) pipelines, resolved against its middleware components;
+        raises ResourceError naming file, field and reason."""
+        source = self.config_path or "node metadata"
+        components = self.middleware_components
         return dataclasses.replace(
             self,
-            resource_files=files,
-            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
-            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+            http_pipeline=http,
+            app_http_pipeline=app,
+            http_middleware=resolve_pipeline(
+                http, components, source=source, field="spec.httpPipeline"
+            ),
+            app_middleware=resolve_pipeline(
+                app, components, source=source, field="spec.appHttpPipeline"
+            ),
         )
 
     @property
@@ -239,10 +286,11 @@ class Sidecar:
         tracing = reader.tracing("tracing")
         runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
         api_access = reader.api_access("api_access")
+        pipelines = reader.pipelines("pipelines")
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
-        return cls(
+        sidecar = cls(
             node_id=node_id,
             app_id=app_id,
             namespace=namespace,
@@ -272,12 +320,15 @@ class Sidecar:
             resource_files=resource_files,
             resources_paths=resources_paths,
             config_path=config_path,
-            resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
-            http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+            **_by_kind(resources),
             tracing=tracing,
             runtime_metrics_socket=runtime_metrics_socket,
             api_access=api_access,
         )
+        try:
+            return sidecar.with_pipelines(*pipelines)
+        except ResourceError as exc:
+            raise SidecarMetadataError(f"node {node_id!r}: {exc}") from None
 
     def to_node_metadata(self) -> dict[str, Any]:
         """The node metadata that parses back into this sidecar (absent values left out)."""
@@ -332,23 +383,50 @@ class Sidecar:
             out["tracing"] = self.tracing.to_metadata()
         if self.api_access is not None:
             out["api_access"] = self.api_access.to_metadata()
+        if self.http_pipeline or self.app_http_pipeline:
+            out["pipelines"] = pipelines_metadata(self.http_pipeline, self.app_http_pipeline)
         return out
 
 
-def _for_app(
-    resources: list[Any], app_id: str, namespace: str | None
-) -> list[Resiliency | HTTPEndpoint]:
+_Invocation = Resiliency | HTTPEndpoint | HTTPRoute | BackendTrafficPolicy | Component
+
+
+def _for_app(resources: list[Any], app_id: str, namespace: str | None) -> list[_Invocation]:
     return [
         r
         for r in resources
-        if isinstance(r, Resiliency | HTTPEndpoint) and applies(r, app_id, namespace)
+        if isinstance(r, _Invocation)
+        and (not isinstance(r, Component) or r.type.startswith("middleware.http."))
+        and applies(r, app_id, namespace)
     ]
+
+
+def pipelines_metadata(
+    http: tuple[PipelineHandler, ...], app: tuple[PipelineHandler, ...]
+) -> dict[str, Any]:
+    """The Configuration's pipelines as the node metadata carries them."""
+
+    def handlers(items: tuple[PipelineHandler, ...]) -> list[dict[str, str]]:
+        return [{"name": h.name, "type": h.type, "version": h.version} for h in items]
+
+    return {"http": handlers(http), "app_http": handlers(app)}
+
+
+def _by_kind(resources: list[_Invocation]) -> dict[str, Any]:
+    """The Sidecar fields each kind of invocation resource fills."""
+    return {
+        "resiliencies": tuple(r for r in resources if isinstance(r, Resiliency)),
+        "http_endpoints": tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
+        "http_routes": tuple(r for r in resources if isinstance(r, HTTPRoute)),
+        "traffic_policies": tuple(r for r in resources if isinstance(r, BackendTrafficPolicy)),
+        "middleware_components": tuple(r for r in resources if isinstance(r, Component)),
+    }
 
 
 def _invocation_resources(
     files: tuple[tuple[str, str], ...], app_id: str, namespace: str | None, problems: list[str]
-) -> list[Resiliency | HTTPEndpoint]:
-    out: list[Resiliency | HTTPEndpoint] = []
+) -> list[_Invocation]:
+    out: list[_Invocation] = []
     for file, text in files:
         try:
             out += _for_app(parse_text(text, file), app_id, namespace)
@@ -505,6 +583,28 @@ class _Reader:
                 return None
             lists[which] = tuple(ApiRule(i["name"], i["version"], i["protocol"]) for i in items)
         return ApiAccess(**lists)
+
+    def pipelines(
+        self, key: str
+    ) -> tuple[tuple[PipelineHandler, ...], tuple[PipelineHandler, ...]]:
+        value = self.data.get(key)
+        if value is None:
+            return (), ()
+        out = []
+        for which in ("http", "app_http"):
+            items = value.get(which, []) if isinstance(value, Mapping) else None
+            if not isinstance(items, list) or not all(
+                isinstance(i, Mapping) and all(isinstance(i.get(k), str) for k in ("name", "type"))
+                for i in items
+            ):
+                self.problems.append(f"{key}.{which} must be a list of name/type maps")
+                return (), ()
+            out.append(
+                tuple(
+                    PipelineHandler(i["name"], i["type"], i.get("version") or "v1") for i in items
+                )
+            )
+        return out[0], out[1]
 
     def tracing(self, key: str) -> TraceExport | None:
         value = self.data.get(key)

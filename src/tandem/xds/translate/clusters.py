@@ -6,7 +6,15 @@ from envoy.config.cluster.v3 import cluster_pb2
 
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, app_health, http_endpoints, resiliency, tls
+from tandem.xds.translate import (
+    actors,
+    app_health,
+    http_endpoints,
+    middleware,
+    resiliency,
+    tls,
+    traffic,
+)
 from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
@@ -32,6 +40,8 @@ def app_cluster_for(app_id: str, mesh: Mesh, caller: Sidecar | None = None) -> c
     if caller is not None:
         # The caller's circuit breaker for this app (translate/resiliency.py).
         resiliency.apply_to_cluster(cluster, app_policy(caller.resiliencies, app_id))
+        # Its BackendTrafficPolicy: thresholds, load balancer (translate/traffic.py).
+        traffic.apply_to_cluster(cluster, caller, app_id)
     return cluster
 
 
@@ -44,4 +54,5 @@ def clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:
     out += actors.host_clusters(sidecar, mesh)
     out += http_endpoints.clusters(sidecar)
     out += http_endpoints.url_clusters()
+    out += middleware.clusters(sidecar)  # JWKS hosts of bearer middleware
     return out

@@ -13,7 +13,17 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_logging, app_health, http_endpoints, rbac, tls, tracing
+from tandem.xds.translate import (
+    actors,
+    api_logging,
+    app_health,
+    http_endpoints,
+    middleware,
+    rbac,
+    tls,
+    tracing,
+    traffic,
+)
 from tandem.xds.translate._protos import ads, pack, seconds, socket_address
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
@@ -86,13 +96,15 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     either proxied over HTTP/1.1 (``api_transport: http``, no ext_proc in the chain) or
     answered by ext_proc."""
     # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
-    filters = [http_endpoints.url_filter(), _router()]
+    # Fault injection and rate limits of traffic policies (translate/traffic.py).
+    filters = [http_endpoints.url_filter(), *traffic.http_filters(sidecar), _router()]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
             0,
             hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=pack(ext_proc_filter(sidecar))),
         )
     filters[:0] = api_logging.obfuscation_filters(sidecar)
+    filters[:0] = middleware.api_filters(sidecar)  # httpPipeline, first (translate/middleware.py)
     hcm = _hcm(
         DAPR_HTTP,
         _HCM.AUTO,
@@ -102,6 +114,10 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
             runtime_http=sidecar.api_transport == "http",
         ),
     )
+    # Rate-limited and fault-aborted calls answer Dapr's JSON (translate/traffic.py).
+    mappers = [*traffic.reply_mappers(sidecar), *hcm.local_reply_config.mappers]
+    del hcm.local_reply_config.mappers[:]
+    hcm.local_reply_config.mappers.extend(mappers)
     hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=False))
     # BUFFERED ext_proc bodies over this limit get a 413: this is the Dapr max body size.
     # (Over HTTP the runtime enforces it; for a streamed body this is only Envoy's watermark.)
@@ -110,7 +126,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
-    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [_router()])
+    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [*traffic.http_filters(sidecar), _router()])
     hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=True))
     # SDK streams (work items, subscriptions) legitimately sit idle for long stretches;
     # HTTP/2 keepalive finds dead peers instead of an idle timer cutting live streams.
@@ -139,6 +155,7 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
                 ),
             )
         )
+    filters += middleware.app_filters(sidecar)  # appHttpPipeline (translate/middleware.py)
     filters.append(_router())
     hcm = _hcm(
         DAPR_INBOUND,

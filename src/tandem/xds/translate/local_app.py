@@ -23,6 +23,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Sidecar
+from tandem.xds.translate import middleware
 from tandem.xds.translate._protos import HPO_KEY, pack, seconds, socket_address
 from tandem.xds.translate.names import (
     APP_CHANNEL,
@@ -123,4 +124,7 @@ def app_channel_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         route=rc.RouteAction(cluster=LOCAL_APP_CLUSTER, timeout=seconds(0)),
     )
     # A subscriber may hold a delivery for long: no idle timeout on this listener.
-    return runtime_pipe_listener(APP_CHANNEL, sidecar.app_channel_socket, route)
+    # The appHttpPipeline applies to the runtime's calls too (translate/middleware.py).
+    return runtime_pipe_listener(
+        APP_CHANNEL, sidecar.app_channel_socket, route, middleware.app_filters(sidecar)
+    )

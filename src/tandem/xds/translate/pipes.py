@@ -4,6 +4,8 @@ own deadline per request)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -17,7 +19,9 @@ from tandem.xds.translate._protos import pack, seconds
 from tandem.xds.translate.names import HCM_FILTER, ROUTER_FILTER
 
 
-def runtime_pipe_listener(name: str, path: str, route: rc.Route) -> listener_pb2.Listener:
+def runtime_pipe_listener(
+    name: str, path: str, route: rc.Route, filters: Sequence[hcm_pb2.HttpFilter] = ()
+) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=name,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
@@ -25,7 +29,8 @@ def runtime_pipe_listener(name: str, path: str, route: rc.Route) -> listener_pb2
             name=name, virtual_hosts=[rc.VirtualHost(name=name, domains=["*"], routes=[route])]
         ),
         http_filters=[
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+            *filters,
+            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
         ],
         stream_idle_timeout=seconds(0),
     )

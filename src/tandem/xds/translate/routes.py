@@ -10,9 +10,8 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
-from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_access, app_health, auth, http_endpoints, resiliency
+from tandem.xds.translate import actors, api_access, app_health, auth, http_endpoints, traffic
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -64,8 +63,9 @@ def _invoke_action(sidecar: Sidecar, target: str) -> rc.RouteAction:
         # Invocations may stream or long-poll; Envoy's 15 s default would cut them.
         timeout=seconds(0),
     )
-    # The caller's Resiliency for this app: timeouts and retries (translate/resiliency.py).
-    resiliency.apply_to_route(action, app_policy(sidecar.resiliencies, target))
+    # The caller's Resiliency and traffic policies for this app: timeouts, retries, hashing
+    # (translate/resiliency.py, translate/traffic.py).
+    traffic.shape_action(action, sidecar, target)
     return action
 
 
@@ -85,7 +85,7 @@ def _path_invoke_route(sidecar: Sidecar, target: str) -> rc.Route:
     action.regex_rewrite.CopyFrom(
         regex_pb2.RegexMatchAndSubstitute(pattern=_regex(prefix), substitution="/")
     )
-    return rc.Route(
+    route = rc.Route(
         name=f"invoke:{target}",
         # safe_regex must match the whole path (query string excluded).
         match=rc.RouteMatch(safe_regex=_regex(prefix + ".*")),
@@ -96,6 +96,23 @@ def _path_invoke_route(sidecar: Sidecar, target: str) -> rc.Route:
         typed_per_filter_config=_no_ext_proc(sidecar),
         metadata=_app_meta(target),
     )
+    traffic.shape_route(route, sidecar, target)  # rate limit, fault injection
+    return route
+
+
+def _traffic_routes(sidecar: Sidecar, mesh: Mesh, *, path_form: bool, http: bool) -> list[rc.Route]:
+    """The caller's HTTPRoute rules (translate/traffic.py), made invocations like the rest."""
+    out = []
+    for target, route in traffic.routes(sidecar, mesh, path_form=path_form):
+        route.request_headers_to_add.insert(0, set_header(HEADER_CALLER, sidecar.app_id))
+        route.request_headers_to_remove.append(auth.API_TOKEN_HEADER)
+        if http and not path_form:
+            route.request_headers_to_remove.append(HEADER_APP_ID)
+        if http:
+            _keep_out_of_ext_proc(route, sidecar)
+        route.metadata.CopyFrom(_app_meta(target))
+        out.append(route)
+    return out
 
 
 def _header_match(value: str | None) -> rc.HeaderMatcher:
@@ -114,6 +131,7 @@ def _header_invoke_route(sidecar: Sidecar, target: str, *, http: bool) -> rc.Rou
         request_headers_to_remove=[auth.API_TOKEN_HEADER],
         metadata=_app_meta(target),
     )
+    traffic.shape_route(route, sidecar, target)
     if http:
         # Dapr strips the header on the HTTP form; ext_proc must not see invocations.
         route.request_headers_to_remove.append(HEADER_APP_ID)
@@ -195,7 +213,9 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
     routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
     routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
+    routes += _traffic_routes(sidecar, mesh, path_form=True, http=True)
     routes += [_path_invoke_route(sidecar, app) for app in apps]
+    routes += _traffic_routes(sidecar, mesh, path_form=False, http=True)
     routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(
         _unknown_app(
@@ -227,6 +247,7 @@ def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
     # gRPC proxying keeps `dapr-app-id` (the callee's SDK may read it), unlike the HTTP form.
     routes = _token_check(sidecar, http=False)
     routes += api_access.grpc_routes(sidecar)  # spec.api allow/deny lists
+    routes += _traffic_routes(sidecar, mesh, path_form=False, http=False)
     routes += [_header_invoke_route(sidecar, app, http=False) for app in mesh.app_ids()]
     routes.append(
         rc.Route(
