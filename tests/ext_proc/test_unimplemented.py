@@ -31,8 +31,6 @@ def dispatch() -> Dispatcher:
 @pytest.mark.parametrize(
     ("method", "path", "api"),
     [
-        ("GET", "/v1.0/secrets/vault/db-password", "secrets"),
-        ("GET", "/v1.0/secrets/vault/bulk", "secrets"),
         ("GET", "/v1.0/configuration/cfg?key=a", "configuration"),
         ("GET", "/v1.0-alpha1/configuration/cfg/subscribe", "configuration"),
         ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),

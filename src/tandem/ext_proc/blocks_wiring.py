@@ -30,10 +30,18 @@ from tandem.blocks.pubsub.subscriptions import (
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
 from tandem.blocks.resiliency import behind_policy, resilient
+from tandem.blocks.secrets.service import SecretsService
 from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
-from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc import (
+    pubsub_grpc,
+    pubsub_http,
+    secrets_grpc,
+    secrets_http,
+    state_grpc,
+    state_http,
+)
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
@@ -192,6 +200,15 @@ def wire_blocks(
         wiring.closers.append(outbox.close)  # stops relaying before pubsub and state close
         wiring.outbox = outbox
     return wiring
+
+
+def wire_secrets(router: Router, wiring: Wiring, secrets: SecretsService) -> None:
+    """The secrets API over the stores the runtime opened while loading its components."""
+    secrets_http.register(router, secrets)
+    wiring.rpcs.update(secrets_grpc.rpcs(secrets))
+    for name, type_ in secrets.types.items():
+        wiring.components.append(ComponentInfo(name, type_, "v1"))
+    wiring.closers.append(secrets.close)
 
 
 def start_app(

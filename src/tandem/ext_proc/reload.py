@@ -85,6 +85,8 @@ class RuntimeReloader:
     wrap: Callable[[Sequence[Any]], Callable[[str, StateStore], StateStore]]
     version_dir: Path | None = None
     poll_seconds: float = POLL_SECONDS
+    # Component → the spec its factory gets, secretKeyRef resolved (secrets/resolve.py).
+    resolve: Callable[[Component], ComponentSpec] = spec_of
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
     _others: dict[str, ComponentSpec] = field(default_factory=dict)
@@ -122,7 +124,11 @@ class RuntimeReloader:
         except ResourceError as exc:
             log.warning("resources not reloaded, the last good ones stay: %s", exc)
             return
-        self._apply(loaded)
+        try:
+            self._apply(loaded)
+        except ResourceError as exc:  # e.g. a secretKeyRef that no longer resolves
+            log.warning("resources not reloaded, the last good ones stay: %s", exc)
+            return
         await asyncio.to_thread(self._write_version)
 
     def _load(self) -> ResourceSet:
@@ -133,16 +139,17 @@ class RuntimeReloader:
     def _desired(self, loaded: ResourceSet) -> dict[str, _Store]:
         return {
             c.name: _Store(
-                spec_of(c),
+                self.resolve(c),
                 component_policy(loaded.resiliencies, c.name, "outbound", "Statestore"),
             )
             for c in loaded.components
             if c.type.startswith("state.")
         }
 
-    @staticmethod
-    def _not_reloaded(loaded: ResourceSet) -> dict[str, ComponentSpec]:
-        return {c.name: spec_of(c) for c in loaded.components if not c.type.startswith("state.")}
+    def _not_reloaded(self, loaded: ResourceSet) -> dict[str, ComponentSpec]:
+        return {
+            c.name: self.resolve(c) for c in loaded.components if not c.type.startswith("state.")
+        }
 
     def _warn_not_reloaded(self, loaded: ResourceSet) -> None:
         others = self._not_reloaded(loaded)

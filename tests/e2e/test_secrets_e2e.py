@@ -1,0 +1,199 @@
+"""Secrets through a real `tandem run`, one sidecar per HTTP door (module-scoped):
+local.file and local.env stores over HTTP and the SDK's gRPC calls, Configuration scopes,
+and a state.redis whose password is a secretKeyRef reaching a password-protected
+redis-server. The password appears in no log and not in the metadata API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from harness import APPS, Sidecar, start_sidecar
+
+from servers import run_redis_process
+
+TRANSPORTS = ("http", "ext_proc")
+PASSWORD = "pw-7c1f0e2d-never-logged"
+ENV_VALUE = "env-4b9a-value"
+
+RESOURCES = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: localsecretstore}}
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+  - {{name: secretsFile, value: "{file}"}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: envsecrets}}
+spec:
+  type: secretstores.local.env
+  version: v1
+  metadata:
+  - {{name: prefix, value: TANDEM_E2E_}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: protected}}
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - {{name: redisHost, value: "{redis}"}}
+  - name: redisPassword
+    secretKeyRef: {{name: "redis:password", key: "redis:password"}}
+auth:
+  secretStore: localsecretstore
+"""
+CONFIG = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: scoped}
+spec:
+  secrets:
+    scopes:
+    - storeName: localsecretstore
+      defaultAccess: allow
+      deniedSecrets: [forbidden]
+"""
+
+
+@pytest.fixture(scope="module")
+def sidecars(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    work = tmp_path_factory.mktemp("secrets")
+    with run_redis_process(work / "redis") as server:
+        redis.Redis(port=server.port).config_set("requirepass", PASSWORD)
+        (work / "secrets.json").write_text(
+            json.dumps(
+                {
+                    "redis": {"password": PASSWORD},
+                    "db-password": "file-value",
+                    "forbidden": "hidden",
+                }
+            )
+        )
+        folder = work / "res"
+        folder.mkdir()
+        address = f"127.0.0.1:{server.port}"
+        (folder / "components.yaml").write_text(
+            RESOURCES.format(file=work / "secrets.json", redis=address)
+        )
+        config = work / "config.yaml"
+        config.write_text(CONFIG)
+        started: dict[str, Sidecar] = {}
+        try:
+            for transport in TRANSPORTS:
+                started[transport] = start_sidecar(
+                    tandem_home,
+                    f"secrets-{transport.replace('_', '-')}",
+                    "--api-transport",
+                    transport,
+                    "--resources-path",
+                    str(folder),
+                    "--config",
+                    str(config),
+                    env={"TANDEM_E2E_TOKEN": ENV_VALUE},
+                )
+            yield started
+        finally:
+            for s in started.values():
+                s.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def sidecar(sidecars: dict[str, Sidecar], request: pytest.FixtureRequest) -> Sidecar:
+    return sidecars[request.param]
+
+
+def get(sidecar: Sidecar, path: str) -> httpx.Response:
+    return httpx.get(f"{sidecar.base}{path}", timeout=30)
+
+
+def test_a_secret_is_read_from_the_file_and_env_stores(sidecar: Sidecar) -> None:
+    reply = get(sidecar, "/v1.0/secrets/localsecretstore/db-password")
+    assert (reply.status_code, reply.json()) == (200, {"db-password": "file-value"})
+
+    reply = get(sidecar, "/v1.0/secrets/localsecretstore/redis:password")
+    assert reply.json() == {"redis:password": PASSWORD}
+
+    reply = get(sidecar, "/v1.0/secrets/envsecrets/TOKEN")
+    assert (reply.status_code, reply.json()) == (200, {"TOKEN": ENV_VALUE})
+
+
+def test_bulk_leaves_out_what_the_scopes_deny(sidecar: Sidecar) -> None:
+    reply = get(sidecar, "/v1.0/secrets/localsecretstore/bulk")
+
+    assert reply.status_code == 200
+    assert reply.json() == {
+        "db-password": {"db-password": "file-value"},
+        "redis:password": {"redis:password": PASSWORD},
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1.0/secrets/localsecretstore/forbidden", 403, "ERR_PERMISSION_DENIED"),
+        ("/v1.0/secrets/nostore/db-password", 401, "ERR_SECRET_STORE_NOT_FOUND"),
+        ("/v1.0/secrets/localsecretstore/absent", 500, "ERR_SECRET_GET"),
+        ("/v1.0/secrets/envsecrets/NOT_SET_ANYWHERE", 500, "ERR_SECRET_GET"),
+    ],
+)
+def test_bad_requests_get_daprs_errors_and_the_sidecar_keeps_serving(
+    sidecar: Sidecar, path: str, status: int, code: str
+) -> None:
+    reply = get(sidecar, path)
+
+    assert reply.status_code == status
+    assert reply.json()["errorCode"] == code
+    assert get(sidecar, "/v1.0/healthz").status_code == 204
+
+
+def test_a_state_store_whose_password_is_a_secret_reference_connects(sidecar: Sidecar) -> None:
+    key = f"k-{sidecar.app_id}"
+    saved = httpx.post(
+        f"{sidecar.base}/v1.0/state/protected", json=[{"key": key, "value": "v"}], timeout=30
+    )
+    assert saved.status_code == 204, saved.text
+    assert get(sidecar, f"/v1.0/state/protected/{key}").json() == "v"
+
+
+def test_the_password_is_in_no_log_and_not_in_the_metadata(sidecar: Sidecar) -> None:
+    metadata = get(sidecar, "/v1.0/metadata")
+    components = {c["name"]: c["type"] for c in metadata.json()["components"]}
+
+    assert components["localsecretstore"] == "secretstores.local.file"
+    assert components["envsecrets"] == "secretstores.local.env"
+    assert PASSWORD not in metadata.text
+    logs = [sidecar.output, *sorted((sidecar.home / "logs").glob("*"))]
+    for log in logs:
+        if log.is_file():
+            assert PASSWORD not in log.read_text(errors="replace"), log
+
+
+def test_the_sdk_reads_secrets_over_grpc(sidecars: dict[str, Sidecar]) -> None:
+    s = sidecars["http"]
+    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
+    done = subprocess.run(
+        [sys.executable, str(APPS / "sdk_secrets.py"), "localsecretstore"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+    assert lines[0] == {"get": {"db-password": "file-value"}}
+    assert lines[1] == {"bulk": ["db-password", "redis:password"]}
+    assert "access denied by policy" in lines[2]["denied"]
