@@ -49,6 +49,9 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "secretstores.local.file": (("v1",), "tandem.blocks.secrets.local_file:create"),
     "secretstores.local.env": (("v1",), "tandem.blocks.secrets.local_env:create"),
     "secretstores.kubernetes": (("v1",), "tandem.blocks.secrets.kubernetes:create"),
+    "lock.redis": (("v1",), "tandem.blocks.lock.redis:create"),
+    # The embedded default: one file shared by the sidecars of one machine.
+    "lock.sqlite": (("v1",), "tandem.blocks.lock.sqlite:create"),
 }
 
 

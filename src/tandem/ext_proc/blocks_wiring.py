@@ -13,6 +13,7 @@ from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
 from tandem.blocks.health import Health
+from tandem.blocks.lock.service import LockService
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
 from tandem.blocks.pubsub.app_subscriptions import fetch_programmatic, start_app_subscriptions
@@ -35,6 +36,8 @@ from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import (
+    lock_grpc,
+    lock_http,
     pubsub_grpc,
     pubsub_http,
     secrets_grpc,
@@ -54,7 +57,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "lock"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -188,6 +191,13 @@ def wire_blocks(
     wiring.closers.append(pubsub.close)
     wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
+
+    locks = LockService.from_specs(served, ctx)
+    lock_http.register(router, locks)
+    wiring.rpcs.update(lock_grpc.rpcs(locks))
+    for name, lock in locks.components.items():
+        wiring.components.append(ComponentInfo(name, lock.type, _version(served, name)))
+    wiring.closers.append(locks.close)
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id

@@ -29,8 +29,6 @@ HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0/bindings", "bindings"),
     ("/v1.0/configuration", "configuration"),
     ("/v1.0-alpha1/configuration", "configuration"),
-    ("/v1.0-alpha1/lock", "distributed lock"),
-    ("/v1.0-alpha1/unlock", "distributed lock"),
     ("/v1.0/workflows", "workflows"),
     ("/v1.0-beta1/workflows", "workflows"),
     ("/v1.0-alpha1/workflows", "workflows"),

@@ -1,7 +1,8 @@
-"""Secrets through a real `tandem run`, one sidecar per HTTP door (module-scoped):
+"""Secrets and locks through a real `tandem run`, one sidecar per HTTP door (module-scoped):
 local.file and local.env stores over HTTP and the SDK's gRPC calls, Configuration scopes,
-and a state.redis whose password is a secretKeyRef reaching a password-protected
-redis-server. The password appears in no log and not in the metadata API."""
+and a state.redis and a lock.redis whose password is a secretKeyRef reaching a
+password-protected redis-server (the password appears in no log and not in the metadata
+API); lock.redis and the embedded lock.sqlite over HTTP and the SDK."""
 
 from __future__ import annotations
 
@@ -54,6 +55,28 @@ spec:
     secretKeyRef: {{name: "redis:password", key: "redis:password"}}
 auth:
   secretStore: localsecretstore
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: redislock}}
+spec:
+  type: lock.redis
+  version: v1
+  metadata:
+  - {{name: redisHost, value: "{redis}"}}
+  - name: redisPassword
+    secretKeyRef: {{name: "redis:password", key: "redis:password"}}
+auth:
+  secretStore: localsecretstore
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: lockstore}}
+spec:
+  type: lock.sqlite
+  version: v1
+  metadata:
+  - {{name: connectionString, value: "{lockdb}"}}
 """
 CONFIG = """\
 apiVersion: dapr.io/v1alpha1
@@ -86,7 +109,7 @@ def sidecars(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         folder.mkdir()
         address = f"127.0.0.1:{server.port}"
         (folder / "components.yaml").write_text(
-            RESOURCES.format(file=work / "secrets.json", redis=address)
+            RESOURCES.format(file=work / "secrets.json", redis=address, lockdb=work / "lock.db")
         )
         config = work / "config.yaml"
         config.write_text(CONFIG)
@@ -197,3 +220,65 @@ def test_the_sdk_reads_secrets_over_grpc(sidecars: dict[str, Sidecar]) -> None:
     assert lines[0] == {"get": {"db-password": "file-value"}}
     assert lines[1] == {"bulk": ["db-password", "redis:password"]}
     assert "access denied by policy" in lines[2]["denied"]
+
+
+LOCK_STORES = ("redislock", "lockstore")
+
+
+@pytest.mark.parametrize("store", LOCK_STORES)
+def test_a_lock_is_held_by_one_owner_until_released(sidecar: Sidecar, store: str) -> None:
+    resource = f"order-{sidecar.app_id}-{store}"
+
+    def post(path: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{sidecar.base}{path}/{store}", json=body, timeout=30)
+
+    take = {"resourceId": resource, "lockOwner": "a", "expiryInSeconds": 60}
+    assert post("/v1.0-alpha1/lock", take).json() == {"success": True}
+    assert post("/v1.0-alpha1/lock", {**take, "lockOwner": "b"}).json() == {"success": False}
+    release = {"resourceId": resource, "lockOwner": "b"}
+    assert post("/v1.0-alpha1/unlock", release).json() == {"status": 2}
+    assert post("/v1.0-alpha1/unlock", {**release, "lockOwner": "a"}).json() == {"status": 0}
+    assert post("/v1.0-alpha1/unlock", {**release, "lockOwner": "a"}).json() == {"status": 1}
+
+
+@pytest.mark.parametrize(
+    ("store", "body", "status", "code"),
+    [
+        ("nostore", {"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5}, 400,
+         "ERR_LOCK_STORE_NOT_FOUND"),
+        ("lockstore", {"resourceId": "r", "lockOwner": "", "expiryInSeconds": 5}, 400,
+         "ERR_MALFORMED_REQUEST"),
+        ("lockstore", {"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 0}, 400,
+         "ERR_MALFORMED_REQUEST"),
+    ],
+)  # fmt: skip
+def test_bad_lock_requests_get_daprs_errors(
+    sidecar: Sidecar, store: str, body: dict, status: int, code: str
+) -> None:
+    reply = httpx.post(f"{sidecar.base}/v1.0-alpha1/lock/{store}", json=body, timeout=30)
+
+    assert (reply.status_code, reply.json()["errorCode"]) == (status, code)
+    assert get(sidecar, "/v1.0/healthz").status_code == 204
+
+
+@pytest.mark.parametrize("store", LOCK_STORES)
+def test_the_sdk_takes_and_releases_locks(sidecars: dict[str, Sidecar], store: str) -> None:
+    s = sidecars["ext_proc"]
+    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
+    done = subprocess.run(
+        [sys.executable, str(APPS / "sdk_lock.py"), store],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(json.loads(x) for x in done.stdout.splitlines() if x.startswith("{"))
+
+    assert line == {
+        "first": True,
+        "second": False,
+        "wrong": "lock_belongs_to_others",
+        "right": "success",
+        "gone": "lock_does_not_exist",
+    }
