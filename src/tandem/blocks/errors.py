@@ -83,6 +83,7 @@ _STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
     "ERR_CONFIGURATION_GET": (500, grpc.StatusCode.INTERNAL),
     "ERR_CONFIGURATION_SUBSCRIBE": (500, grpc.StatusCode.INTERNAL),
     "ERR_CONFIGURATION_UNSUBSCRIBE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_APP_CHANNEL_NIL": (500, grpc.StatusCode.INTERNAL),
 }
 
 

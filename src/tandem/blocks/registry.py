@@ -52,6 +52,10 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "lock.redis": (("v1",), "tandem.blocks.lock.redis:create"),
     # The embedded default: one file shared by the sidecars of one machine.
     "lock.sqlite": (("v1",), "tandem.blocks.lock.sqlite:create"),
+    "configuration.redis": (("v1",), "tandem.blocks.configuration.redis:create"),
+    "configuration.postgresql": (("v1",), "tandem.blocks.configuration.postgresql:create"),
+    # The embedded default, edited with any SQLite client.
+    "configuration.sqlite": (("v1",), "tandem.blocks.configuration.sqlite:create"),
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
+from tandem.blocks.configuration.service import ConfigurationService
 from tandem.blocks.health import Health
 from tandem.blocks.lock.service import LockService
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
@@ -36,6 +37,8 @@ from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import (
+    configuration_grpc,
+    configuration_http,
     lock_grpc,
     lock_http,
     pubsub_grpc,
@@ -57,7 +60,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub", "lock"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "lock", "configuration"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -106,6 +109,8 @@ class Wiring:
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
+    # The app's HTTP channel once start_app opened it (configuration updates are pushed).
+    app_http: AppChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -199,6 +204,13 @@ def wire_blocks(
         wiring.components.append(ComponentInfo(name, lock.type, _version(served, name)))
     wiring.closers.append(locks.close)
 
+    configuration = ConfigurationService.from_specs(served, ctx)
+    configuration_http.register(router, configuration, lambda: wiring.app_http)
+    wiring.rpcs.update(configuration_grpc.rpcs(configuration))
+    for name, conf in configuration.components.items():
+        wiring.components.append(ComponentInfo(name, conf.type, _version(served, name)))
+    wiring.closers.append(configuration.close)
+
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
     )
@@ -256,6 +268,7 @@ def start_app(
         else None
     )
     wiring.app_grpc = grpc_channel
+    wiring.app_http = channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -308,6 +321,7 @@ def start_app(
         await asyncio.gather(*tasks, return_exceptions=True)
         if subscriber is not None:
             await subscriber.stop()
+        wiring.app_http = None
         await channel.close()
         if grpc_channel is not None:
             wiring.app_grpc = None
