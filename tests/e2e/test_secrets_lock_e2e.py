@@ -2,21 +2,26 @@
 local.file and local.env stores over HTTP and the SDK's gRPC calls, Configuration scopes,
 and a state.redis and a lock.redis whose password is a secretKeyRef reaching a
 password-protected redis-server (the password appears in no log and not in the metadata
-API); lock.redis and the embedded lock.sqlite over HTTP and the SDK."""
+API); lock.redis and the embedded lock.sqlite over HTTP and the SDK; configuration.redis
+and the embedded configuration.sqlite: get, changes pushed to the app over HTTP, the SDK's
+gRPC subscription, unsubscribe."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
-from harness import APPS, Sidecar, start_sidecar
+from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
 
 from servers import run_redis_process
 
@@ -77,6 +82,29 @@ spec:
   version: v1
   metadata:
   - {{name: connectionString, value: "{lockdb}"}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: redisconfig}}
+spec:
+  type: configuration.redis
+  version: v1
+  metadata:
+  - {{name: redisHost, value: "{redis}"}}
+  - name: redisPassword
+    secretKeyRef: {{name: "redis:password", key: "redis:password"}}
+auth:
+  secretStore: localsecretstore
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: configstore}}
+spec:
+  type: configuration.sqlite
+  version: v1
+  metadata:
+  - {{name: connectionString, value: "{configdb}"}}
+  - {{name: pollInterval, value: "0.1"}}
 """
 CONFIG = """\
 apiVersion: dapr.io/v1alpha1
@@ -91,8 +119,16 @@ spec:
 """
 
 
+@dataclass
+class Setup:
+    sidecars: dict[str, Sidecar]
+    redis: Any  # servers.RedisServer, password-protected
+    app_ports: dict[str, int]
+    config_db: Path
+
+
 @pytest.fixture(scope="module")
-def sidecars(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     work = tmp_path_factory.mktemp("secrets")
     with run_redis_process(work / "redis") as server:
         redis.Redis(port=server.port).config_set("requirepass", PASSWORD)
@@ -109,16 +145,27 @@ def sidecars(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         folder.mkdir()
         address = f"127.0.0.1:{server.port}"
         (folder / "components.yaml").write_text(
-            RESOURCES.format(file=work / "secrets.json", redis=address, lockdb=work / "lock.db")
+            RESOURCES.format(
+                file=work / "secrets.json",
+                redis=address,
+                lockdb=work / "lock.db",
+                configdb=work / "config.db",
+            )
         )
         config = work / "config.yaml"
         config.write_text(CONFIG)
         started: dict[str, Sidecar] = {}
+        app_ports = dict(zip(TRANSPORTS, distinct_free_ports(len(TRANSPORTS)), strict=True))
+        app = subprocess.Popen(
+            [sys.executable, str(APPS / "config_app.py"), *map(str, app_ports.values())]
+        )
         try:
             for transport in TRANSPORTS:
                 started[transport] = start_sidecar(
                     tandem_home,
                     f"secrets-{transport.replace('_', '-')}",
+                    "--app-port",
+                    str(app_ports[transport]),
                     "--api-transport",
                     transport,
                     "--resources-path",
@@ -127,10 +174,17 @@ def sidecars(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     str(config),
                     env={"TANDEM_E2E_TOKEN": ENV_VALUE},
                 )
-            yield started
+            yield Setup(started, server, app_ports, work / "config.db")
         finally:
             for s in started.values():
                 s.stop()
+            app.terminate()
+            app.wait(10)
+
+
+@pytest.fixture(scope="module")
+def sidecars(setup: Setup) -> dict[str, Sidecar]:
+    return setup.sidecars
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -282,3 +336,108 @@ def test_the_sdk_takes_and_releases_locks(sidecars: dict[str, Sidecar], store: s
         "right": "success",
         "gone": "lock_does_not_exist",
     }
+
+
+def received(setup: Setup, transport: str) -> list[dict]:
+    port = setup.app_ports[transport]
+    return list(httpx.get(f"http://127.0.0.1:{port}/_received", timeout=10).json())
+
+
+def write_config(setup: Setup, store: str, key: str, value: str, version: str) -> None:
+    if store == "redisconfig":
+        client = redis.Redis(port=setup.redis.port, password=PASSWORD)
+        client.set(key, f"{value}||{version}")
+    else:
+        with sqlite3.connect(setup.config_db) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO configuration (key, value, version) VALUES (?, ?, ?)",
+                (key, value, version),
+            )
+
+
+CONFIG_STORES = ("redisconfig", "configstore")
+
+
+@pytest.mark.parametrize("store", CONFIG_STORES)
+def test_configuration_get_and_changes_pushed_to_the_app_until_unsubscribed(
+    setup: Setup, transport: str, store: str
+) -> None:
+    sidecar = setup.sidecars[transport]
+    key = f"{store}-{transport}-flag"
+    base = f"{sidecar.base}/v1.0/configuration/{store}"
+    assert get(sidecar, f"/v1.0/configuration/{store}?key={key}").status_code == 204  # creates
+    write_config(setup, store, key, "on", "1")
+
+    reply = httpx.get(base, params={"key": key}, timeout=30)
+    assert reply.status_code == 200
+    assert reply.json() == {key: {"value": "on", "version": "1", "metadata": {}}}
+
+    sub = httpx.get(f"{base}/subscribe", params={"key": key}, timeout=30)
+    assert sub.status_code == 200, sub.text
+    sub_id = sub.json()["id"]
+    write_config(setup, store, key, "off", "2")
+
+    def pushed(value: str, sid: str) -> list[dict]:
+        return [
+            r
+            for r in received(setup, transport)
+            if r["path"] == f"/configuration/{store}/{key}"
+            and r["body"]["id"] == sid
+            and r["body"]["items"][key]["value"] == value
+        ]
+
+    wait_until(lambda: pushed("off", sub_id), 20, "the update pushed to the app")
+    assert pushed("off", sub_id)[0]["body"]["items"][key]["version"] == "2"
+
+    done = httpx.get(f"{base}/{sub_id}/unsubscribe", timeout=30)
+    assert (done.status_code, done.json()) == (200, {"ok": True})
+    again = httpx.get(f"{base}/{sub_id}/unsubscribe", timeout=30)
+    assert (again.status_code, again.json()["ok"]) == (500, False)
+    # A second subscription sees the next change; the ended one never does.
+    second = httpx.get(f"{base}/subscribe", params={"key": key}, timeout=30).json()["id"]
+    write_config(setup, store, key, "third", "3")
+    wait_until(lambda: pushed("third", second), 20, "the update to the second subscription")
+    assert not pushed("third", sub_id)
+    httpx.get(f"{base}/{second}/unsubscribe", timeout=30)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1.0/configuration/nostore?key=a", 400, "ERR_CONFIGURATION_STORE_NOT_FOUND"),
+        ("/v1.0-alpha1/configuration/nostore/subscribe", 400, "ERR_CONFIGURATION_STORE_NOT_FOUND"),
+    ],
+)
+def test_bad_configuration_requests_get_daprs_errors(
+    sidecar: Sidecar, path: str, status: int, code: str
+) -> None:
+    reply = get(sidecar, path)
+    assert (reply.status_code, reply.json()["errorCode"]) == (status, code)
+
+
+def test_the_sdk_gets_and_subscribes_to_configuration(setup: Setup) -> None:
+    s = setup.sidecars["ext_proc"]
+    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
+    argv = ["redisconfig", "sdk-key", "127.0.0.1", str(setup.redis.port), PASSWORD]
+    done = subprocess.run(
+        [sys.executable, str(APPS / "sdk_configuration.py"), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+
+    assert lines[0] == {"get": ["before", "1"]}
+    assert lines[1] == {"subscribed": True}
+    assert lines[2]["update_seen"] is True, lines[2]
+    assert {"key": "sdk-key", "value": "after", "version": "2"}.items() <= lines[2]["updates"][
+        -1
+    ].items()
+    assert lines[3] == {"unsubscribed": True}
