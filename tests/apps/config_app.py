@@ -4,6 +4,7 @@ Usage: python config_app.py PORT [PORT...] (one process, one record for every po
 
 - ``POST /configuration/<store>/<key>``: recorded, answers 200.
 - ``GET /_received`` (asked on the app port directly): every update so far, as JSON.
+- ``GET .../echo-headers``: the request's headers, as JSON.
 - anything else: 200 (the sidecar's readiness probe and subscription discovery).
 """
 
@@ -41,6 +42,9 @@ class Recorder(BaseHTTPRequestHandler):
         if self.path == "/_received":
             with LOCK:
                 self._send(200, list(RECEIVED))
+            return
+        if self.path.endswith("/echo-headers"):
+            self._send(200, {k.lower(): v for k, v in self.headers.items()})
             return
         self._send(200, [] if self.path == "/dapr/subscribe" else {})
 

@@ -27,6 +27,7 @@ from servers import run_redis_process
 
 TRANSPORTS = ("http", "ext_proc")
 PASSWORD = "pw-7c1f0e2d-never-logged"
+API_KEY = "key-e2e-9d1c-never-logged"
 ENV_VALUE = "env-4b9a-value"
 
 RESOURCES = """\
@@ -105,6 +106,17 @@ spec:
   metadata:
   - {{name: connectionString, value: "{configdb}"}}
   - {{name: pollInterval, value: "0.1"}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata: {{name: keyed}}
+spec:
+  baseUrl: http://127.0.0.1:{app_port}
+  headers:
+  - name: X-Api-Key
+    secretKeyRef: {{name: api-key, key: api-key}}
+auth:
+  secretStore: localsecretstore
 """
 CONFIG = """\
 apiVersion: dapr.io/v1alpha1
@@ -138,9 +150,11 @@ def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     "redis": {"password": PASSWORD},
                     "db-password": "file-value",
                     "forbidden": "hidden",
+                    "api-key": API_KEY,
                 }
             )
         )
+        app_ports = dict(zip(TRANSPORTS, distinct_free_ports(len(TRANSPORTS)), strict=True))
         folder = work / "res"
         folder.mkdir()
         address = f"127.0.0.1:{server.port}"
@@ -150,12 +164,12 @@ def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 redis=address,
                 lockdb=work / "lock.db",
                 configdb=work / "config.db",
+                app_port=app_ports["http"],
             )
         )
         config = work / "config.yaml"
         config.write_text(CONFIG)
         started: dict[str, Sidecar] = {}
-        app_ports = dict(zip(TRANSPORTS, distinct_free_ports(len(TRANSPORTS)), strict=True))
         app = subprocess.Popen(
             [sys.executable, str(APPS / "config_app.py"), *map(str, app_ports.values())]
         )
@@ -214,6 +228,7 @@ def test_bulk_leaves_out_what_the_scopes_deny(sidecar: Sidecar) -> None:
     assert reply.json() == {
         "db-password": {"db-password": "file-value"},
         "redis:password": {"redis:password": PASSWORD},
+        "api-key": {"api-key": API_KEY},
     }
 
 
@@ -255,7 +270,9 @@ def test_the_password_is_in_no_log_and_not_in_the_metadata(sidecar: Sidecar) -> 
     logs = [sidecar.output, *sorted((sidecar.home / "logs").glob("*"))]
     for log in logs:
         if log.is_file():
-            assert PASSWORD not in log.read_text(errors="replace"), log
+            text = log.read_text(errors="replace")
+            assert PASSWORD not in text, log
+            assert API_KEY not in text, log
 
 
 def test_the_sdk_reads_secrets_over_grpc(sidecars: dict[str, Sidecar]) -> None:
@@ -272,7 +289,7 @@ def test_the_sdk_reads_secrets_over_grpc(sidecars: dict[str, Sidecar]) -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
     assert lines[0] == {"get": {"db-password": "file-value"}}
-    assert lines[1] == {"bulk": ["db-password", "redis:password"]}
+    assert lines[1] == {"bulk": ["api-key", "db-password", "redis:password"]}
     assert "access denied by policy" in lines[2]["denied"]
 
 
@@ -441,3 +458,10 @@ def test_the_sdk_gets_and_subscribes_to_configuration(setup: Setup) -> None:
         -1
     ].items()
     assert lines[3] == {"unsubscribed": True}
+
+
+def test_an_http_endpoint_header_from_a_secret_is_sent(sidecar: Sidecar) -> None:
+    reply = get(sidecar, "/v1.0/invoke/keyed/method/echo-headers")
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["x-api-key"] == API_KEY

@@ -129,6 +129,9 @@ class Sidecar:
     config_path: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
+    # HTTPEndpoint secretKeyRef values `tandem run` resolved: (endpoint, field, value), with
+    # field ``header:<name>`` or ``clientTLS.<doc>``. Secrets: kept out of repr and logs.
+    endpoint_secrets: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -148,6 +151,9 @@ class Sidecar:
             resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
             http_endpoints=tuple(r for r in resources if isinstance(r, HTTPEndpoint)),
         )
+
+    def endpoint_secret(self, endpoint: str, name: str) -> str | None:
+        return next((v for e, f, v in self.endpoint_secrets if e == endpoint and f == name), None)
 
     @property
     def spiffe_id(self) -> str:
@@ -221,6 +227,7 @@ class Sidecar:
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
         resource_files = reader.resource_files("resources")
+        endpoint_secrets = reader.endpoint_secrets("http_endpoint_secrets")
         resources_paths = reader.strings("resources_paths")
         config_path = reader.string("config_path") or None
         resources = _invocation_resources(resource_files, app_id, namespace, problems)
@@ -257,6 +264,7 @@ class Sidecar:
             api_logging=api_logging,
             app_health=app_health,
             resource_files=resource_files,
+            endpoint_secrets=endpoint_secrets,
             resources_paths=resources_paths,
             config_path=config_path,
             resiliencies=tuple(r for r in resources if isinstance(r, Resiliency)),
@@ -306,6 +314,11 @@ class Sidecar:
             }
         if self.resource_files:
             out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
+        if self.endpoint_secrets:
+            secrets: dict[str, dict[str, str]] = {}
+            for endpoint, name, value in self.endpoint_secrets:
+                secrets.setdefault(endpoint, {})[name] = value
+            out["http_endpoint_secrets"] = secrets
         if self.resources_paths:
             out["resources_paths"] = list(self.resources_paths)
         if self.config_path is not None:
@@ -428,6 +441,23 @@ class _Reader:
             self.problems.append(f"{key} must be a list of strings")
             return ()
         return tuple(value)
+
+    def endpoint_secrets(self, key: str) -> tuple[tuple[str, str, str], ...]:
+        """Endpoint → {field: value}; a problem names the key, never a value."""
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping) or not all(
+            isinstance(e, str)
+            and isinstance(fields, Mapping)
+            and all(isinstance(f, str) and isinstance(v, str) for f, v in fields.items())
+            for e, fields in value.items()
+        ):
+            self.problems.append(f"{key} must map endpoint names to {{field: text}} maps")
+            return ()
+        return tuple(
+            (e, f, v) for e, fields in sorted(value.items()) for f, v in sorted(fields.items())
+        )
 
     def resource_files(self, key: str) -> tuple[tuple[str, str], ...]:
         value = self.data.get(key)
