@@ -73,7 +73,7 @@ def client_config(kubeconfig: str | None) -> Any:
         if kubeconfig:
             return KubeConfig.from_file(kubeconfig)
         return KubeConfig.from_env()
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         raise ComponentConfigError(f"no Kubernetes configuration found: {exc}") from None
 
 

@@ -116,5 +116,13 @@ def open_secret_stores(
             raise ResourceError(component.source, "spec", f"{component.name}: {exc}") from None
         stores[component.name] = store
         types[component.name] = component.type
+    if kubernetes_mode and KUBERNETES_STORE not in stores:
+        # Dapr's built-in store in Kubernetes mode: references without auth.secretStore.
+        builtin = ComponentSpec(KUBERNETES_STORE, "secretstores.kubernetes")
+        try:
+            stores[KUBERNETES_STORE] = create_component(builtin, ctx)
+            types[KUBERNETES_STORE] = builtin.type
+        except Exception as exc:
+            log.warning("the built-in kubernetes secret store is not available: %s", exc)
     service = SecretsService(stores=stores, types=types, scopes=tuple(scopes))
     return service, SecretResolver(stores, kubernetes_mode)
