@@ -113,3 +113,15 @@ async def test_a_grpc_subscription_ends_when_unsubscribed_over_http(
 
 async def _one(item: object) -> AsyncIterator[object]:
     yield item
+
+
+async def test_store_calls_are_counted_under_daprs_names(svc: ConfigurationService) -> None:
+    from tandem.observability.metrics import RuntimeMetrics
+
+    svc.metrics = RuntimeMetrics("app")
+    await http(svc, "/v1.0/configuration/conf", "key=a")
+
+    assert (
+        'dapr_component_configuration_count{app_id="app",component="conf",namespace="default",'
+        'operation="get",success="true"} 1.0'
+    ) in svc.metrics.render().decode()

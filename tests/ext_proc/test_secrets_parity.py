@@ -102,3 +102,21 @@ async def test_scopes_leave_denied_secrets_out_of_bulk(tmp_path: Path) -> None:
         "ERR_PERMISSION_DENIED",
         grpc.StatusCode.PERMISSION_DENIED,
     )
+
+
+async def test_store_calls_are_counted_under_daprs_names(tmp_path: Path) -> None:
+    from tandem.observability.metrics import RuntimeMetrics
+
+    svc = service(tmp_path)
+    svc.metrics = RuntimeMetrics("app")
+    await http(svc, "/v1.0/secrets/files/open")
+    await http(svc, "/v1.0/secrets/files/absent")
+    await http(svc, "/v1.0/secrets/files/bulk")
+
+    text = svc.metrics.render().decode()
+    for op, success in (("get", "true"), ("get", "false"), ("bulk_get", "true")):
+        line = (
+            f'dapr_component_secret_count{{app_id="app",component="files",namespace="default",'
+            f'operation="{op}",success="{success}"}} 1.0'
+        )
+        assert line in text, text

@@ -205,6 +205,7 @@ def wire_blocks(
     wiring.closers.append(locks.close)
 
     configuration = ConfigurationService.from_specs(served, ctx)
+    configuration.metrics = metrics
     configuration_http.register(router, configuration, lambda: wiring.app_http)
     wiring.rpcs.update(configuration_grpc.rpcs(configuration))
     for name, conf in configuration.components.items():
@@ -224,8 +225,11 @@ def wire_blocks(
     return wiring
 
 
-def wire_secrets(router: Router, wiring: Wiring, secrets: SecretsService) -> None:
+def wire_secrets(
+    router: Router, wiring: Wiring, secrets: SecretsService, metrics: RuntimeMetrics = NO_METRICS
+) -> None:
     """The secrets API over the stores the runtime opened while loading its components."""
+    secrets.metrics = metrics
     secrets_http.register(router, secrets)
     wiring.rpcs.update(secrets_grpc.rpcs(secrets))
     for name, type_ in secrets.types.items():

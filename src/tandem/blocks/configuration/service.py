@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import cast
 from tandem.blocks.configuration.store import ConfigurationStore, Items
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 
 log = logging.getLogger("tandem.configuration")
 
@@ -46,6 +48,7 @@ class Subscription:
 @dataclass(slots=True)
 class ConfigurationService:
     components: dict[str, ConfigurationComponent] = field(default_factory=dict)
+    metrics: RuntimeMetrics = NO_METRICS
     _subs: dict[str, Subscription] = field(default_factory=dict)
 
     @classmethod
@@ -73,13 +76,18 @@ class ConfigurationService:
 
     async def get(self, store: str, keys: Sequence[str], metadata: Mapping[str, str]) -> Items:
         comp = self.component(store)
+        start, ok = time.perf_counter(), False
         try:
-            return await comp.store.get(list(keys), metadata)
+            items = await comp.store.get(list(keys), metadata)
+            ok = True
+            return items
         except Exception as exc:
             raise DaprError(
                 "ERR_CONFIGURATION_GET",
                 f"failed to get {list(keys)} from Configuration store {store}: {exc}",
             ) from None
+        finally:
+            self.metrics.configuration(store, "get", ok, (time.perf_counter() - start) * 1000)
 
     async def subscribe(
         self, store: str, keys: Sequence[str], metadata: Mapping[str, str]
@@ -87,14 +95,19 @@ class ConfigurationService:
         """Start watching; returns once changes are seen (the store's first ``{}``)."""
         comp = self.component(store)
         watcher = comp.store.watch(list(keys), metadata)
+        start, ok = time.perf_counter(), False
         try:
             await anext(watcher)
+            ok = True
         except Exception as exc:
             await watcher.aclose()
             raise DaprError(
                 "ERR_CONFIGURATION_SUBSCRIBE",
                 f"failed to subscribe {list(keys)} from Configuration store {store}: {exc}",
             ) from None
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000
+            self.metrics.configuration(store, "subscribe", ok, elapsed)
         sub = Subscription(uuid.uuid4().hex, store, tuple(keys))
         sub.tasks.append(asyncio.create_task(self._pump(sub, watcher), name=f"config-{sub.id}"))
         self._subs[sub.id] = sub

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tandem.blocks.errors import DaprError
 from tandem.blocks.secrets.store import SecretStore
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.resources.configuration import SecretScope
 
 log = logging.getLogger("tandem.secrets")
@@ -23,6 +25,7 @@ class SecretsService:
     stores: dict[str, SecretStore] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # name → component type
     scopes: Sequence[SecretScope] = ()
+    metrics: RuntimeMetrics = NO_METRICS
 
     def store(self, name: str) -> SecretStore:
         if not self.stores:
@@ -51,20 +54,29 @@ class SecretsService:
                 "ERR_PERMISSION_DENIED",
                 f"access denied by policy to get {name!r} from {store_name!r}",
             )
+        start, ok = time.perf_counter(), False
         try:
-            return await self._call(store, lambda: store.get(name, metadata))
+            found = await self._call(store, lambda: store.get(name, metadata))
+            ok = True
+            return found
         except Exception as exc:
             raise _get_error(store_name, name, exc) from None
+        finally:
+            self.metrics.secret(store_name, "get", ok, (time.perf_counter() - start) * 1000)
 
     async def bulk(self, store_name: str, metadata: Mapping[str, str]) -> dict[str, dict[str, str]]:
         store = self.store(store_name)
+        start, ok = time.perf_counter(), False
         try:
             found = await self._call(store, lambda: store.bulk(metadata))
+            ok = True
         except Exception as exc:
             raise DaprError(
                 "ERR_SECRET_GET",
                 f"failed getting secrets from secret store {store_name}: {_reason(exc)}",
             ) from None
+        finally:
+            self.metrics.secret(store_name, "bulk_get", ok, (time.perf_counter() - start) * 1000)
         # Secrets the scopes deny are left out of a bulk answer, not an error.
         return {name: value for name, value in found.items() if self.allowed(store_name, name)}
 
