@@ -8,6 +8,7 @@ gRPC subscription, unsubscribe."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -23,7 +24,7 @@ import pytest
 import redis
 from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
 
-from servers import run_redis_process
+from servers import PostgresServer, postgres_process, postgres_server, run_redis_process  # noqa: F401
 
 TRANSPORTS = ("http", "ext_proc")
 PASSWORD = "pw-7c1f0e2d-never-logged"
@@ -108,6 +109,16 @@ spec:
   - {{name: pollInterval, value: "0.1"}}
 ---
 apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: pgconfig}}
+spec:
+  type: configuration.postgresql
+  version: v1
+  metadata:
+  - {{name: connectionString, value: "{postgres}"}}
+  - {{name: table, value: e2e_config}}
+---
+apiVersion: dapr.io/v1alpha1
 kind: HTTPEndpoint
 metadata: {{name: keyed}}
 spec:
@@ -137,11 +148,17 @@ class Setup:
     redis: Any  # servers.RedisServer, password-protected
     app_ports: dict[str, int]
     config_db: Path
+    postgres: str
 
 
 @pytest.fixture(scope="module")
-def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(
+    tandem_home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,  # noqa: F811
+) -> Iterator[Setup]:
     work = tmp_path_factory.mktemp("secrets")
+    asyncio.run(_create_config_table(postgres_server.url))
     with run_redis_process(work / "redis") as server:
         redis.Redis(port=server.port).config_set("requirepass", PASSWORD)
         (work / "secrets.json").write_text(
@@ -165,6 +182,7 @@ def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 lockdb=work / "lock.db",
                 configdb=work / "config.db",
                 app_port=app_ports["http"],
+                postgres=postgres_server.url,
             )
         )
         config = work / "config.yaml"
@@ -188,7 +206,7 @@ def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     str(config),
                     env={"TANDEM_E2E_TOKEN": ENV_VALUE},
                 )
-            yield Setup(started, server, app_ports, work / "config.db")
+            yield Setup(started, server, app_ports, work / "config.db", postgres_server.url)
         finally:
             for s in started.values():
                 s.stop()
@@ -360,8 +378,56 @@ def received(setup: Setup, transport: str) -> list[dict]:
     return list(httpx.get(f"http://127.0.0.1:{port}/_received", timeout=10).json())
 
 
+# The trigger Dapr documents for configuration.postgresql, notifying channel e2e_config.
+PG_TABLE = """
+CREATE TABLE IF NOT EXISTS e2e_config (
+  key VARCHAR NOT NULL, value VARCHAR NOT NULL, version VARCHAR NOT NULL, metadata JSON
+);
+CREATE OR REPLACE FUNCTION e2e_config_event() RETURNS TRIGGER AS $$
+DECLARE data json; notification json;
+BEGIN
+  IF (TG_OP = 'DELETE') THEN data = row_to_json(OLD); ELSE data = row_to_json(NEW); END IF;
+  notification = json_build_object('table', TG_TABLE_NAME, 'action', TG_OP, 'data', data);
+  PERFORM pg_notify('e2e_config', notification::text);
+  RETURN NULL;
+END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS e2e_config_trigger ON e2e_config;
+CREATE TRIGGER e2e_config_trigger AFTER INSERT OR UPDATE OR DELETE ON e2e_config
+  FOR EACH ROW EXECUTE PROCEDURE e2e_config_event();
+"""
+
+
+async def _create_config_table(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(PG_TABLE)
+    finally:
+        await conn.close()
+
+
+async def _pg_write(url: str, key: str, value: str, version: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute("DELETE FROM e2e_config WHERE key = $1", key)
+            await conn.execute(
+                "INSERT INTO e2e_config (key, value, version) VALUES ($1, $2, $3)",
+                key,
+                value,
+                version,
+            )
+    finally:
+        await conn.close()
+
+
 def write_config(setup: Setup, store: str, key: str, value: str, version: str) -> None:
-    if store == "redisconfig":
+    if store == "pgconfig":
+        asyncio.run(_pg_write(setup.postgres, key, value, version))
+    elif store == "redisconfig":
         client = redis.Redis(port=setup.redis.port, password=PASSWORD)
         client.set(key, f"{value}||{version}")
     else:
@@ -372,7 +438,9 @@ def write_config(setup: Setup, store: str, key: str, value: str, version: str) -
             )
 
 
-CONFIG_STORES = ("redisconfig", "configstore")
+CONFIG_STORES = ("redisconfig", "pgconfig", "configstore")
+# configuration.postgresql subscriptions name the trigger's channel.
+SUBSCRIBE_METADATA = {"pgconfig": {"metadata.pgNotifyChannel": "e2e_config"}}
 
 
 @pytest.mark.parametrize("store", CONFIG_STORES)
@@ -389,7 +457,8 @@ def test_configuration_get_and_changes_pushed_to_the_app_until_unsubscribed(
     assert reply.status_code == 200
     assert reply.json() == {key: {"value": "on", "version": "1", "metadata": {}}}
 
-    sub = httpx.get(f"{base}/subscribe", params={"key": key}, timeout=30)
+    params = {"key": key, **SUBSCRIBE_METADATA.get(store, {})}
+    sub = httpx.get(f"{base}/subscribe", params=params, timeout=30)
     assert sub.status_code == 200, sub.text
     sub_id = sub.json()["id"]
     write_config(setup, store, key, "off", "2")
@@ -411,7 +480,7 @@ def test_configuration_get_and_changes_pushed_to_the_app_until_unsubscribed(
     again = httpx.get(f"{base}/{sub_id}/unsubscribe", timeout=30)
     assert (again.status_code, again.json()["ok"]) == (500, False)
     # A second subscription sees the next change; the ended one never does.
-    second = httpx.get(f"{base}/subscribe", params={"key": key}, timeout=30).json()["id"]
+    second = httpx.get(f"{base}/subscribe", params=params, timeout=30).json()["id"]
     write_config(setup, store, key, "third", "3")
     wait_until(lambda: pushed("third", second), 20, "the update to the second subscription")
     assert not pushed("third", sub_id)
