@@ -1,10 +1,13 @@
-"""Secrets and locks through a real `tandem run`, one sidecar per HTTP door (module-scoped):
-local.file and local.env stores over HTTP and the SDK's gRPC calls, Configuration scopes,
-and a state.redis and a lock.redis whose password is a secretKeyRef reaching a
-password-protected redis-server (the password appears in no log and not in the metadata
-API); lock.redis and the embedded lock.sqlite over HTTP and the SDK; configuration.redis
-and the embedded configuration.sqlite: get, changes pushed to the app over HTTP, the SDK's
-gRPC subscription, unsubscribe."""
+"""Secrets, locks and configuration through a real `tandem run`, one sidecar per HTTP door
+(module-scoped, serving one recording app):
+- secrets: local.file and local.env stores over HTTP and the SDK's gRPC calls,
+  Configuration scopes; a state.redis, a lock.redis and a configuration.redis whose
+  password is a secretKeyRef reaching a password-protected redis-server, and an
+  HTTPEndpoint whose header is one (no value in any log nor in the metadata API);
+- locks: lock.redis and the embedded lock.sqlite over HTTP and the SDK;
+- configuration: redis, postgresql (the documented trigger) and the embedded sqlite store:
+  get, changes pushed to the app over HTTP until unsubscribed; the SDK's gRPC subscription.
+"""
 
 from __future__ import annotations
 

@@ -124,7 +124,8 @@ class Home:
         for file_name, template, db_name in defaults:
             target = folder / file_name
             if not target.exists():
-                tmp = target.with_suffix(".tmp")
+                # Own temporary name: sidecars started together write these at once.
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(template.format(path=self.root / db_name))
                 tmp.replace(target)
         return folder

@@ -70,7 +70,10 @@ def endpoint_secrets(
 ) -> dict[str, dict[str, str]]:
     """Endpoint name → {``header:<name>`` / ``clientTLS.<doc>``: value} for every HTTPEndpoint
     of this app that references a secret (blocking: call from a thread)."""
-    loaded = load_resources(list(paths), app_id=app_id, namespace=namespace)
+    try:
+        loaded = load_resources(list(paths), app_id=app_id, namespace=namespace)
+    except ResourceError:
+        return {}  # an invalid resource is the runtime's to report, where it always is
     wanted = [ep for ep in loaded.http_endpoints if references(ep)]
     if not wanted:
         return {}
