@@ -90,11 +90,12 @@ async def test_http_subscribe_needs_the_app_channel(svc: ConfigurationService) -
     assert (status, body["errorCode"]) == (500, "ERR_APP_CHANNEL_NIL")  # type: ignore[index]
 
 
+@pytest.mark.parametrize("rpc_name", ["SubscribeConfiguration", "SubscribeConfigurationAlpha1"])
 async def test_a_grpc_subscription_ends_when_unsubscribed_over_http(
-    svc: ConfigurationService,
+    svc: ConfigurationService, rpc_name: str
 ) -> None:
     rpcs = configuration_grpc.rpcs(svc)
-    stream = rpcs["SubscribeConfiguration"].handler(  # type: ignore[union-attr]
+    stream = rpcs[rpc_name].handler(  # type: ignore[union-attr]
         _one(pb.SubscribeConfigurationRequest(store_name="conf", keys=["a"]))
     )
     first = await anext(stream)

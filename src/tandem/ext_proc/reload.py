@@ -100,8 +100,9 @@ class RuntimeReloader:
     def start(self, loaded: ResourceSet) -> None:
         """Remember what the runtime started with; the first check compares against it."""
         self._seen = signature(self._watched())
-        self._stores = self._desired(loaded)
-        self._others = self._not_reloaded(loaded)
+        specs = self._specs(loaded)
+        self._stores = self._desired(loaded, specs)
+        self._others = self._not_reloaded(loaded, specs)
         self._subscriptions = loaded.subscriptions
         self._invocation = (loaded.resiliencies, loaded.http_endpoints)
         self._write_version()
@@ -120,39 +121,41 @@ class RuntimeReloader:
             return
         self._seen = sig
         try:
-            loaded = await asyncio.to_thread(self._load)
+            loaded, specs = await asyncio.to_thread(self._load)
         except ResourceError as exc:
             log.warning("resources not reloaded, the last good ones stay: %s", exc)
             return
-        try:
-            self._apply(loaded)
-        except ResourceError as exc:  # e.g. a secretKeyRef that no longer resolves
-            log.warning("resources not reloaded, the last good ones stay: %s", exc)
-            return
+        self._apply(loaded, specs)
         await asyncio.to_thread(self._write_version)
 
-    def _load(self) -> ResourceSet:
+    def _load(self) -> tuple[ResourceSet, dict[str, ComponentSpec]]:
         if self.config is not None:
             load_configuration(self.config)  # validated, as at start
-        return load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
+        loaded = load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
+        # Here, on the worker thread: resolving a secretKeyRef may ask a server; one that no
+        # longer resolves is a ResourceError like any invalid edit.
+        return loaded, self._specs(loaded)
 
-    def _desired(self, loaded: ResourceSet) -> dict[str, _Store]:
+    def _specs(self, loaded: ResourceSet) -> dict[str, ComponentSpec]:
+        return {c.name: self.resolve(c) for c in loaded.components}
+
+    def _desired(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> dict[str, _Store]:
         return {
             c.name: _Store(
-                self.resolve(c),
+                specs[c.name],
                 component_policy(loaded.resiliencies, c.name, "outbound", "Statestore"),
             )
             for c in loaded.components
             if c.type.startswith("state.")
         }
 
-    def _not_reloaded(self, loaded: ResourceSet) -> dict[str, ComponentSpec]:
-        return {
-            c.name: self.resolve(c) for c in loaded.components if not c.type.startswith("state.")
-        }
+    def _not_reloaded(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> dict[str, ComponentSpec]:
+        return {c.name: specs[c.name] for c in loaded.components if not c.type.startswith("state.")}
 
-    def _warn_not_reloaded(self, loaded: ResourceSet) -> None:
-        others = self._not_reloaded(loaded)
+    def _warn_not_reloaded(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> None:
+        others = self._not_reloaded(loaded, specs)
         for name in sorted(set(others) | set(self._others)):
             if others.get(name) != self._others.get(name):
                 log.warning(
@@ -179,10 +182,10 @@ class RuntimeReloader:
         for line in invocation_warnings(loaded):
             log.warning("%s", line)
 
-    def _apply(self, loaded: ResourceSet) -> None:
-        self._warn_not_reloaded(loaded)
+    def _apply(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> None:
+        self._warn_not_reloaded(loaded, specs)
         self._warn_invocation(loaded)
-        desired = self._desired(loaded)
+        desired = self._desired(loaded, specs)
         wrap = self.wrap(loaded.resiliencies)
         changed = []
         for name in sorted(set(self._stores) | set(desired)):

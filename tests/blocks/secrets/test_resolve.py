@@ -113,3 +113,48 @@ def test_a_resolved_component_loads_and_its_value_is_never_logged(
     assert [s.name for s in specs] == ["cache"]
     assert specs[0].metadata["password"] == SECRET
     assert SECRET not in caplog.text
+
+
+async def test_hot_reload_keeps_resolving_and_keeps_the_last_good_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state store started with a resolved password is not replaced by one without it
+    when an unrelated file changes; a reference that stops resolving changes nothing."""
+    from tandem.blocks.metadata import MetadataService
+    from tandem.blocks.state.service import StateService
+    from tandem.ext_proc.blocks_wiring import state_policy_wrapper
+    from tandem.ext_proc.reload import RuntimeReloader
+
+    folder = resources(tmp_path)
+    loaded = load_resources([folder], app_id="app")
+    ctx = ComponentContext(app_id="app", home=tmp_path)
+    _, resolver = open_secret_stores(loaded.components, ctx)
+    specs = [resolver.spec(c) for c in loaded.components if c.block == "state"]
+    state = StateService.from_specs(specs, ctx)
+    reloader = RuntimeReloader(
+        paths=(folder,),
+        config=None,
+        app_id="app",
+        namespace=None,
+        ctx=ctx,
+        state=state,
+        metadata=MetadataService("app"),
+        wrap=state_policy_wrapper,
+        resolve=resolver.spec,
+    )
+    reloader.start(loaded)
+    started = state.components["cache"]
+
+    (folder / "c-other.yaml").write_text("# nothing of Dapr's\n")
+    await reloader.check()
+    assert state.components["cache"] is started  # same resolved spec: not replaced
+
+    text = (folder / "b-state.yaml").read_text().replace("name: redis, key: redis", "name: x")
+    (folder / "b-state.yaml").write_text(text)
+    caplog.set_level(logging.WARNING)
+    await reloader.check()
+    assert state.components["cache"] is started
+    assert "secret 'x' not found" in caplog.text
+    assert SECRET not in caplog.text
+    await reloader.close()
+    await state.close()
