@@ -228,9 +228,6 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
     ("method", "path", "block"),
     [
         ("POST", "/v1.0/bindings/checkout", "bindings"),
-        ("GET", "/v1.0/secrets/localsecretstore/db", "secrets"),
-        ("GET", "/v1.0/configuration/config?key=orderId1", "configuration"),
-        ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
         ("POST", "/v1.0-beta1/workflows/dapr/OrderProcessing/start", "workflows"),
         ("GET", "/v1.0-alpha1/workflows/dapr/1234", "workflows"),
         ("POST", "/v1.0-alpha1/jobs/prod-db-backup", "jobs"),

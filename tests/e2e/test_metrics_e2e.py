@@ -125,7 +125,8 @@ def test_metrics_have_dapr_names_labels_and_counts_after_traffic(mesh):
         )
         == 1
     )
-    assert _value(s, "dapr_component_loaded", app_id="a") == 2
+    # The default resources: statestore, pubsub and lockstore.
+    assert _value(s, "dapr_component_loaded", app_id="a") == 3
     # Invocations never enter the runtime: these come from Envoy's own counters.
     sent = _value(
         s,

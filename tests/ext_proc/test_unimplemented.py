@@ -30,12 +30,6 @@ def dispatch() -> Dispatcher:
 @pytest.mark.parametrize(
     ("method", "path", "api"),
     [
-        ("GET", "/v1.0/secrets/vault/db-password", "secrets"),
-        ("GET", "/v1.0/secrets/vault/bulk", "secrets"),
-        ("GET", "/v1.0/configuration/cfg?key=a", "configuration"),
-        ("GET", "/v1.0-alpha1/configuration/cfg/subscribe", "configuration"),
-        ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
-        ("POST", "/v1.0-alpha1/unlock/lockstore", "distributed lock"),
         ("POST", "/v1.0/workflows/dapr/OrderWorkflow/start", "workflows"),
         ("GET", "/v1.0-beta1/workflows/dapr/abc123", "workflows"),
         ("POST", "/v1.0-alpha1/workflows/dapr/abc123/terminate", "workflows"),

@@ -29,7 +29,8 @@ class ComponentSpec:
     name: str
     type: str  # e.g. "state.redis"
     version: str = "v1"
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    # Resolved secretKeyRef values live here too: kept out of repr (and so of logs).
+    metadata: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 Factory = Callable[[ComponentSpec, ComponentContext], Any]
@@ -45,6 +46,16 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "pubsub.in-memory": (("v1",), "tandem.blocks.pubsub.memory:create"),
     # The embedded, durable default that delivers across the sidecars of one machine.
     "pubsub.sqlite": (("v1",), "tandem.blocks.pubsub.sqlite:create"),
+    "secretstores.local.file": (("v1",), "tandem.blocks.secrets.local_file:create"),
+    "secretstores.local.env": (("v1",), "tandem.blocks.secrets.local_env:create"),
+    "secretstores.kubernetes": (("v1",), "tandem.blocks.secrets.kubernetes:create"),
+    "lock.redis": (("v1",), "tandem.blocks.lock.redis:create"),
+    # The embedded default: one file shared by the sidecars of one machine.
+    "lock.sqlite": (("v1",), "tandem.blocks.lock.sqlite:create"),
+    "configuration.redis": (("v1",), "tandem.blocks.configuration.redis:create"),
+    "configuration.postgresql": (("v1",), "tandem.blocks.configuration.postgresql:create"),
+    # The embedded default, edited with any SQLite client.
+    "configuration.sqlite": (("v1",), "tandem.blocks.configuration.sqlite:create"),
 }
 
 

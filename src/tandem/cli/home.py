@@ -39,6 +39,21 @@ spec:
     value: "{path}"
 """
 
+DEFAULT_LOCKSTORE = """\
+# Written by `tandem run` on first use: the embedded default lock store. One SQLite file
+# shared by every sidecar on this machine.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: lockstore
+spec:
+  type: lock.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: "{path}"
+"""
+
 
 PRIVATE_BITS = 0o077
 
@@ -104,11 +119,13 @@ class Home:
         defaults = (
             ("statestore.yaml", DEFAULT_STATESTORE, "state.db"),
             ("pubsub.yaml", DEFAULT_PUBSUB, "pubsub.db"),
+            ("lockstore.yaml", DEFAULT_LOCKSTORE, "lock.db"),
         )
         for file_name, template, db_name in defaults:
             target = folder / file_name
             if not target.exists():
-                tmp = target.with_suffix(".tmp")
+                # Own temporary name: sidecars started together write these at once.
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(template.format(path=self.root / db_name))
                 tmp.replace(target)
         return folder

@@ -225,6 +225,7 @@ class Sidecar:
             self.run_dir.chmod(0o700)
             metadata.update(self._security_metadata(sidecar_id))
             metadata.update(await asyncio.to_thread(invocation_metadata, resources, o.config))
+            metadata.update(await asyncio.to_thread(self._endpoint_secrets, resources))
             metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
             try:
                 metadata.update(observability.node_metadata(o.config, self.run_dir))
@@ -339,6 +340,21 @@ class Sidecar:
             if token:
                 out[key_name] = token
         return out
+
+    def _endpoint_secrets(self, resources: Sequence[Path]) -> dict[str, object]:
+        """HTTPEndpoint secretKeyRef values for the control plane, in the owner-only
+        bootstrap only (tandem.blocks.secrets.endpoints)."""
+        from tandem.blocks.secrets.endpoints import endpoint_secrets
+        from tandem.resources import ResourceError
+
+        o = self.options
+        try:
+            found = endpoint_secrets(
+                resources, app_id=o.app_id, namespace=o.namespace, home=self.home.root
+            )
+        except (ResourceError, ValueError) as exc:
+            raise RunError(str(exc)) from exc
+        return {"http_endpoint_secrets": found} if found else {}
 
     async def _wait_for(self, ready: object, child: Child, what: str) -> None:
         deadline = time.monotonic() + self.options.ready_timeout

@@ -12,7 +12,9 @@ from pathlib import Path
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
+from tandem.blocks.configuration.service import ConfigurationService
 from tandem.blocks.health import Health
+from tandem.blocks.lock.service import LockService
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
 from tandem.blocks.pubsub.app_subscriptions import AppSubscriptions, fetch_programmatic
@@ -30,10 +32,22 @@ from tandem.blocks.pubsub.subscriptions import (
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
 from tandem.blocks.resiliency import behind_policy, resilient
+from tandem.blocks.secrets.service import SecretsService
 from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
-from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc import (
+    configuration_grpc,
+    configuration_http,
+    lock_grpc,
+    lock_http,
+    pubsub_grpc,
+    pubsub_http,
+    secrets_grpc,
+    secrets_http,
+    state_grpc,
+    state_http,
+)
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
@@ -47,7 +61,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "lock", "configuration"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -96,6 +110,8 @@ class Wiring:
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
+    # The app's HTTP channel once start_app opened it (configuration updates are pushed).
+    app_http: AppChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
     streams: StreamingSubscriptions | None = None
@@ -198,6 +214,21 @@ def wire_blocks(
     wiring.pubsub = pubsub
     wiring.streams = streams
 
+    locks = LockService.from_specs(served, ctx)
+    lock_http.register(router, locks)
+    wiring.rpcs.update(lock_grpc.rpcs(locks))
+    for name, lock in locks.components.items():
+        wiring.components.append(ComponentInfo(name, lock.type, _version(served, name)))
+    wiring.closers.append(locks.close)
+
+    configuration = ConfigurationService.from_specs(served, ctx)
+    configuration.metrics = metrics
+    configuration_http.register(router, configuration, lambda: wiring.app_http)
+    wiring.rpcs.update(configuration_grpc.rpcs(configuration))
+    for name, conf in configuration.components.items():
+        wiring.components.append(ComponentInfo(name, conf.type, _version(served, name)))
+    wiring.closers.append(configuration.close)
+
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
     )
@@ -209,6 +240,18 @@ def wire_blocks(
         wiring.closers.append(outbox.close)  # stops relaying before pubsub and state close
         wiring.outbox = outbox
     return wiring
+
+
+def wire_secrets(
+    router: Router, wiring: Wiring, secrets: SecretsService, metrics: RuntimeMetrics = NO_METRICS
+) -> None:
+    """The secrets API over the stores the runtime opened while loading its components."""
+    secrets.metrics = metrics
+    secrets_http.register(router, secrets)
+    wiring.rpcs.update(secrets_grpc.rpcs(secrets))
+    for name, type_ in secrets.types.items():
+        wiring.components.append(ComponentInfo(name, type_, "v1"))
+    wiring.closers.append(secrets.close)
 
 
 def start_app(
@@ -246,6 +289,7 @@ def start_app(
         else None
     )
     wiring.app_grpc = grpc_channel
+    wiring.app_http = channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -294,6 +338,7 @@ def start_app(
         await asyncio.gather(*tasks, return_exceptions=True)
         wiring.app_subscriptions = None
         await app_subs.stop()
+        wiring.app_http = None
         await channel.close()
         if grpc_channel is not None:
             wiring.app_grpc = None

@@ -114,6 +114,8 @@ class RuntimeReloader:
     pubsub: PubSubReload | None = None
     version_dir: Path | None = None
     poll_seconds: float = POLL_SECONDS
+    # Component → the spec its factory gets, secretKeyRef resolved (secrets/resolve.py).
+    resolve: Callable[[Component], ComponentSpec] = spec_of
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
     _pubsubs: dict[str, _Store] = field(default_factory=dict)
@@ -129,9 +131,10 @@ class RuntimeReloader:
     def start(self, loaded: ResourceSet) -> None:
         """Remember what the runtime started with; the first check compares against it."""
         self._seen = signature(self._watched())
-        self._stores = self._desired(loaded, "state")
-        self._pubsubs = self._desired(loaded, "pubsub")
-        self._others = self._not_reloaded(loaded)
+        specs = self._specs(loaded)
+        self._stores = self._desired(loaded, specs, "state")
+        self._pubsubs = self._desired(loaded, specs, "pubsub")
+        self._others = self._not_reloaded(loaded, specs)
         self._subscriptions = loaded.subscriptions
         self._resiliencies = loaded.resiliencies
         self._invocation = (
@@ -156,34 +159,44 @@ class RuntimeReloader:
             return
         self._seen = sig
         try:
-            loaded = await asyncio.to_thread(self._load)
+            loaded, specs = await asyncio.to_thread(self._load)
         except ResourceError as exc:
             log.warning("resources not reloaded, the last good ones stay: %s", exc)
             return
-        await self._apply(loaded)
+        await self._apply(loaded, specs)
         await asyncio.to_thread(self._write_version)
 
-    def _load(self) -> ResourceSet:
+    def _load(self) -> tuple[ResourceSet, dict[str, ComponentSpec]]:
         if self.config is not None:
             load_configuration(self.config)  # validated, as at start
-        return load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
+        loaded = load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
+        # Here, on the worker thread: resolving a secretKeyRef may ask a server; one that no
+        # longer resolves is a ResourceError like any invalid edit.
+        return loaded, self._specs(loaded)
 
-    def _desired(self, loaded: ResourceSet, block: str) -> dict[str, _Store]:
+    def _specs(self, loaded: ResourceSet) -> dict[str, ComponentSpec]:
+        return {c.name: self.resolve(c) for c in loaded.components}
+
+    def _desired(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec], block: str
+    ) -> dict[str, _Store]:
         kind = _RELOADED[block]
         return {
             c.name: _Store(
-                spec_of(c), component_policy(loaded.resiliencies, c.name, "outbound", kind)
+                specs[c.name], component_policy(loaded.resiliencies, c.name, "outbound", kind)
             )
             for c in loaded.components
             if _block(c) == block
         }
 
     @staticmethod
-    def _not_reloaded(loaded: ResourceSet) -> dict[str, ComponentSpec]:
-        return {c.name: spec_of(c) for c in loaded.components if _block(c) not in _RELOADED}
+    def _not_reloaded(
+        loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> dict[str, ComponentSpec]:
+        return {c.name: specs[c.name] for c in loaded.components if _block(c) not in _RELOADED}
 
-    def _warn_not_reloaded(self, loaded: ResourceSet) -> None:
-        others = self._not_reloaded(loaded)
+    def _warn_not_reloaded(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> None:
+        others = self._not_reloaded(loaded, specs)
         for name in sorted(set(others) | set(self._others)):
             if others.get(name) != self._others.get(name):
                 log.warning(
@@ -208,11 +221,11 @@ class RuntimeReloader:
         for line in invocation_warnings(loaded):
             log.warning("%s", line)
 
-    async def _apply(self, loaded: ResourceSet) -> None:
-        self._warn_not_reloaded(loaded)
+    async def _apply(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> None:
+        self._warn_not_reloaded(loaded, specs)
         self._warn_invocation(loaded)
-        changed = self._apply_stores(loaded)
-        renewed = self._apply_pubsubs(loaded)
+        changed = self._apply_stores(loaded, specs)
+        renewed = self._apply_pubsubs(loaded, specs)
         changed += renewed
         await self._apply_subscriptions(loaded, frozenset(name for name, _ in renewed))
         if changed:
@@ -222,8 +235,10 @@ class RuntimeReloader:
                 extra={"changes": [f"{name} {what}" for name, what in changed]},
             )
 
-    def _apply_stores(self, loaded: ResourceSet) -> list[tuple[str, str]]:
-        desired = self._desired(loaded, "state")
+    def _apply_stores(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> list[tuple[str, str]]:
+        desired = self._desired(loaded, specs, "state")
         wrap = self.wrap(loaded.resiliencies)
         changed = []
         for name in sorted(set(self._stores) | set(desired)):
@@ -247,10 +262,12 @@ class RuntimeReloader:
             changed.append((name, _what(old, new)))
         return changed
 
-    def _apply_pubsubs(self, loaded: ResourceSet) -> list[tuple[str, str]]:
+    def _apply_pubsubs(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> list[tuple[str, str]]:
         if self.pubsub is None:
             return []
-        desired = self._desired(loaded, "pubsub")
+        desired = self._desired(loaded, specs, "pubsub")
         wrap = self.pubsub.wrap(loaded.resiliencies)
         changed = []
         for name in sorted(set(self._pubsubs) | set(desired)):

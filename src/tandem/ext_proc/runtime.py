@@ -30,6 +30,7 @@ from tandem.ext_proc.blocks_wiring import (
     start_app,
     state_policy_wrapper,
     wire_blocks,
+    wire_secrets,
 )
 from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
@@ -38,7 +39,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
-from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings
+from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings, spec_of
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
@@ -108,6 +109,8 @@ class Runtime:
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
     _config: Any = None  # the loaded --config (tandem.resources.Configuration)
     _metrics: RuntimeMetrics = NO_METRICS
+    _secrets: Any = None  # the opened secret stores (tandem.blocks.secrets.SecretsService)
+    _resolver: Any = None  # resolves secretKeyRef (tandem.blocks.secrets.resolve)
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -122,12 +125,12 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        specs = await asyncio.to_thread(self._load_specs)
         ctx = ComponentContext(
             app_id=self.options.app_id,
             namespace=self.options.namespace or "",
             home=self.options.home,
         )
+        specs = await asyncio.to_thread(self._load_specs, ctx)
         # First, so a block's own route for the same path and method replaces the 501.
         unimplemented.register_http(self.router)
         try:
@@ -149,6 +152,8 @@ class Runtime:
             )
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
+        if self._secrets is not None:
+            wire_secrets(self.router, wiring, self._secrets, self._metrics)
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         assert wiring.state is not None
@@ -267,6 +272,7 @@ class Runtime:
                 else None
             ),
             version_dir=self.options.socket.parent,
+            resolve=self._resolver.spec if self._resolver is not None else spec_of,
         )
         reloader.start(self._resources)
         task = asyncio.create_task(reloader.run(), name="hot-reload")
@@ -279,7 +285,8 @@ class Runtime:
 
         self._closers.append(stop)
 
-    def _load_specs(self) -> list[ComponentSpec]:
+    def _load_specs(self, ctx: ComponentContext) -> list[ComponentSpec]:
+        from tandem.blocks.secrets.resolve import SECRET_STORE_BLOCK, open_secret_stores
         from tandem.resources import ResourceError, load_configuration, load_resources
 
         try:
@@ -302,7 +309,6 @@ class Runtime:
             for warning in configuration_warnings(self._config):
                 log.warning("%s", warning)
             self.metadata.enabled_features = enabled_features(self._config)
-        specs = []
         for c in resources.components:
             denied = denied_component(self._config, c.type, c.version) if self._config else None
             if denied is not None:
@@ -310,18 +316,20 @@ class Runtime:
                     f"component {c.name} ({c.type}/{c.version}) is refused by "
                     f"{self._config.source}: spec.components.deny lists {denied!r}"
                 )
-            if c.secret_refs():
-                log.warning(
-                    "component %s uses secretKeyRef, which this runtime cannot resolve yet",
-                    c.name,
-                    extra={"fields": [i.name for i in c.secret_refs()]},
-                )
-            specs.append(
-                ComponentSpec(
-                    name=c.name, type=c.type, version=c.version, metadata=c.plain_metadata()
-                )
+        # Secret stores first: every other component's secretKeyRef is resolved from them.
+        try:
+            self._secrets, self._resolver = open_secret_stores(
+                resources.components,
+                ctx,
+                scopes=self._config.secret_scopes if self._config is not None else (),
             )
-        return specs
+            return [
+                self._resolver.spec(c)
+                for c in resources.components
+                if c.block != SECRET_STORE_BLOCK
+            ]
+        except ResourceError as exc:
+            raise StartupError(str(exc)) from exc
 
     async def _serve(self, grpc_rpcs: Mapping[str, Rpc]) -> None:
         limit = self.options.max_body_bytes + (1 << 20)

@@ -27,11 +27,6 @@ log = logging.getLogger("tandem.runtime")
 # (path prefix, API name): every route of Dapr's HTTP API under these prefixes.
 HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0/bindings", "bindings"),
-    ("/v1.0/secrets", "secrets"),
-    ("/v1.0/configuration", "configuration"),
-    ("/v1.0-alpha1/configuration", "configuration"),
-    ("/v1.0-alpha1/lock", "distributed lock"),
-    ("/v1.0-alpha1/unlock", "distributed lock"),
     ("/v1.0/workflows", "workflows"),
     ("/v1.0-beta1/workflows", "workflows"),
     ("/v1.0-alpha1/workflows", "workflows"),

@@ -149,6 +149,21 @@ class RuntimeMetrics:
             "dapr_component_state_latencies", "State store call latency (ms)", state,
             buckets=buckets, registry=r,
         )  # fmt: skip
+        # Secret and configuration store calls, labelled as the state store's.
+        self.secret_count = Counter(
+            "dapr_component_secret_count", "Secret store calls", state, registry=r
+        )
+        self.secret_latency = Histogram(
+            "dapr_component_secret_latencies", "Secret store call latency (ms)", state,
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.configuration_count = Counter(
+            "dapr_component_configuration_count", "Configuration store calls", state, registry=r
+        )
+        self.configuration_latency = Histogram(
+            "dapr_component_configuration_latencies", "Configuration store call latency (ms)",
+            state, buckets=buckets, registry=r,
+        )  # fmt: skip
         self.resiliency_loaded = Counter(
             "dapr_resiliency_loaded", "Resiliency policies loaded",
             ["app_id", "name", "namespace"], registry=r,
@@ -208,6 +223,20 @@ class RuntimeMetrics:
         labels = (self.app_id, component, self.namespace, operation, str(success).lower())
         self.state_count.labels(*labels).inc()
         self.state_latency.labels(*labels).observe(ms)
+
+    def secret(self, component: str, operation: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
+        self.secret_count.labels(*labels).inc()
+        self.secret_latency.labels(*labels).observe(ms)
+
+    def configuration(self, component: str, operation: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
+        self.configuration_count.labels(*labels).inc()
+        self.configuration_latency.labels(*labels).observe(ms)
 
     def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
         if not self.enabled:

@@ -57,7 +57,6 @@ def configuration_warnings(config: Configuration) -> list[str]:
         if f.name not in KNOWN_FEATURES
     ]
     not_yet = [
-        (bool(config.secret_scopes), "spec.secrets.scopes", "secret stores are not served yet"),
         (
             config.name_resolution is not None,
             "spec.nameResolution",

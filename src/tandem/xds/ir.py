@@ -154,6 +154,9 @@ class Sidecar:
     # Mesh-wide traffic documents ($TANDEM_HOME/resources/, read by the control plane):
     # they follow this sidecar's own (first in file order wins among equals).
     mesh_files: tuple[tuple[str, str], ...] = ()
+    # HTTPEndpoint secretKeyRef values `tandem run` resolved: (endpoint, field, value), with
+    # field ``header:<name>`` or ``clientTLS.<doc>``. Secrets: kept out of repr and logs.
+    endpoint_secrets: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     # The Configuration's spec.tracing: Envoy's tracer and its collector cluster.
     tracing: TraceExport | None = None
@@ -203,6 +206,9 @@ class Sidecar:
                 app, components, source=source, field="spec.appHttpPipeline"
             ),
         )
+
+    def endpoint_secret(self, endpoint: str, name: str) -> str | None:
+        return next((v for e, f, v in self.endpoint_secrets if e == endpoint and f == name), None)
 
     @property
     def spiffe_id(self) -> str:
@@ -278,6 +284,7 @@ class Sidecar:
         api_logging = reader.api_logging("api_logging")
         app_health = reader.app_health("app_health")
         resource_files = reader.resource_files("resources")
+        endpoint_secrets = reader.endpoint_secrets("http_endpoint_secrets")
         resources_paths = reader.strings("resources_paths")
         config_path = reader.string("config_path") or None
         resources = _invocation_resources(
@@ -318,6 +325,7 @@ class Sidecar:
             api_logging=api_logging,
             app_health=app_health,
             resource_files=resource_files,
+            endpoint_secrets=endpoint_secrets,
             resources_paths=resources_paths,
             config_path=config_path,
             **_by_kind(resources),
@@ -370,6 +378,11 @@ class Sidecar:
             }
         if self.resource_files:
             out["resources"] = [{"file": f, "yaml": text} for f, text in self.resource_files]
+        if self.endpoint_secrets:
+            secrets: dict[str, dict[str, str]] = {}
+            for endpoint, name, value in self.endpoint_secrets:
+                secrets.setdefault(endpoint, {})[name] = value
+            out["http_endpoint_secrets"] = secrets
         if self.resources_paths:
             out["resources_paths"] = list(self.resources_paths)
         if self.config_path is not None:
@@ -521,6 +534,23 @@ class _Reader:
             self.problems.append(f"{key} must be a list of strings")
             return ()
         return tuple(value)
+
+    def endpoint_secrets(self, key: str) -> tuple[tuple[str, str, str], ...]:
+        """Endpoint → {field: value}; a problem names the key, never a value."""
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping) or not all(
+            isinstance(e, str)
+            and isinstance(fields, Mapping)
+            and all(isinstance(f, str) and isinstance(v, str) for f, v in fields.items())
+            for e, fields in value.items()
+        ):
+            self.problems.append(f"{key} must map endpoint names to {{field: text}} maps")
+            return ()
+        return tuple(
+            (e, f, v) for e, fields in sorted(value.items()) for f, v in sorted(fields.items())
+        )
 
     def resource_files(self, key: str) -> tuple[tuple[str, str], ...]:
         value = self.data.get(key)

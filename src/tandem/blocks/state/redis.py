@@ -109,10 +109,10 @@ return #KEYS
 """
 
 
-def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
-    md = spec.metadata
-    host, port = redis_address(md, f"state store {spec.name}")
-    client = aioredis.Redis(
+def client_from_metadata(md: Mapping[str, str], what: str) -> aioredis.Redis:
+    """A Redis client from Dapr's Redis metadata, shared by every Redis component."""
+    host, port = redis_address(md, what)
+    return aioredis.Redis(
         host=host,
         port=port,
         db=as_int("redisDB", lookup(md, "redisDB"), 0),
@@ -131,6 +131,11 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
             as_int("maxRetries", lookup(md, "maxRetries"), 3),
         ),
     )
+
+
+def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
+    md = spec.metadata
+    client = client_from_metadata(md, f"state store {spec.name}")
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
     return RedisStateStore(client, default_ttl=default_ttl)
 

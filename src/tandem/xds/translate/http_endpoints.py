@@ -3,7 +3,8 @@
 ``/v1.0/invoke/<name>/method/<path>`` (or header ``dapr-app-id: <name>``) goes to
 ``<baseUrl>/<path>`` through cluster ``endpoint:<name>`` (DNS-resolved; TLS with SNI for an
 https base URL, verified against ``clientTLS.rootCA`` or the system's CA bundle; the
-client certificate when given inline). The endpoint's ``headers`` with a value are added
+client certificate). Header values and clientTLS documents given as ``secretKeyRef`` are the
+values `tandem run` resolved (blocks/secrets/endpoints.py). The endpoint's ``headers`` are added
 to every request; the caller's ``targets.apps.<name>`` Resiliency applies as for an app.
 ``/v1.0/invoke/http(s)://host:port/method/<path>`` needs no resource: Envoy's dynamic
 forward proxy resolves the host per request. Pure, apart from reading where the system's
@@ -35,7 +36,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
-from tandem.resources import HTTPEndpoint
+from tandem.resources import HTTPEndpoint, TLSDocument
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Sidecar
 from tandem.xds.translate import auth, resiliency
@@ -87,9 +88,18 @@ def system_ca_file() -> str:
     return paths.cafile or paths.openssl_cafile or _FALLBACK_CA_FILE
 
 
-def _tls(ep: HTTPEndpoint, target: _Target) -> base_pb2.TransportSocket:
+def _document(sidecar: Sidecar, ep: HTTPEndpoint, name: str, doc: TLSDocument | None) -> str | None:
+    """A clientTLS PEM: inline, or the secret `tandem run` resolved for it."""
+    if doc is None:
+        return None
+    if doc.secret_key_ref is not None:
+        return sidecar.endpoint_secret(ep.name, f"clientTLS.{name}")
+    return doc.value or None
+
+
+def _tls(sidecar: Sidecar, ep: HTTPEndpoint, target: _Target) -> base_pb2.TransportSocket:
     tls = ep.client_tls
-    root = tls.root_ca.value if tls and tls.root_ca and tls.root_ca.value else None
+    root = _document(sidecar, ep, "rootCA", tls.root_ca) if tls else None
     trusted = (
         base_pb2.DataSource(inline_string=root)
         if root
@@ -99,8 +109,8 @@ def _tls(ep: HTTPEndpoint, target: _Target) -> base_pb2.TransportSocket:
         validation_context=common_pb2.CertificateValidationContext(trusted_ca=trusted),
         alpn_protocols=["http/1.1"],
     )
-    cert = tls.certificate.value if tls and tls.certificate else None
-    key = tls.private_key.value if tls and tls.private_key else None
+    cert = _document(sidecar, ep, "certificate", tls.certificate) if tls else None
+    key = _document(sidecar, ep, "privateKey", tls.private_key) if tls else None
     if cert and key:
         common.tls_certificates.append(
             common_pb2.TlsCertificate(
@@ -143,7 +153,7 @@ def clusters(sidecar: Sidecar) -> list[cluster_pb2.Cluster]:
             ),
         )
         if target.tls:
-            cluster.transport_socket.CopyFrom(_tls(ep, target))
+            cluster.transport_socket.CopyFrom(_tls(sidecar, ep, target))
         resiliency.apply_to_cluster(cluster, app_policy(sidecar.resiliencies, ep.name))
         out.append(cluster)
     return out
@@ -161,7 +171,14 @@ def _action(sidecar: Sidecar, ep: HTTPEndpoint, target: _Target) -> rc.RouteActi
 
 def _headers(sidecar: Sidecar, ep: HTTPEndpoint) -> list[base_pb2.HeaderValueOption]:
     headers = [set_header(HEADER_CALLER, sidecar.app_id)]
-    headers += [set_header(h.name, h.value) for h in ep.headers if h.value is not None]
+    for h in ep.headers:
+        value = (
+            h.value
+            if h.secret_key_ref is None
+            else sidecar.endpoint_secret(ep.name, f"header:{h.name}")
+        )
+        if value is not None:
+            headers.append(set_header(h.name, value))
     return headers
 
 
@@ -217,24 +234,8 @@ def warnings(ep: HTTPEndpoint) -> list[str]:
     """What of this HTTPEndpoint is not applied, one line each (by file and field)."""
     out = []
     where = f"{ep.source}: HTTPEndpoint {ep.name}"
-    for i, header in enumerate(ep.headers):
-        if header.secret_key_ref is not None:
-            out.append(
-                f"{where}: spec.headers[{i}] ({header.name}) uses secretKeyRef, which is not "
-                "resolved yet: the header is not sent"
-            )
     tls = ep.client_tls
     if tls is not None:
-        for field, doc in (
-            ("rootCA", tls.root_ca),
-            ("certificate", tls.certificate),
-            ("privateKey", tls.private_key),
-        ):
-            if doc is not None and doc.secret_key_ref is not None:
-                out.append(
-                    f"{where}: spec.clientTLS.{field} uses secretKeyRef, which is not resolved "
-                    "yet: it is not used"
-                )
         if (tls.certificate is None) != (tls.private_key is None):
             out.append(
                 f"{where}: spec.clientTLS needs both certificate and privateKey; "

@@ -1,0 +1,1 @@
+"""The configuration building block: read configuration items and follow their changes."""

@@ -1,0 +1,1 @@
+"""The distributed lock building block (alpha in Dapr): lock stores and the API's rules."""

@@ -1,0 +1,1 @@
+"""The secrets building block: secret stores, the API's scopes, and secretKeyRef resolution."""
