@@ -215,12 +215,16 @@ def postgres_install_dir() -> Path:
     return install
 
 
-def _pg_ready(port: int) -> bool:
-    """The server accepts a startup packet (an SSLRequest answered with one byte)."""
+def _pg_ready(port: int, user: str = "postgres", database: str = "postgres") -> bool:
+    """The server takes a login: a protocol-3 startup message is answered with an
+    authentication request ('R'), not an error ('E', e.g. "the database system is starting
+    up" while it replays its log after a restart)."""
+    params = f"user\0{user}\0database\0{database}\0\0".encode()
+    body = (196608).to_bytes(4, "big") + params
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
-            return s.recv(1) in (b"S", b"N")
+            s.sendall((len(body) + 4).to_bytes(4, "big") + body)
+            return s.recv(1) == b"R"
     except OSError:
         return False
 
