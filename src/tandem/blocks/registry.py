@@ -45,6 +45,8 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "pubsub.in-memory": (("v1",), "tandem.blocks.pubsub.memory:create"),
     # The embedded, durable default that delivers across the sidecars of one machine.
     "pubsub.sqlite": (("v1",), "tandem.blocks.pubsub.sqlite:create"),
+    "conversation.echo": (("v1",), "tandem.blocks.conversation.echo:create"),
+    "conversation.openai": (("v1",), "tandem.blocks.conversation.openai_chat:create"),
 }
 
 

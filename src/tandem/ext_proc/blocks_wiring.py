@@ -35,6 +35,7 @@ from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
 from tandem.ext_proc.app_health_http import serve_app_health
+from tandem.ext_proc.conversation_wiring import wire_conversation
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
@@ -46,7 +47,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "conversation"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -180,6 +181,8 @@ def wire_blocks(
     wiring.closers.append(pubsub.close)
     wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
+
+    wire_conversation(wiring, router, served, ctx, resiliencies, tracing)
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id

@@ -40,8 +40,6 @@ HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0/crypto", "cryptography"),
     ("/v1.0-alpha1/crypto", "cryptography"),
     ("/v1.0-alpha1/subtlecrypto", "cryptography"),
-    ("/v1.0-alpha1/conversation", "conversation"),
-    ("/v1.0-alpha2/conversation", "conversation"),
 )
 # Exact paths (no sub-resources).
 HTTP_PATHS: tuple[tuple[str, str], ...] = (("/v1.0/shutdown", "shutdown"),)
