@@ -47,6 +47,7 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "pubsub.sqlite": (("v1",), "tandem.blocks.pubsub.sqlite:create"),
     "conversation.echo": (("v1",), "tandem.blocks.conversation.echo:create"),
     "conversation.openai": (("v1",), "tandem.blocks.conversation.openai_chat:create"),
+    "crypto.dapr.localstorage": (("v1",), "tandem.blocks.crypto.localstorage:create"),
 }
 
 

@@ -36,6 +36,7 @@ from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.conversation_wiring import wire_conversation
+from tandem.ext_proc.crypto_wiring import wire_crypto
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
@@ -47,7 +48,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub", "conversation"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "conversation", "crypto"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -183,6 +184,7 @@ def wire_blocks(
     wiring.pubsub = pubsub
 
     wire_conversation(wiring, router, served, ctx, resiliencies, tracing)
+    wire_crypto(wiring, router, served, ctx)
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
