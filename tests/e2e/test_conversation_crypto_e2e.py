@@ -7,19 +7,27 @@ Two sidecars for the module (one per HTTP door), sharing one resources folder.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from dapr.clients import DaprClient
 from dapr.clients.grpc import conversation as conv
+from dapr.clients.grpc._crypto import DecryptOptions, EncryptOptions
 from dapr.conf import settings
 from harness import Sidecar, start_sidecar
 
 from openai_server import MODEL, OpenAIServer
 
 TRANSPORTS = ("http", "ext_proc")
+pytestmark = pytest.mark.filterwarnings("ignore:The (Encrypt|Decrypt) API is an Alpha")
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -39,6 +47,15 @@ spec:
   - {{name: endpoint, value: "{endpoint}"}}
   - {{name: model, value: "{model}"}}
   - {{name: key, value: "local"}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: vault}}
+spec:
+  type: crypto.dapr.localstorage
+  version: v1
+  metadata:
+  - {{name: path, value: "{keys}"}}
 ---
 apiVersion: dapr.io/v1alpha1
 kind: Resiliency
@@ -65,7 +82,20 @@ def sidecars(
     tandem_home: Path, tmp_path_factory: pytest.TempPathFactory, llm: OpenAIServer
 ) -> Iterator[dict[str, Sidecar]]:
     resources = tmp_path_factory.mktemp("res")
-    (resources / "components.yaml").write_text(RESOURCES.format(endpoint=llm.endpoint, model=MODEL))
+    keys = tmp_path_factory.mktemp("keys")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (keys / "rsa.pem").write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (keys / "aes").write_bytes(os.urandom(32))
+    (keys / "other-aes").write_bytes(os.urandom(32))
+    (resources / "components.yaml").write_text(
+        RESOURCES.format(endpoint=llm.endpoint, model=MODEL, keys=keys)
+    )
     started: dict[str, Sidecar] = {}
     try:
         for transport in TRANSPORTS:
@@ -212,3 +242,95 @@ def test_sdk_converse_alpha2_with_tools(sdk: DaprClient) -> None:
         "echo", [conv.ConversationInputAlpha2(messages=[conv.create_user_message("plain")])]
     )
     assert echoed.outputs[0].choices[0].message.content == "plain"
+
+
+# -- cryptography --------------------------------------------------------------------------
+
+TEN_MIB = os.urandom(10 << 20)
+
+
+@pytest.mark.parametrize(("key", "algorithm"), [("rsa.pem", "RSA"), ("aes", "AES")])
+def test_ten_mib_round_trip_over_http(api: httpx.Client, key: str, algorithm: str) -> None:
+    r = api.put(
+        "/v1.0-alpha1/crypto/vault/encrypt",
+        content=TEN_MIB,
+        headers={"dapr-key-name": key, "dapr-key-wrap-algorithm": algorithm},
+    )
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["content-type"] == "application/octet-stream"
+    sealed = r.content
+    assert sealed.startswith(b"dapr.io/enc/v1\n")
+    r = api.put("/v1.0-alpha1/crypto/vault/decrypt", content=sealed)
+    assert r.status_code == 200, r.text[:500]
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(TEN_MIB).digest()
+
+
+def test_crypto_errors_over_http(api: httpx.Client) -> None:
+    r = api.put(
+        "/v1.0-alpha1/crypto/vault/encrypt",
+        content=b"secret",
+        headers={
+            "dapr-key-name": "aes",
+            "dapr-key-wrap-algorithm": "AES",
+            "dapr-data-encryption-cipher": "chacha20-poly1305",
+        },
+    )
+    assert r.status_code == 200
+    wrong = api.put(
+        "/v1.0-alpha1/crypto/vault/decrypt",
+        content=r.content,
+        headers={"dapr-key-name": "other-aes"},
+    )
+    assert (wrong.status_code, wrong.json()["errorCode"]) == (500, "ERR_CRYPTO")
+    missing = api.put(
+        "/v1.0-alpha1/crypto/vault/encrypt", content=b"x", headers={"dapr-key-name": "aes"}
+    )
+    assert (missing.status_code, missing.json()["errorCode"]) == (400, "ERR_BAD_REQUEST")
+    nowhere = api.put(
+        "/v1.0-alpha1/crypto/nope/encrypt",
+        content=b"x",
+        headers={"dapr-key-name": "aes", "dapr-key-wrap-algorithm": "AES"},
+    )
+    assert (nowhere.status_code, nowhere.json()["errorCode"]) == (
+        400,
+        "ERR_CRYPTO_PROVIDER_NOT_FOUND",
+    )
+    # and the sidecar keeps serving
+    right = api.put("/v1.0-alpha1/crypto/vault/decrypt", content=r.content)
+    assert right.content == b"secret"
+
+
+def test_subtle_sign_and_verify_over_http(api: httpx.Client) -> None:
+    digest = base64.b64encode(hashlib.sha256(b"doc").digest()).decode()
+    r = api.post(
+        "/v1.0-alpha1/subtlecrypto/vault/sign",
+        json={"keyName": "rsa.pem", "algorithm": "PS256", "digest": digest},
+    )
+    assert r.status_code == 200, r.text
+    body = {
+        "keyName": "rsa.pem",
+        "algorithm": "PS256",
+        "digest": digest,
+        "signature": r.json()["signature"],
+    }
+    r = api.post("/v1.0-alpha1/subtlecrypto/vault/verify", json=body)
+    assert r.json() == {"valid": True}
+
+
+def test_sdk_encrypt_and_decrypt_ten_mib(sdk: DaprClient, sidecars: dict[str, Sidecar]) -> None:
+    sealed = sdk.encrypt(
+        TEN_MIB,
+        EncryptOptions(component_name="vault", key_name="rsa.pem", key_wrap_algorithm="RSA"),
+    ).read()
+    plain = sdk.decrypt(sealed, DecryptOptions(component_name="vault")).read()
+    assert hashlib.sha256(plain).digest() == hashlib.sha256(TEN_MIB).digest()
+    # What gRPC sealed, HTTP opens.
+    r = httpx.put(
+        f"{sidecars['ext_proc'].base}/v1.0-alpha1/crypto/vault/decrypt", content=sealed, timeout=60
+    )
+    assert r.status_code == 200 and len(r.content) == len(TEN_MIB)
+    # The SDK hands a stream's failure over as gRPC's own error.
+    with pytest.raises(grpc.RpcError) as err:
+        sdk.decrypt(sealed, DecryptOptions(component_name="vault", key_name="aes")).read()
+    assert err.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
+    assert "failed to perform operation" in err.value.details()  # type: ignore[attr-defined]
