@@ -334,3 +334,10 @@ def test_sdk_encrypt_and_decrypt_ten_mib(sdk: DaprClient, sidecars: dict[str, Si
         sdk.decrypt(sealed, DecryptOptions(component_name="vault", key_name="aes")).read()
     assert err.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
     assert "failed to perform operation" in err.value.details()  # type: ignore[attr-defined]
+
+
+def test_metadata_lists_the_components(api: httpx.Client) -> None:
+    listed = {c["name"]: c["type"] for c in api.get("/v1.0/metadata").json()["components"]}
+    assert listed["echo"] == "conversation.echo"
+    assert listed["llm"] == "conversation.openai"
+    assert listed["vault"] == "crypto.dapr.localstorage"

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf import any_pb2, wrappers_pb2
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from openai_server import MODEL, OpenAIServer
 from tandem.blocks.conversation.model import Message, Request, Role
@@ -18,7 +21,10 @@ from tandem.blocks.conversation.service import ConversationService
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.resiliency import Resilient
+from tandem.cli.ports import free_port
 from tandem.ext_proc import conversation_grpc
+from tandem.observability.export import TraceExport
+from tandem.observability.tracing import Tracing
 from tandem.resources.resiliency import Policy, RetryPolicy
 
 
@@ -247,3 +253,29 @@ async def test_alpha1_unknown_role_is_invalid(service: ConversationService) -> N
 async def test_echo_request_model_is_plain(service: ConversationService) -> None:
     result = await service.converse("echo", Request((Message(Role.USER, "a"),)))
     assert result.choices[0].text == "a"
+
+
+async def test_each_call_is_a_client_span_marked_failed_on_error(
+    service: ConversationService,
+) -> None:
+    export = TraceExport(
+        sampling_rate=1.0, exporter="zipkin", host="127.0.0.1", port=free_port(), path=""
+    )  # type: ignore[arg-type]
+    tracing = Tracing(export, "app")
+    memory = InMemorySpanExporter()
+    # Read the spans as they end, beside the (unreachable) collector's exporter.
+    assert tracing._provider is not None
+    tracing._provider.add_span_processor(SimpleSpanProcessor(memory))
+    service.tracing = tracing
+    try:
+        await service.converse("echo", Request((Message(Role.USER, "a"),)))
+        with pytest.raises(DaprError):
+            await service.converse("llm", Request((Message(Role.USER, "refuse"),)))
+    finally:
+        tracing.shutdown()
+    ok, failed = memory.get_finished_spans()
+    assert (ok.name, ok.kind) == ("conversation/echo", SpanKind.CLIENT)
+    assert ok.attributes is not None and ok.attributes["dapr.component.type"] == "conversation.echo"
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.name == "conversation/llm"
+    assert failed.status.status_code is StatusCode.ERROR
