@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -154,6 +155,18 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
 
 
+def _each_full(pending: bytearray, size: int, process: Callable[[bytes, bool], bytes]) -> bytes:
+    """``process`` each full segment of ``pending`` that more data follows (never the last),
+    then drop them from ``pending``: one move of the rest however many there were."""
+    count = (len(pending) - 1) // size if pending else 0
+    if count == 0:
+        return b""
+    with memoryview(pending) as view:
+        out = [process(bytes(view[i * size : (i + 1) * size]), False) for i in range(count)]
+    del pending[: count * size]
+    return b"".join(out)
+
+
 def new_file_key() -> bytes:
     return os.urandom(FILE_KEY_SIZE)
 
@@ -177,12 +190,8 @@ class Encryptor:
 
     def update(self, data: bytes) -> bytes:
         self._pending += data
-        out = bytearray()
         # A full segment is sealed only once more data follows: the last one carries a flag.
-        while len(self._pending) > SEGMENT_SIZE:
-            out += self._seal(bytes(self._pending[:SEGMENT_SIZE]), last=False)
-            del self._pending[:SEGMENT_SIZE]
-        return bytes(out)
+        return _each_full(self._pending, SEGMENT_SIZE, self._seal)
 
     def finish(self) -> bytes:
         if not self._pending and self._index == 0:
@@ -240,12 +249,7 @@ class Decryptor:
 
     def update(self, data: bytes) -> bytes:
         self._pending += data
-        out = bytearray()
-        full = SEGMENT_SIZE + TAG_SIZE
-        while len(self._pending) > full:
-            out += self._open(bytes(self._pending[:full]), last=False)
-            del self._pending[:full]
-        return bytes(out)
+        return _each_full(self._pending, SEGMENT_SIZE + TAG_SIZE, self._open)
 
     def finish(self) -> bytes:
         if not self._pending:
