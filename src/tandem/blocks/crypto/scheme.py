@@ -155,16 +155,19 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
 
 
-def _each_full(pending: bytearray, size: int, process: Callable[[bytes, bool], bytes]) -> bytes:
+def _each_full(
+    pending: bytearray, size: int, process: Callable[[memoryview | bytes, bool], bytes]
+) -> bytes:
     """``process`` each full segment of ``pending`` that more data follows (never the last),
     then drop them from ``pending``: one move of the rest however many there were."""
     count = (len(pending) - 1) // size if pending else 0
     if count == 0:
         return b""
     with memoryview(pending) as view:
-        out = [process(bytes(view[i * size : (i + 1) * size]), False) for i in range(count)]
+        # The cipher reads the segments in place (no copy of each).
+        out = [process(view[i * size : (i + 1) * size], False) for i in range(count)]
     del pending[: count * size]
-    return b"".join(out)
+    return out[0] if count == 1 else b"".join(out)
 
 
 def new_file_key() -> bytes:
@@ -183,7 +186,7 @@ class Encryptor:
         self._pending = bytearray()
         self._index = 0
 
-    def _seal(self, chunk: bytes, last: bool) -> bytes:
+    def _seal(self, chunk: memoryview | bytes, last: bool) -> bytes:
         out = self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, None)
         self._index += 1
         return out
@@ -239,7 +242,7 @@ class Decryptor:
         self._pending = bytearray()
         self._index = 0
 
-    def _open(self, sealed: bytes, last: bool) -> bytes:
+    def _open(self, sealed: memoryview | bytes, last: bool) -> bytes:
         try:
             out = self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, None)
         except InvalidTag:
