@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from dapr.proto.runtime.v1 import ai_pb2
-from google.protobuf import any_pb2, json_format
+
+# struct_pb2 and wrappers_pb2 are imported for their registration: parameters arrive as Any
+# of these well-known types (the SDK's conversion), which JSON parsing looks up by type URL.
+from google.protobuf import any_pb2, json_format, struct_pb2, wrappers_pb2  # noqa: F401
 
 from tandem.blocks.conversation.model import (
     Message,

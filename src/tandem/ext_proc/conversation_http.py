@@ -1,22 +1,15 @@
-"""The conversation API over HTTP: Dapr parses the body as the gRPC request's JSON form
-(unknown fields dropped) and answers with the response's JSON form, so both doors share
-:mod:`conversation_grpc`'s translation."""
+"""The conversation API over HTTP: the gRPC messages' JSON form (:mod:`proto_json`), so
+both doors share :mod:`conversation_grpc`'s translation."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from dapr.proto.runtime.v1 import ai_pb2
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from tandem.blocks.conversation.service import ConversationService
-from tandem.blocks.errors import DaprError
 from tandem.ext_proc import conversation_grpc
 from tandem.ext_proc.api import ApiRequest, ApiResponse
+from tandem.ext_proc.proto_json import parse, render
 from tandem.ext_proc.router import Router
-
-M = TypeVar("M", bound=Message)
 
 
 def register(router: Router, service: ConversationService) -> None:
@@ -36,17 +29,3 @@ def register(router: Router, service: ConversationService) -> None:
 
     router.add("POST", "/v1.0-alpha1/conversation/{component}/converse", alpha1)
     router.add("POST", "/v1.0-alpha2/conversation/{component}/converse", alpha2)
-
-
-def parse(body: bytes, msg: M) -> M:
-    if not body:
-        return msg
-    try:
-        json_format.Parse(body, msg, ignore_unknown_fields=True)
-    except (json_format.ParseError, UnicodeDecodeError) as exc:
-        raise DaprError("ERR_MALFORMED_REQUEST", f"failed to parse request body: {exc}") from None
-    return msg
-
-
-def render(msg: Message) -> ApiResponse:
-    return ApiResponse(status=200, body=json_format.MessageToJson(msg, indent=None).encode())

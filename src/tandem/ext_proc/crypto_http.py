@@ -14,7 +14,7 @@ from tandem.blocks.component_metadata import as_bool
 from tandem.blocks.crypto.service import CryptoService, EncryptOptions, bad_request
 from tandem.ext_proc import crypto_grpc
 from tandem.ext_proc.api import ApiRequest, ApiResponse
-from tandem.ext_proc.conversation_http import parse, render
+from tandem.ext_proc.proto_json import parse, render
 from tandem.ext_proc.router import Router
 
 OCTETS = b"application/octet-stream"
