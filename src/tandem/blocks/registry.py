@@ -56,6 +56,9 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "configuration.postgresql": (("v1",), "tandem.blocks.configuration.postgresql:create"),
     # The embedded default, edited with any SQLite client.
     "configuration.sqlite": (("v1",), "tandem.blocks.configuration.sqlite:create"),
+    "conversation.echo": (("v1",), "tandem.blocks.conversation.echo:create"),
+    "conversation.openai": (("v1",), "tandem.blocks.conversation.openai_chat:create"),
+    "crypto.dapr.localstorage": (("v1",), "tandem.blocks.crypto.localstorage:create"),
 }
 
 

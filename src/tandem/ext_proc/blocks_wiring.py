@@ -49,6 +49,8 @@ from tandem.ext_proc import (
     state_http,
 )
 from tandem.ext_proc.app_health_http import serve_app_health
+from tandem.ext_proc.conversation_wiring import wire_conversation
+from tandem.ext_proc.crypto_wiring import wire_crypto
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
@@ -61,7 +63,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub", "lock", "configuration"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "lock", "configuration", "conversation", "crypto"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -228,6 +230,9 @@ def wire_blocks(
     for name, conf in configuration.components.items():
         wiring.components.append(ComponentInfo(name, conf.type, _version(served, name)))
     wiring.closers.append(configuration.close)
+
+    wire_conversation(wiring, router, served, ctx, resiliencies, tracing)
+    wire_crypto(wiring, router, served, ctx)
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id

@@ -32,11 +32,6 @@ HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0-alpha1/workflows", "workflows"),
     ("/v1.0/jobs", "jobs"),
     ("/v1.0-alpha1/jobs", "jobs"),
-    ("/v1.0/crypto", "cryptography"),
-    ("/v1.0-alpha1/crypto", "cryptography"),
-    ("/v1.0-alpha1/subtlecrypto", "cryptography"),
-    ("/v1.0-alpha1/conversation", "conversation"),
-    ("/v1.0-alpha2/conversation", "conversation"),
 )
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 

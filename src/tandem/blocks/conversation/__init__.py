@@ -1,0 +1,1 @@
+"""The conversation (LLM) building block: components, PII scrubbing, the response cache."""
