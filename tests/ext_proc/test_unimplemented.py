@@ -23,7 +23,7 @@ def dispatch() -> Dispatcher:
         return ApiResponse.json({"served": req.params})
 
     # As a block adds its routes once built (after the 501s): they take precedence.
-    router.add("POST", "/v1.0/bindings/{name}", real)
+    router.add("POST", "/v1.0-alpha1/conversation/{name}/converse", real)
     router.add("POST", "/v1.0/shutdown", real)
     return Dispatcher(router)
 
@@ -45,7 +45,7 @@ def dispatch() -> Dispatcher:
         ("PUT", "/v1.0-alpha1/crypto/keys/encrypt", "cryptography"),
         ("POST", "/v1.0-alpha1/subtlecrypto/keys/sign", "cryptography"),
         ("POST", "/v1.0-alpha2/conversation/llm/converse", "conversation"),
-        ("GET", "/v1.0/bindings/checkout", "bindings"),  # no GET route even once built
+        ("GET", "/v1.0-alpha1/conversation/llm/converse", "conversation"),  # no GET route
         ("GET", "/v1.0/shutdown", "shutdown"),
     ],
 )
@@ -59,9 +59,9 @@ async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, pat
 
 
 async def test_a_built_route_under_an_unbuilt_prefix_is_served(dispatch):
-    resp = await dispatch(ApiRequest(method="POST", path="/v1.0/bindings/checkout"))
+    resp = await dispatch(ApiRequest(method="POST", path="/v1.0-alpha1/conversation/llm/converse"))
     assert resp.status == 200
-    assert orjson.loads(resp.body) == {"served": {"name": "checkout"}}
+    assert orjson.loads(resp.body) == {"served": {"name": "llm"}}
     resp = await dispatch(ApiRequest(method="POST", path="/v1.0/shutdown"))
     assert resp.status == 200
 
@@ -78,8 +78,8 @@ def test_every_dapr_grpc_method_belongs_to_a_named_api():
 
 
 def test_grpc_message_names_the_api_and_the_method():
-    assert grpc_message_for("InvokeBinding") == (
-        "the bindings API is not implemented by this Tandem runtime yet (InvokeBinding)"
+    assert grpc_message_for("TryLockAlpha1") == (
+        "the distributed lock API is not implemented by this Tandem runtime yet (TryLockAlpha1)"
     )
     assert "the workflows API" in grpc_message_for("StartWorkflowBeta1")
     assert "the actors API" in grpc_message_for("ListActorTimers")

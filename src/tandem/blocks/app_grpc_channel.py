@@ -143,6 +143,23 @@ class AppGrpcChannel:
             self._alpha_stub = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
         return await self._alpha_stub.OnBulkTopicEventAlpha1(request, metadata=md, timeout=timeout)
 
+    async def list_input_bindings(self, timeout: float = 10.0) -> list[str]:
+        resp = await self._callback().ListInputBindings(
+            empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout
+        )
+        return list(resp.bindings)
+
+    async def on_binding_event(
+        self,
+        name: str,
+        data: bytes,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> None:
+        """``AppCallback.OnBindingEvent``; raises when the app fails the event."""
+        request = appcallback_pb2.BindingEventRequest(name=name, data=data, metadata=metadata)
+        await self._callback().OnBindingEvent(request, metadata=self.metadata(), timeout=timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()

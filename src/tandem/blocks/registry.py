@@ -45,6 +45,9 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "pubsub.in-memory": (("v1",), "tandem.blocks.pubsub.memory:create"),
     # The embedded, durable default that delivers across the sidecars of one machine.
     "pubsub.sqlite": (("v1",), "tandem.blocks.pubsub.sqlite:create"),
+    "bindings.localstorage": (("v1",), "tandem.blocks.bindings.localstorage:create"),
+    "bindings.http": (("v1",), "tandem.blocks.bindings.http:create"),
+    "bindings.cron": (("v1",), "tandem.blocks.bindings.cron:create"),
 }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
+from tandem.blocks.bindings.input import InputBindings
+from tandem.blocks.bindings.service import BindingsService
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import ComponentInfo, MetadataService, SubscriptionInfo
 from tandem.blocks.outbox import Outbox, configs_from
@@ -33,7 +35,14 @@ from tandem.blocks.resiliency import behind_policy, resilient
 from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
-from tandem.ext_proc import pubsub_grpc, pubsub_http, state_grpc, state_http
+from tandem.ext_proc import (
+    bindings_grpc,
+    bindings_http,
+    pubsub_grpc,
+    pubsub_http,
+    state_grpc,
+    state_http,
+)
 from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
@@ -46,7 +55,7 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub"})
+SERVED_BLOCKS = frozenset({"state", "pubsub", "bindings"})
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -97,6 +106,8 @@ class Wiring:
     app_grpc: AppGrpcChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    bindings: BindingsService | None = None
+    metrics: RuntimeMetrics = NO_METRICS
 
 
 def state_policy_wrapper(
@@ -180,6 +191,25 @@ def wire_blocks(
     wiring.closers.append(pubsub.close)
     wiring.closers.append(streams.close)  # closers run in reverse: streams end first
     wiring.pubsub = pubsub
+
+    bindings = BindingsService.from_specs(
+        served,
+        ctx,
+        runner_for=lambda name: resilient(
+            component_policy(resiliencies, name, "outbound", "Bindings"), name
+        ),
+    )
+    bindings.tracing, bindings.metrics = tracing, metrics
+    bindings_http.register(router, bindings)
+    wiring.rpcs.update(bindings_grpc.rpcs(bindings))
+    for name, binding in bindings.components.items():
+        caps = tuple(
+            f"{d.upper()}_BINDING" for d in ("input", "output") if getattr(binding, d) is not None
+        )
+        wiring.components.append(ComponentInfo(name, binding.type, binding.version, caps))
+    wiring.closers.append(bindings.close)
+    wiring.bindings = bindings
+    wiring.metrics = metrics
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
@@ -265,6 +295,22 @@ def start_app(
                 await hook(channel)
 
         tasks.append(asyncio.create_task(app_ready()))
+    inputs: InputBindings | None = None
+    if wiring.bindings is not None and wiring.bindings.inputs():
+        inputs = InputBindings(
+            wiring.bindings,
+            channel,
+            grpc_channel,
+            resiliencies=resiliencies,
+            metrics=wiring.metrics,
+        )
+
+        async def start_inputs() -> None:
+            assert inputs is not None
+            await channel.wait_ready()
+            await inputs.start()
+
+        tasks.append(asyncio.create_task(start_inputs()))
     if app_health is not None:
 
         async def probe() -> None:
@@ -279,6 +325,8 @@ def start_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if inputs is not None:
+            await inputs.stop()
         if subscriber is not None:
             await subscriber.stop()
         await channel.close()

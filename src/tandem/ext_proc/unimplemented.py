@@ -26,7 +26,6 @@ log = logging.getLogger("tandem.runtime")
 
 # (path prefix, API name): every route of Dapr's HTTP API under these prefixes.
 HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("/v1.0/bindings", "bindings"),
     ("/v1.0/secrets", "secrets"),
     ("/v1.0/configuration", "configuration"),
     ("/v1.0-alpha1/configuration", "configuration"),
