@@ -232,7 +232,6 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
         ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
         ("POST", "/v1.0-beta1/workflows/dapr/OrderProcessing/start", "workflows"),
         ("GET", "/v1.0-alpha1/workflows/dapr/1234", "workflows"),
-        ("POST", "/v1.0-alpha1/jobs/prod-db-backup", "jobs"),
         ("PUT", "/v1.0-alpha1/crypto/mycrypto/encrypt", "cryptography"),
         ("POST", "/v1.0-alpha1/conversation/echo/converse", "conversation"),
     ],

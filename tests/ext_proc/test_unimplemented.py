@@ -40,8 +40,6 @@ def dispatch() -> Dispatcher:
         ("POST", "/v1.0/workflows/dapr/OrderWorkflow/start", "workflows"),
         ("GET", "/v1.0-beta1/workflows/dapr/abc123", "workflows"),
         ("POST", "/v1.0-alpha1/workflows/dapr/abc123/terminate", "workflows"),
-        ("POST", "/v1.0-alpha1/jobs/nightly", "jobs"),
-        ("DELETE", "/v1.0/jobs/nightly", "jobs"),
         ("PUT", "/v1.0-alpha1/crypto/keys/encrypt", "cryptography"),
         ("POST", "/v1.0-alpha1/subtlecrypto/keys/sign", "cryptography"),
         ("POST", "/v1.0-alpha2/conversation/llm/converse", "conversation"),

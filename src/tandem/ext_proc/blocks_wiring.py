@@ -104,6 +104,8 @@ class Wiring:
     board: SubscriptionBoard = field(default_factory=SubscriptionBoard)
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
+    # The app's HTTP channel once start_app opened it.
+    app_channel: AppChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
     bindings: BindingsService | None = None
@@ -259,6 +261,7 @@ def start_app(
         else None
     )
     wiring.app_grpc = grpc_channel
+    wiring.app_channel = channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -329,6 +332,7 @@ def start_app(
             await inputs.stop()
         if subscriber is not None:
             await subscriber.stop()
+        wiring.app_channel = None
         await channel.close()
         if grpc_channel is not None:
             wiring.app_grpc = None

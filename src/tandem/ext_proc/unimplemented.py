@@ -34,8 +34,6 @@ HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1.0/workflows", "workflows"),
     ("/v1.0-beta1/workflows", "workflows"),
     ("/v1.0-alpha1/workflows", "workflows"),
-    ("/v1.0/jobs", "jobs"),
-    ("/v1.0-alpha1/jobs", "jobs"),
     ("/v1.0/crypto", "cryptography"),
     ("/v1.0-alpha1/crypto", "cryptography"),
     ("/v1.0-alpha1/subtlecrypto", "cryptography"),
