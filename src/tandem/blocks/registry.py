@@ -48,6 +48,10 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "bindings.localstorage": (("v1",), "tandem.blocks.bindings.localstorage:create"),
     "bindings.http": (("v1",), "tandem.blocks.bindings.http:create"),
     "bindings.cron": (("v1",), "tandem.blocks.bindings.cron:create"),
+    "bindings.redis": (("v1",), "tandem.blocks.bindings.redis:create"),
+    "bindings.postgresql": (("v1",), "tandem.blocks.bindings.postgresql:create"),
+    "bindings.postgres": (("v1",), "tandem.blocks.bindings.postgresql:create"),
+    "bindings.kafka": (("v1",), "tandem.blocks.bindings.kafka:create"),
 }
 
 

@@ -60,13 +60,20 @@ class BindingComponent:
     def output(self) -> OutputBinding | None:
         if self.direction is not None and "output" not in self.direction:
             return None
-        return self.component if isinstance(self.component, OutputBinding) else None
+        if not isinstance(self.component, OutputBinding) or not self.component.operations:
+            return None
+        return self.component
 
     @property
     def input(self) -> InputBinding | None:
         if self.direction is not None and "input" not in self.direction:
             return None
-        return self.component if isinstance(self.component, InputBinding) else None
+        # A component that can read but was given nothing to read says so with ``reads``.
+        if not isinstance(self.component, InputBinding) or not getattr(
+            self.component, "reads", True
+        ):
+            return None
+        return self.component
 
     @property
     def path(self) -> str:

@@ -109,10 +109,11 @@ return #KEYS
 """
 
 
-def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
-    md = spec.metadata
-    host, port = redis_address(md, f"state store {spec.name}")
-    client = aioredis.Redis(
+def redis_client(md: Mapping[str, str], what: str) -> aioredis.Redis:
+    """A client from Dapr's Redis metadata (``redisHost``, ``redisDB``, credentials, TLS,
+    timeouts, retries), for every Redis component that talks plain commands."""
+    host, port = redis_address(md, what)
+    return aioredis.Redis(
         host=host,
         port=port,
         db=as_int("redisDB", lookup(md, "redisDB"), 0),
@@ -131,6 +132,11 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
             as_int("maxRetries", lookup(md, "maxRetries"), 3),
         ),
     )
+
+
+def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
+    md = spec.metadata
+    client = redis_client(md, f"state store {spec.name}")
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
     return RedisStateStore(client, default_ttl=default_ttl)
 
