@@ -52,6 +52,8 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "bindings.postgresql": (("v1",), "tandem.blocks.bindings.postgresql:create"),
     "bindings.postgres": (("v1",), "tandem.blocks.bindings.postgresql:create"),
     "bindings.kafka": (("v1",), "tandem.blocks.bindings.kafka:create"),
+    # Tandem's own embedded pair (a queue and SQL on one file), for zero-infra setups.
+    "bindings.sqlite": (("v1",), "tandem.blocks.bindings.sqlite:create"),
 }
 
 

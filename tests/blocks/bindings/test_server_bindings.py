@@ -132,3 +132,54 @@ async def test_kafka_output_then_input_with_redelivery(
         await asyncio.gather(reader, return_exceptions=True)
     assert [e.data for e in events[:2]] == [b'{"n":1}', b'{"n":1}']
     assert events[0].metadata["topic"] == topic
+
+
+async def queued(svc: BindingsService) -> int:
+    left = await svc.invoke("local", "query", b"", {"sql": "SELECT count(*) FROM queue_local"})
+    return int(orjson.loads(left.data or b"")[0][0])
+
+
+async def test_sqlite_pair_queue_and_sql(tmp_path: Path) -> None:
+    spec = ComponentSpec(
+        "local",
+        "bindings.sqlite",
+        metadata={"connectionString": str(tmp_path / "b.db"), "retryInterval": "50ms"},
+    )
+    writer, reader_svc = await service_of(tmp_path, spec), await service_of(tmp_path, spec)
+    try:
+        await writer.invoke("local", "create", b'"first"', {"who": "a"})
+        await writer.invoke("local", "create", b'"second"', {})
+        events: list[InputEvent] = []
+        three = asyncio.Event()
+
+        async def handler(event: InputEvent) -> bool:
+            events.append(event)
+            if len(events) == 3:
+                three.set()
+            return len(events) != 1  # the first delivery is refused: it comes back
+
+        comp = reader_svc.components["local"]
+        assert comp.input is not None
+        task = asyncio.create_task(comp.input.read(handler))
+        try:
+            async with asyncio.timeout(20):
+                await three.wait()
+                # Taken rows leave the queue (the reader settles each after its handler).
+                while await queued(writer):  # noqa: ASYNC110 - the database is the truth
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert sorted(e.data for e in events) == [b'"first"', b'"first"', b'"second"']
+        assert events[0].metadata == {"who": "a"}
+
+        await writer.invoke("local", "exec", b"", {"sql": "CREATE TABLE t (a INTEGER, b TEXT)"})
+        done = await writer.invoke(
+            "local", "exec", b"", {"sql": "INSERT INTO t VALUES (?, ?)", "params": '[1, "x"]'}
+        )
+        assert done.metadata["rows-affected"] == "1"
+        rows = await writer.invoke("local", "query", b"", {"sql": "SELECT a, b FROM t"})
+        assert orjson.loads(rows.data or b"") == [[1, "x"]]
+    finally:
+        await writer.close()
+        await reader_svc.close()
