@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -101,7 +102,19 @@ def test_delete_stops_a_job(mesh) -> None:
     (a, log_a), (b, log_b) = mesh["http"], mesh["ext_proc"]
     assert schedule(b, "ticker", {"schedule": "@every 1s"}).status_code == 204
     listed = httpx.get(f"{a.base}/v1.0-alpha1/jobs", timeout=10).json()["jobs"]
-    assert [j["name"] for j in listed if j["name"] == "ticker"] and listed[0]["nextFireTime"]
+    (ticker,) = [j for j in listed if j["name"] == "ticker"]
+    assert ticker["schedule"] == "@every 1s" and ticker["nextFireTime"]
+    cli = subprocess.run(
+        [sys.executable, "-m", "tandem.cli.main", "jobs", "list", "-o", "json"],
+        env={**os.environ, "TANDEM_HOME": str(a.home)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert {"appId": "jobs-app", "name": "ticker"}.items() <= next(
+        j for j in json.loads(cli.stdout) if j["name"] == "ticker"
+    ).items()
     wait_until(lambda: triggers("ticker", log_a, log_b), 20, "a first trigger")
     assert httpx.delete(f"{a.base}/v1.0/jobs/ticker", timeout=10).status_code == 204
     after = len(triggers("ticker", log_a, log_b))
@@ -185,5 +198,9 @@ def test_a_job_fires_after_kill_9_of_runtime_and_control_plane(tandem_home: Path
         fired = triggers("survivor", log)
         assert len(fired) == 1
         assert json.loads(fired[0]["body"]) == "still here"
+        # Tandem's own metric: how late each trigger reached a runtime (here: seconds).
+        port = second.record()["metrics_port"]
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'tandem_jobs_trigger_lateness_count{app_id="durable-app"} 1.0' in scraped
     finally:
         second.stop()

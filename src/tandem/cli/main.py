@@ -17,6 +17,7 @@ from tandem.cli import app_side
 from tandem.cli.actors import cmd_actors_list
 from tandem.cli.appid import new_app_id
 from tandem.cli.home import Home
+from tandem.cli.jobs import cmd_jobs_list
 from tandem.cli.progress import Progress
 from tandem.cli.run import (
     API_TRANSPORTS,
@@ -89,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     al = ac_sub.add_parser("list", help="list live actors and their reminders")
     al.add_argument("--type", default="", help="only actors of this type")
     al.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
+    jb = sub.add_parser("jobs", help="jobs of the Jobs API, with their next fire time")
+    jb_sub = jb.add_subparsers(dest="jobs_cmd", required=True)
+    jl = jb_sub.add_parser("list", help="list the jobs the scheduler keeps")
+    jl.add_argument("--app-id", "-a", default="", help="only this app's jobs")
+    jl.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
@@ -291,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_stop(home, a.app_id)
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
+    if a.cmd == "jobs":
+        return cmd_jobs_list(home.root, a.app_id, a.output)
     if a.run_file is not None:
         print(
             f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "

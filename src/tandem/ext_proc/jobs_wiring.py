@@ -40,7 +40,9 @@ def wire_jobs(
     jobs_http.register(router, service)
     wiring.rpcs.update(jobs_grpc.rpcs(service))
     if has_app:
-        actors.job = JobDelivery(lambda: wiring.app_channel, lambda: wiring.app_grpc)
+        actors.job = JobDelivery(
+            lambda: wiring.app_channel, lambda: wiring.app_grpc, wiring.metrics
+        )
 
     async def close() -> None:
         if channel is not None:

@@ -156,6 +156,11 @@ class RuntimeMetrics:
             "dapr_component_input_binding_latencies", "Input binding event latency (ms)",
             binding_in, buckets=buckets, registry=r,
         )  # fmt: skip
+        # Tandem's own: how long after its due time a job trigger reached this runtime.
+        self.job_lateness = Histogram(
+            "tandem_jobs_trigger_lateness", "Job trigger lateness (ms)", ["app_id"],
+            buckets=buckets, registry=r,
+        )  # fmt: skip
         binding_out = ["app_id", "component", "namespace", "operation", "success"]
         self.output_binding_count = Counter(
             "dapr_component_output_binding_count", "Output binding calls", binding_out, registry=r
@@ -227,6 +232,11 @@ class RuntimeMetrics:
         labels = (self.app_id, component, self.namespace, str(success).lower())
         self.input_binding_count.labels(*labels).inc()
         self.input_binding_latency.labels(*labels).observe(ms)
+
+    def job_trigger_lateness(self, ms: float) -> None:
+        if not self.enabled:
+            return
+        self.job_lateness.labels(self.app_id).observe(max(ms, 0.0))
 
     def output_binding(self, component: str, operation: str, success: bool, ms: float) -> None:
         if not self.enabled:

@@ -27,8 +27,8 @@ log = logging.getLogger("tandem.placement.client")
 
 # Runs a reminder firing as a turn; answers the scheduler's outcome name.
 FireHandler = Callable[[str, str, str, bytes], Awaitable[str]]
-# Delivers a job trigger (name, data) to the app; answers the scheduler's outcome name.
-JobHandler = Callable[[str, bytes], Awaitable[str]]
+# Delivers a job trigger (name, data, due time) to the app; answers the scheduler's outcome name.
+JobHandler = Callable[[str, bytes, str], Awaitable[str]]
 
 
 class PlacementClient:
@@ -167,7 +167,9 @@ class PlacementClient:
         outcome = "unroutable"
         if self._job is not None:
             try:
-                outcome = await self._job(job["name"], base64.b64decode(job["data"]))
+                outcome = await self._job(
+                    job["name"], base64.b64decode(job["data"]), str(job.get("due", ""))
+                )
             except Exception:
                 log.exception("job %s failed", job["name"])
                 outcome = "failed"

@@ -53,7 +53,11 @@ def failure_policy(spec: dict[str, Any] | None) -> FailurePolicy:
 
 
 def view(stored: Stored) -> dict[str, Any]:
-    return {**stored.entry.spec, "nextFireTime": stored.due.isoformat()}
+    return {
+        **stored.entry.spec,
+        "appId": stored.entry.target,
+        "nextFireTime": stored.due.isoformat(),
+    }
 
 
 class JobsApi:
@@ -142,7 +146,8 @@ class JobsApi:
         return {"deleted": await self._scheduler.delete(key)}
 
     async def _list(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
-        items = await self._scheduler.entries(job_key(str(request["appId"])))
+        app_id = str(request.get("appId") or "")
+        items = await self._scheduler.entries(job_key(app_id) if app_id else "job||")
         return {
             "jobs": [{**view(s), "data": base64.b64encode(s.entry.data).decode()} for s in items]
         }

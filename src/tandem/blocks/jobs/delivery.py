@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import grpc
@@ -19,6 +20,7 @@ from google.protobuf import any_pb2
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.jobs.data import body_from_any
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 
 log = logging.getLogger("tandem.jobs")
 
@@ -32,11 +34,16 @@ class JobDelivery:
         self,
         http: Callable[[], AppChannel | None],
         grpc_app: Callable[[], AppGrpcChannel | None],
+        metrics: RuntimeMetrics = NO_METRICS,
     ) -> None:
         self._http = http
         self._grpc = grpc_app
+        self._metrics = metrics
 
-    async def __call__(self, name: str, data: bytes) -> str:
+    async def __call__(self, name: str, data: bytes, due: str = "") -> str:
+        if due:
+            late = datetime.now(UTC) - datetime.fromisoformat(due)
+            self._metrics.job_trigger_lateness(late.total_seconds() * 1000)
         grpc_channel = self._grpc()
         if grpc_channel is not None:
             return await self._grpc_deliver(grpc_channel, name, data)
