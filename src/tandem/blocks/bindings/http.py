@@ -81,7 +81,12 @@ class HttpBinding:
             async with self._client().request(
                 verb, url, data=request.data or None, headers=headers
             ) as resp:
-                body = await resp.content.read(self._max_body + 1)
+                chunks = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    chunks += chunk
+                    if len(chunks) > self._max_body:
+                        break
+                body = bytes(chunks)
                 meta = {k: v for k, v in resp.headers.items()}
                 meta["statusCode"] = str(resp.status)
                 meta["status"] = f"{resp.status} {resp.reason or ''}".strip()
