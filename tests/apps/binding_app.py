@@ -6,6 +6,8 @@ Usage: python binding_app.py PORT LOG
 - ``POST /flaky``: 500 the first time it sees a ``readTimeUTC`` header value, then 200
   (so one cron tick succeeds only on its retry).
 - ``POST /job/fail-*``: 500 (a job whose triggers the app refuses); other POSTs: 200.
+- ``POST /legacy``: 200 with Dapr's legacy app response (save ``from-binding`` in
+  ``statestore``, send ``"via app response"`` to the ``files`` binding).
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class App(BaseHTTPRequestHandler):
                 SEEN.add(tick)
         elif self.command == "POST" and path.startswith("/job/fail-"):
             status = 500
+        answer = b""
+        if self.command == "POST" and path == "/legacy":
+            answer = json.dumps(
+                {
+                    "storeName": "statestore",
+                    "state": [{"key": "from-binding", "value": {"n": 1}}],
+                    "to": ["files"],
+                    "data": "via app response",
+                }
+            ).encode()
         entry = {
             "at": time.time(),
             "method": self.command,
@@ -49,8 +61,9 @@ class App(BaseHTTPRequestHandler):
         with LOCK, open(sys.argv[2], "a") as log:
             log.write(json.dumps(entry) + "\n")
         self.send_response(status)
-        self.send_header("content-length", "0")
+        self.send_header("content-length", str(len(answer)))
         self.end_headers()
+        self.wfile.write(answer)
 
     do_GET = do_POST = do_PUT = do_OPTIONS = do_DELETE = _answer
 

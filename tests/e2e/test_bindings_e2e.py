@@ -49,6 +49,23 @@ spec:
 ---
 apiVersion: dapr.io/v1alpha1
 kind: Component
+metadata: {{name: legacy}}
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - {{name: schedule, value: "@every 1s"}}
+  - {{name: direction, value: input}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: statestore}}
+spec:
+  type: state.in-memory
+  version: v1
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
 metadata: {{name: files}}
 spec:
   type: bindings.localstorage
@@ -139,6 +156,22 @@ def test_a_refused_tick_is_retried_and_an_unserved_binding_is_ignored(setup: tup
         if "unserved" in line and ("WARNING" in line or "ERROR" in line)
     ]
     assert not noisy, noisy
+
+
+def test_the_apps_legacy_answer_saves_state_and_calls_output_bindings(setup: tuple) -> None:
+    sidecars, _, root = setup
+    base = sidecars["http"].base
+
+    def saved() -> bool:
+        r = httpx.get(f"{base}/v1.0/state/statestore/from-binding", timeout=10)
+        return r.status_code == 200 and r.json() == {"n": 1}
+
+    wait_until(saved, 30, "the state the app's answer asked for")
+    wait_until(
+        lambda: any(p.read_text() == "via app response" for p in root.iterdir() if p.is_file()),
+        30,
+        "the file the app's answer sent to the files binding",
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

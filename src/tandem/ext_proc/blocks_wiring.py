@@ -306,6 +306,7 @@ def start_app(
             grpc_channel,
             resiliencies=resiliencies,
             metrics=wiring.metrics,
+            state=wiring.state,
         )
 
         async def start_inputs() -> None:

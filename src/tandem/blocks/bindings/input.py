@@ -4,7 +4,8 @@ At start each input binding asks whether the app serves it: an HTTP app answers
 ``OPTIONS /<route>`` (2xx or 405: yes; anything else, 404 included: no, quietly), a gRPC
 app lists its bindings (``ListInputBindings``). A served binding's events go to
 ``POST /<route>`` (body as read, metadata as headers) or ``OnBindingEvent``; only 200
-(or an OK RPC) acknowledges. A failed delivery is retried under the binding's inbound
+(or an OK RPC) acknowledges, and a 200 body may ask for state saves and output binding
+calls (Dapr's legacy app response, :mod:`.app_response`). A failed delivery is retried under the binding's inbound
 Resiliency policy; what is still refused goes back to the component, which redelivers
 if it can.
 """
@@ -21,9 +22,11 @@ import grpc
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
+from tandem.blocks.bindings import app_response
 from tandem.blocks.bindings.binding import InputEvent
 from tandem.blocks.bindings.service import BindingComponent, BindingsService
 from tandem.blocks.resiliency import resilient
+from tandem.blocks.state.service import StateService
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.resources import Resiliency
 from tandem.resources.resiliency import component_policy
@@ -57,8 +60,10 @@ class InputBindings:
         *,
         resiliencies: Sequence[Resiliency] = (),
         metrics: RuntimeMetrics = NO_METRICS,
+        state: StateService | None = None,
     ) -> None:
         self._service = service
+        self._state = state
         self._channel = channel
         self._grpc = grpc_channel
         self._resiliencies = resiliencies
@@ -143,6 +148,10 @@ class InputBindings:
             raise DeliveryFailedError(str(exc)) from exc
         if resp.status != 200:
             raise DeliveryFailedError(f"the app answered HTTP {resp.status}")
+        if resp.body.strip():
+            await app_response.apply(
+                app_response.parse(resp.body), comp.name, self._state, self._service
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
