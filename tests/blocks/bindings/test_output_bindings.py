@@ -86,6 +86,15 @@ async def doors(tmp_path: Path, target: Target) -> AsyncIterator[Doors]:
             "lenient", "bindings.http", metadata={"url": target.url, "errorIfNot2XX": "false"}
         ),
         ComponentSpec(
+            "secured",
+            "bindings.http",
+            metadata={
+                "url": target.url,
+                "securityToken": "s3cret",
+                "securityTokenHeader": "X-Api-Key",
+            },
+        ),
+        ComponentSpec(
             "ticks", "bindings.cron", metadata={"schedule": "@every 1h", "direction": "input"}
         ),
     ]
@@ -188,3 +197,9 @@ async def test_bad_requests_get_daprs_errors_through_both_doors(
         assert (info.value.error_code, info.value.grpc_status) == (code, grpc.StatusCode.INTERNAL)
     ok = await doors.http("files", {"operation": "list"})  # still serving
     assert ok.status == 200
+
+
+async def test_http_binding_sends_its_security_token(doors: Doors, target: Target) -> None:
+    resp = await doors.http("secured", {"operation": "get", "metadata": {"path": "p"}})
+    assert resp.status == 200
+    assert target.seen[-1]["headers"]["X-Api-Key"] == "s3cret"  # type: ignore[index]

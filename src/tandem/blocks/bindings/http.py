@@ -8,6 +8,7 @@ a non-2xx answer is a failure unless ``errorIfNot2XX`` is false.
 from __future__ import annotations
 
 import ssl
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -118,8 +119,6 @@ def _ssl_context(
         raise ComponentConfigError(f"binding {name}: MTLSClientCert and MTLSClientKey go together")
     context = ssl.create_default_context(cadata=_pem(root) if root else None)
     if cert and key:
-        import tempfile
-
         # ssl loads a client pair from files only: inline PEM goes through a private temp dir.
         with tempfile.TemporaryDirectory() as tmp:
             cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
