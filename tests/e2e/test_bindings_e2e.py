@@ -134,6 +134,12 @@ def test_cron_ticks_reach_the_app_at_its_route(setup: tuple) -> None:
     first = ticks()[0]
     assert first["headers"]["content-type"] == "application/json"
     assert "readtimeutc" in first["headers"]
+    sidecar = setup[0]["http"]
+    scraped = httpx.get(f"http://127.0.0.1:{sidecar.record()['metrics_port']}/metrics", timeout=10)
+    assert (
+        'dapr_component_input_binding_count{app_id="bind-http",component="ticks",'
+        'namespace="default",success="true"}'
+    ) in scraped.text
     probes = [r for r in requests_seen(log) if r["method"] == "OPTIONS"]
     assert {"/cron-ticks", "/flaky", "/unserved"} <= {r["path"] for r in probes}
 
@@ -213,6 +219,9 @@ def test_output_binding_round_trip_and_errors_through_both_doors(
         assert (r.status_code, r.json()["errorCode"]) == (status, code), (binding, r.text)
     r = httpx.post(f"{base}/files", content=b"{oops", timeout=10)
     assert (r.status_code, r.json()["errorCode"]) == (400, "ERR_MALFORMED_REQUEST")
+    port = sidecars[transport].record()["metrics_port"]
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'component="files",namespace="default",operation="create",success="true"' in scraped
     md = httpx.get(f"{sidecars[transport].base}/v1.0/metadata", timeout=10).json()
     comps = {c["name"]: c for c in md["components"]}
     assert comps["files"]["type"] == "bindings.localstorage"
