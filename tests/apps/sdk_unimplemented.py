@@ -23,9 +23,9 @@ def report(what: str, exc: Exception) -> None:
 
 with DaprClient() as d:
     try:
-        d.invoke_binding("checkout", "create", b"{}")
+        d.try_lock("lockstore", "order-1", "owner-1", 10)
     except Exception as exc:
-        report("invoke_binding", exc)
+        report("try_lock", exc)
 
 wfr.start()
 print("workflow runtime started", flush=True)

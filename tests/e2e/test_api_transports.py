@@ -227,10 +227,8 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
 @pytest.mark.parametrize(
     ("method", "path", "block"),
     [
-        ("POST", "/v1.0/bindings/checkout", "bindings"),
         ("POST", "/v1.0-beta1/workflows/dapr/OrderProcessing/start", "workflows"),
         ("GET", "/v1.0-alpha1/workflows/dapr/1234", "workflows"),
-        ("POST", "/v1.0-alpha1/jobs/prod-db-backup", "jobs"),
     ],
 )
 def test_unbuilt_api_is_a_501_naming_it(
@@ -247,19 +245,19 @@ def test_unbuilt_api_is_a_501_naming_it(
 
 def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar]) -> None:
     import grpc
-    from dapr.proto.runtime.v1 import binding_pb2, dapr_pb2_grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, lock_pb2
 
     s = sidecars["http"]
     with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
         stub = dapr_pb2_grpc.DaprStub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.InvokeBinding(
-                binding_pb2.InvokeBindingRequest(name="checkout", operation="create"),
+            stub.TryLockAlpha1(
+                lock_pb2.TryLockRequest(store_name="lockstore", resource_id="order-1"),
                 metadata=(("dapr-api-token", TOKEN),),
                 timeout=10,
             )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "the bindings API is not implemented" in info.value.details()
+    assert "the distributed lock API is not implemented" in info.value.details()
 
 
 def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
@@ -289,7 +287,7 @@ def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert (
-        "invoke_binding failed: StatusCode.UNIMPLEMENTED: the bindings API is not implemented"
+        "try_lock failed: StatusCode.UNIMPLEMENTED: the distributed lock API is not implemented"
         in out
     ), out
     assert "workflow runtime started" in out, out + done.stderr

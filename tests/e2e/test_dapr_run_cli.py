@@ -18,13 +18,13 @@ BINDING = """\
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
-  name: checkout-cron
+  name: checkout-lock
 spec:
-  type: bindings.cron
+  type: lock.redis
   version: v1
   metadata:
-  - name: schedule
-    value: "@every 10s"
+  - name: redisHost
+    value: "localhost:6379"
 """
 
 
@@ -86,7 +86,7 @@ def test_dapr_run_line_without_app_id_or_ports(tandem_home, tmp_path):
         assert md["id"] == app_id
         text = out.read_text()
         # The YAML warning and the flag note reach the console, not only the runtime log.
-        assert "component checkout-cron skipped" in text and "bindings.cron" in text, text
+        assert "component checkout-lock skipped" in text and "lock.redis" in text, text
         assert "--placement-host-address" in text and "ignored" in text, text
 
         stopped = _stop(tandem_home, app_id)

@@ -23,7 +23,7 @@ def dispatch() -> Dispatcher:
         return ApiResponse.json({"served": req.params})
 
     # As a block adds its routes once built (after the 501s): they take precedence.
-    router.add("POST", "/v1.0/bindings/{name}", real)
+    router.add("POST", "/v1.0-beta1/workflows/dapr/{name}/start", real)
     return Dispatcher(router)
 
 
@@ -31,11 +31,9 @@ def dispatch() -> Dispatcher:
     ("method", "path", "api"),
     [
         ("POST", "/v1.0/workflows/dapr/OrderWorkflow/start", "workflows"),
+        ("GET", "/v1.0-beta1/workflows/dapr/order/start", "workflows"),  # no GET route
         ("GET", "/v1.0-beta1/workflows/dapr/abc123", "workflows"),
         ("POST", "/v1.0-alpha1/workflows/dapr/abc123/terminate", "workflows"),
-        ("POST", "/v1.0-alpha1/jobs/nightly", "jobs"),
-        ("DELETE", "/v1.0/jobs/nightly", "jobs"),
-        ("GET", "/v1.0/bindings/checkout", "bindings"),  # no GET route even once built
     ],
 )
 async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, path, api):
@@ -48,9 +46,9 @@ async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, pat
 
 
 async def test_a_built_route_under_an_unbuilt_prefix_is_served(dispatch):
-    resp = await dispatch(ApiRequest(method="POST", path="/v1.0/bindings/checkout"))
+    resp = await dispatch(ApiRequest(method="POST", path="/v1.0-beta1/workflows/dapr/order/start"))
     assert resp.status == 200
-    assert orjson.loads(resp.body) == {"served": {"name": "checkout"}}
+    assert orjson.loads(resp.body) == {"served": {"name": "order"}}
 
 
 async def test_unknown_paths_stay_404(dispatch):
@@ -65,8 +63,8 @@ def test_every_dapr_grpc_method_belongs_to_a_named_api():
 
 
 def test_grpc_message_names_the_api_and_the_method():
-    assert grpc_message_for("InvokeBinding") == (
-        "the bindings API is not implemented by this Tandem runtime yet (InvokeBinding)"
+    assert grpc_message_for("TryLockAlpha1") == (
+        "the distributed lock API is not implemented by this Tandem runtime yet (TryLockAlpha1)"
     )
     assert "the workflows API" in grpc_message_for("StartWorkflowBeta1")
     assert "the actors API" in grpc_message_for("ListActorTimers")

@@ -143,6 +143,39 @@ class AppGrpcChannel:
             self._alpha_stub = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
         return await self._alpha_stub.OnBulkTopicEventAlpha1(request, metadata=md, timeout=timeout)
 
+    async def list_input_bindings(self, timeout: float = 10.0) -> list[str]:
+        resp = await self._callback().ListInputBindings(
+            empty_pb2.Empty(), metadata=self.metadata(), timeout=timeout
+        )
+        return list(resp.bindings)
+
+    async def on_binding_event(
+        self,
+        name: str,
+        data: bytes,
+        metadata: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> None:
+        """``AppCallback.OnBindingEvent``; raises when the app fails the event."""
+        request = appcallback_pb2.BindingEventRequest(name=name, data=data, metadata=metadata)
+        await self._callback().OnBindingEvent(request, metadata=self.metadata(), timeout=timeout)
+
+    async def on_job_event(
+        self, request: appcallback_pb2.JobEventRequest, timeout: float | None = None
+    ) -> None:
+        """``AppCallback.OnJobEvent``, or ``AppCallbackAlpha.OnJobEventAlpha1`` for an app
+        that only has the older one."""
+        md = self.metadata()
+        try:
+            await self._callback().OnJobEvent(request, metadata=md, timeout=timeout)
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+        if self._alpha_stub is None:
+            self._alpha_stub = appcallback_pb2_grpc.AppCallbackAlphaStub(self._channel)
+        await self._alpha_stub.OnJobEventAlpha1(request, metadata=md, timeout=timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()

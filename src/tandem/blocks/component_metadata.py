@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from tandem.resources.durations import parse_duration
@@ -60,3 +61,17 @@ def redis_address(metadata: Mapping[str, str], what: str) -> tuple[str, int]:
     if not host:
         host, port = host_port, "6379"
     return host, as_int("redisHost port", port, 6379)
+
+
+_QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
+_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def as_bytes(name: str, value: str | None, default: int) -> int:
+    """A size as Dapr writes it (``100Mi``, ``4k``; a bare number is bytes)."""
+    if value is None or value.strip() == "":
+        return default
+    match = _QUANTITY.fullmatch(value.strip())
+    if match is None:
+        raise ComponentConfigError(f"metadata {name}: {value!r} is not a size such as 4Mi")
+    return int(match.group(1)) * _UNITS[match.group(2)]

@@ -92,6 +92,15 @@ _STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
     "ERR_CRYPTO_PROVIDER_NOT_FOUND": (400, grpc.StatusCode.INVALID_ARGUMENT),
     "ERR_CRYPTO_KEY": (500, grpc.StatusCode.INTERNAL),
     "ERR_CRYPTO": (500, grpc.StatusCode.INTERNAL),
+    "ERR_INVOKE_OUTPUT_BINDING": (500, grpc.StatusCode.INTERNAL),
+    "DAPR_SCHEDULER_SCHEDULE_JOB": (500, grpc.StatusCode.INTERNAL),
+    "DAPR_SCHEDULER_JOB_NAME": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "DAPR_SCHEDULER_JOB_NAME_EMPTY": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "DAPR_SCHEDULER_EMPTY": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "DAPR_SCHEDULER_SCHEDULE_EMPTY": (400, grpc.StatusCode.INVALID_ARGUMENT),
+    "DAPR_SCHEDULER_GET_JOB": (500, grpc.StatusCode.INTERNAL),
+    "DAPR_SCHEDULER_LIST_JOBS": (500, grpc.StatusCode.INTERNAL),
+    "DAPR_SCHEDULER_DELETE_JOB": (500, grpc.StatusCode.INTERNAL),
 }
 
 

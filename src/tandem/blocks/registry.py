@@ -59,6 +59,15 @@ _FACTORIES: dict[str, tuple[tuple[str, ...], str]] = {
     "conversation.echo": (("v1",), "tandem.blocks.conversation.echo:create"),
     "conversation.openai": (("v1",), "tandem.blocks.conversation.openai_chat:create"),
     "crypto.dapr.localstorage": (("v1",), "tandem.blocks.crypto.localstorage:create"),
+    "bindings.localstorage": (("v1",), "tandem.blocks.bindings.localstorage:create"),
+    "bindings.http": (("v1",), "tandem.blocks.bindings.http:create"),
+    "bindings.cron": (("v1",), "tandem.blocks.bindings.cron:create"),
+    "bindings.redis": (("v1",), "tandem.blocks.bindings.redis:create"),
+    "bindings.postgresql": (("v1",), "tandem.blocks.bindings.postgresql:create"),
+    "bindings.postgres": (("v1",), "tandem.blocks.bindings.postgresql:create"),
+    "bindings.kafka": (("v1",), "tandem.blocks.bindings.kafka:create"),
+    # Tandem's own embedded pair (a queue and SQL on one file), for zero-infra setups.
+    "bindings.sqlite": (("v1",), "tandem.blocks.bindings.sqlite:create"),
 }
 
 

@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--type", default="", help="only actors of this type")
     al.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
+    jb = sub.add_parser("jobs", help="jobs of the Jobs API, with their next fire time")
+    jb_sub = jb.add_subparsers(dest="jobs_cmd", required=True)
+    jl = jb_sub.add_parser("list", help="list the jobs the scheduler keeps")
+    jl.add_argument("--app-id", "-a", default="", help="only this app's jobs")
+    jl.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
     status = sub.add_parser("status", help="the control plane and the sidecars on this machine")
     status.add_argument("--output", "-o", default="table", choices=["table", "json"])
 
@@ -385,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_actors_list(home.root, running_apps(home), a.type, a.output)
     if a.cmd == "injector":
         return run_injector(a)
+    if a.cmd == "jobs":
+        from tandem.cli.jobs import cmd_jobs_list
+
+        return cmd_jobs_list(home.root, a.app_id, a.output)
     if a.run_file is not None:
         return _multi_app_run(home, a.run_file)
     if a.dapr_graceful_shutdown_seconds < 0:

@@ -33,7 +33,7 @@ from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.placement import wire
-from tandem.placement.client import PlacementClient
+from tandem.placement.client import JobHandler, PlacementClient
 from tandem.resources import Resiliency
 
 log = logging.getLogger("tandem.actors")
@@ -60,6 +60,8 @@ class ActorWiring:
     control_plane: str | None
     forward_socket: str | None
     metrics: RuntimeMetrics = NO_METRICS
+    # Delivers job triggers to the app (set by the jobs block when there is an app).
+    job: JobHandler | None = None
     _channel: grpc.aio.Channel | None = None
     _client: PlacementClient | None = None
     _placement: asyncio.Task[None] | None = None  # the client's run loop
@@ -87,6 +89,7 @@ class ActorWiring:
             rebalance=rebalance,
             lost=lost,
             fire=service.fire,
+            job=self.job,
         )
         service.set_placement(self._client)
         self._placement = asyncio.create_task(self._client.run(), name="placement")

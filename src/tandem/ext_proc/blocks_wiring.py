@@ -12,6 +12,8 @@ from pathlib import Path
 from tandem.blocks.app_channel import APP_API_TOKEN_ENV, AppChannel
 from tandem.blocks.app_grpc_channel import AppGrpcChannel
 from tandem.blocks.app_health import AppHealth, AppHealthConfig, probe_for
+from tandem.blocks.bindings.input import InputBindings
+from tandem.blocks.bindings.service import BindingsService
 from tandem.blocks.configuration.service import ConfigurationService
 from tandem.blocks.health import Health
 from tandem.blocks.lock.service import LockService
@@ -37,6 +39,8 @@ from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
 from tandem.blocks.state.store import StateStore
 from tandem.ext_proc import (
+    bindings_grpc,
+    bindings_http,
     configuration_grpc,
     configuration_http,
     lock_grpc,
@@ -63,7 +67,9 @@ log = logging.getLogger("tandem.runtime")
 
 # Building blocks this runtime serves; components of other blocks are skipped with a warning
 # so an existing Dapr resources folder (which usually also holds pubsub.yaml) still starts.
-SERVED_BLOCKS = frozenset({"state", "pubsub", "lock", "configuration", "conversation", "crypto"})
+SERVED_BLOCKS = frozenset(
+    {"state", "pubsub", "bindings", "lock", "configuration", "conversation", "crypto"}
+)
 
 
 def _info(s: TopicSubscription) -> SubscriptionInfo:
@@ -113,12 +119,14 @@ class Wiring:
     # The app's gRPC channel once start_app opened it (``--app-protocol grpc`` only).
     app_grpc: AppGrpcChannel | None = None
     # The app's HTTP channel once start_app opened it (configuration updates are pushed).
-    app_http: AppChannel | None = None
+    app_channel: AppChannel | None = None
     # Each served component's metadata, by name (the actors block looks for its store).
     component_metadata: dict[str, Mapping[str, str]] = field(default_factory=dict)
     streams: StreamingSubscriptions | None = None
     # The app's subscriptions once start_app ran (hot reload changes them).
     app_subscriptions: AppSubscriptions | None = None
+    bindings: BindingsService | None = None
+    metrics: RuntimeMetrics = NO_METRICS
 
 
 def state_policy_wrapper(
@@ -225,7 +233,7 @@ def wire_blocks(
 
     configuration = ConfigurationService.from_specs(served, ctx)
     configuration.metrics = metrics
-    configuration_http.register(router, configuration, lambda: wiring.app_http)
+    configuration_http.register(router, configuration, lambda: wiring.app_channel)
     wiring.rpcs.update(configuration_grpc.rpcs(configuration))
     for name, conf in configuration.components.items():
         wiring.components.append(ComponentInfo(name, conf.type, _version(served, name)))
@@ -233,6 +241,25 @@ def wire_blocks(
 
     wire_conversation(wiring, router, served, ctx, resiliencies, tracing)
     wire_crypto(wiring, router, served, ctx)
+
+    bindings = BindingsService.from_specs(
+        served,
+        ctx,
+        runner_for=lambda name: resilient(
+            component_policy(resiliencies, name, "outbound", "Bindings"), name
+        ),
+    )
+    bindings.tracing, bindings.metrics = tracing, metrics
+    bindings_http.register(router, bindings)
+    wiring.rpcs.update(bindings_grpc.rpcs(bindings))
+    for name, binding in bindings.components.items():
+        caps = tuple(
+            f"{d.upper()}_BINDING" for d in ("input", "output") if getattr(binding, d) is not None
+        )
+        wiring.components.append(ComponentInfo(name, binding.type, binding.version, caps))
+    wiring.closers.append(bindings.close)
+    wiring.bindings = bindings
+    wiring.metrics = metrics
 
     outboxes = configs_from(
         [(s.name, s.metadata) for s in served if s.type.startswith("state.")], ctx.app_id
@@ -294,7 +321,7 @@ def start_app(
         else None
     )
     wiring.app_grpc = grpc_channel
-    wiring.app_http = channel
+    wiring.app_channel = channel
     health.mark_not_ready("app", outbound=False)
     target: DeliveryTarget = HttpDelivery(channel)
     if grpc_channel is not None:
@@ -327,6 +354,23 @@ def start_app(
                 await hook(channel)
 
         tasks.append(asyncio.create_task(app_ready()))
+    inputs: InputBindings | None = None
+    if wiring.bindings is not None and wiring.bindings.inputs():
+        inputs = InputBindings(
+            wiring.bindings,
+            channel,
+            grpc_channel,
+            resiliencies=resiliencies,
+            metrics=wiring.metrics,
+            state=wiring.state,
+        )
+
+        async def start_inputs() -> None:
+            assert inputs is not None
+            await channel.wait_ready()
+            await inputs.start()
+
+        tasks.append(asyncio.create_task(start_inputs()))
     if app_health is not None:
 
         async def probe() -> None:
@@ -341,9 +385,11 @@ def start_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if inputs is not None:
+            await inputs.stop()
         wiring.app_subscriptions = None
         await app_subs.stop()
-        wiring.app_http = None
+        wiring.app_channel = None
         await channel.close()
         if grpc_channel is not None:
             wiring.app_grpc = None

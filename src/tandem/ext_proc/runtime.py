@@ -39,6 +39,7 @@ from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
+from tandem.ext_proc.jobs_wiring import wire_jobs
 from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings, spec_of
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
@@ -177,6 +178,15 @@ class Runtime:
         )
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
+        jobs = wire_jobs(
+            self.router,
+            wiring,
+            actors,
+            app_id=self.options.app_id,
+            control_plane=self.options.control_plane,
+            has_app=self.options.app_port is not None,
+        )
+        self._closers.append(jobs.close)
         self._start_reloader(wiring, ctx)
         self._metrics.loaded(
             len(wiring.components),

@@ -26,12 +26,9 @@ log = logging.getLogger("tandem.runtime")
 
 # (path prefix, API name): every route of Dapr's HTTP API under these prefixes.
 HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("/v1.0/bindings", "bindings"),
     ("/v1.0/workflows", "workflows"),
     ("/v1.0-beta1/workflows", "workflows"),
     ("/v1.0-alpha1/workflows", "workflows"),
-    ("/v1.0/jobs", "jobs"),
-    ("/v1.0-alpha1/jobs", "jobs"),
 )
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 

@@ -164,6 +164,27 @@ class RuntimeMetrics:
             "dapr_component_configuration_latencies", "Configuration store call latency (ms)",
             state, buckets=buckets, registry=r,
         )  # fmt: skip
+        binding_in = ["app_id", "component", "namespace", "success"]
+        self.input_binding_count = Counter(
+            "dapr_component_input_binding_count", "Input binding events", binding_in, registry=r
+        )
+        self.input_binding_latency = Histogram(
+            "dapr_component_input_binding_latencies", "Input binding event latency (ms)",
+            binding_in, buckets=buckets, registry=r,
+        )  # fmt: skip
+        # Tandem's own: how long after its due time a job trigger reached this runtime.
+        self.job_lateness = Histogram(
+            "tandem_jobs_trigger_lateness", "Job trigger lateness (ms)", ["app_id"],
+            buckets=buckets, registry=r,
+        )  # fmt: skip
+        binding_out = ["app_id", "component", "namespace", "operation", "success"]
+        self.output_binding_count = Counter(
+            "dapr_component_output_binding_count", "Output binding calls", binding_out, registry=r
+        )
+        self.output_binding_latency = Histogram(
+            "dapr_component_output_binding_latencies", "Output binding call latency (ms)",
+            binding_out, buckets=buckets, registry=r,
+        )  # fmt: skip
         self.resiliency_loaded = Counter(
             "dapr_resiliency_loaded", "Resiliency policies loaded",
             ["app_id", "name", "namespace"], registry=r,
@@ -237,6 +258,25 @@ class RuntimeMetrics:
         labels = (self.app_id, component, self.namespace, operation, str(success).lower())
         self.configuration_count.labels(*labels).inc()
         self.configuration_latency.labels(*labels).observe(ms)
+
+    def input_binding(self, component: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, str(success).lower())
+        self.input_binding_count.labels(*labels).inc()
+        self.input_binding_latency.labels(*labels).observe(ms)
+
+    def job_trigger_lateness(self, ms: float) -> None:
+        if not self.enabled:
+            return
+        self.job_lateness.labels(self.app_id).observe(max(ms, 0.0))
+
+    def output_binding(self, component: str, operation: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
+        self.output_binding_count.labels(*labels).inc()
+        self.output_binding_latency.labels(*labels).observe(ms)
 
     def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
         if not self.enabled:

@@ -27,6 +27,8 @@ log = logging.getLogger("tandem.placement.client")
 
 # Runs a reminder firing as a turn; answers the scheduler's outcome name.
 FireHandler = Callable[[str, str, str, bytes], Awaitable[str]]
+# Delivers a job trigger (name, data, due time) to the app; answers the scheduler's outcome name.
+JobHandler = Callable[[str, bytes, str], Awaitable[str]]
 
 
 class PlacementClient:
@@ -41,6 +43,7 @@ class PlacementClient:
         lost: Callable[[], Awaitable[object]],
         fire: FireHandler,
         clock: Callable[[], float] = time.monotonic,
+        job: JobHandler | None = None,
     ) -> None:
         self._target = target
         self._app_id = app_id
@@ -48,6 +51,7 @@ class PlacementClient:
         self._rebalance = rebalance
         self._lost = lost
         self._fire = fire
+        self._job = job
         self._clock = clock
         self.fence = Fence(host)
         self.connected = asyncio.Event()
@@ -95,7 +99,14 @@ class PlacementClient:
             wire.CONNECT, request_serializer=wire.encode, response_deserializer=wire.decode
         )()
         await call.write(
-            {"hello": {"host": self.fence.host, "app_id": self._app_id, "types": self._types}}
+            {
+                "hello": {
+                    "host": self.fence.host,
+                    "app_id": self._app_id,
+                    "types": self._types,
+                    "jobs": self._job is not None,
+                }
+            }
         )
         welcome = await call.read()
         if welcome is grpc.aio.EOF or "welcome" not in welcome:
@@ -139,6 +150,8 @@ class PlacementClient:
                 self.fence.renewed(sent_at, self._lease)
         elif "fire" in message:
             asyncio.create_task(self._run_fire(outbox, message["fire"]))
+        elif "job" in message:
+            asyncio.create_task(self._run_job(outbox, message["job"]))
 
     async def _run_fire(self, outbox: asyncio.Queue[dict[str, Any]], fire: dict[str, Any]) -> None:
         try:
@@ -149,6 +162,18 @@ class PlacementClient:
             log.exception("reminder %s of %s/%s failed", fire["name"], fire["type"], fire["actor"])
             outcome = "failed"
         outbox.put_nowait({"fired": {"id": fire["id"], "outcome": outcome}})
+
+    async def _run_job(self, outbox: asyncio.Queue[dict[str, Any]], job: dict[str, Any]) -> None:
+        outcome = "unroutable"
+        if self._job is not None:
+            try:
+                outcome = await self._job(
+                    job["name"], base64.b64decode(job["data"]), str(job.get("due", ""))
+                )
+            except Exception:
+                log.exception("job %s failed", job["name"])
+                outcome = "failed"
+        outbox.put_nowait({"fired": {"id": job["id"], "outcome": outcome}})
 
     async def _renew_forever(self, outbox: asyncio.Queue[dict[str, Any]]) -> None:
         while True:

@@ -27,6 +27,7 @@ import grpc
 
 from tandem.placement import wire
 from tandem.placement.coordinator import Commit, Coordinator, Prepare, Send
+from tandem.placement.jobs import JOB_KIND, JobsApi
 from tandem.placement.table import Version
 from tandem.scheduler.engine import Scheduler
 from tandem.scheduler.schedule import ScheduleError, reminder_schedule
@@ -62,6 +63,7 @@ class _Host:
         self.host = host
         self.app_id = app_id
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.jobs = False  # takes job triggers for its app
 
 
 class PlacementService:
@@ -76,6 +78,8 @@ class PlacementService:
         self._fire_ids = itertools.count(1)
         self._store = SchedulerStore(str(home / SCHEDULER_FILE))
         self.scheduler = Scheduler(self._store, self._dispatch)
+        self.jobs = JobsApi(self.scheduler, self._send_job)
+        self._job_turns = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self.epoch = 0
@@ -125,6 +129,7 @@ class PlacementService:
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(wire.REMINDERS, reminders),)
         )
+        self.jobs.add_to_server(server)
 
     # --- the stream ------------------------------------------------------------------------
 
@@ -150,6 +155,7 @@ class PlacementService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message is hello")
             return
         host = _Host(hello["host"], str(hello.get("app_id", "")))
+        host.jobs = hello.get("jobs") is True
         types = frozenset(str(t) for t in hello.get("types") or [])
         if host.host in self._streams:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, "this host is connected already")
@@ -166,6 +172,8 @@ class PlacementService:
         host.outbox.put_nowait({"welcome": {"lease": self._lease, "epoch": self.epoch}})
         self._send(self.coordinator.connect(host.host, types, self._clock()))
         log.info("placement host joined", extra={"host": host.host, "types": sorted(types)})
+        if host.jobs:
+            self.scheduler.poke()  # its app's waiting jobs can go now
         reader = asyncio.create_task(self._read(host, requests))
         getter: asyncio.Task[dict[str, Any]] | None = None
         try:
@@ -218,6 +226,8 @@ class PlacementService:
     # --- reminders -------------------------------------------------------------------------
 
     async def _dispatch(self, trigger: Trigger) -> Outcome:
+        if trigger.entry.kind == JOB_KIND:
+            return await self.jobs.dispatch(trigger)
         spec = trigger.entry.spec
         actor_type, actor_id = spec["actorType"], spec["actorId"]
         owner = self.coordinator.committed.owner(actor_type, actor_id)
@@ -240,6 +250,21 @@ class PlacementService:
                 }
             }
         )
+        try:
+            return await future
+        finally:
+            self._fires.pop(fire_id, None)
+
+    async def _send_job(self, app_id: str, job: dict[str, Any]) -> Outcome:
+        """One trigger to one runtime of ``app_id`` (taking turns), answered on its stream."""
+        takers = [h for h in self._streams.values() if h.jobs and h.app_id == app_id]
+        if not takers:
+            return Outcome.UNROUTABLE
+        stream = takers[next(self._job_turns) % len(takers)]
+        fire_id = next(self._fire_ids)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._fires[fire_id] = future
+        stream.outbox.put_nowait({"job": {"id": fire_id, **job}})
         try:
             return await future
         finally:

@@ -4,10 +4,11 @@ A small internal protocol between Tandem's own processes (the runtime and the co
 plane), so it is JSON through gRPC's generic handlers rather than a compiled proto: one
 object per message, with exactly one key naming its kind.
 
-runtime -> control plane: ``hello`` {host, app_id, types}, ``prepared`` "e.n",
+runtime -> control plane: ``hello`` {host, app_id, types, jobs}, ``prepared`` "e.n",
 ``renew`` <number echoed back>, ``fired`` {id, outcome}.
 control plane -> runtime: ``welcome`` {lease, epoch}, ``prepare`` {version, hosts},
-``commit`` "e.n", ``granted`` <number>, ``fire`` {id, type, actor, name, payload, due, ...}.
+``commit`` "e.n", ``granted`` <number>, ``fire`` {id, type, actor, name, payload, due, ...},
+``job`` {id, name, data, due, fired} (answered with ``fired``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tandem.placement.table import Table, Version
 SERVICE = "tandem.placement.v1.Placement"
 CONNECT = f"/{SERVICE}/Connect"
 REMINDERS = "tandem.scheduler.v1.Reminders"
+JOBS = "tandem.scheduler.v1.Jobs"
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from tandem.blocks.component_metadata import as_int, lookup
 from tandem.blocks.configuration.store import DELETED, ConfigurationItem, Items
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state.redis import client_from_metadata
+from tandem.blocks.state.redis import redis_client
 
 log = logging.getLogger("tandem.configuration")
 
@@ -86,5 +86,5 @@ class RedisConfigurationStore:
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisConfigurationStore:
     md = spec.metadata
-    client = client_from_metadata(md, f"configuration store {spec.name}")
+    client = redis_client(md, f"configuration store {spec.name}")
     return RedisConfigurationStore(client, as_int("redisDB", lookup(md, "redisDB"), 0))

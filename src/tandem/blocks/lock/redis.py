@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 
 from tandem.blocks.lock.store import UnlockStatus
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.state.redis import client_from_metadata
+from tandem.blocks.state.redis import redis_client
 
 # 1: no such lock, 2: someone else's, 0: released.
 _UNLOCK = """
@@ -35,4 +35,4 @@ class RedisLockStore:
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisLockStore:
-    return RedisLockStore(client_from_metadata(spec.metadata, f"lock store {spec.name}"))
+    return RedisLockStore(redis_client(spec.metadata, f"lock store {spec.name}"))

@@ -109,8 +109,9 @@ return #KEYS
 """
 
 
-def client_from_metadata(md: Mapping[str, str], what: str) -> aioredis.Redis:
-    """A Redis client from Dapr's Redis metadata, shared by every Redis component."""
+def redis_client(md: Mapping[str, str], what: str) -> aioredis.Redis:
+    """A client from Dapr's Redis metadata (``redisHost``, ``redisDB``, credentials, TLS,
+    timeouts, retries), for every Redis component that talks plain commands."""
     host, port = redis_address(md, what)
     return aioredis.Redis(
         host=host,
@@ -135,7 +136,7 @@ def client_from_metadata(md: Mapping[str, str], what: str) -> aioredis.Redis:
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
     md = spec.metadata
-    client = client_from_metadata(md, f"state store {spec.name}")
+    client = redis_client(md, f"state store {spec.name}")
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
     return RedisStateStore(client, default_ttl=default_ttl)
 

@@ -1,0 +1,1 @@
+"""The bindings building block: output bindings the app calls, input bindings that call the app."""

@@ -1,0 +1,1 @@
+"""The Jobs API: the app's jobs kept by the control plane's scheduler, triggers to the app."""
