@@ -152,7 +152,14 @@ async function showInstance(id) {
   $("#wf-state").textContent = status === 200 ? body.runtimeStatus : `error ${status}`;
   const events = (status === 200 && body.history) ? (body.history.events || body.history) : [];
   $("#wf-history").replaceChildren(...(Array.isArray(events) ? events : []).map((e) =>
-    el("li", {}, `${e.timestamp || ""} ${e.eventType || e.type || ""} ${e.name || ""}`)));
+    el("li", { class: "event" }, eventText(e))));
+}
+
+// A history event in proto-JSON: {eventId, timestamp, <kind>: {name, ...}}.
+function eventText(e) {
+  const kind = Object.keys(e).find((k) => !["eventId", "timestamp", "router"].includes(k)) || "";
+  const name = (e[kind] && e[kind].name) || "";
+  return `${e.timestamp || ""} ${kind} ${name}`.trim();
 }
 
 async function act(action) {
