@@ -19,7 +19,14 @@ from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import actors_grpc, actors_stream, invoke_grpc_app, meta_http, unimplemented
+from tandem.ext_proc import (
+    actors_grpc,
+    actors_stream,
+    invoke_grpc_app,
+    meta_http,
+    unimplemented,
+    workflow_grpc,
+)
 from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import Wiring, start_app, state_policy_wrapper, wire_blocks
 from tandem.ext_proc.dispatch import Dispatcher
@@ -31,6 +38,7 @@ from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.reload import RuntimeReloader, invocation_warnings
 from tandem.ext_proc.router import Router
+from tandem.ext_proc.workflows_wiring import WorkflowWiring, wire_workflows
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
 from tandem.observability.tracing import runtime_tracing
@@ -96,6 +104,7 @@ class Runtime:
     _resources: Any = None  # the loaded tandem.resources.ResourceSet
     _config: Any = None  # the loaded --config (tandem.resources.Configuration)
     _metrics: RuntimeMetrics = NO_METRICS
+    _workflows: WorkflowWiring | None = None
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -160,6 +169,14 @@ class Runtime:
         )
         self._closers.append(actors.close)
         self.metadata.actors = actors.info
+        workflows = wire_workflows(
+            actors.service.state,
+            app_id=self.options.app_id,
+            namespace=self.options.namespace or "default",
+        )
+        self._workflows = workflows
+        workflows.start()
+        self._closers.append(workflows.close)
         self._start_reloader(wiring, ctx)
         self._metrics.loaded(
             len(wiring.components),
@@ -308,7 +325,8 @@ class Runtime:
             ),
             server,
         )
-        unimplemented.add_workflow_servicer(server)
+        workflows = self._workflows
+        workflow_grpc.add_to_server(server, lambda: workflows.engine if workflows else None)
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
