@@ -52,7 +52,8 @@ def slow(ctx: WorkflowActivityContext, seconds: float) -> str:
 @wfr.activity(name="flaky")
 def flaky(ctx: WorkflowActivityContext, key: str) -> str:
     note(activity="flaky", key=key)
-    tries = sum(1 for line in open(LOG) if f'"key": "{key}"' in line)
+    with open(LOG) as f:
+        tries = sum(1 for line in f if f'"key": "{key}"' in line)
     if tries < 3:
         raise RuntimeError(f"attempt {tries} fails")
     return f"ok after {tries}"

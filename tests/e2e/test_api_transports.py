@@ -298,8 +298,5 @@ def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
         in out
     ), out
     assert "workflow runtime started" in out, out + done.stderr
-    assert (
-        "schedule_new_workflow failed: StatusCode.UNIMPLEMENTED: the workflows API is not "
-        "implemented" in out
-    ), out
+    assert "schedule_new_workflow succeeded" in out, out  # workflows are served now
     assert out.rstrip().endswith("done"), out

@@ -41,7 +41,9 @@ class TaskHubServicer:
             raise no_engine()
         return engine
 
-    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[WorkflowEngine], Awaitable[Any]]) -> Any:
+    async def _run(
+        self, context: grpc.aio.ServicerContext, work: Callable[[WorkflowEngine], Awaitable[Any]]
+    ) -> Any:
         async def call() -> Any:
             return await work(self._get())
 
@@ -219,7 +221,9 @@ class TaskHubServicer:
                 request.sourceInstanceID,
                 request.eventID,
                 new_id,
-                request.input.value if request.overwriteInput and request.HasField("input") else None,
+                request.input.value
+                if request.overwriteInput and request.HasField("input")
+                else None,
                 overwrite_input=request.overwriteInput,
             )
             return spb.RerunWorkflowFromEventResponse(newInstanceID=created)

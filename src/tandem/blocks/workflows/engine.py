@@ -270,7 +270,9 @@ class WorkflowEngine:
                 f"it is {_status_name(inst.rec.status)}",
                 grpc_status=grpc.StatusCode.FAILED_PRECONDITION,
             )
-        await self._append(inst, event(now(), eventRaised=hpb.EventRaisedEvent(name=name, input=text(input))))
+        await self._append(
+            inst, event(now(), eventRaised=hpb.EventRaisedEvent(name=name, input=text(input)))
+        )
 
     async def terminate(self, instance_id: str, output: str | None, recursive: bool) -> None:
         inst = await self._must(instance_id)
@@ -288,7 +290,11 @@ class WorkflowEngine:
             rec.suspended = True
             rec.status = SUSPENDED
             rec.updated = now()
-            rec.inbox.append(event(rec.updated, executionSuspended=hpb.ExecutionSuspendedEvent(input=text(reason))))
+            rec.inbox.append(
+                event(
+                    rec.updated, executionSuspended=hpb.ExecutionSuspendedEvent(input=text(reason))
+                )
+            )
             await self._store.save(rec, index=True)
         inst.notify()
         self._kick(inst)
@@ -302,7 +308,9 @@ class WorkflowEngine:
             rec.suspended = False
             rec.status = RUNNING
             rec.updated = now()
-            rec.inbox.append(event(rec.updated, executionResumed=hpb.ExecutionResumedEvent(input=text(reason))))
+            rec.inbox.append(
+                event(rec.updated, executionResumed=hpb.ExecutionResumedEvent(input=text(reason)))
+            )
             await self._store.save(rec, index=True)
         inst.notify()
         self._kick(inst)
@@ -441,7 +449,9 @@ class WorkflowEngine:
             pastEvents=rec.history,
             newEvents=[inst.started, *rec.inbox],
         )
-        self._queue.put_nowait((token, spb.WorkItem(workflowRequest=request, completionToken=token)))
+        self._queue.put_nowait(
+            (token, spb.WorkItem(workflowRequest=request, completionToken=token))
+        )
 
     def _wake_delayed(self, inst: _Instance) -> None:
         inst.delayed = None
@@ -473,7 +483,8 @@ class WorkflowEngine:
                         at,
                         action.id,
                         taskScheduled=hpb.TaskScheduledEvent(
-                            name=a.name, input=a.input if a.HasField("input") else None,
+                            name=a.name,
+                            input=a.input if a.HasField("input") else None,
                             taskExecutionId=a.taskExecutionId or uuid.uuid4().hex,
                         ),
                     )
@@ -498,7 +509,8 @@ class WorkflowEngine:
                             at,
                             action.id,
                             childWorkflowInstanceCreated=hpb.ChildWorkflowInstanceCreatedEvent(
-                                instanceId=child_id, name=c.name,
+                                instanceId=child_id,
+                                name=c.name,
                                 input=c.input if c.HasField("input") else None,
                             ),
                         )
@@ -515,10 +527,15 @@ class WorkflowEngine:
                 elif kind == "sendEvent":
                     s = action.sendEvent
                     history.append(
-                        event(at, action.id, eventSent=hpb.EventSentEvent(
-                            instanceId=s.instance.instanceId, name=s.name,
-                            input=s.data if s.HasField("data") else None,
-                        ))
+                        event(
+                            at,
+                            action.id,
+                            eventSent=hpb.EventSentEvent(
+                                instanceId=s.instance.instanceId,
+                                name=s.name,
+                                input=s.data if s.HasField("data") else None,
+                            ),
+                        )
                     )
                     outbox.append(
                         {
@@ -542,21 +559,30 @@ class WorkflowEngine:
                     done = action.completeWorkflow
                     result = done.result.value if done.HasField("result") else None
                     if done.workflowStatus == CONTINUED_AS_NEW:
-                        new_record = self._continued(rec, result, list(done.carryoverEvents), inbox, at)
+                        new_record = self._continued(
+                            rec, result, list(done.carryoverEvents), inbox, at
+                        )
                         continue
                     history.append(
                         event(
                             at,
                             action.id,
                             executionCompleted=hpb.ExecutionCompletedEvent(
-                                workflowStatus=done.workflowStatus, result=done.result if done.HasField("result") else None,
-                                failureDetails=done.failureDetails if done.HasField("failureDetails") else None,
+                                workflowStatus=done.workflowStatus,
+                                result=done.result if done.HasField("result") else None,
+                                failureDetails=done.failureDetails
+                                if done.HasField("failureDetails")
+                                else None,
                             ),
                         )
                     )
                     rec.status = done.workflowStatus
                     rec.output = result
-                    rec.failure = done.failureDetails.SerializeToString() if done.HasField("failureDetails") else b""
+                    rec.failure = (
+                        done.failureDetails.SerializeToString()
+                        if done.HasField("failureDetails")
+                        else b""
+                    )
                     rec.completed = at
                     inbox = []
                     parent = _parent(rec)
@@ -564,7 +590,14 @@ class WorkflowEngine:
                         outbox.append(_result_message(rec, parent, done))
                     if done.workflowStatus == TERMINATED and _recursive_terminate(consumed):
                         for child in _running_children(history):
-                            outbox.append({"kind": "terminate", "id": child, "output": None, "recursive": True})
+                            outbox.append(
+                                {
+                                    "kind": "terminate",
+                                    "id": child,
+                                    "output": None,
+                                    "recursive": True,
+                                }
+                            )
             if response.HasField("customStatus"):
                 rec.custom_status = response.customStatus.value
             if new_record is not None:
@@ -635,7 +668,12 @@ class WorkflowEngine:
             try:
                 await self._apply(rec, msg)
             except DaprError as exc:
-                log.info("workflow %s: message %s not delivered: %s", rec.instance_id, msg.get("kind"), exc)
+                log.info(
+                    "workflow %s: message %s not delivered: %s",
+                    rec.instance_id,
+                    msg.get("kind"),
+                    exc,
+                )
         rec.outbox = []  # persisted with the next commit; until then a crash redelivers
 
     async def _apply(self, rec: Record, msg: dict[str, Any]) -> None:
@@ -657,7 +695,12 @@ class WorkflowEngine:
             if target is not None and not target.rec.terminal:
                 await self._append(
                     target,
-                    event(now(), eventRaised=hpb.EventRaisedEvent(name=msg["name"], input=text(msg.get("input")))),
+                    event(
+                        now(),
+                        eventRaised=hpb.EventRaisedEvent(
+                            name=msg["name"], input=text(msg.get("input"))
+                        ),
+                    ),
                 )
         elif kind == "terminate":
             target = await self._get(msg["id"])
@@ -665,7 +708,11 @@ class WorkflowEngine:
                 await self.terminate(msg["id"], msg.get("output"), bool(msg.get("recursive")))
         elif kind == "result":
             target = await self._get(msg["id"])
-            if target is None or target.rec.terminal or target.rec.execution_id != msg.get("executionId"):
+            if (
+                target is None
+                or target.rec.terminal
+                or target.rec.execution_id != msg.get("executionId")
+            ):
                 return
             result = hpb.HistoryEvent()
             result.ParseFromString(bytes.fromhex(msg["event"]))
@@ -689,7 +736,9 @@ class WorkflowEngine:
             taskExecutionId=s.taskExecutionId,
         )
         self._activities[token] = _Activity(rec.instance_id, rec.execution_id, scheduled.eventId)
-        self._queue.put_nowait((token, spb.WorkItem(activityRequest=request, completionToken=token)))
+        self._queue.put_nowait(
+            (token, spb.WorkItem(activityRequest=request, completionToken=token))
+        )
 
     async def complete_activity(self, response: spb.ActivityResponse) -> None:
         activity = self._activities.pop(response.completionToken, None)
@@ -810,9 +859,7 @@ def _parent(rec: Record) -> opb.ParentInstanceInfo | None:
     return None
 
 
-def _result_message(
-    rec: Record, parent: opb.ParentInstanceInfo, done: Any
-) -> dict[str, Any]:
+def _result_message(rec: Record, parent: opb.ParentInstanceInfo, done: Any) -> dict[str, Any]:
     at = now()
     task_id = parent.taskScheduledId
     if done.workflowStatus == opb.OrchestrationStatus.Value("ORCHESTRATION_STATUS_COMPLETED"):
@@ -827,7 +874,9 @@ def _result_message(
             done.failureDetails
             if done.HasField("failureDetails")
             else opb.TaskFailureDetails(
-                errorType="WorkflowTerminated" if done.workflowStatus == TERMINATED else "WorkflowFailed",
+                errorType="WorkflowTerminated"
+                if done.workflowStatus == TERMINATED
+                else "WorkflowFailed",
                 errorMessage=f"child workflow {rec.instance_id} ended {_status_name(done.workflowStatus)}",
             )
         )
@@ -847,7 +896,12 @@ def _result_message(
 
 def _completed_task(e: hpb.HistoryEvent) -> int | None:
     kind = e.WhichOneof("eventType")
-    if kind in ("taskCompleted", "taskFailed", "childWorkflowInstanceCompleted", "childWorkflowInstanceFailed"):
+    if kind in (
+        "taskCompleted",
+        "taskFailed",
+        "childWorkflowInstanceCompleted",
+        "childWorkflowInstanceFailed",
+    ):
         return int(getattr(e, kind).taskScheduledId)
     return None
 
@@ -892,5 +946,6 @@ def _running_children(history: list[hpb.HistoryEvent]) -> list[str]:
 
 
 def _recursive_terminate(consumed: list[hpb.HistoryEvent]) -> bool:
-    return any(e.HasField("executionTerminated") and e.executionTerminated.recurse for e in consumed)
-
+    return any(
+        e.HasField("executionTerminated") and e.executionTerminated.recurse for e in consumed
+    )

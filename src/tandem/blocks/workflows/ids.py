@@ -34,4 +34,3 @@ def check_instance_id(instance_id: str) -> None:
             http_status=400,
             grpc_status=grpc.StatusCode.INVALID_ARGUMENT,
         )
-

@@ -62,8 +62,5 @@ def purge_filter(index: Mapping[str, Sequence[Any]], msg: Any) -> list[str]:
     created_from = (
         msg.createdTimeFrom.ToDatetime(tzinfo=UTC) if msg.HasField("createdTimeFrom") else None
     )
-    created_to = (
-        msg.createdTimeTo.ToDatetime(tzinfo=UTC) if msg.HasField("createdTimeTo") else None
-    )
+    created_to = msg.createdTimeTo.ToDatetime(tzinfo=UTC) if msg.HasField("createdTimeTo") else None
     return matching(index, Filter(statuses, "", created_from, created_to))
-
