@@ -18,8 +18,8 @@ WAIT = 60
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sidecar, Path]]:
-    home = tmp_path_factory.mktemp("wf")
+def app(tandem_home: Path) -> Iterator[tuple[Sidecar, Path]]:
+    home = tandem_home
     log = home / "activities.jsonl"
     log.touch()
     sidecar = start_sidecar(

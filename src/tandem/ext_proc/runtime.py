@@ -171,6 +171,7 @@ class Runtime:
         self.metadata.actors = actors.info
         workflows = wire_workflows(
             actors.service.state,
+            actors,
             app_id=self.options.app_id,
             namespace=self.options.namespace or "default",
         )

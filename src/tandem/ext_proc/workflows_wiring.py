@@ -1,16 +1,22 @@
-"""Puts the workflow block together in a runtime: store, engine, recovery."""
+"""Puts the workflow block together in a runtime: store, engine, recovery, and its durable
+timers in the control plane's scheduler (kind ``workflow-timer``), fired on this sidecar
+through the placement stream because it hosts the app's internal workflow actor type."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from tandem.blocks.actors.state import ActorState
 from tandem.blocks.workflows.engine import WorkflowEngine
 from tandem.blocks.workflows.store import WorkflowStore, workflow_actor_type
+from tandem.ext_proc.actors_wiring import ActorWiring
+from tandem.placement.service import WORKFLOW_TIMER_KIND
 
 log = logging.getLogger("tandem.workflows")
+TIMER_PREFIX = "timer-"
 
 
 @dataclass(slots=True)
@@ -32,8 +38,36 @@ class WorkflowWiring:
             await self.engine.close()
 
 
-def wire_workflows(state: ActorState | None, *, app_id: str, namespace: str) -> WorkflowWiring:
+def wire_workflows(
+    state: ActorState | None, actors: ActorWiring, *, app_id: str, namespace: str
+) -> WorkflowWiring:
     if state is None:
         return WorkflowWiring(engine=None)
-    store = WorkflowStore(state, workflow_actor_type(namespace, app_id))
-    return WorkflowWiring(engine=WorkflowEngine(store))
+    actor_type = workflow_actor_type(namespace, app_id)
+    engine = WorkflowEngine(WorkflowStore(state, actor_type))
+    if actors.control_plane is None:
+        return WorkflowWiring(engine=engine)  # timers stay in memory, re-armed on recovery
+
+    async def set_timer(instance_id: str, timer_id: int, at: datetime) -> None:
+        answer = await actors.call_scheduler(
+            "Register",
+            {
+                "kind": WORKFLOW_TIMER_KIND,
+                "actorType": actor_type,
+                "actorId": instance_id,
+                "name": f"{TIMER_PREFIX}{timer_id}",
+                "dueTime": at.isoformat(),
+            },
+        )
+        if "error" in answer:
+            raise RuntimeError(f"the scheduler refused a workflow timer: {answer.get('message')}")
+
+    async def fire(kind: str, instance_id: str, name: str, payload: bytes) -> str:
+        if not name.startswith(TIMER_PREFIX):
+            return "cancel"
+        await engine.fire_timer(instance_id, int(name.removeprefix(TIMER_PREFIX)))
+        return "delivered"
+
+    engine.use_timers(set_timer)
+    actors.host_internal(actor_type, fire)
+    return WorkflowWiring(engine=engine)

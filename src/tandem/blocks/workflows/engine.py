@@ -779,7 +779,12 @@ class WorkflowEngine:
     async def _arm(self, instance_id: str, timer_id: int, fire_at: Any) -> None:
         if fire_at.seconds >= SENTINEL_SECONDS:
             return
-        await self._set_timer(instance_id, timer_id, fire_at.ToDatetime(tzinfo=now().tzinfo))
+        at = fire_at.ToDatetime(tzinfo=now().tzinfo)
+        try:
+            await self._set_timer(instance_id, timer_id, at)
+        except Exception as exc:  # the scheduler is away: keep it here until it is back
+            log.warning("workflow %s: timer %d kept in memory: %s", instance_id, timer_id, exc)
+            await self._memory_timer(instance_id, timer_id, at)
 
     async def _memory_timer(self, instance_id: str, timer_id: int, at: datetime) -> None:
         loop = asyncio.get_running_loop()
