@@ -222,8 +222,7 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
 
 
 # APIs not built yet answer one way through both doors: 501 ERR_API_UNIMPLEMENTED naming the
-# API (tandem.ext_proc.unimplemented); over gRPC, UNIMPLEMENTED naming it, and the SDK's
-# workflow runtime and client fail fast instead of hanging.
+# API (tandem.ext_proc.unimplemented); over gRPC, UNIMPLEMENTED naming it.
 @pytest.mark.parametrize(
     ("method", "path", "block"),
     [
@@ -231,8 +230,6 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
         ("GET", "/v1.0/secrets/localsecretstore/db", "secrets"),
         ("GET", "/v1.0/configuration/config?key=orderId1", "configuration"),
         ("POST", "/v1.0-alpha1/lock/lockstore", "distributed lock"),
-        ("POST", "/v1.0-beta1/workflows/dapr/OrderProcessing/start", "workflows"),
-        ("GET", "/v1.0-alpha1/workflows/dapr/1234", "workflows"),
         ("POST", "/v1.0-alpha1/jobs/prod-db-backup", "jobs"),
         ("PUT", "/v1.0-alpha1/crypto/mycrypto/encrypt", "cryptography"),
         ("POST", "/v1.0-alpha1/conversation/echo/converse", "conversation"),

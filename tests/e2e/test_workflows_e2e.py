@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
 from harness import APPS, Sidecar, start_sidecar, wait_until
@@ -17,22 +18,37 @@ from harness import APPS, Sidecar, start_sidecar, wait_until
 WAIT = 60
 
 
+TRANSPORTS = ("http", "ext_proc")
+
+
 @pytest.fixture(scope="module")
-def app(tandem_home: Path) -> Iterator[tuple[Sidecar, Path]]:
-    home = tandem_home
-    log = home / "activities.jsonl"
-    log.touch()
-    sidecar = start_sidecar(
-        home,
-        "wfapp",
-        command=[sys.executable, str(APPS / "workflow_app.py")],
-        env={"WF_LOG": str(log)},
-    )
-    wait_until(lambda: "workflow app ready" in sidecar.text(), 60, "the workflow app")
+def apps(tandem_home: Path) -> Iterator[dict[str, tuple[Sidecar, Path]]]:
+    """One sidecar and workflow app per HTTP door (the HTTP API is parity-tested)."""
+    started: dict[str, tuple[Sidecar, Path]] = {}
     try:
-        yield sidecar, log
+        for transport in TRANSPORTS:
+            log = tandem_home / f"activities-{transport}.jsonl"
+            log.touch()
+            sidecar = start_sidecar(
+                tandem_home,
+                f"wf-{transport.replace('_', '')}",
+                "--api-transport",
+                transport,
+                command=[sys.executable, str(APPS / "workflow_app.py")],
+                env={"WF_LOG": str(log)},
+            )
+            started[transport] = (sidecar, log)
+        for sidecar, _ in started.values():
+            wait_until(lambda s=sidecar: "workflow app ready" in s.text(), 60, "the workflow app")
+        yield started
     finally:
-        sidecar.stop()
+        for sidecar, _ in started.values():
+            sidecar.stop()
+
+
+@pytest.fixture(scope="module")
+def app(apps: dict[str, tuple[Sidecar, Path]]) -> tuple[Sidecar, Path]:
+    return apps["http"]
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +171,166 @@ def test_terminate_recursive_suspend_resume_purge(client: DaprWorkflowClient) ->
     client.purge_workflow(outer, recursive=True)
     assert client.get_workflow_state(outer) is None
     assert client.get_workflow_state(f"{outer}-w") is None
+
+
+# --- the HTTP workflow API, through both doors ----------------------------------------------
+
+
+@pytest.fixture(params=TRANSPORTS)
+def http(
+    request: pytest.FixtureRequest, apps: dict[str, tuple[Sidecar, Path]]
+) -> Iterator[httpx.Client]:
+    sidecar, _ = apps[request.param]
+    with httpx.Client(base_url=sidecar.base, timeout=30) as c:
+        yield c
+
+
+def status_of(http: httpx.Client, instance: str) -> str:
+    got = http.get(f"/v1.0/workflows/dapr/{instance}")
+    assert got.status_code == 200, got.text
+    return got.json()["runtimeStatus"]
+
+
+def wait_status(http: httpx.Client, instance: str, status: str) -> dict:
+    wait_until(lambda: status_of(http, instance) == status, WAIT, f"{instance} {status}")
+    return http.get(f"/v1.0/workflows/dapr/{instance}").json()
+
+
+def test_http_start_pause_resume_raise_purge(http: httpx.Client) -> None:
+    instance = f"h-{uuid.uuid4().hex[:8]}"
+    started = http.post(
+        f"/v1.0-beta1/workflows/dapr/waiter/start?instanceID={instance}", content=b'"in"'
+    )
+    assert started.status_code == 202, started.text
+    assert started.json() == {"instanceID": instance}
+    wait_status(http, instance, "RUNNING")
+    assert http.post(f"/v1.0/workflows/dapr/{instance}/pause").status_code == 202
+    assert status_of(http, instance) == "SUSPENDED"
+    assert http.post(f"/v1.0-alpha1/workflows/dapr/{instance}/resume").status_code == 202
+    assert status_of(http, instance) == "RUNNING"
+    raised = http.post(f"/v1.0/workflows/dapr/{instance}/raiseEvent/go", content=b'"hi"')
+    assert raised.status_code == 202, raised.text
+    done = wait_status(http, instance, "COMPLETED")
+    assert done["workflowName"] == "waiter"
+    assert done["properties"]["dapr.workflow.input"] == '"in"'
+    assert done["properties"]["dapr.workflow.output"] == '"hi"'
+    assert done["createdAt"].endswith("Z")
+
+    late = http.post(f"/v1.0/workflows/dapr/{instance}/raiseEvent/go", content=b"1")
+    assert late.status_code == 500
+    assert late.json()["errorCode"] == "ERR_RAISE_EVENT_WORKFLOW"
+
+    assert http.post(f"/v1.0/workflows/dapr/{instance}/purge").status_code == 202
+    gone = http.get(f"/v1.0/workflows/dapr/{instance}")
+    assert gone.status_code == 404
+    assert gone.json()["errorCode"] == "ERR_INSTANCE_ID_NOT_FOUND"
+
+
+def test_http_terminate_and_a_random_instance_id(http: httpx.Client) -> None:
+    started = http.post("/v1.0/workflows/dapr/waiter/start")
+    assert started.status_code == 202
+    instance = started.json()["instanceID"]
+    assert instance
+    wait_status(http, instance, "RUNNING")
+    assert http.post(f"/v1.0/workflows/dapr/{instance}/terminate").status_code == 202
+    wait_status(http, instance, "TERMINATED")
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1.0/workflows/dapr/waiter/start?instanceID=bad%20id!", 400, "ERR_INSTANCE_ID_INVALID"),
+        (
+            f"/v1.0/workflows/dapr/waiter/start?instanceID={'x' * 65}",
+            400,
+            "ERR_INSTANCE_ID_TOO_LONG",
+        ),
+        ("/v1.0/workflows/other/waiter/start", 400, "ERR_WORKFLOW_COMPONENT_NOT_FOUND"),
+        ("/v1.0/workflows/dapr/no-such-instance/terminate", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("/v1.0/workflows/dapr/no-such-instance/pause", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+        ("/v1.0/workflows/dapr/no-such-instance/raiseEvent/x", 404, "ERR_INSTANCE_ID_NOT_FOUND"),
+    ],
+)
+def test_http_bad_input_gets_daprs_answer(
+    http: httpx.Client, path: str, status: int, code: str
+) -> None:
+    reply = http.post(path)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["errorCode"] == code
+    assert reply.json()["message"]
+    assert http.get("/v1.0/healthz").status_code == 204  # still serving
+
+
+def test_http_unknown_workflow_fails(http: httpx.Client) -> None:
+    started = http.post("/v1.0/workflows/dapr/not-registered/start")
+    assert started.status_code == 202
+    failed = wait_status(http, started.json()["instanceID"], "FAILED")
+    assert "not-registered" in failed["properties"]["dapr.workflow.failure.error_message"]
+
+
+def test_http_filtered_listing_and_batch_terminate_purge(http: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"b{tag}-{i}" for i in range(3)]
+    for i in ids:
+        assert http.post(f"/v1.0/workflows/dapr/waiter/start?instanceID={i}").status_code == 202
+    for i in ids:
+        wait_status(http, i, "RUNNING")
+    listed = http.get("/v1.0/workflows/dapr", params={"runtimeStatus": "RUNNING", "name": "waiter"})
+    assert listed.status_code == 200, listed.text
+    running = [x["instanceID"] for x in listed.json()["instances"]]
+    assert set(ids) <= set(running)
+    page = http.get("/v1.0/workflows/dapr", params={"name": "waiter", "pageSize": "1"}).json()
+    assert len(page["instances"]) == 1 and page["continuationToken"]
+
+    ended = http.post(
+        "/v1.0/workflows/dapr/terminate", params={"name": "waiter", "runtimeStatus": "RUNNING"}
+    )
+    assert ended.status_code == 200, ended.text
+    assert set(ids) <= set(ended.json()["terminated"])
+    for i in ids:
+        wait_status(http, i, "TERMINATED")
+    purged = http.post("/v1.0/workflows/dapr/purge", params={"runtimeStatus": "TERMINATED"})
+    assert set(ids) <= set(purged.json()["purged"])
+    assert http.get(f"/v1.0/workflows/dapr/{ids[0]}").status_code == 404
+
+    bad = http.get("/v1.0/workflows/dapr", params={"runtimeStatus": "SLEEPING"})
+    assert bad.status_code == 400 and bad.json()["errorCode"] == "ERR_BAD_REQUEST"
+
+
+def test_dapr_grpc_workflow_beta1_methods(app: tuple[Sidecar, Path]) -> None:
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, workflow_pb2
+
+    sidecar, _ = app
+    instance = f"g-{uuid.uuid4().hex[:8]}"
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        started = stub.StartWorkflowBeta1(
+            workflow_pb2.StartWorkflowRequest(
+                instance_id=instance, workflow_component="dapr", workflow_name="chain", input=b'"g"'
+            ),
+            timeout=30,
+        )
+        assert started.instance_id == instance
+
+        def done() -> bool:
+            got = stub.GetWorkflowBeta1(
+                workflow_pb2.GetWorkflowRequest(instance_id=instance, workflow_component="dapr"),
+                timeout=30,
+            )
+            return (
+                got.runtime_status == "COMPLETED"
+                and got.properties["dapr.workflow.output"] == '"g+++"'
+            )
+
+        wait_until(done, WAIT, "the chain over gRPC")
+        stub.PurgeWorkflowBeta1(
+            workflow_pb2.PurgeWorkflowRequest(instance_id=instance, workflow_component="dapr"),
+            timeout=30,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetWorkflowBeta1(
+                workflow_pb2.GetWorkflowRequest(instance_id=instance, workflow_component="dapr"),
+                timeout=30,
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND

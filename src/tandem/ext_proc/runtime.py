@@ -176,6 +176,7 @@ class Runtime:
             namespace=self.options.namespace or "default",
         )
         self._workflows = workflows
+        workflows.register(self.router, wiring.rpcs)
         workflows.start()
         self._closers.append(workflows.close)
         self._start_reloader(wiring, ctx)

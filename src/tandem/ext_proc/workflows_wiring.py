@@ -11,8 +11,12 @@ from datetime import datetime
 
 from tandem.blocks.actors.state import ActorState
 from tandem.blocks.workflows.engine import WorkflowEngine
+from tandem.blocks.workflows.management import WorkflowApi
 from tandem.blocks.workflows.store import WorkflowStore, workflow_actor_type
+from tandem.ext_proc import workflows_grpc_api, workflows_http
 from tandem.ext_proc.actors_wiring import ActorWiring
+from tandem.ext_proc.grpc_api import Rpc
+from tandem.ext_proc.router import Router
 from tandem.placement.service import WORKFLOW_TIMER_KIND
 
 log = logging.getLogger("tandem.workflows")
@@ -29,6 +33,12 @@ class WorkflowWiring:
         the engine's calls wait for recovery)."""
         if self.engine is not None:
             self._tasks.append(asyncio.create_task(self.engine.recover(), name="workflow-recovery"))
+
+    def register(self, router: Router, rpcs: dict[str, Rpc]) -> None:
+        """The HTTP routes and the Dapr gRPC methods of the management API."""
+        api = WorkflowApi(lambda: self.engine)
+        workflows_http.register(router, api)
+        rpcs.update(workflows_grpc_api.rpcs(api))
 
     async def close(self) -> None:
         for task in self._tasks:
