@@ -334,3 +334,32 @@ def test_dapr_grpc_workflow_beta1_methods(app: tuple[Sidecar, Path]) -> None:
                 timeout=30,
             )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- what the 1.19 SDK calls beyond the basics ----------------------------------------------
+
+
+def test_sdk_listing_history_and_rerun(
+    client: DaprWorkflowClient, app: tuple[Sidecar, Path]
+) -> None:
+    instance = f"r-{uuid.uuid4().hex[:8]}"
+    assert run(client, "chain", "r", instance_id=instance) == "r+++"
+
+    ids = list(client.iter_workflow_instance_ids(page_size=2))
+    assert instance in ids and len(ids) == len(set(ids))
+    first = client.list_workflow_instance_ids(page_size=1)
+    assert len(first.instance_ids) == 1
+    assert bool(first.continuation_token) == (len(ids) > 1)
+
+    history = client.get_workflow_history(instance)
+    scheduled = [e for e in history if e.is_rerunnable]
+    assert len(scheduled) == 3
+
+    # Rerun from the second step with a new input for it: step one is not run again.
+    again = client.rerun_workflow_from_event(
+        instance, scheduled[1].event_id, new_instance_id=f"{instance}-2", input="R"
+    )
+    assert again == f"{instance}-2"
+    state = client.wait_for_workflow_completion(again, timeout_in_seconds=WAIT)
+    assert state is not None and json.loads(state.serialized_output) == "R++"
+    assert [r["value"] for r in activities(app[1], instance=again)] == ["R", "R+"]

@@ -346,14 +346,15 @@ class WorkflowEngine:
         input: str | None,
         *,
         overwrite_input: bool,
+        new_child_id: str = "",
     ) -> str:
-        """A new instance replaying ``source_id``'s history up to the turn that scheduled
-        ``event_id``; that turn runs again, so the step is scheduled anew."""
+        """A new instance with ``source_id``'s history up to the task ``event_id`` (an
+        activity, timer or child workflow), which runs again (with ``input``, if given)."""
         source = await self._must(source_id)
-        if not source.rec.terminal:
+        if not source.rec.terminal or source.rec.parent_id:
             raise DaprError(
                 "ERR_RERUN_WORKFLOW",
-                f"workflow instance '{source_id}' must be in a terminal state to rerun",
+                f"workflow instance '{source_id}' must be a finished top-level workflow to rerun",
                 grpc_status=grpc.StatusCode.FAILED_PRECONDITION,
             )
         history = source.rec.history
@@ -373,34 +374,55 @@ class WorkflowEngine:
                 f"workflow instance '{source_id}' has no task with event ID {event_id}",
                 grpc_status=grpc.StatusCode.NOT_FOUND,
             )
-        turn = max(i for i in range(at + 1) if history[i].HasField("workflowStarted"))
-        kept = [_copy(e) for e in history[:turn]]
-        inbox = [_copy(e) for e in history[turn + 1 : at] if _is_input(e)]
-        execution_id = uuid.uuid4().hex
-        for e in [*kept, *inbox]:
-            if e.HasField("executionStarted"):
-                started = e.executionStarted
-                started.workflowInstance.instanceId = new_id
-                started.workflowInstance.executionId.value = execution_id
-                if overwrite_input:
-                    started.input.CopyFrom(text(input) or started.input.__class__())
         if await self._get(new_id) is not None:
             raise DaprError(
                 "ERR_RERUN_WORKFLOW",
                 f"a workflow with ID '{new_id}' already exists",
                 grpc_status=grpc.StatusCode.ALREADY_EXISTS,
             )
+        kept = [_copy(e) for e in history[: at + 1]]
+        task = kept[-1]
+        kind = str(task.WhichOneof("eventType"))
+        if overwrite_input:
+            if kind == "timerCreated":
+                raise DaprError(
+                    "ERR_RERUN_WORKFLOW",
+                    "a timer takes no input",
+                    grpc_status=grpc.StatusCode.INVALID_ARGUMENT,
+                )
+            target = getattr(task, kind)
+            target.ClearField("input")
+            if input is not None:
+                target.input.value = input
+        execution_id = uuid.uuid4().hex
+        for e in kept:
+            if e.HasField("executionStarted"):
+                e.executionStarted.workflowInstance.instanceId = new_id
+                e.executionStarted.workflowInstance.executionId.value = execution_id
+        outbox: list[dict[str, Any]] = []
+        if kind == "childWorkflowInstanceCreated":
+            c = task.childWorkflowInstanceCreated
+            c.instanceId = new_child_id or f"{new_id}:{event_id:04x}"
+            outbox.append(
+                {
+                    "kind": "start",
+                    "id": c.instanceId,
+                    "name": c.name,
+                    "input": c.input.value if c.HasField("input") else None,
+                    "taskId": event_id,
+                }
+            )
         t = now()
         rec = Record(
             instance_id=new_id,
             name=source.rec.name,
-            status=RUNNING if kept else PENDING,
+            status=RUNNING,
             created=t,
             updated=t,
             execution_id=execution_id,
-            input=input if overwrite_input else source.rec.input,
+            input=source.rec.input,
             history=kept,
-            inbox=inbox,
+            outbox=outbox,
         )
         inst = _Instance(rec)
         async with inst.lock:
@@ -915,22 +937,6 @@ def _copy(e: hpb.HistoryEvent) -> hpb.HistoryEvent:
     out = hpb.HistoryEvent()
     out.CopyFrom(e)
     return out
-
-
-def _is_input(e: hpb.HistoryEvent) -> bool:
-    """An event that enters a turn from outside (not one its actions produced)."""
-    return e.WhichOneof("eventType") in (
-        "executionStarted",
-        "taskCompleted",
-        "taskFailed",
-        "childWorkflowInstanceCompleted",
-        "childWorkflowInstanceFailed",
-        "timerFired",
-        "eventRaised",
-        "executionSuspended",
-        "executionResumed",
-        "executionTerminated",
-    )
 
 
 def _children(rec: Record) -> list[str]:
