@@ -363,3 +363,54 @@ def test_sdk_listing_history_and_rerun(
     state = client.wait_for_workflow_completion(again, timeout_in_seconds=WAIT)
     assert state is not None and json.loads(state.serialized_output) == "R++"
     assert [r["value"] for r in activities(app[1], instance=again)] == ["R", "R+"]
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def tandem(home: Path, *args: str) -> object:
+    import os
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tandem.cli.main", "workflow", *args, "--output", "json"],
+        env={**os.environ, "TANDEM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cli_list_history_raise_terminate_purge(
+    client: DaprWorkflowClient, app: tuple[Sidecar, Path], tandem_home: Path
+) -> None:
+    app_id = app[0].app_id
+    tag = uuid.uuid4().hex[:6]
+    done = f"cli{tag}-done"
+    assert run(client, "chain", "c", instance_id=done) == "c+++"
+    waiting = [f"cli{tag}-w{i}" for i in range(2)]
+    for i in waiting:
+        client.schedule_new_workflow(workflow="waiter", instance_id=i)
+        client.wait_for_workflow_start(i, timeout_in_seconds=WAIT)
+
+    listed = tandem(tandem_home, "list", "-a", app_id, "--status", "RUNNING", "--name", "waiter")
+    assert set(waiting) <= {i["instanceID"] for i in listed}
+    assert done not in {i["instanceID"] for i in listed}
+
+    history = tandem(tandem_home, "history", "-a", app_id, done)
+    assert sum(1 for e in history if "taskScheduled" in e) == 3
+
+    tandem(tandem_home, "raise-event", "-a", app_id, waiting[0], "go", "--data", '"cli"')
+    state = client.wait_for_workflow_completion(waiting[0], timeout_in_seconds=WAIT)
+    assert state is not None and json.loads(state.serialized_output) == "cli"
+
+    ended = tandem(
+        tandem_home, "terminate", "-a", app_id, "--status", "RUNNING", "--name", "waiter"
+    )
+    assert waiting[1] in ended["terminated"]
+    client.wait_for_workflow_completion(waiting[1], timeout_in_seconds=WAIT)
+    purged = tandem(tandem_home, "purge", "-a", app_id, done)
+    assert purged["count"] == 1
+    assert client.get_workflow_state(done) is None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.cli import app_side
+from tandem.cli import workflows as workflow_cli
 from tandem.cli.actors import cmd_actors_list
 from tandem.cli.appid import new_app_id
 from tandem.cli.home import Home
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     al = ac_sub.add_parser("list", help="list live actors and their reminders")
     al.add_argument("--type", default="", help="only actors of this type")
     al.add_argument("--output", "-o", default="table", choices=["table", "json"])
+
+    workflow_cli.add_arguments(sub)
 
     st = sub.add_parser("stop", help="stop a sidecar started by `tandem run`")
     st.add_argument("--app-id", "-a", required=True)
@@ -291,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_stop(home, a.app_id)
     if a.cmd == "actors":
         return cmd_actors_list(home.root, _running_apps(home), a.type, a.output)
+    if a.cmd == "workflow":
+        return workflow_cli.run(a, _running_apps(home))
     if a.run_file is not None:
         print(
             f"tandem: --run-file {a.run_file}: multi-app run files are not supported yet; "

@@ -76,10 +76,14 @@ def register(router: Router, api: WorkflowApi) -> None:
                 "ERR_BAD_REQUEST", f"pageSize {size_raw!r} is not a number", http_status=400
             )
         where = parse_filter(req.query_values())
-        page = await api.list(
+        page = await api.list_instances(
             req.params["component"], where, int(size_raw or 0), _query(req, "continuationToken")
         )
         return ApiResponse.json(page)
+
+    async def history(req: ApiRequest) -> ApiResponse:
+        events = await api.history(req.params["component"], req.params["target"])
+        return ApiResponse.json({"events": events})
 
     async def purge_where(req: ApiRequest) -> ApiResponse:
         where = parse_filter(req.query_values())
@@ -101,5 +105,6 @@ def register(router: Router, api: WorkflowApi) -> None:
     # Beyond Dapr: filters on status, name and creation time, with paging; batch operations.
     base = "/v1.0/workflows/{component}"
     router.add("GET", base, listing)
+    router.add("GET", f"{base}/{{target}}/history", history)
     router.add("POST", f"{base}/purge", purge_where)
     router.add("POST", f"{base}/terminate", terminate_where)

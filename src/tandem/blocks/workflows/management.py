@@ -170,7 +170,7 @@ class WorkflowApi:
 
     # --- beyond Dapr -----------------------------------------------------------------------
 
-    async def list(
+    async def list_instances(
         self, component: str, where: Filter, page_size: int, token: str
     ) -> dict[str, Any]:
         engine = self.engine(component)
@@ -194,6 +194,13 @@ class WorkflowApi:
         if next_token:
             out["continuationToken"] = next_token
         return out
+
+    async def history(self, component: str, instance_id: str) -> list[dict[str, Any]]:
+        """The committed history, as proto-JSON events (oldest first)."""
+        from google.protobuf.json_format import MessageToDict
+
+        events = await self.engine(component).history(self._instance(instance_id))
+        return [MessageToDict(e) for e in events]
 
     async def purge_where(self, component: str, where: Filter) -> dict[str, Any]:
         """Purge every finished instance the filter selects (running ones are skipped)."""
