@@ -49,6 +49,14 @@ def slow(ctx: WorkflowActivityContext, seconds: float) -> str:
     return "slept"
 
 
+@wfr.activity(name="nap")
+def nap(ctx: WorkflowActivityContext, seconds: float) -> int:
+    note(activity="nap", at="start", t=time.time(), instance=ctx.workflow_id)
+    time.sleep(seconds)
+    note(activity="nap", at="end", t=time.time(), instance=ctx.workflow_id)
+    return 1
+
+
 @wfr.activity(name="flaky")
 def flaky(ctx: WorkflowActivityContext, key: str) -> str:
     note(activity="flaky", key=key)
@@ -85,6 +93,11 @@ def chain(ctx: DaprWorkflowContext, value: str):  # type: ignore[no-untyped-def]
 def fanout(ctx: DaprWorkflowContext, n: int):  # type: ignore[no-untyped-def]
     results = yield when_all([ctx.call_activity(square, input=i) for i in range(n)])
     return sum(results)
+
+
+@wfr.workflow(name="napfan")
+def napfan(ctx: DaprWorkflowContext, n: int):  # type: ignore[no-untyped-def]
+    return sum((yield when_all([ctx.call_activity(nap, input=0.4) for _ in range(n)])))
 
 
 @wfr.workflow(name="approval")

@@ -116,3 +116,39 @@ def test_sidecar_killed_between_steps_and_a_timer_fires_after_the_restart(
         app.kill()
         app.wait(10)
         sidecar.stop()
+
+
+def test_configuration_limits_activities_and_purges_after_retention(
+    tandem_home: Path, log: Path
+) -> None:
+    config = tandem_home / "wfconfig.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: wf}\n"
+        "spec:\n  workflow:\n    maxConcurrentActivityInvocations: 2\n"
+        "    stateRetentionPolicy: {completed: 2s}\n"
+    )
+    sidecar = start_sidecar(tandem_home, "wflimits", "--config", str(config))
+    app = start_app(sidecar, log)
+    try:
+        with contextlib.closing(
+            DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
+        ) as client:
+            client.schedule_new_workflow(workflow="napfan", input=6, instance_id="limited")
+            assert completed(client, "limited") == 6
+            # Never more than two activities ran at once.
+            events = sorted(
+                (r["t"], 1 if r["at"] == "start" else -1) for r in rows(log, activity="nap")
+            )
+            running, peak = 0, 0
+            for _, step in events:
+                running += step
+                peak = max(peak, running)
+            assert peak == 2
+            # The completed instance is purged once its retention runs out.
+            wait_until(
+                lambda: client.get_workflow_state("limited") is None, WAIT, "the retention purge"
+            )
+    finally:
+        app.kill()
+        app.wait(10)
+        sidecar.stop()

@@ -174,6 +174,7 @@ class Runtime:
             actors,
             app_id=self.options.app_id,
             namespace=self.options.namespace or "default",
+            settings=self._config.workflow if self._config is not None else None,
         )
         self._workflows = workflows
         workflows.register(self.router, wiring.rpcs)

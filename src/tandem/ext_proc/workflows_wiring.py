@@ -12,12 +12,14 @@ from datetime import datetime
 from tandem.blocks.actors.state import ActorState
 from tandem.blocks.workflows.engine import WorkflowEngine
 from tandem.blocks.workflows.management import WorkflowApi
+from tandem.blocks.workflows.settings import retention_by_status
 from tandem.blocks.workflows.store import WorkflowStore, workflow_actor_type
 from tandem.ext_proc import workflows_grpc_api, workflows_http
 from tandem.ext_proc.actors_wiring import ActorWiring
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
 from tandem.placement.service import WORKFLOW_TIMER_KIND
+from tandem.resources.configuration import WorkflowSettings
 
 log = logging.getLogger("tandem.workflows")
 TIMER_PREFIX = "timer-"
@@ -49,12 +51,23 @@ class WorkflowWiring:
 
 
 def wire_workflows(
-    state: ActorState | None, actors: ActorWiring, *, app_id: str, namespace: str
+    state: ActorState | None,
+    actors: ActorWiring,
+    *,
+    app_id: str,
+    namespace: str,
+    settings: WorkflowSettings | None = None,
 ) -> WorkflowWiring:
     if state is None:
         return WorkflowWiring(engine=None)
     actor_type = workflow_actor_type(namespace, app_id)
-    engine = WorkflowEngine(WorkflowStore(state, actor_type))
+    settings = settings or WorkflowSettings()
+    engine = WorkflowEngine(
+        WorkflowStore(state, actor_type),
+        max_workflows=settings.max_concurrent_workflow_invocations or 0,
+        max_activities=settings.max_concurrent_activity_invocations or 0,
+        retention=retention_by_status(settings.retention),
+    )
     if actors.control_plane is None:
         return WorkflowWiring(engine=engine)  # timers stay in memory, re-armed on recovery
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -31,7 +31,9 @@ from tandem.blocks.workflows.record import (
     CONTINUED_AS_NEW,
     PENDING,
     RUNNING,
+    STATUS_BY_NAME,
     SUSPENDED,
+    TERMINAL,
     TERMINATED,
     Record,
     event,
@@ -40,6 +42,7 @@ from tandem.blocks.workflows.record import (
     timestamp,
 )
 from tandem.blocks.workflows.store import WorkflowStore
+from tandem.blocks.workflows.work_queue import WorkQueue
 
 log = logging.getLogger("tandem.workflows")
 
@@ -89,18 +92,17 @@ class WorkflowEngine:
         *,
         max_workflows: int = 0,
         max_activities: int = 0,
+        retention: Mapping[int, timedelta] | None = None,
     ) -> None:
         self._store = store
         self._instances: dict[str, _Instance] = {}
-        self._queue: asyncio.Queue[tuple[str, spb.WorkItem]] = asyncio.Queue()
-        self._in_flight: dict[str, tuple[int, spb.WorkItem]] = {}  # token -> (stream, item)
+        self._queue = WorkQueue(max_workflows, max_activities)
         self._activities: dict[str, _Activity] = {}
         self._streams = 0
         self._stream_ids = 0
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._set_timer: TimerSetter = self._memory_timer
-        self._max_workflows = max_workflows
-        self._max_activities = max_activities
+        self._retention = dict(retention or {})  # terminal status -> how long it is kept
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loaded = asyncio.Event()
 
@@ -118,8 +120,11 @@ class WorkflowEngine:
         """Resume every unfinished instance from its committed record."""
         try:
             index = await self._store.load_index()
-            for instance_id, (_, status, _) in list(index.items()):
-                if status in ("COMPLETED", "FAILED", "TERMINATED", "CANCELED"):
+            for instance_id, entry in list(index.items()):
+                status = STATUS_BY_NAME.get(entry[1], RUNNING)
+                if status in TERMINAL:
+                    if len(entry) > 3 and entry[3]:
+                        self._retain(instance_id, status, datetime.fromisoformat(entry[3]))
                     continue
                 rec = await self._store.load(instance_id)
                 if rec is None or rec.terminal:
@@ -471,9 +476,7 @@ class WorkflowEngine:
             pastEvents=rec.history,
             newEvents=[inst.started, *rec.inbox],
         )
-        self._queue.put_nowait(
-            (token, spb.WorkItem(workflowRequest=request, completionToken=token))
-        )
+        self._queue.put(token, spb.WorkItem(workflowRequest=request, completionToken=token))
 
     def _wake_delayed(self, inst: _Instance) -> None:
         inst.delayed = None
@@ -481,10 +484,10 @@ class WorkflowEngine:
 
     async def complete_turn(self, response: spb.WorkflowResponse) -> None:
         token = response.completionToken
+        self._queue.done(token)
         inst = self._instances.get(response.instanceId)
         if inst is None or not token or inst.in_flight != token:
             return  # a stale answer: the turn was handed out again since
-        self._in_flight.pop(token, None)
         async with inst.lock:
             rec = inst.rec
             assert inst.started is not None
@@ -637,6 +640,8 @@ class WorkflowEngine:
             await self._store.save(rec, index=rec.status != status_before or new_record is not None)
             inst.in_flight = ""
             inst.started = None
+        if rec.terminal and rec.completed is not None:
+            self._retain(rec.instance_id, rec.status, rec.completed)
         for e in activities:
             self._dispatch_activity(rec, e)
         for e in timers:
@@ -679,6 +684,22 @@ class WorkflowEngine:
             inbox=[event(at, executionStarted=started), *carryover, *leftover],
             outbox=rec.outbox,
         )
+
+    def _retain(self, instance_id: str, status: int, completed: datetime) -> None:
+        """Purge a finished instance once the retention policy for its status runs out."""
+        keep = self._retention.get(status)
+        if keep is None:
+            return
+        delay = max(0.0, (completed + keep - now()).total_seconds())
+        self._timers[(instance_id, -1)] = asyncio.get_running_loop().call_later(
+            delay, lambda: self._spawn(self._expire(instance_id))
+        )
+
+    async def _expire(self, instance_id: str) -> None:
+        inst = await self._get(instance_id)
+        if inst is not None and inst.rec.terminal:
+            await self.purge(instance_id, recursive=False)
+            log.info("workflow %s purged: its retention ran out", instance_id)
 
     # --- messages between instances --------------------------------------------------------
 
@@ -758,13 +779,11 @@ class WorkflowEngine:
             taskExecutionId=s.taskExecutionId,
         )
         self._activities[token] = _Activity(rec.instance_id, rec.execution_id, scheduled.eventId)
-        self._queue.put_nowait(
-            (token, spb.WorkItem(activityRequest=request, completionToken=token))
-        )
+        self._queue.put(token, spb.WorkItem(activityRequest=request, completionToken=token))
 
     async def complete_activity(self, response: spb.ActivityResponse) -> None:
         activity = self._activities.pop(response.completionToken, None)
-        self._in_flight.pop(response.completionToken, None)
+        self._queue.done(response.completionToken)
         if activity is None:
             return  # already answered (or from before a restart: the re-dispatch answers)
         inst = await self._get(activity.instance_id)
@@ -853,17 +872,11 @@ class WorkflowEngine:
         self._streams += 1
         try:
             while True:
-                token, item = await self._queue.get()
-                if not self._current(token, item):
-                    continue
-                self._in_flight[token] = (stream, item)
+                _, item = await self._queue.take(stream, self._current)
                 yield item
         finally:
             self._streams -= 1
-            for token, (owner, item) in list(self._in_flight.items()):
-                if owner == stream:
-                    del self._in_flight[token]
-                    self._queue.put_nowait((token, item))
+            self._queue.release(stream)
 
     def _current(self, token: str, item: spb.WorkItem) -> bool:
         if item.HasField("activityRequest"):

@@ -113,7 +113,9 @@ class Record:
         return out
 
     def index_entry(self) -> list[Any]:
-        return [self.name, STATUS_NAMES[self.status], self.created.isoformat()]
+        """``[name, status, created, completed]`` (times ISO 8601; completed or "")."""
+        done = self.completed.isoformat() if self.completed is not None else ""
+        return [self.name, STATUS_NAMES[self.status], self.created.isoformat(), done]
 
 
 def _events(items: list[hpb.HistoryEvent]) -> str:
