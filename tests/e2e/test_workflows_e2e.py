@@ -414,3 +414,29 @@ def test_cli_list_history_raise_terminate_purge(
     purged = tandem(tandem_home, "purge", "-a", app_id, done)
     assert purged["count"] == 1
     assert client.get_workflow_state(done) is None
+
+
+def test_workflow_metrics_under_daprs_names(
+    client: DaprWorkflowClient, app: tuple[Sidecar, Path]
+) -> None:
+    sidecar, _ = app
+    assert run(client, "chain", "m") == "m+++"
+    port = sidecar.record()["metrics_port"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    lines = text.splitlines()
+
+    def has(prefix: str, *labels: str) -> bool:
+        return any(line.startswith(prefix) and all(x in line for x in labels) for line in lines)
+
+    app_id = f'app_id="{sidecar.app_id}"'
+    assert has("dapr_runtime_workflow_operation_count{", app_id, 'operation="create_workflow"')
+    assert has(
+        "dapr_runtime_workflow_execution_count{", 'workflow_name="chain"', 'status="success"'
+    )
+    assert has(
+        "dapr_runtime_workflow_activity_execution_count{",
+        'activity_name="step"',
+        'status="success"',
+    )
+    assert has("dapr_runtime_workflow_execution_latency_bucket{", 'workflow_name="chain"')
+    assert has("dapr_runtime_workflow_scheduling_latency_bucket{", 'workflow_name="chain"')

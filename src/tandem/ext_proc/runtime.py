@@ -175,6 +175,7 @@ class Runtime:
             app_id=self.options.app_id,
             namespace=self.options.namespace or "default",
             settings=self._config.workflow if self._config is not None else None,
+            metrics=self._metrics,
         )
         self._workflows = workflows
         workflows.register(self.router, wiring.rpcs)

@@ -68,20 +68,25 @@ class TaskHubServicer:
                 if request.HasField("scheduledStartTimestamp")
                 else None
             )
-            await engine.start(
-                instance_id,
-                request.name,
-                request.input.value if request.HasField("input") else None,
-                scheduled_start=scheduled,
-                execution_id=request.executionId.value if request.HasField("executionId") else None,
-            )
+            async with engine.measure("create_workflow"):
+                await engine.start(
+                    instance_id,
+                    request.name,
+                    request.input.value if request.HasField("input") else None,
+                    scheduled_start=scheduled,
+                    execution_id=request.executionId.value
+                    if request.HasField("executionId")
+                    else None,
+                )
             return spb.CreateInstanceResponse(instanceId=instance_id)
 
         return await self._run(context, work)
 
     async def GetInstance(self, request: spb.GetInstanceRequest, context: Any) -> Any:  # noqa: N802
         async def work(engine: WorkflowEngine) -> spb.GetInstanceResponse:
-            return _answer(await engine.state(request.instanceId), request.getInputsAndOutputs)
+            async with engine.measure("get_workflow"):
+                rec = await engine.state(request.instanceId)
+            return _answer(rec, request.getInputsAndOutputs)
 
         return await self._run(context, work)
 
@@ -110,11 +115,12 @@ class TaskHubServicer:
 
     async def RaiseEvent(self, request: spb.RaiseEventRequest, context: Any) -> Any:  # noqa: N802
         async def work(engine: WorkflowEngine) -> spb.RaiseEventResponse:
-            await engine.raise_event(
-                request.instanceId,
-                request.name,
-                request.input.value if request.HasField("input") else None,
-            )
+            async with engine.measure("add_event"):
+                await engine.raise_event(
+                    request.instanceId,
+                    request.name,
+                    request.input.value if request.HasField("input") else None,
+                )
             return spb.RaiseEventResponse()
 
         return await self._run(context, work)
@@ -156,8 +162,9 @@ class TaskHubServicer:
             else:
                 ids = [request.instanceId]
             count = 0
-            for instance_id in ids:
-                count += await engine.purge(instance_id, request.recursive, force)
+            async with engine.measure("purge_workflow"):
+                for instance_id in ids:
+                    count += await engine.purge(instance_id, request.recursive, force)
             answer = spb.PurgeInstancesResponse(deletedInstanceCount=count)
             answer.isComplete.value = True
             return answer

@@ -18,6 +18,7 @@ from tandem.ext_proc import workflows_grpc_api, workflows_http
 from tandem.ext_proc.actors_wiring import ActorWiring
 from tandem.ext_proc.grpc_api import Rpc
 from tandem.ext_proc.router import Router
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.placement.service import WORKFLOW_TIMER_KIND
 from tandem.resources.configuration import WorkflowSettings
 
@@ -57,6 +58,7 @@ def wire_workflows(
     app_id: str,
     namespace: str,
     settings: WorkflowSettings | None = None,
+    metrics: RuntimeMetrics = NO_METRICS,
 ) -> WorkflowWiring:
     if state is None:
         return WorkflowWiring(engine=None)
@@ -67,6 +69,7 @@ def wire_workflows(
         max_workflows=settings.max_concurrent_workflow_invocations or 0,
         max_activities=settings.max_concurrent_activity_invocations or 0,
         retention=retention_by_status(settings.retention),
+        metrics=metrics,
     )
     if actors.control_plane is None:
         return WorkflowWiring(engine=engine)  # timers stay in memory, re-armed on recovery

@@ -14,7 +14,9 @@ step is never re-run because its result is in the history the replay reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +30,9 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as 
 
 from tandem.blocks.errors import DaprError
 from tandem.blocks.workflows.record import (
+    COMPLETED,
     CONTINUED_AS_NEW,
+    FAILED,
     PENDING,
     RUNNING,
     STATUS_BY_NAME,
@@ -43,6 +47,7 @@ from tandem.blocks.workflows.record import (
 )
 from tandem.blocks.workflows.store import WorkflowStore
 from tandem.blocks.workflows.work_queue import WorkQueue
+from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 
 log = logging.getLogger("tandem.workflows")
 
@@ -83,6 +88,8 @@ class _Activity:
     instance_id: str
     execution_id: str
     task_id: int
+    name: str = ""
+    since: float = 0.0  # monotonic time of the dispatch
 
 
 class WorkflowEngine:
@@ -93,7 +100,9 @@ class WorkflowEngine:
         max_workflows: int = 0,
         max_activities: int = 0,
         retention: Mapping[int, timedelta] | None = None,
+        metrics: RuntimeMetrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics
         self._store = store
         self._instances: dict[str, _Instance] = {}
         self._queue = WorkQueue(max_workflows, max_activities)
@@ -109,6 +118,17 @@ class WorkflowEngine:
     @property
     def connected_workers(self) -> int:
         return self._streams
+
+    @contextlib.asynccontextmanager
+    async def measure(self, operation: str) -> AsyncIterator[None]:
+        """Record one workflow API request (Dapr's operation names) with its outcome."""
+        start = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.metrics.workflow_operation(operation, ok, (time.perf_counter() - start) * 1000)
 
     def use_timers(self, setter: TimerSetter) -> None:
         """Set durable timers elsewhere (the scheduler) instead of in memory."""
@@ -467,6 +487,9 @@ class WorkflowEngine:
                     inst.delayed = loop.call_later(wait, self._wake_delayed, inst)
                 return
         token = uuid.uuid4().hex
+        if not rec.history and rec.status == PENDING:
+            since = rec.scheduled_start or rec.created
+            self.metrics.workflow_scheduled(rec.name, (now() - since).total_seconds() * 1000)
         inst.in_flight = token
         inst.dispatched = len(rec.inbox)
         inst.started = event(now(), workflowStarted=hpb.WorkflowStartedEvent())
@@ -642,6 +665,11 @@ class WorkflowEngine:
             inst.started = None
         if rec.terminal and rec.completed is not None:
             self._retain(rec.instance_id, rec.status, rec.completed)
+            self.metrics.workflow_ended(
+                rec.name,
+                _OUTCOME.get(rec.status, "failed"),
+                (rec.completed - rec.created).total_seconds() * 1000,
+            )
         for e in activities:
             self._dispatch_activity(rec, e)
         for e in timers:
@@ -778,7 +806,9 @@ class WorkflowEngine:
             taskId=scheduled.eventId,
             taskExecutionId=s.taskExecutionId,
         )
-        self._activities[token] = _Activity(rec.instance_id, rec.execution_id, scheduled.eventId)
+        self._activities[token] = _Activity(
+            rec.instance_id, rec.execution_id, scheduled.eventId, s.name, time.monotonic()
+        )
         self._queue.put(token, spb.WorkItem(activityRequest=request, completionToken=token))
 
     async def complete_activity(self, response: spb.ActivityResponse) -> None:
@@ -786,6 +816,11 @@ class WorkflowEngine:
         self._queue.done(response.completionToken)
         if activity is None:
             return  # already answered (or from before a restart: the re-dispatch answers)
+        self.metrics.activity_ended(
+            activity.name,
+            not response.HasField("failureDetails"),
+            (time.monotonic() - activity.since) * 1000,
+        )
         inst = await self._get(activity.instance_id)
         if inst is None or inst.rec.execution_id != activity.execution_id:
             return
@@ -883,6 +918,9 @@ class WorkflowEngine:
             return token in self._activities
         inst = self._instances.get(item.workflowRequest.instanceId)
         return inst is not None and inst.in_flight == token
+
+
+_OUTCOME = {COMPLETED: "success", FAILED: "failed", TERMINATED: "terminated"}
 
 
 def _status_name(status: int) -> str:

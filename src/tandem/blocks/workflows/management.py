@@ -135,14 +135,16 @@ class WorkflowApi:
                 raise bad_request(
                     "ERR_START_WORKFLOW", f"{START_TIME_OPTION} {start_time!r} is not RFC 3339"
                 ) from None
-        await engine.start(instance_id, name, input, scheduled_start=scheduled)
+        async with engine.measure("create_workflow"):
+            await engine.start(instance_id, name, input, scheduled_start=scheduled)
         return instance_id
 
     async def get(self, component: str, instance_id: str) -> dict[str, Any]:
         engine = self.engine(component)
-        rec = await engine.state(self._instance(instance_id))
-        if rec is None:
-            raise not_found(instance_id)
+        async with engine.measure("get_workflow"):
+            rec = await engine.state(self._instance(instance_id))
+            if rec is None:
+                raise not_found(instance_id)
         return view(rec)
 
     async def terminate(self, component: str, instance_id: str, recursive: bool = True) -> None:
@@ -155,7 +157,8 @@ class WorkflowApi:
         self._instance(instance_id)
         if not event:
             raise bad_request("ERR_WORKFLOW_EVENT_NAME_MISSING", "missing workflow event name")
-        await engine.raise_event(instance_id, event, data)
+        async with engine.measure("add_event"):
+            await engine.raise_event(instance_id, event, data)
 
     async def pause(self, component: str, instance_id: str) -> None:
         await self.engine(component).suspend(self._instance(instance_id), None)
@@ -165,8 +168,9 @@ class WorkflowApi:
 
     async def purge(self, component: str, instance_id: str, recursive: bool = True) -> None:
         engine = self.engine(component)
-        if await engine.purge(self._instance(instance_id), recursive) == 0:
-            raise not_found(instance_id)
+        async with engine.measure("purge_workflow"):
+            if await engine.purge(self._instance(instance_id), recursive) == 0:
+                raise not_found(instance_id)
 
     # --- beyond Dapr -----------------------------------------------------------------------
 
