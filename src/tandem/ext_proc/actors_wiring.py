@@ -67,8 +67,17 @@ class ActorWiring:
     # says, with where their scheduler firings go.
     internal: dict[str, FireHandler] = field(default_factory=dict)
 
-    def host_internal(self, actor_type: str, fire: FireHandler) -> None:
+    _config: ActorConfig | None = None  # what the placement stream was opened with
+
+    async def host_internal(self, actor_type: str, fire: FireHandler) -> None:
+        """Host ``actor_type`` too from now on (re-opening an open placement stream)."""
+        if actor_type in self.internal:
+            return
         self.internal[actor_type] = fire
+        if self._client is not None and self._config is not None:
+            config = self._config
+            await self._stop_placement()
+            await self.start_placement(config)
 
     async def _fire(self, actor_type: str, actor_id: str, name: str, payload: bytes) -> str:
         handler = self.internal.get(actor_type)
@@ -86,6 +95,7 @@ class ActorWiring:
         """Open the placement stream, hosting ``config``'s types (none: routing only)."""
         if self.control_plane is None or self._client is not None:
             return
+        self._config = config
         service = self.service
         engine = service.engine
 

@@ -94,6 +94,11 @@ def wire_workflows(
         await engine.fire_timer(instance_id, int(name.removeprefix(TIMER_PREFIX)))
         return "delivered"
 
+    async def worker_connected() -> None:
+        # As in Dapr, the sidecar hosts its app's workflows once a worker connects: sidecars
+        # without workflow apps never join placement for them.
+        await actors.host_internal(actor_type, fire)
+
     engine.use_timers(set_timer)
-    actors.host_internal(actor_type, fire)
+    engine.on_worker(worker_connected)
     return WorkflowWiring(engine=engine)

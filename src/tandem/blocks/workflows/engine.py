@@ -111,6 +111,7 @@ class WorkflowEngine:
         self._stream_ids = 0
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._set_timer: TimerSetter = self._memory_timer
+        self._on_worker: Callable[[], Awaitable[None]] | None = None
         self._retention = dict(retention or {})  # terminal status -> how long it is kept
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loaded = asyncio.Event()
@@ -129,6 +130,10 @@ class WorkflowEngine:
             ok = True
         finally:
             self.metrics.workflow_operation(operation, ok, (time.perf_counter() - start) * 1000)
+
+    def on_worker(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` when a worker stream opens (the wiring hosts the workflow type)."""
+        self._on_worker = hook
 
     def use_timers(self, setter: TimerSetter) -> None:
         """Set durable timers elsewhere (the scheduler) instead of in memory."""
@@ -902,6 +907,8 @@ class WorkflowEngine:
 
     async def work_items(self) -> AsyncIterator[spb.WorkItem]:
         """Work for one connected worker stream; what it leaves unanswered goes back."""
+        if self._on_worker is not None:
+            await self._on_worker()
         self._stream_ids += 1
         stream = self._stream_ids
         self._streams += 1
