@@ -440,3 +440,24 @@ def test_workflow_metrics_under_daprs_names(
     )
     assert has("dapr_runtime_workflow_execution_latency_bucket{", 'workflow_name="chain"')
     assert has("dapr_runtime_workflow_scheduling_latency_bucket{", 'workflow_name="chain"')
+
+
+def test_taskhub_purge_by_filter_takes_finished_instances_only(
+    client: DaprWorkflowClient, app: tuple[Sidecar, Path]
+) -> None:
+    import grpc
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as pb
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+    done = f"pf-{uuid.uuid4().hex[:8]}"
+    assert run(client, "chain", "p", instance_id=done) == "p+++"
+    waiting = client.schedule_new_workflow(workflow="waiter")
+    client.wait_for_workflow_start(waiting, timeout_in_seconds=WAIT)
+    with grpc.insecure_channel(f"127.0.0.1:{app[0].grpc_port}") as channel:
+        answer = pb_grpc.TaskHubSidecarServiceStub(channel).PurgeInstances(
+            pb.PurgeInstancesRequest(purgeInstanceFilter=pb.PurgeInstanceFilter()), timeout=30
+        )
+    assert answer.deletedInstanceCount >= 1
+    assert client.get_workflow_state(done) is None
+    assert client.get_workflow_state(waiting) is not None  # still running: kept
+    client.terminate_workflow(waiting)

@@ -17,10 +17,11 @@ from tandem.blocks.errors import DaprError
 from tandem.blocks.workflows.engine import WorkflowEngine
 from tandem.blocks.workflows.ids import check_instance_id, new_instance_id
 from tandem.blocks.workflows.listing import Filter, page, purge_filter
-from tandem.blocks.workflows.record import PENDING, Record
+from tandem.blocks.workflows.record import PENDING, STATUS_NAMES, TERMINAL, Record
 from tandem.ext_proc.grpc_api import guarded
 
 log = logging.getLogger("tandem.workflows")
+TERMINAL_NAMES = frozenset(STATUS_NAMES[s] for s in TERMINAL)
 
 
 def no_engine() -> DaprError:
@@ -158,7 +159,13 @@ class TaskHubServicer:
         async def work(engine: WorkflowEngine) -> spb.PurgeInstancesResponse:
             force = request.force if request.HasField("force") else False
             if request.WhichOneof("request") == "purgeInstanceFilter":
-                ids = purge_filter(engine.listing(), request.purgeInstanceFilter)
+                # A filter selects finished instances only (all of them with force).
+                index = engine.listing()
+                ids = [
+                    i
+                    for i in purge_filter(index, request.purgeInstanceFilter)
+                    if force or index[i][1] in TERMINAL_NAMES
+                ]
             else:
                 ids = [request.instanceId]
             count = 0
