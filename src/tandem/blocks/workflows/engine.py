@@ -143,6 +143,7 @@ class WorkflowEngine:
 
     async def recover(self) -> None:
         """Resume every unfinished instance from its committed record."""
+        outboxes: list[Record] = []  # delivered once recovery is done (receivers wait for it)
         try:
             index = await self._store.load_index()
             for instance_id, entry in list(index.items()):
@@ -150,16 +151,25 @@ class WorkflowEngine:
                 if status in TERMINAL:
                     if len(entry) > 3 and entry[3]:
                         self._retain(instance_id, status, datetime.fromisoformat(entry[3]))
+                    if len(entry) > 4 and entry[4]:  # its last messages may not have gone
+                        done = await self._store.load(instance_id)
+                        if done is not None:
+                            outboxes.append(
+                                self._instances.setdefault(instance_id, _Instance(done)).rec
+                            )
                     continue
                 rec = await self._store.load(instance_id)
                 if rec is None or rec.terminal:
                     continue
                 inst = self._instances.setdefault(instance_id, _Instance(rec))
-                await self._resume_pending(inst)
+                await self._resume_pending(inst, deliver=False)
+                outboxes.append(inst.rec)
         finally:
             self._loaded.set()
+        for rec in outboxes:
+            await self._deliver(rec)
 
-    async def _resume_pending(self, inst: _Instance) -> None:
+    async def _resume_pending(self, inst: _Instance, *, deliver: bool = True) -> None:
         rec = inst.rec
         done_tasks: set[int] = set()
         fired: set[int] = set()
@@ -177,7 +187,8 @@ class WorkflowEngine:
                 self._dispatch_activity(rec, e)
             elif kind == "timerCreated" and e.eventId not in fired:
                 await self._arm(rec.instance_id, e.eventId, e.timerCreated.fireAt)
-        await self._deliver(rec)
+        if deliver:
+            await self._deliver(rec)
         self._kick(inst)
 
     async def close(self) -> None:
@@ -751,6 +762,10 @@ class WorkflowEngine:
                     exc,
                 )
         rec.outbox = []  # persisted with the next commit; until then a crash redelivers
+        current = self._instances.get(rec.instance_id)
+        if rec.terminal and current is not None and current.rec is rec:
+            # No next commit comes: say now that the messages went (unless it was purged).
+            await self._store.save(rec, index=True)
 
     async def _apply(self, rec: Record, msg: dict[str, Any]) -> None:
         kind = msg["kind"]
@@ -850,9 +865,10 @@ class WorkflowEngine:
                 _completed_task(e) == activity.task_id for e in [*rec.history, *rec.inbox]
             ):
                 return
+            # Not committed here: the turn that consumes it commits it. A crash before
+            # loses it, and recovery dispatches the activity again (at least once).
             rec.inbox.append(result)
             rec.updated = now()
-            await self._store.save(rec, index=False)
         self._kick(inst)
 
     # --- timers ----------------------------------------------------------------------------
@@ -897,9 +913,10 @@ class WorkflowEngine:
             ):
                 return True
             fired = hpb.TimerFiredEvent(fireAt=created.timerCreated.fireAt, timerId=timer_id)
+            # Committed with the turn that consumes it; after a crash recovery re-arms the
+            # timer, which is due and fires at once.
             rec.inbox.append(event(now(), timerFired=fired))
             rec.updated = now()
-            await self._store.save(rec, index=False)
         self._kick(inst)
         return True
 

@@ -113,9 +113,11 @@ class Record:
         return out
 
     def index_entry(self) -> list[Any]:
-        """``[name, status, created, completed]`` (times ISO 8601; completed or "")."""
+        """``[name, status, created, completed, outbox pending]`` (times ISO 8601;
+        completed or "")."""
         done = self.completed.isoformat() if self.completed is not None else ""
-        return [self.name, STATUS_NAMES[self.status], self.created.isoformat(), done]
+        pending = 1 if self.outbox else 0
+        return [self.name, STATUS_NAMES[self.status], self.created.isoformat(), done, pending]
 
 
 def _events(items: list[hpb.HistoryEvent]) -> str:
