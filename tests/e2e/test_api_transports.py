@@ -240,7 +240,7 @@ def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar
     assert "the actors API is not implemented" in info.value.details()
 
 
-def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
+def test_sdk_lock_and_workflow_calls_answer_without_hanging(
     sidecars: dict[str, Sidecar],
 ) -> None:
     import os
@@ -266,10 +266,7 @@ def test_sdk_workflow_and_binding_calls_fail_fast_naming_the_api(
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert (
-        "try_lock failed: StatusCode.UNIMPLEMENTED: the distributed lock API is not implemented"
-        in out
-    ), out
+    assert "try_lock success=True" in out, out
     assert "workflow runtime started" in out, out + done.stderr
     assert "schedule_new_workflow succeeded" in out, out  # workflows are served now
     assert out.rstrip().endswith("done"), out
