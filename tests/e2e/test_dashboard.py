@@ -15,8 +15,10 @@ import httpx
 import pytest
 from harness import APPS, start_sidecar, wait_until
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from tandem.cli.ports import free_port
 
@@ -70,6 +72,13 @@ def mesh(tandem_home, tmp_path_factory):
         command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
     )
     caller = start_sidecar(tandem_home, "dash-caller", "--resources-path", str(resources))
+    workflows = start_sidecar(
+        tandem_home,
+        "dash-wf",
+        command=[sys.executable, str(APPS / "workflow_app.py")],
+        env={"WF_LOG": str(folder / "activities.jsonl")},
+    )
+    wait_until(lambda: "workflow app ready" in workflows.text(), 60, "the workflow app")
     dash_port = free_port()
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "tandem.cli.main", "dashboard", "--port", str(dash_port)],
@@ -77,10 +86,10 @@ def mesh(tandem_home, tmp_path_factory):
     )
     url = f"http://127.0.0.1:{dash_port}"
     wait_until(lambda: _up(url), 30, "the dashboard to serve")
-    yield url, caller, callee
+    yield url, caller, callee, workflows
     dashboard.terminate()
     dashboard.wait(10)
-    for s in (caller, callee):
+    for s in (caller, callee, workflows):
         s.stop()
 
 
@@ -115,7 +124,7 @@ def shot(driver, name: str) -> None:
 
 
 def test_the_apps_page_shows_the_mesh(mesh, browser):
-    url, caller, callee = mesh
+    url, caller, callee, _ = mesh
     # Some traffic, so the callee has requests to show.
     wait_until(
         lambda: httpx.get(f"{caller.base}/v1.0/invoke/dash-callee/method/x").status_code == 200,
@@ -149,8 +158,63 @@ def test_the_apps_page_shows_the_mesh(mesh, browser):
     assert console_errors(browser) == []
 
 
+def test_a_workflow_is_listed_its_history_shown_and_terminated(mesh, browser):
+    url, _, _, workflows = mesh
+    started = httpx.post(
+        f"{workflows.base}/v1.0-beta1/workflows/dapr/waiter/start?instanceID=dash-1",
+        json={},
+        timeout=10,
+    )
+    assert started.status_code == 202, started.text
+    browser.get(f"{url}/#workflows")
+
+    def fresh(action):  # the page re-renders every 2 s: an element may go stale
+        def attempt() -> bool:
+            try:
+                return bool(action())
+            except StaleElementReferenceException:
+                return False
+
+        return attempt
+
+    def choose_app() -> bool:
+        Select(browser.find_element(By.ID, "wf-app")).select_by_value("dash-wf")
+        return True
+
+    wait_until(fresh(choose_app), 20, "the workflow app in the list of apps")
+    row_css = 'tr[data-instance="dash-1"]'
+
+    def listed() -> bool:
+        browser.find_element(By.CSS_SELECTOR, "#wf-filter button").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, row_css)
+        return bool(rows) and "RUNNING" in rows[0].text
+
+    wait_until(fresh(listed), 20, "the running instance in the list")
+    wait_until(
+        fresh(lambda: browser.find_element(By.CSS_SELECTOR, row_css).click() or True),
+        10,
+        "a click on it",
+    )
+    wait_until(
+        fresh(lambda: "executionStarted" in browser.find_element(By.ID, "wf-history").text),
+        20,
+        "the instance's history",
+    )
+    shot(browser, "workflow-history")
+    browser.find_element(By.CSS_SELECTOR, 'button[data-action="terminate"]').click()
+    wait_until(
+        fresh(lambda: browser.find_element(By.ID, "wf-state").text == "TERMINATED"),
+        20,
+        "the terminated state",
+    )
+    got = httpx.get(f"{workflows.base}/v1.0-beta1/workflows/dapr/dash-1", timeout=10).json()
+    assert got["runtimeStatus"] == "TERMINATED"
+    shot(browser, "workflow-terminated")
+    assert console_errors(browser) == []
+
+
 def test_actions_need_the_dashboard_header(mesh):
-    url, _, _ = mesh
+    url, *_ = mesh
     refused = httpx.post(f"{url}/api/apps/dash-callee/workflows/abc/terminate", timeout=10)
     assert refused.status_code == 403 and refused.json()["errorCode"] == "ERR_FORBIDDEN"
     missing = httpx.get(f"{url}/api/apps/nobody/workflows", timeout=10)
