@@ -14,17 +14,19 @@ from pathlib import Path
 import httpx
 from harness import APPS, start_sidecar, wait_until
 
-BINDING = """\
+# A setting Tandem cannot honour, which it must say on the console at start.
+RESILIENCY = """\
 apiVersion: dapr.io/v1alpha1
-kind: Component
+kind: Resiliency
 metadata:
-  name: checkout-lock
+  name: checkout-breaker
 spec:
-  type: lock.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: "localhost:6379"
+  policies:
+    circuitBreakers:
+      cb: {maxRequests: 2, timeout: 30s, trip: consecutiveFailures > 5}
+  targets:
+    apps:
+      cart: {circuitBreaker: cb}
 """
 
 
@@ -52,7 +54,7 @@ def _stop(home: Path, app_id: str) -> subprocess.CompletedProcess[str]:
 def test_dapr_run_line_without_app_id_or_ports(tandem_home, tmp_path):
     res = tmp_path / "components"
     res.mkdir()
-    (res / "binding.yaml").write_text(BINDING)
+    (res / "resiliency.yaml").write_text(RESILIENCY)
     out = tmp_path / "run.out"
     proc = _tandem(
         tandem_home,
@@ -86,7 +88,7 @@ def test_dapr_run_line_without_app_id_or_ports(tandem_home, tmp_path):
         assert md["id"] == app_id
         text = out.read_text()
         # The YAML warning and the flag note reach the console, not only the runtime log.
-        assert "component checkout-lock skipped" in text and "lock.redis" in text, text
+        assert "circuitBreakers.cb.maxRequests is ignored for invocations" in text, text
         assert "--placement-host-address" in text and "ignored" in text, text
 
         stopped = _stop(tandem_home, app_id)
