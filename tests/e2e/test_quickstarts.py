@@ -88,9 +88,11 @@ class Mesh:
     sidecars: list[Sidecar]
 
     def localize(self, script: str) -> str:
-        return re.sub(
-            r"localhost:(\d+)", lambda m: f"localhost:{self.ports.get(m[1], m[1])}", script
-        )
+        """The page's ports become the sidecars' real ones; a port no `tandem run` of the
+        page names would reach whatever happens to listen there, so it is an error."""
+        unknown = set(re.findall(r"localhost:(\d+)", script)) - set(self.ports)
+        assert not unknown, f"the page calls ports no `tandem run` names: {unknown}"
+        return re.sub(r"localhost:(\d+)", lambda m: f"localhost:{self.ports[m[1]]}", script)
 
 
 def launch(line: str, home: Path, work: Path, ports: dict[str, str]) -> Sidecar:
