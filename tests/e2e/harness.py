@@ -84,6 +84,7 @@ def start_sidecar(
     command: list[str] | None = None,
     wait: bool = True,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Sidecar:
     http_port, grpc_port, internal_port, metrics_port = distinct_free_ports(4)
     output = home / f"{app_id}-{http_port}.out"
@@ -108,7 +109,7 @@ def start_sidecar(
         argv += ["--", *command]
     full_env = {**os.environ, "TANDEM_HOME": str(home), **(env or {})}
     with open(output, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     sidecar = Sidecar(app_id, proc, http_port, grpc_port, internal_port, output, home)
     if wait:
         wait_healthy(sidecar)
