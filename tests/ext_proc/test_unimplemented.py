@@ -27,24 +27,6 @@ def dispatch() -> Dispatcher:
     return Dispatcher(router)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "api"),
-    [
-        ("POST", "/v1.0/workflows/dapr/OrderWorkflow/start", "workflows"),
-        ("GET", "/v1.0-beta1/workflows/dapr/order/start", "workflows"),  # no GET route
-        ("GET", "/v1.0-beta1/workflows/dapr/abc123", "workflows"),
-        ("POST", "/v1.0-alpha1/workflows/dapr/abc123/terminate", "workflows"),
-    ],
-)
-async def test_every_unbuilt_route_is_a_501_naming_its_api(dispatch, method, path, api):
-    path, _, query = path.partition("?")
-    resp = await dispatch(ApiRequest(method=method, path=path, query=query))
-    assert resp.status == 501
-    body = orjson.loads(resp.body)
-    assert body["errorCode"] == "ERR_API_UNIMPLEMENTED"
-    assert f"the {api} API is not implemented" in body["message"]
-
-
 async def test_a_built_route_under_an_unbuilt_prefix_is_served(dispatch):
     resp = await dispatch(ApiRequest(method="POST", path="/v1.0-beta1/workflows/dapr/order/start"))
     assert resp.status == 200

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tandem import __version__
 from tandem.cli import app_side
+from tandem.cli import workflows as workflow_cli
 from tandem.cli.appid import new_app_id
 from tandem.cli.controlplane import mark_stopping
 from tandem.cli.home import Home
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="every sidecar on this machine and the control plane"
     )
     add_injector_parser(sub)
+    workflow_cli.add_arguments(sub)
     return p
 
 
@@ -395,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         from tandem.cli.jobs import cmd_jobs_list
 
         return cmd_jobs_list(home.root, a.app_id, a.output)
+    if a.cmd == "workflow":
+        return workflow_cli.run(a, running_apps(home))
     if a.run_file is not None:
         return _multi_app_run(home, a.run_file)
     if a.dapr_graceful_shutdown_seconds < 0:

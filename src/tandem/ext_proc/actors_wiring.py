@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -33,7 +33,7 @@ from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.placement import wire
-from tandem.placement.client import JobHandler, PlacementClient
+from tandem.placement.client import FireHandler, JobHandler, PlacementClient
 from tandem.resources import Resiliency
 
 log = logging.getLogger("tandem.actors")
@@ -65,11 +65,39 @@ class ActorWiring:
     _channel: grpc.aio.Channel | None = None
     _client: PlacementClient | None = None
     _placement: asyncio.Task[None] | None = None  # the client's run loop
+    # The runtime's own internal actor types (workflow instances), hosted whatever the app
+    # says, with where their scheduler firings go.
+    internal: dict[str, FireHandler] = field(default_factory=dict)
+
+    _config: ActorConfig | None = None  # what the placement stream was opened with
+
+    async def host_internal(self, actor_type: str, fire: FireHandler) -> None:
+        """Host ``actor_type`` too from now on (re-opening an open placement stream)."""
+        if actor_type in self.internal:
+            return
+        self.internal[actor_type] = fire
+        if self._client is not None and self._config is not None:
+            config = self._config
+            await self._stop_placement()
+            await self.start_placement(config)
+
+    async def _fire(self, actor_type: str, actor_id: str, name: str, payload: bytes) -> str:
+        handler = self.internal.get(actor_type)
+        if handler is not None:
+            return await handler(actor_type, actor_id, name, payload)
+        return await self.service.fire(actor_type, actor_id, name, payload)
+
+    async def call_scheduler(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A call to the control plane's scheduler (the reminder API)."""
+        if self._channel is None:
+            raise RuntimeError("no control plane")
+        return await _Reminders(self._channel).call(method, request)
 
     async def start_placement(self, config: ActorConfig) -> None:
         """Open the placement stream, hosting ``config``'s types (none: routing only)."""
         if self.control_plane is None or self._client is not None:
             return
+        self._config = config
         service = self.service
         engine = service.engine
 
@@ -85,10 +113,10 @@ class ActorWiring:
             self.control_plane,
             host=self.host,
             app_id=self.app_id,
-            types=sorted(config.types),
+            types=sorted(set(config.types) | set(self.internal)),
             rebalance=rebalance,
             lost=lost,
-            fire=service.fire,
+            fire=self._fire,
             job=self.job,
         )
         service.set_placement(self._client)

@@ -22,7 +22,14 @@ from tandem.blocks.app_health import AppHealthConfig
 from tandem.blocks.health import Health
 from tandem.blocks.metadata import AppConnection, MetadataService
 from tandem.blocks.registry import ComponentContext, ComponentSpec, UnknownComponentError
-from tandem.ext_proc import actors_grpc, actors_stream, invoke_grpc_app, meta_http, unimplemented
+from tandem.ext_proc import (
+    actors_grpc,
+    actors_stream,
+    invoke_grpc_app,
+    meta_http,
+    unimplemented,
+    workflow_grpc,
+)
 from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import (
     Wiring,
@@ -42,6 +49,7 @@ from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.jobs_wiring import wire_jobs
 from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings, spec_of
 from tandem.ext_proc.router import Router
+from tandem.ext_proc.workflows_wiring import WorkflowWiring, wire_workflows
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
 from tandem.observability.tracing import runtime_tracing
@@ -112,6 +120,7 @@ class Runtime:
     _metrics: RuntimeMetrics = NO_METRICS
     _secrets: Any = None  # the opened secret stores (tandem.blocks.secrets.SecretsService)
     _resolver: Any = None  # resolves secretKeyRef (tandem.blocks.secrets.resolve)
+    _workflows: WorkflowWiring | None = None
 
     def __post_init__(self) -> None:
         self.health = Health(self.options.app_id)
@@ -187,6 +196,18 @@ class Runtime:
             has_app=self.options.app_port is not None,
         )
         self._closers.append(jobs.close)
+        workflows = wire_workflows(
+            actors.service.state,
+            actors,
+            app_id=self.options.app_id,
+            namespace=self.options.namespace or "default",
+            settings=self._config.workflow if self._config is not None else None,
+            metrics=self._metrics,
+        )
+        self._workflows = workflows
+        workflows.register(self.router, wiring.rpcs)
+        workflows.start()
+        self._closers.append(workflows.close)
         self._start_reloader(wiring, ctx)
         self._metrics.loaded(
             len(wiring.components),
@@ -365,7 +386,8 @@ class Runtime:
             ),
             server,
         )
-        unimplemented.add_workflow_servicer(server)
+        workflows = self._workflows
+        workflow_grpc.add_to_server(server, lambda: workflows.engine if workflows else None)
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)

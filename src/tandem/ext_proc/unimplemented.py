@@ -2,20 +2,16 @@
 
 HTTP: 501 with Dapr's ``ERR_API_UNIMPLEMENTED`` naming the API, through either front door
 (both end in the router). gRPC: UNIMPLEMENTED naming the API, for every method of the Dapr
-service without an implementation and for the durable-task service of workflows. A block
+service without an implementation. A block
 that lands removes its prefixes from :data:`HTTP_PREFIXES`; its gRPC methods leave the
 unimplemented set by being implemented.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-from google.protobuf import empty_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
 from tandem.blocks.errors import DaprError
@@ -25,11 +21,7 @@ from tandem.ext_proc.router import Router
 log = logging.getLogger("tandem.runtime")
 
 # (path prefix, API name): every route of Dapr's HTTP API under these prefixes.
-HTTP_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("/v1.0/workflows", "workflows"),
-    ("/v1.0-beta1/workflows", "workflows"),
-    ("/v1.0-alpha1/workflows", "workflows"),
-)
+HTTP_PREFIXES: tuple[tuple[str, str], ...] = ()
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 # The Dapr proto file a method's request type lives in names its API.
@@ -93,48 +85,3 @@ def api_of(method: MethodDescriptor) -> str:
 
 def grpc_message(method: MethodDescriptor) -> str:
     return f"{message(api_of(method))} ({method.name})"
-
-
-class WorkflowSidecarServicer:
-    """The durable-task service (``TaskHubSidecarService``) the SDK's workflow client and
-    worker call. Management calls fail at once with UNIMPLEMENTED naming workflows.
-
-    ``Hello`` answers, and ``GetWorkItems`` stays open without work: the SDK's worker
-    retries a failed Hello forever (``WorkflowRuntime.start()`` would hang), and re-opens
-    a failed work-item stream at once, in a loop. An open, idle stream is what the worker
-    sees from a Dapr sidecar with no workflows to run; the app's own workflow calls then
-    fail fast, naming the API.
-    """
-
-    def __init__(self) -> None:
-        from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as pb
-
-        service = pb.DESCRIPTOR.services_by_name["TaskHubSidecarService"]
-        for method in service.methods:
-            if method.name not in ("Hello", "GetWorkItems"):
-                setattr(self, method.name, _abort(f"{message('workflows')} ({method.name})"))
-
-    async def Hello(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - gRPC's name
-        return empty_pb2.Empty()
-
-    async def GetWorkItems(  # noqa: N802 - gRPC's name
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        log.warning("an app started a workflow worker: %s", message("workflows"))
-        # Idle until the client goes away (the SDK cancels the stream on shutdown), which
-        # cancels this handler.
-        await asyncio.get_running_loop().create_future()
-        yield  # pragma: no cover - makes this an async generator
-
-
-def _abort(text: str) -> Any:
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, text)
-
-    return unary
-
-
-def add_workflow_servicer(server: grpc.aio.Server) -> None:
-    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
-
-    pb_grpc.add_TaskHubSidecarServiceServicer_to_server(WorkflowSidecarServicer(), server)  # type: ignore[no-untyped-call]

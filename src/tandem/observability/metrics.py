@@ -217,6 +217,35 @@ class RuntimeMetrics:
             "dapr_runtime_actor_reminders_fired", "Actor reminders fired", [*actor, "success"],
             registry=r,
         )  # fmt: skip
+        wf = ["app_id", "namespace"]
+        self.workflow_operations = Counter(
+            "dapr_runtime_workflow_operation_count", "Workflow operation requests",
+            [*wf, "operation", "status"], registry=r,
+        )  # fmt: skip
+        self.workflow_operation_latency = Histogram(
+            "dapr_runtime_workflow_operation_latency", "Workflow operation latency (ms)",
+            [*wf, "operation", "status"], buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.workflow_executions = Counter(
+            "dapr_runtime_workflow_execution_count", "Workflow executions ended",
+            [*wf, "workflow_name", "status"], registry=r,
+        )  # fmt: skip
+        self.workflow_execution_latency = Histogram(
+            "dapr_runtime_workflow_execution_latency", "Workflow run time to the end (ms)",
+            [*wf, "workflow_name", "status"], buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.workflow_scheduling_latency = Histogram(
+            "dapr_runtime_workflow_scheduling_latency", "From start request to first run (ms)",
+            [*wf, "workflow_name"], buckets=buckets, registry=r,
+        )  # fmt: skip
+        self.activity_executions = Counter(
+            "dapr_runtime_workflow_activity_execution_count", "Activity executions ended",
+            [*wf, "activity_name", "status"], registry=r,
+        )  # fmt: skip
+        self.activity_execution_latency = Histogram(
+            "dapr_runtime_workflow_activity_execution_latency", "Activity run time (ms)",
+            [*wf, "activity_name", "status"], buckets=buckets, registry=r,
+        )  # fmt: skip
         self.components_loaded.labels(app_id).set(0)
 
     def watch_dropped_spans(self, count: Callable[[], int]) -> None:
@@ -319,6 +348,32 @@ class RuntimeMetrics:
     def activations_for(self, direction: str, target: str) -> Callable[[str], None]:
         """The activation callback of one policy runner."""
         return lambda policy: self.resiliency_activation(direction, target, policy)
+    def workflow_operation(self, operation: str, success: bool, ms: float) -> None:
+        """A workflow API request: create_workflow, get_workflow, add_event, purge_workflow."""
+        if not self.enabled:
+            return
+        labels = (self.app_id, self.namespace, operation, "success" if success else "failed")
+        self.workflow_operations.labels(*labels).inc()
+        self.workflow_operation_latency.labels(*labels).observe(ms)
+
+    def workflow_ended(self, name: str, status: str, ms: float) -> None:
+        """An instance ended: ``status`` success, failed or terminated."""
+        if not self.enabled:
+            return
+        labels = (self.app_id, self.namespace, name, status)
+        self.workflow_executions.labels(*labels).inc()
+        self.workflow_execution_latency.labels(*labels).observe(ms)
+
+    def workflow_scheduled(self, name: str, ms: float) -> None:
+        if self.enabled:
+            self.workflow_scheduling_latency.labels(self.app_id, self.namespace, name).observe(ms)
+
+    def activity_ended(self, name: str, success: bool, ms: float) -> None:
+        if not self.enabled:
+            return
+        labels = (self.app_id, self.namespace, name, "success" if success else "failed")
+        self.activity_executions.labels(*labels).inc()
+        self.activity_execution_latency.labels(*labels).observe(ms)
 
     def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
         if not self.enabled:

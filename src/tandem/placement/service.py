@@ -40,6 +40,9 @@ EPOCH_FILE = "placement.json"
 SCHEDULER_FILE = "scheduler.db"
 DEFAULT_LEASE = 5.0
 REMINDER_KIND = "actor-reminder"
+# A workflow's durable timer: routed like a reminder, to the owner of the instance (an id
+# of the app's internal workflow actor type), which adds TimerFired to its inbox.
+WORKFLOW_TIMER_KIND = "workflow-timer"
 
 
 def next_epoch(home: Path) -> tuple[int, bool]:
@@ -56,6 +59,12 @@ def next_epoch(home: Path) -> tuple[int, bool]:
 
 def reminder_key(actor_type: str, actor_id: str, name: str = "") -> str:
     return f"actor||{actor_type}||{actor_id}||{name}"
+
+
+def _key(request: dict[str, Any], actor_type: str, actor_id: str, name: str) -> str:
+    if request.get("kind") == WORKFLOW_TIMER_KIND:
+        return f"workflow||{actor_type}||{actor_id}||{name}"
+    return reminder_key(actor_type, actor_id, name)
 
 
 class _Host:
@@ -294,8 +303,8 @@ class PlacementService:
             {"dueTime": spec["dueTime"], "period": spec["period"], "data": data}
         ).encode()
         entry = Entry(
-            key=reminder_key(actor_type, actor_id, name),
-            kind=REMINDER_KIND,
+            key=_key(request, actor_type, actor_id, name),
+            kind=WORKFLOW_TIMER_KIND if request.get("kind") == WORKFLOW_TIMER_KIND else REMINDER_KIND,
             target=actor_type,
             schedule=schedule,
             data=payload,
@@ -314,7 +323,7 @@ class PlacementService:
 
     async def _delete(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
         actor_type, actor_id, name = _names(request)
-        return {"deleted": await self.scheduler.delete(reminder_key(actor_type, actor_id, name))}
+        return {"deleted": await self.scheduler.delete(_key(request, actor_type, actor_id, name))}
 
     async def _list(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
         actor_type = str(request.get("actorType") or "")

@@ -4,6 +4,7 @@ start (``tandem run`` prints the runtime's start-up warnings)."""
 
 from __future__ import annotations
 
+from tandem.blocks.workflows.settings import unknown_retention_keys
 from tandem.resources.configuration import ApiRule, Configuration, Metrics
 
 # Dapr preview features Tandem knows (recorded in the metadata API's enabledFeatures).
@@ -63,11 +64,6 @@ def configuration_warnings(config: Configuration) -> list[str]:
             "the control plane resolves app ids itself",
         ),
         (
-            config.workflow != type(config.workflow)(),
-            "spec.workflow",
-            "workflows are not served yet",
-        ),
-        (
             config.mtls != type(config.mtls)(),
             "spec.mtls",
             "mTLS is the control plane's mesh-wide setting (tandem init), not the app's",
@@ -79,6 +75,11 @@ def configuration_warnings(config: Configuration) -> list[str]:
         ),
     ]
     out += [f"{src}: {field} is ignored: {why}" for is_set, field, why in not_yet if is_set]
+    out += [
+        f"{src}: spec.workflow.stateRetentionPolicy.{key} is not a retention key "
+        "(anyTerminal, completed, failed, terminated); ignored"
+        for key in unknown_retention_keys(config.workflow.retention)
+    ]
     return out
 
 
