@@ -41,11 +41,11 @@ def environment(tandem_home: Path) -> dict[str, str]:
     return {**os.environ, "TANDEM_HOME": str(tandem_home), "PATH": path}
 
 
-def start(where: Path, tandem_home: Path, out: Path) -> subprocess.Popen[bytes]:
+def start(where: Path, tandem_home: Path, out: Path, **extra: str) -> subprocess.Popen[bytes]:
     with open(out, "wb") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "tandem.cli.main", "run", "-f", str(where)],
-            env=environment(tandem_home),
+            env={**environment(tandem_home), **extra},
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -140,3 +140,18 @@ def test_the_run_completes_with_a_research_agent_killed_mid_way(tandem_home, tmp
     report = (where / "report.md").read_text()
     assert_complete(report)
     assert time.monotonic() - killed_at < 240
+
+
+def test_a_writer_that_keeps_failing_runs_the_compensation_step(tandem_home, tmp_path):
+    where = copy_example(tmp_path)
+    out = tmp_path / "run.out"
+    run = start(where, tandem_home, out, WRITER_FAILS="1")
+    code = finish(run, out, 240)
+    text = out.read_text()
+    # Three tries of the writer (its retry policy), then the compensation, then a failed run.
+    assert code == 1, text[-4000:]
+    assert "[orchestrator] compensation: intermediate results retracted" in text, text[-4000:]
+    assert "did not complete: pipeline failed, results retracted" in text, text[-4000:]
+    assert not (where / "report.md").exists()
+    for app in ("researcher-1", "researcher-2", "writer"):
+        assert f"{app} exited with code 0" in text, text[-4000:]
