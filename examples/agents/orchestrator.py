@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import timedelta
@@ -68,8 +69,10 @@ def plan_task(ctx: WorkflowActivityContext, job: dict[str, Any]) -> list[str]:
         f"Decompose the task '{job['task']}' into research threads, one per line as '- name'."
         " Suggested:\n" + "\n".join(f"- {t}" for t in SUGGESTED)
     )
-    topics = [ln[2:].strip() for ln in answer.splitlines() if ln.startswith("- ")]
-    topics = [t for t in topics if t.replace("-", "").isalnum()][:5]
+    # Topics become actor ids and state keys: letters, digits and dashes only.
+    lines = [ln[2:] for ln in answer.splitlines() if ln.startswith("- ")]
+    slugs = (re.sub(r"[^a-z0-9]+", "-", ln.lower()).strip("-") for ln in lines)
+    topics = list(dict.fromkeys(t for t in slugs if t))[:5]
     plan = topics or list(SUGGESTED)
     say(f"plan: {', '.join(plan)}")
     return plan
