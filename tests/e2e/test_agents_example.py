@@ -27,7 +27,7 @@ def copy_example(tmp_path: Path) -> Path:
         EXAMPLE, where, ignore=shutil.ignore_patterns(".dapr", "report.md", "__pycache__")
     )
     template = (where / "dapr.yaml").read_text()
-    for old, new in zip(("47311", "47312", "47313"), distinct_free_ports(3), strict=True):
+    for old, new in zip(("18311", "18312", "18313"), distinct_free_ports(3), strict=True):
         assert old in template
         template = template.replace(old, str(new))
     (where / "dapr.yaml").write_text(template)
