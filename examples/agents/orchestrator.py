@@ -130,7 +130,8 @@ def retract(ctx: WorkflowActivityContext, job: dict[str, Any]) -> None:
     say("compensation: intermediate results retracted")
 
 
-def wait_for_agents(deadline: float) -> None:
+def wait_for_agents(deadline: float) -> str | None:
+    """None once every agent answers; else the first one that did not in time."""
     with DaprClient() as client:
         for agent in (*RESEARCHERS, WRITER):
             while True:
@@ -139,8 +140,9 @@ def wait_for_agents(deadline: float) -> None:
                     break
                 except Exception:
                     if time.monotonic() > deadline:
-                        raise
+                        return agent
                     time.sleep(0.5)
+    return None
 
 
 def stop_agents() -> None:
@@ -155,25 +157,31 @@ def stop_agents() -> None:
 def main() -> int:
     wfr.start()
     try:
-        wait_for_agents(time.monotonic() + 60)
-        run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        client = DaprWorkflowClient()
-        client.schedule_new_workflow(
-            research_pipeline, input={"run": run, "task": TASK}, instance_id=run
-        )
-        say(f"workflow {run} started")
-        state = client.wait_for_workflow_completion(run, timeout_in_seconds=100)
-        ok = state is not None and state.runtime_status == WorkflowStatus.COMPLETED
-        if ok:
-            say(f"workflow {run} completed: {state.serialized_output}")
-            print(load(f"{run}/report"), flush=True)
-        else:
-            detail = state.failure_details.message if state and state.failure_details else state
-            say(f"workflow {run} did not complete: {detail}")
+        return run_pipeline()
     finally:
         stop_agents()
         wfr.shutdown()
-    return 0 if ok else 1
+
+
+def run_pipeline() -> int:
+    missing = wait_for_agents(time.monotonic() + 60)
+    if missing is not None:
+        say(f"{missing} did not come up within 60 s")
+        return 1
+    run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    client = DaprWorkflowClient()
+    client.schedule_new_workflow(
+        research_pipeline, input={"run": run, "task": TASK}, instance_id=run
+    )
+    say(f"workflow {run} started")
+    state = client.wait_for_workflow_completion(run, timeout_in_seconds=100)
+    if state is None or state.runtime_status != WorkflowStatus.COMPLETED:
+        detail = state.failure_details.message if state and state.failure_details else state
+        say(f"workflow {run} did not complete: {detail}")
+        return 1
+    say(f"workflow {run} completed: {state.serialized_output}")
+    print(load(f"{run}/report"), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
