@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +41,9 @@ RESEARCH_RETRY = RetryPolicy(
 
 
 @wfr.workflow(name="research_pipeline")
-def research_pipeline(ctx: DaprWorkflowContext, job: dict[str, Any]) -> dict[str, Any]:
+def research_pipeline(
+    ctx: DaprWorkflowContext, job: dict[str, Any]
+) -> Generator[Any, Any, dict[str, Any]]:
     plan = yield ctx.call_activity(plan_task, input=job, retry_policy=QUICK_RETRY)
     subtasks = [{"run": job["run"], "task": job["task"], "topic": t} for t in plan]
     yield ctx.call_activity(publish_subtasks, input=subtasks, retry_policy=QUICK_RETRY)

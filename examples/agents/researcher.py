@@ -41,7 +41,8 @@ server: uvicorn.Server | None = None
 
 class ResearchAgentInterface(ActorInterface):
     @actormethod(name="Research")
-    async def research(self, subtask: dict[str, Any]) -> dict[str, Any]: ...
+    async def research(self, subtask: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError  # the proxy calls the actor; the actor implements it
 
 
 class ResearchAgent(Actor, ResearchAgentInterface, Remindable):
@@ -70,7 +71,9 @@ class ResearchAgent(Actor, ResearchAgentInterface, Remindable):
     ) -> None:
         if name != "follow-up":
             return
-        draft = await self._state_manager.get_state("draft")
+        found, draft = await self._state_manager.try_get_state("draft")
+        if not found or draft is None:
+            return
         text = await asyncio.to_thread(ask, f"Follow up on: {draft['draft']}")
         result = {**draft, "followup": text, "followup_host": app_id()}
         await asyncio.to_thread(save, result_key(draft["run"], draft["topic"]), result)
