@@ -180,3 +180,56 @@ class TandemMachine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def compare_with_plain_route(policy_yaml: str, guarded: str, label: str) -> None:
+    """Invocation of app id ``guarded`` (shaped by ``policy_yaml`` in the caller's resources)
+    vs the plain app id ``plain``, both on one fast app, in one run; rounds alternate the
+    order and the ratio is the guarded route's median p50 over the plain one's.
+
+    Command line: ``[--seconds 5] [--connections 1] [--rounds 2]``."""
+    import argparse
+    import statistics
+    import tempfile
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    app, app_port = start_fast_app()
+    resources = Path(tempfile.mkdtemp(prefix="tbres"))
+    (resources / "policy.yaml").write_text(policy_yaml)
+    p50s: dict[str, list[float]] = {"plain": [], guarded: []}
+    rows = []
+    try:
+        with TandemMachine() as m:
+            for callee in p50s:
+                m.run(callee, "--app-port", str(app_port))
+            front = m.run("caller", "--resources-path", str(resources))
+            urls = {c: f"http://127.0.0.1:{front}/v1.0/invoke/{c}/method/x" for c in p50s}
+            for url in urls.values():
+                wait_http(url, 200)
+            for n in range(a.rounds):
+                order = list(p50s) if n % 2 == 0 else list(reversed(p50s))
+                for callee in order:
+                    r = wrk(
+                        f"{callee} (round {n + 1})",
+                        urls[callee],
+                        connections=a.connections,
+                        seconds=a.seconds,
+                    )
+                    p50s[callee].append(r.p50_ms)
+                    rows.append(r)
+    finally:
+        app.terminate()
+    print(f"\nconnections={a.connections} seconds={a.seconds} rounds={a.rounds}\n")
+    print("| route | req/s | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(r.row())
+    plain, shaped = (statistics.median(p50s[k]) for k in ("plain", guarded))
+    print(
+        f"\nmedian p50: plain {plain:.3f} ms, {label} {shaped:.3f} ms "
+        f"-> ratio {shaped / plain:.2f}x ({(shaped - plain) * 1000:+.0f} us)"
+    )
