@@ -89,7 +89,12 @@ def test_a_template_runs_every_app_and_ctrl_c_stops_them_all(tandem_home, tmp_pa
             60,
             "front's sidecar to reach back's app",
         )
-        assert _get(f"http://127.0.0.1:{back_http}/v1.0/healthz") == 204
+        # back's runtime reports ready once its app start-up (subscriptions) is done.
+        wait_until(
+            lambda: _get(f"http://127.0.0.1:{back_http}/v1.0/healthz") == 204,
+            30,
+            "back's sidecar to be healthy",
+        )
         listed = subprocess.run(
             [sys.executable, "-m", "tandem.cli.main", "list", "--output", "json"],
             env={**os.environ, "TANDEM_HOME": str(tandem_home)},
