@@ -202,11 +202,13 @@ def test_a_workflow_is_listed_its_history_shown_and_terminated(mesh, browser):
     )
     shot(browser, "workflow-history")
     browser.find_element(By.CSS_SELECTOR, 'button[data-action="terminate"]').click()
-    wait_until(
-        fresh(lambda: browser.find_element(By.ID, "wf-state").text == "TERMINATED"),
-        20,
-        "the terminated state",
-    )
+
+    def terminated() -> bool:
+        # Termination completes asynchronously: show the instance again until it says so.
+        browser.find_element(By.CSS_SELECTOR, row_css).click()
+        return browser.find_element(By.ID, "wf-state").text == "TERMINATED"
+
+    wait_until(fresh(terminated), 20, "the terminated state")
     got = httpx.get(f"{workflows.base}/v1.0-beta1/workflows/dapr/dash-1", timeout=10).json()
     assert got["runtimeStatus"] == "TERMINATED"
     shot(browser, "workflow-terminated")
