@@ -51,7 +51,7 @@ class ControlPlane:
 class Host:
     """A runtime's placement end with a minimal actor engine: a set of active actors."""
 
-    def __init__(self, cp: ControlPlane, name: str) -> None:
+    def __init__(self, cp: ControlPlane, name: str, types: tuple[str, ...] = ("T",)) -> None:
         self.name = name
         self.active: set[str] = set()
         self.fired: list[tuple[str, str]] = []
@@ -59,7 +59,7 @@ class Host:
             cp.target,
             host=name,
             app_id="app",
-            types=["T"],
+            types=list(types),
             rebalance=self._rebalance,
             lost=self._lost,
             fire=self._fire,
@@ -153,6 +153,29 @@ async def test_tables_split_actors_reminders_fire_at_the_owner_and_restarts_wait
         assert a.client.version is not None and a.client.version.epoch == service.epoch
     finally:
         await a.stop()
+        await cp.stop()
+
+
+async def test_a_host_changes_its_types_on_its_open_stream(tmp_path):
+    """An actor stream registering types (or a workflow worker connecting) changes what a
+    host serves without reopening its placement stream, so nothing waits out a lease."""
+    cp = ControlPlane(tmp_path)
+    service = await cp.start()
+    a, b = Host(cp, "a"), Host(cp, "b", types=())
+    try:
+        await until(lambda: b.client.committed.is_set(), "b to route by a committed table")
+        assert all(a.serves(i) for i in IDS) and not any(b.serves(i) for i in IDS)
+        stream = service._streams["b"]
+        b.client.set_types(["T"])
+        await until(lambda: any(b.serves(i) for i in IDS), "b to take its share")
+        assert not any(a.serves(i) and b.serves(i) for i in IDS)
+        b.client.set_types([])
+        await until(lambda: all(a.serves(i) for i in IDS), "a to serve everything again")
+        assert not any(b.serves(i) for i in IDS)
+        assert service._streams["b"] is stream and b.client.committed.is_set()
+    finally:
+        await a.stop()
+        await b.stop()
         await cp.stop()
 
 

@@ -77,9 +77,7 @@ class ActorWiring:
             return
         self.internal[actor_type] = fire
         if self._client is not None and self._config is not None:
-            config = self._config
-            await self._stop_placement()
-            await self.start_placement(config)
+            self._client.set_types(self._hosted(self._config))
 
     async def _fire(self, actor_type: str, actor_id: str, name: str, payload: bytes) -> str:
         handler = self.internal.get(actor_type)
@@ -99,21 +97,21 @@ class ActorWiring:
             return
         self._config = config
         service = self.service
-        engine = service.engine
 
+        # The engine is looked up at each call: an actor stream may attach one later.
         async def rebalance() -> None:
-            if engine is not None:
-                await engine.rebalance()
+            if service.engine is not None:
+                await service.engine.rebalance()
 
         async def lost() -> None:
-            if engine is not None:
-                await engine.deactivate_all()
+            if service.engine is not None:
+                await service.engine.deactivate_all()
 
         self._client = PlacementClient(
             self.control_plane,
             host=self.host,
             app_id=self.app_id,
-            types=sorted(set(config.types) | set(self.internal)),
+            types=self._hosted(config),
             rebalance=rebalance,
             lost=lost,
             fire=self._fire,
@@ -121,6 +119,17 @@ class ActorWiring:
         )
         service.set_placement(self._client)
         self._placement = asyncio.create_task(self._client.run(), name="placement")
+
+    def _hosted(self, config: ActorConfig) -> list[str]:
+        return sorted(set(config.types) | set(self.internal))
+
+    async def _retype(self, config: ActorConfig) -> None:
+        """Host ``config``'s types on the open placement stream (or open one)."""
+        if self._client is None:
+            await self.start_placement(config)
+            return
+        self._config = config
+        self._client.set_types(self._hosted(config))
 
     async def _stop_placement(self) -> None:
         if self._placement is not None:
@@ -130,20 +139,18 @@ class ActorWiring:
 
     async def host_stream(self, config: ActorConfig, app: ActorApp) -> None:
         """An app registered actor types over the gRPC actor stream: host them."""
-        await self._stop_placement()
         engine = ActorEngine(config, app, self.service, metrics=self.metrics)
         engine.start()
         self.service.attach(engine)
-        await self.start_placement(config)
+        await self._retype(config)
 
     async def unhost_stream(self) -> None:
         """The app's actor stream ended: deactivate its actors and stop hosting them."""
-        await self._stop_placement()
         engine = self.service.engine
         self.service.detach()
         if engine is not None:
             await engine.close()
-        await self.start_placement(ActorConfig.none())
+        await self._retype(ActorConfig.none())
 
     async def on_app_ready(self, channel: AppChannel) -> None:
         """Ask the app for its actor settings; start hosting what it names."""

@@ -58,6 +58,7 @@ class PlacementClient:
         self.committed = asyncio.Event()  # set once a table is committed on this stream
         self._lease = 5.0
         self._renewals: dict[float, float] = {}
+        self._outbox: asyncio.Queue[dict[str, Any]] | None = None  # the open stream's, if any
         self._lost_task: asyncio.Future[object] | None = None
 
     def serves(self, actor_type: str, actor_id: str) -> bool:
@@ -69,6 +70,15 @@ class PlacementClient:
     @property
     def version(self) -> Version | None:
         return self.fence.version
+
+    def set_types(self, types: list[str]) -> None:
+        """Host ``types`` from now on. Sent on the open stream rather than by reconnecting:
+        a reconnect would hold every table change for the old stream's lease."""
+        if types == self._types:
+            return
+        self._types = types
+        if self._outbox is not None:
+            self._outbox.put_nowait({"types": types})
 
     async def run(self) -> None:
         delay = 0.05
@@ -98,12 +108,13 @@ class PlacementClient:
         call = channel.stream_stream(
             wire.CONNECT, request_serializer=wire.encode, response_deserializer=wire.decode
         )()
+        hello_types = self._types
         await call.write(
             {
                 "hello": {
                     "host": self.fence.host,
                     "app_id": self._app_id,
-                    "types": self._types,
+                    "types": hello_types,
                     "jobs": self._job is not None,
                 }
             }
@@ -115,6 +126,9 @@ class PlacementClient:
         self.connected.set()
         # grpc allows one write at a time on a stream: every writer goes through this queue.
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox = outbox
+        if self._types != hello_types:  # changed while the hello was on its way
+            outbox.put_nowait({"types": self._types})
         helpers = [
             asyncio.create_task(self._write_forever(call, outbox)),
             asyncio.create_task(self._renew_forever(outbox)),
@@ -126,6 +140,7 @@ class PlacementClient:
                     return
                 await self._handle(outbox, message)
         finally:
+            self._outbox = None
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)

@@ -65,10 +65,15 @@ class Coordinator:
 
     # --- inputs ---------------------------------------------------------------------------
 
-    def connect(self, host: str, types: frozenset[str], now: float) -> list[Send]:
-        """A host's stream opened (a host with no types only routes calls)."""
+    def connect(
+        self, host: str, types: frozenset[str], now: float, *, rejoin: bool = False
+    ) -> list[Send]:
+        """A host's stream opened (a host with no types only routes calls); ``rejoin``: an
+        open stream's host now hosts ``types`` (it has every table sent so far)."""
         self._connected[host] = types
         out: list[Send] = []
+        if rejoin:
+            return self._reconcile(now)
         if self._committed.version.number > 0:
             # Catch the newcomer up: the table it routes by, then the change in flight.
             out += [(host, Prepare(self._committed)), (host, Commit(self._committed.version))]

@@ -209,6 +209,12 @@ class PlacementService:
             if "prepared" in message:
                 version = Version.parse(str(message["prepared"]))
                 self._send(self.coordinator.prepared(host.host, version, now))
+            elif "types" in message:
+                types = frozenset(str(t) for t in message["types"] or [])
+                self._send(self.coordinator.connect(host.host, types, now, rejoin=True))
+                log.info(
+                    "placement host retyped", extra={"host": host.host, "types": sorted(types)}
+                )
             elif "renew" in message:
                 if self.coordinator.renew(host.host, now):
                     host.outbox.put_nowait({"granted": message["renew"]})
