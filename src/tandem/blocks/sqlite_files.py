@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def connect_wal(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -45,3 +51,34 @@ def _enter_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+class SqliteThread:
+    """One lazily opened WAL connection, used only from one worker thread: blocking calls
+    run off the event loop, one at a time, in order. ``schema`` runs once on opening."""
+
+    def __init__(self, path: str, busy_timeout: float, schema: str, *, name: str) -> None:
+        self._path, self._busy_timeout, self._schema = path, busy_timeout, schema
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    def db(self) -> sqlite3.Connection:
+        """The connection (call only from functions given to ``run``)."""
+        if self._conn is None:
+            conn = connect_wal(self._path, self._busy_timeout)
+            conn.execute(self._schema)
+            self._conn = conn
+        return self._conn
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def disconnect(self) -> None:
+        """Close the connection; the next ``db()`` opens a new one (run it with ``run``)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await self.run(self.disconnect)
+        self._executor.shutdown(wait=False)

@@ -14,8 +14,6 @@ import asyncio
 import re
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
@@ -30,7 +28,7 @@ from tandem.blocks.bindings.binding import (
 )
 from tandem.blocks.component_metadata import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.sqlite_files import connect_wal
+from tandem.blocks.sqlite_files import SqliteThread
 
 _T = TypeVar("_T")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,72 +41,64 @@ class SqliteBinding:
     operations = sqlb.OPERATIONS | {"create"}
 
     def __init__(self, path: str, table: str, *, poll: float, retry: float) -> None:
-        self._path = path
         self._table = table
         self._poll = poll
         self._retry = retry
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bindings-sqlite")
-        self._conn: sqlite3.Connection | None = None
-
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_wal(self._path, 5.0)
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " data BLOB NOT NULL, metadata TEXT NOT NULL, visible_at REAL NOT NULL)"
-            )
-        return self._conn
+        self._sql = SqliteThread(
+            path,
+            5.0,
+            f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " data BLOB NOT NULL, metadata TEXT NOT NULL, visible_at REAL NOT NULL)",
+            name="bindings-sqlite",
+        )
 
     # -- output ---------------------------------------------------------------------------
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         if request.operation == "close":
-            await self._run(self._close)
+            await self._sql.run(self._sql.disconnect)
             return InvokeResponse()
         if request.operation == "create":
             md = orjson.dumps(dict(request.metadata)).decode()
-            await self._run(self._enqueue, request.data, md)
+            await self._sql.run(self._enqueue, request.data, md)
             return InvokeResponse()
         sql, params = sqlb.statement(request)
         timer = sqlb.Timer()
         try:
             if request.operation == "exec":
-                count = await self._run(self._exec, sql, params)
+                count = await self._sql.run(self._exec, sql, params)
                 return sqlb.exec_response(timer, sql, count)
-            rows = await self._run(self._query, sql, params)
+            rows = await self._sql.run(self._query, sql, params)
         except sqlite3.Error as exc:
             raise BindingError(f"{request.operation}: {exc}") from exc
         return sqlb.query_response(timer, sql, rows)
 
     def _enqueue(self, data: bytes, metadata: str) -> None:
-        self._db().execute(
+        self._sql.db().execute(
             f"INSERT INTO {self._table} (data, metadata, visible_at) VALUES (?, ?, ?)",
             (data, metadata, time.time()),
         )
 
     def _exec(self, sql: str, params: list[Any]) -> int:
-        return max(self._db().execute(sql, params).rowcount, 0)
+        return max(self._sql.db().execute(sql, params).rowcount, 0)
 
     def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        return self._db().execute(sql, params).fetchall()
+        return self._sql.db().execute(sql, params).fetchall()
 
     # -- input ----------------------------------------------------------------------------
 
     async def read(self, handler: EventHandler) -> None:
         while True:
-            row = await self._run(self._claim)
+            row = await self._sql.run(self._claim)
             if row is None:
                 await asyncio.sleep(self._poll)
                 continue
             row_id, data, metadata = row
             ok = await handler(InputEvent(data, orjson.loads(metadata)))
-            await self._run(self._settle, row_id, ok)
+            await self._sql.run(self._settle, row_id, ok)
 
     def _claim(self) -> tuple[int, bytes, str] | None:
-        db = self._db()
+        db = self._sql.db()
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -129,21 +119,15 @@ class SqliteBinding:
 
     def _settle(self, row_id: int, ok: bool) -> None:
         if ok:
-            self._db().execute(f"DELETE FROM {self._table} WHERE id = ?", (row_id,))
+            self._sql.db().execute(f"DELETE FROM {self._table} WHERE id = ?", (row_id,))
         else:
-            self._db().execute(
+            self._sql.db().execute(
                 f"UPDATE {self._table} SET visible_at = ? WHERE id = ?",
                 (time.time() + self._retry, row_id),
             )
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
     async def close(self) -> None:
-        await self._run(self._close)
-        self._pool.shutdown(wait=False)
+        await self._sql.close()
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> SqliteBinding:

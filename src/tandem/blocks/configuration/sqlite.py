@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from tandem.blocks.component_metadata import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.configuration.store import DELETED, ConfigurationItem, Items
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.sqlite_files import connect_wal
+from tandem.blocks.sqlite_files import SqliteThread
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -35,25 +32,19 @@ def _metadata(raw: str | None) -> dict[str, str]:
 
 class SqliteConfigurationStore:
     def __init__(self, path: str, table: str, poll: float, busy_timeout: float) -> None:
-        self._path, self._table, self._poll = path, table, poll
-        self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="configuration-sqlite")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = connect_wal(self._path, self._busy_timeout)
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{self._table}" ('
-                "key TEXT PRIMARY KEY, value TEXT NOT NULL, version TEXT NOT NULL DEFAULT '', "
-                "metadata TEXT)"
-            )
-            self._conn = conn
-        return self._conn
+        self._table, self._poll = table, poll
+        self._sql = SqliteThread(
+            path,
+            busy_timeout,
+            f'CREATE TABLE IF NOT EXISTS "{table}" ('
+            "key TEXT PRIMARY KEY, value TEXT NOT NULL, version TEXT NOT NULL DEFAULT '', "
+            "metadata TEXT)",
+            name="configuration-sqlite",
+        )
 
     def _read(self, keys: Sequence[str]) -> Items:
         sql = f'SELECT key, value, version, metadata FROM "{self._table}"'
-        conn = self._connection()
+        conn = self._sql.db()
         if keys:
             marks = ",".join("?" * len(keys))
             rows = conn.execute(f"{sql} WHERE key IN ({marks})", list(keys)).fetchall()
@@ -64,11 +55,8 @@ class SqliteConfigurationStore:
             for k, v, ver, md in rows
         }
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     async def get(self, keys: Sequence[str], metadata: Mapping[str, str]) -> Items:
-        items: Items = await self._run(self._read, list(keys))
+        items: Items = await self._sql.run(self._read, list(keys))
         return items
 
     async def watch(
@@ -85,14 +73,8 @@ class SqliteConfigurationStore:
             if changed:
                 yield changed
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
     async def close(self) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=False)
+        await self._sql.close()
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> SqliteConfigurationStore:

@@ -4,16 +4,12 @@ machine (``connectionString``, default ``$TANDEM_HOME/lock.db``). Each call is o
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from tandem.blocks.component_metadata import as_seconds, lookup
 from tandem.blocks.lock.store import UnlockStatus
 from tandem.blocks.registry import ComponentContext, ComponentSpec
-from tandem.blocks.sqlite_files import connect_wal
+from tandem.blocks.sqlite_files import SqliteThread
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (
@@ -26,22 +22,10 @@ CREATE TABLE IF NOT EXISTS locks (
 
 class SqliteLockStore:
     def __init__(self, path: str, busy_timeout: float) -> None:
-        self._path, self._busy_timeout = path, busy_timeout
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lock-sqlite")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = connect_wal(self._path, self._busy_timeout)
-            conn.execute(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._sql = SqliteThread(path, busy_timeout, _SCHEMA, name="lock-sqlite")
 
     def _try_lock(self, resource: str, owner: str, expiry_seconds: int) -> bool:
-        conn = self._connection()
+        conn = self._sql.db()
         now = time.time()  # wall clock: the file is shared by processes
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -59,7 +43,7 @@ class SqliteLockStore:
         return cur.rowcount == 1
 
     def _unlock(self, resource: str, owner: str) -> UnlockStatus:
-        conn = self._connection()
+        conn = self._sql.db()
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute(
@@ -80,19 +64,13 @@ class SqliteLockStore:
         return status
 
     async def try_lock(self, resource: str, owner: str, expiry_seconds: int) -> bool:
-        return bool(await self._run(self._try_lock, resource, owner, expiry_seconds))
+        return bool(await self._sql.run(self._try_lock, resource, owner, expiry_seconds))
 
     async def unlock(self, resource: str, owner: str) -> UnlockStatus:
-        return UnlockStatus(await self._run(self._unlock, resource, owner))
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        return UnlockStatus(await self._sql.run(self._unlock, resource, owner))
 
     async def close(self) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=False)
+        await self._sql.close()
 
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> SqliteLockStore:
