@@ -55,6 +55,8 @@ class Host:
         self.name = name
         self.active: set[str] = set()
         self.fired: list[tuple[str, str]] = []
+        self.hang = False  # fires never finish (a host that dies mid-firing)
+        self.started: list[str] = []
         self.client = PlacementClient(
             cp.target,
             host=name,
@@ -76,6 +78,9 @@ class Host:
         self.active.clear()
 
     async def _fire(self, actor_type, actor_id, name, payload) -> str:
+        self.started.append(name)
+        if self.hang:
+            await asyncio.Event().wait()
         if not self.serves(actor_id):
             return "unroutable"
         self.fired.append((actor_id, name))
@@ -176,6 +181,28 @@ async def test_a_host_changes_its_types_on_its_open_stream(tmp_path):
     finally:
         await a.stop()
         await b.stop()
+        await cp.stop()
+
+
+async def test_a_firing_in_flight_on_a_host_that_dies_goes_to_the_next_owner_at_once(tmp_path):
+    """Without this the firing would wait out the scheduler's 30 s delivery timeout."""
+    cp = ControlPlane(tmp_path)
+    await cp.start()
+    a = Host(cp, "a")
+    a.hang = True
+    b: Host | None = None
+    try:
+        await until(lambda: all(a.serves(i) for i in IDS), "a to serve every actor")
+        register = wire.unary(grpc.aio.insecure_channel(cp.target), wire.REMINDERS, "Register")
+        await register({"actorType": "T", "actorId": "id-1", "name": "r", "dueTime": "0s"})
+        await until(lambda: a.started == ["r"], "the firing to reach a")
+        b = Host(cp, "b")
+        await a.stop()
+        await until(lambda: b.fired == [("id-1", "r")], "b to get the firing", timeout=10)
+    finally:
+        await a.stop()
+        if b is not None:
+            await b.stop()
         await cp.stop()
 
 

@@ -73,6 +73,7 @@ class _Host:
         self.app_id = app_id
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.jobs = False  # takes job triggers for its app
+        self.fires: set[int] = set()  # fires and job triggers sent here, not yet answered
 
 
 class PlacementService:
@@ -198,6 +199,12 @@ class PlacementService:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (reader, getter) if t), return_exceptions=True)
+            # What was sent and not answered will not be: try it again at once rather than
+            # at the delivery timeout (a firing may run twice: delivery is at least once).
+            for fire_id in list(host.fires):
+                future = self._fires.get(fire_id)
+                if future is not None and not future.done():
+                    future.set_result(Outcome.UNROUTABLE)
             if self._streams.get(host.host) is host:
                 del self._streams[host.host]
                 self._send(self.coordinator.disconnect(host.host, self._clock()))
@@ -249,9 +256,7 @@ class PlacementService:
         stream = self._streams.get(owner) if owner is not None else None
         if stream is None:
             return Outcome.UNROUTABLE
-        fire_id = next(self._fire_ids)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._fires[fire_id] = future
+        fire_id, future = self._await_answer(stream)
         stream.outbox.put_nowait(
             {
                 "fire": {
@@ -265,10 +270,23 @@ class PlacementService:
                 }
             }
         )
+        return await self._answer(stream, fire_id, future)
+
+    def _await_answer(self, stream: _Host) -> tuple[int, asyncio.Future[Outcome]]:
+        fire_id = next(self._fire_ids)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._fires[fire_id] = future
+        stream.fires.add(fire_id)
+        return fire_id, future
+
+    async def _answer(
+        self, stream: _Host, fire_id: int, future: asyncio.Future[Outcome]
+    ) -> Outcome:
         try:
             return await future
         finally:
             self._fires.pop(fire_id, None)
+            stream.fires.discard(fire_id)
 
     async def _send_job(self, app_id: str, job: dict[str, Any]) -> Outcome:
         """One trigger to one runtime of ``app_id`` (taking turns), answered on its stream."""
@@ -276,14 +294,9 @@ class PlacementService:
         if not takers:
             return Outcome.UNROUTABLE
         stream = takers[next(self._job_turns) % len(takers)]
-        fire_id = next(self._fire_ids)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._fires[fire_id] = future
+        fire_id, future = self._await_answer(stream)
         stream.outbox.put_nowait({"job": {"id": fire_id, **job}})
-        try:
-            return await future
-        finally:
-            self._fires.pop(fire_id, None)
+        return await self._answer(stream, fire_id, future)
 
     async def _register(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
