@@ -184,6 +184,70 @@ def test_grpc_actor_api_invokes_saves_state_and_registers_reminders(mesh, actor_
         )
 
 
+def test_grpc_lists_reminders_and_timers_and_unregisters_reminders_by_type(mesh):
+    import grpc
+    from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
+
+    host, _ = mesh
+    with grpc.insecure_channel(f"127.0.0.1:{host.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        for actor_id, name in (("l-1", "a"), ("l-1", "b"), ("l-2", "a")):
+            stub.RegisterActorReminder(
+                actors_pb2.RegisterActorReminderRequest(
+                    actor_type="Counter", actor_id=actor_id, name=name, due_time="1h", period="2h"
+                ),
+                timeout=30,
+            )
+        stub.RegisterActorTimer(
+            actors_pb2.RegisterActorTimerRequest(
+                actor_type="Counter", actor_id="l-1", name="t", due_time="1h", callback="Tick"
+            ),
+            timeout=30,
+        )
+
+        def reminders(actor_id: str = "") -> list[tuple[str, str, str]]:
+            got = stub.ListActorReminders(
+                actors_pb2.ListActorRemindersRequest(actor_type="Counter", actor_id=actor_id),
+                timeout=30,
+            )
+            return sorted((r.reminder.actor_id, r.name, r.reminder.period) for r in got.reminders)
+
+        assert reminders("l-1") == [("l-1", "a", "2h"), ("l-1", "b", "2h")]
+        timers = stub.ListActorTimers(
+            actors_pb2.ListActorTimersRequest(actor_type="Counter", actor_id="l-1"), timeout=30
+        ).timers
+        assert [(t.name, t.timer.due_time, t.timer.callback) for t in timers] == [
+            ("t", "1h", "Tick")
+        ]
+        timer = stub.GetActorTimer(
+            actors_pb2.GetActorTimerRequest(actor_type="Counter", actor_id="l-1", name="t"),
+            timeout=30,
+        )
+        assert (timer.actor_id, timer.callback) == ("l-1", "Tick")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetActorTimer(
+                actors_pb2.GetActorTimerRequest(actor_type="Counter", actor_id="l-1", name="x"),
+                timeout=30,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+        stub.UnregisterActorRemindersByType(
+            actors_pb2.UnregisterActorRemindersByTypeRequest(actor_type="Counter", actor_id="l-1"),
+            timeout=30,
+        )
+        assert reminders("l-1") == [] and reminders("l-2") == [("l-2", "a", "2h")]
+        stub.UnregisterActorTimer(
+            actors_pb2.UnregisterActorTimerRequest(actor_type="Counter", actor_id="l-1", name="t"),
+            timeout=30,
+        )
+        stub.UnregisterActorReminder(
+            actors_pb2.UnregisterActorReminderRequest(
+                actor_type="Counter", actor_id="l-2", name="a"
+            ),
+            timeout=30,
+        )
+
+
 def test_tandem_actors_list_shows_where_each_actor_lives_and_its_reminders(mesh, tandem_home):
     import os
     import subprocess

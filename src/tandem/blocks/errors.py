@@ -63,6 +63,7 @@ _STATUS: dict[str, tuple[int, grpc.StatusCode]] = {
     "ERR_ACTOR_REMINDER_NON_HOSTED": (403, grpc.StatusCode.PERMISSION_DENIED),
     "ERR_ACTOR_TIMER_CREATE": (500, grpc.StatusCode.INTERNAL),
     "ERR_ACTOR_TIMER_DELETE": (500, grpc.StatusCode.INTERNAL),
+    "ERR_ACTOR_TIMER_NOT_FOUND": (404, grpc.StatusCode.NOT_FOUND),
     "ERR_ACTOR_TYPE_RESERVED": (403, grpc.StatusCode.PERMISSION_DENIED),
     "ERR_ACTOR_NO_APP_CHANNEL": (400, grpc.StatusCode.UNAVAILABLE),
     "ERR_ACTOR_STACK_DEPTH": (500, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -25,6 +25,16 @@ def _b64(data: bytes) -> str | None:
     return base64.b64encode(data).decode() if data else None
 
 
+def _schedule(found: dict[str, Any]) -> dict[str, Any]:
+    """The schedule fields of a reminder or timer as registered, for its proto answer."""
+    return {
+        "due_time": found.get("dueTime") or "",
+        "period": found.get("period") or "",
+        "ttl": found.get("ttl") or "",
+        "data": any_pb2.Any(value=json.dumps(found.get("data")).encode()),
+    }
+
+
 def rpcs(service: ActorService) -> dict[str, Callable[[Any], Awaitable[Any]]]:
     async def invoke(r: actors_pb2.InvokeActorRequest) -> actors_pb2.InvokeActorResponse:
         resp = await service.invoke(r.actor_type, r.actor_id, r.method, r.data, dict(r.metadata))
@@ -83,12 +93,56 @@ def rpcs(service: ActorService) -> dict[str, Callable[[Any], Awaitable[Any]]]:
     ) -> actors_pb2.GetActorReminderResponse:
         found = await service.get_reminder(r.actor_type, r.actor_id, r.name)
         return actors_pb2.GetActorReminderResponse(
+            actor_type=r.actor_type, actor_id=r.actor_id, **_schedule(found)
+        )
+
+    async def list_reminders(
+        r: actors_pb2.ListActorRemindersRequest,
+    ) -> actors_pb2.ListActorRemindersResponse:
+        found = await service.list_reminders(r.actor_type, r.actor_id)
+        return actors_pb2.ListActorRemindersResponse(
+            reminders=[
+                actors_pb2.NamedActorReminder(
+                    name=f["name"],
+                    reminder=actors_pb2.ActorReminder(
+                        actor_type=f["actorType"], actor_id=f["actorID"], **_schedule(f)
+                    ),
+                )
+                for f in found
+            ]
+        )
+
+    async def unregister_by_type(
+        r: actors_pb2.UnregisterActorRemindersByTypeRequest,
+    ) -> actors_pb2.UnregisterActorRemindersByTypeResponse:
+        await service.delete_reminders(r.actor_type, r.actor_id)
+        return actors_pb2.UnregisterActorRemindersByTypeResponse()
+
+    async def get_timer(r: actors_pb2.GetActorTimerRequest) -> actors_pb2.GetActorTimerResponse:
+        found = service.get_timer(r.actor_type, r.actor_id, r.name)
+        return actors_pb2.GetActorTimerResponse(
             actor_type=r.actor_type,
             actor_id=r.actor_id,
-            due_time=found.get("dueTime") or "",
-            period=found.get("period") or "",
-            ttl=found.get("ttl") or "",
-            data=any_pb2.Any(value=json.dumps(found.get("data")).encode()),
+            callback=found.get("callback") or "",
+            **_schedule(found),
+        )
+
+    async def list_timers(
+        r: actors_pb2.ListActorTimersRequest,
+    ) -> actors_pb2.ListActorTimersResponse:
+        return actors_pb2.ListActorTimersResponse(
+            timers=[
+                actors_pb2.NamedActorTimer(
+                    name=f["name"],
+                    timer=actors_pb2.ActorTimer(
+                        actor_type=f["actorType"],
+                        actor_id=f["actorID"],
+                        callback=f.get("callback") or "",
+                        **_schedule(f),
+                    ),
+                )
+                for f in service.list_timers(r.actor_type, r.actor_id)
+            ]
         )
 
     return {
@@ -100,4 +154,8 @@ def rpcs(service: ActorService) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         "RegisterActorReminder": register_reminder,
         "UnregisterActorReminder": unregister_reminder,
         "GetActorReminder": get_reminder,
+        "ListActorReminders": list_reminders,
+        "UnregisterActorRemindersByType": unregister_by_type,
+        "GetActorTimer": get_timer,
+        "ListActorTimers": list_timers,
     }

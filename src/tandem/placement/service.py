@@ -134,6 +134,7 @@ class PlacementService:
                 ("Get", self._get),
                 ("Delete", self._delete),
                 ("List", self._list),
+                ("DeleteAll", self._delete_all),
             )
         }
         server.add_generic_rpc_handlers(
@@ -347,17 +348,22 @@ class PlacementService:
         return {"deleted": await self.scheduler.delete(_key(request, actor_type, actor_id, name))}
 
     async def _list(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
-        actor_type = str(request.get("actorType") or "")
-        actor_id = request.get("actorId")
-        prefix = (
-            reminder_key(actor_type, str(actor_id))
-            if actor_id
-            else f"actor||{actor_type}||"
-            if actor_type
-            else "actor||"
-        )
-        items = await self.scheduler.entries(prefix)
+        items = await self.scheduler.entries(_prefix(request))
         return {"reminders": [_view(s.entry.spec) for s in items]}
+
+    async def _delete_all(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not request.get("actorType"):
+            return {"error": "invalid", "message": "actorType is required"}
+        return {"deleted": await self.scheduler.delete_prefix(_prefix(request))}
+
+
+def _prefix(request: dict[str, Any]) -> str:
+    """The reminder keys of one actor type, or one actor, or (neither given) all."""
+    actor_type = str(request.get("actorType") or "")
+    actor_id = str(request.get("actorId") or "")
+    if actor_id:
+        return reminder_key(actor_type, actor_id)
+    return f"actor||{actor_type}||" if actor_type else "actor||"
 
 
 def _names(request: dict[str, Any]) -> tuple[str, str, str]:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tandem.blocks.actors.config import ActorConfig, TypeSettings
 from tandem.blocks.actors.turns import TurnLock
@@ -62,7 +62,7 @@ class _Activation:
     last_used: float = field(default_factory=time.monotonic)
     closing: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-    timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    timers: dict[str, tuple[asyncio.Task[None], TimerSpec]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,7 @@ class TimerSpec:
     repeats: int | None  # None: until deleted or expired
     expires: float | None  # seconds from now, or None
     payload: bytes  # the JSON body the app's timer callback receives
+    request: Mapping[str, Any] = field(default_factory=dict)  # as registered (for listing)
 
 
 class ActorEngine:
@@ -199,7 +200,7 @@ class ActorEngine:
         if act is None or act.closing:
             return False
         act.closing = True
-        for task in act.timers.values():
+        for task, _ in act.timers.values():
             task.cancel()
         acquired = False
         try:
@@ -277,15 +278,25 @@ class ActorEngine:
             self._metrics.actor_activation(actor_type, True)
         old = act.timers.pop(spec.name, None)
         if old is not None:
-            old.cancel()
-        act.timers[spec.name] = asyncio.create_task(self._run_timer(act, spec))
+            old[0].cancel()
+        act.timers[spec.name] = (asyncio.create_task(self._run_timer(act, spec)), spec)
+
+    def timers(self, actor_type: str, actor_id: str = "") -> list[tuple[str, str, TimerSpec]]:
+        """(actor id, name, spec) of the live timers of this host's ``actor_type`` actors
+        (of ``actor_id`` only, if given)."""
+        return [
+            (key[1], name, spec)
+            for key, act in self._active.items()
+            if key[0] == actor_type and (not actor_id or key[1] == actor_id) and not act.closing
+            for name, (_, spec) in act.timers.items()
+        ]
 
     def delete_timer(self, actor_type: str, actor_id: str, name: str) -> bool:
         act = self._active.get((actor_type, actor_id))
-        task = None if act is None else act.timers.pop(name, None)
-        if task is None:
+        timer = None if act is None else act.timers.pop(name, None)
+        if timer is None:
             return False
-        task.cancel()
+        timer[0].cancel()
         return True
 
     async def _run_timer(self, act: _Activation, spec: TimerSpec) -> None:
@@ -315,7 +326,8 @@ class ActorEngine:
                 if spec.period is None or (spec.repeats is not None and fired >= spec.repeats):
                     return
         finally:
-            if act.timers.get(spec.name) is asyncio.current_task():
+            mine = act.timers.get(spec.name)
+            if mine is not None and mine[0] is asyncio.current_task():
                 del act.timers[spec.name]
 
     def start(self) -> None:

@@ -286,6 +286,14 @@ class ActorService:
         reminders: list[dict[str, Any]] = answer.get("reminders", [])
         return reminders
 
+    async def delete_reminders(self, actor_type: str, actor_id: str = "") -> int:
+        """Every reminder of ``actor_type`` (of one actor if ``actor_id``); how many."""
+        if not actor_type:
+            raise DaprError("ERR_BAD_REQUEST", "actor type must not be empty")
+        request = {"actorType": actor_type, "actorId": actor_id}
+        answer = await self._call_reminders("DeleteAll", request, "ERR_ACTOR_REMINDER_DELETE")
+        return int(answer.get("deleted", 0))
+
     async def _call_reminders(
         self, method: str, request: dict[str, Any], code: str
     ) -> dict[str, Any]:
@@ -348,6 +356,7 @@ class ActorService:
             }
         ).encode()
         spec = TimerSpec(
+            request={k: body.get(k) for k in ("dueTime", "period", "ttl", "callback", "data")},
             name=name,
             due=(schedule.first - now).total_seconds(),
             period=period,
@@ -368,6 +377,25 @@ class ActorService:
         self._check_names(actor_type, actor_id)
         if self.engine is not None:
             self.engine.delete_timer(actor_type, actor_id, name)
+
+    def list_timers(self, actor_type: str, actor_id: str = "") -> list[dict[str, Any]]:
+        """The timers of the actors active on this host (timers live with the activation)."""
+        if self.engine is None:
+            return []
+        return [
+            {"actorType": actor_type, "actorID": aid, "name": name, **spec.request}
+            for aid, name, spec in self.engine.timers(actor_type, actor_id)
+        ]
+
+    def get_timer(self, actor_type: str, actor_id: str, name: str) -> dict[str, Any]:
+        self._check_names(actor_type, actor_id)
+        found = [t for t in self.list_timers(actor_type, actor_id) if t["name"] == name]
+        if not found:
+            raise DaprError(
+                "ERR_ACTOR_TIMER_NOT_FOUND",
+                f"timer {name} of {actor_type}/{actor_id} is not active on this host",
+            )
+        return found[0]
 
     # --- helpers ---------------------------------------------------------------------------
 
