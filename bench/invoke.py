@@ -18,6 +18,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument(
+        "--envoy-concurrency", type=int, default=0, help="the sidecars' Envoy workers (0: default)"
+    )
     a = ap.parse_args()
     app, app_port = start_fast_app()
     results = []
@@ -45,8 +48,11 @@ def main() -> None:
             finally:
                 pair.close()
         with TandemMachine() as m:
-            m.run("bench-b", "--app-port", str(app_port))
-            front = m.run("bench-a")
+            workers = (
+                ["--envoy-concurrency", str(a.envoy_concurrency)] if a.envoy_concurrency else []
+            )
+            m.run("bench-b", "--app-port", str(app_port), *workers)
+            front = m.run("bench-a", *workers)
             url = f"http://127.0.0.1:{front}/v1.0/invoke/bench-b/method/x"
             wait_http(url, 200)
             results.append(
@@ -55,7 +61,10 @@ def main() -> None:
     finally:
         app.terminate()
     direct = results[0]
-    print(f"\nconnections={a.connections} seconds={a.seconds}\n")
+    print(
+        f"\nconnections={a.connections} seconds={a.seconds} "
+        f"envoy-concurrency={a.envoy_concurrency or 'default'}\n"
+    )
     print("| path | req/s | p50 ms | p90 ms | p99 ms | added p50 ms |")
     print("|---|---|---|---|---|---|")
     for r in results:

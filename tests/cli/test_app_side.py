@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tandem.cli.app_side import AppSideError, AppSideOptions, api_log, prepare, socket_paths
+from tandem.cli.app_side import (
+    AppSideError,
+    AppSideOptions,
+    api_log,
+    envoy_args,
+    prepare,
+    socket_paths,
+)
 from tandem.cli.main import _parser, _run_options
 
 
@@ -31,6 +38,13 @@ def test_flags_default_as_in_dapr_run() -> None:
 def test_a_max_concurrency_below_one_means_no_limit_as_in_dapr() -> None:
     assert _options("--app-max-concurrency", "-1").app_max_concurrency is None
     assert _options("--app-max-concurrency", "8").app_max_concurrency == 8
+
+
+def test_envoy_runs_one_worker_unless_told_and_one_under_a_concurrency_limit() -> None:
+    assert envoy_args(_options()) == ["--concurrency", "1"]
+    assert envoy_args(_options("--envoy-concurrency", "4")) == ["--concurrency", "4"]
+    limited = _options("--envoy-concurrency", "4", "--app-max-concurrency", "8")
+    assert envoy_args(limited) == ["--concurrency", "1"]
 
 
 def test_a_zero_health_threshold_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

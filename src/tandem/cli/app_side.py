@@ -36,6 +36,10 @@ class AppSideOptions:
     app_max_concurrency: int | None = None
     unix_domain_socket: Path | None = None
     enable_api_logging: bool = False
+    # Envoy's worker threads. One by default: a sidecar serves one app, one worker proxies
+    # far more than the runtime and the app behind it serve, and each further worker adds
+    # its own connections, TLS sessions and memory (BENCHMARKS.md, issue 21).
+    envoy_concurrency: int = 1
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> AppSideOptions:
@@ -50,6 +54,7 @@ class AppSideOptions:
             app_max_concurrency=limit if limit is not None and limit > 0 else None,
             unix_domain_socket=a.unix_domain_socket,
             enable_api_logging=a.enable_api_logging,
+            envoy_concurrency=a.envoy_concurrency,
         )
 
 
@@ -71,6 +76,12 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
         "--unix-domain-socket", "-u", type=Path, help="also serve the Dapr APIs on sockets here"
     )
     g.add_argument("--enable-api-logging", action="store_true")
+    g.add_argument(
+        "--envoy-concurrency",
+        type=_positive(int),
+        default=1,
+        help="the sidecar's Envoy worker threads (Tandem's flag; default 1)",
+    )
 
 
 def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
@@ -214,4 +225,6 @@ def node_metadata(
 def envoy_args(options: AppSideOptions) -> list[str]:
     # Envoy lets every worker thread open one connection to the app whatever the limit:
     # with a limit, a single worker keeps it exact.
-    return ["--concurrency", "1"] if options.app_max_concurrency is not None else []
+    if options.app_max_concurrency is not None:
+        return ["--concurrency", "1"]
+    return ["--concurrency", str(options.envoy_concurrency)]
