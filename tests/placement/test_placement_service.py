@@ -12,7 +12,7 @@ import pytest
 
 from tandem.placement import wire
 from tandem.placement.client import PlacementClient
-from tandem.placement.service import PlacementService
+from tandem.placement.service import WORKFLOW_TIMER_KIND, PlacementService
 
 IDS = [f"id-{i}" for i in range(100)]
 LEASE = 1.0
@@ -56,6 +56,7 @@ class Host:
         self.active: set[str] = set()
         self.fired: list[tuple[str, str]] = []
         self.hang = False  # fires never finish (a host that dies mid-firing)
+        self.failures = 0  # fires to fail before one succeeds
         self.started: list[str] = []
         self.client = PlacementClient(
             cp.target,
@@ -81,6 +82,9 @@ class Host:
         self.started.append(name)
         if self.hang:
             await asyncio.Event().wait()
+        if self.failures:
+            self.failures -= 1
+            return "failed"
         if not self.serves(actor_id):
             return "unroutable"
         self.fired.append((actor_id, name))
@@ -203,6 +207,23 @@ async def test_a_firing_in_flight_on_a_host_that_dies_goes_to_the_next_owner_at_
         await a.stop()
         if b is not None:
             await b.stop()
+        await cp.stop()
+
+
+async def test_a_workflow_timer_is_retried_past_a_reminders_three_retries(tmp_path):
+    cp = ControlPlane(tmp_path)
+    await cp.start()
+    a = Host(cp, "a")
+    a.failures = 4
+    try:
+        await until(lambda: all(a.serves(i) for i in IDS), "a to serve every actor")
+        register = wire.unary(grpc.aio.insecure_channel(cp.target), wire.REMINDERS, "Register")
+        request = {"actorType": "T", "actorId": "id-1", "name": "t", "dueTime": "0s"}
+        await register({**request, "kind": WORKFLOW_TIMER_KIND})
+        await until(lambda: a.fired == [("id-1", "t")], "the timer to land", timeout=20)
+        assert a.started == ["t"] * 5
+    finally:
+        await a.stop()
         await cp.stop()
 
 

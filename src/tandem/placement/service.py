@@ -322,16 +322,17 @@ class PlacementService:
         payload = json.dumps(
             {"dueTime": spec["dueTime"], "period": spec["period"], "data": data}
         ).encode()
+        timer = request.get("kind") == WORKFLOW_TIMER_KIND
         entry = Entry(
             key=_key(request, actor_type, actor_id, name),
-            kind=WORKFLOW_TIMER_KIND
-            if request.get("kind") == WORKFLOW_TIMER_KIND
-            else REMINDER_KIND,
+            kind=WORKFLOW_TIMER_KIND if timer else REMINDER_KIND,
             target=actor_type,
             schedule=schedule,
             data=payload,
             spec={**spec, "data": data},
-            failure=FailurePolicy(),
+            # A dropped workflow timer would leave its instance waiting forever: retry it
+            # until it lands (a reminder keeps Dapr's 3 retries).
+            failure=FailurePolicy(max_retries=None) if timer else FailurePolicy(),
         )
         overwrite = request.get("overwrite", True) is not False
         if not await self.scheduler.put(entry, overwrite=overwrite):
