@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +87,30 @@ def start_sidecar(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Sidecar:
+    for _ in range(3):
+        sidecar = _launch(home, app_id, extra, command, env, cwd)
+        if not wait:
+            return sidecar
+        # A port free a moment ago can be taken before `tandem run` binds it (the kernel
+        # hands the same range out for outgoing connections): that start is tried again.
+        with contextlib.suppress(PortTaken):
+            wait_healthy(sidecar)
+            return sidecar
+    raise AssertionError(f"tandem run {app_id}: ports taken three times:\n{sidecar.text()}")
+
+
+class PortTaken(AssertionError):
+    """`tandem run` refused a port that another process took after the test chose it."""
+
+
+def _launch(
+    home: Path,
+    app_id: str,
+    extra: tuple[str, ...],
+    command: list[str] | None,
+    env: dict[str, str] | None,
+    cwd: Path | None,
+) -> Sidecar:
     http_port, grpc_port, internal_port, metrics_port = distinct_free_ports(4)
     output = home / f"{app_id}-{http_port}.out"
     argv = [
@@ -110,16 +135,15 @@ def start_sidecar(
     full_env = {**os.environ, "TANDEM_HOME": str(home), **(env or {})}
     with open(output, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
-    sidecar = Sidecar(app_id, proc, http_port, grpc_port, internal_port, output, home)
-    if wait:
-        wait_healthy(sidecar)
-    return sidecar
+    return Sidecar(app_id, proc, http_port, grpc_port, internal_port, output, home)
 
 
 def wait_healthy(sidecar: Sidecar, timeout: float = 60.0) -> None:
     def healthy() -> bool:
         if sidecar.proc.poll() is not None:
-            raise AssertionError(f"tandem run {sidecar.app_id} exited early:\n{sidecar.text()}")
+            text = sidecar.text()
+            failure = PortTaken if "the port is already in use" in text else AssertionError
+            raise failure(f"tandem run {sidecar.app_id} exited early:\n{text}")
         try:
             return httpx.get(f"{sidecar.base}/v1.0/healthz", timeout=1).status_code == 204
         except httpx.HTTPError:
