@@ -192,6 +192,54 @@ def test_a_broken_component_edit_keeps_the_running_stores(mesh):
     (resources / "store.yaml").unlink()
 
 
+BLOCKS = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: hotlock}}
+spec:
+  type: lock.sqlite
+  version: v1
+  metadata:
+  - {{name: connectionString, value: "{db}"}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: hotllm}}
+spec:
+  type: conversation.echo
+  version: v1
+"""
+
+
+def test_lock_and_conversation_components_are_added_then_removed_without_a_restart(mesh):
+    caller, resources, home, _ = mesh
+    lock_url = f"{caller.base}/v1.0-alpha1/lock/hotlock"
+    converse_url = f"{caller.base}/v1.0-alpha1/conversation/hotllm/converse"
+    lock = {"resourceId": "r", "lockOwner": "me", "expiryInSeconds": 60}
+    ask = {"inputs": [{"content": "hello"}]}
+    missing = httpx.post(lock_url, json=lock, timeout=10).json()
+    assert missing["errorCode"] == "ERR_LOCK_STORE_NOT_CONFIGURED"  # the caller has none
+    (resources / "blocks.yaml").write_text(BLOCKS.format(db=home / "hot-lock.db"))
+    wait_until(
+        lambda: httpx.post(lock_url, json=lock, timeout=10).json() == {"success": True},
+        10,
+        "the new lock store to serve",
+    )
+    answer = httpx.post(converse_url, json=ask, timeout=10)
+    assert answer.json()["outputs"] == [{"result": "hello"}]
+    meta = httpx.get(f"{caller.base}/v1.0/metadata", timeout=10).json()["components"]
+    assert {"hotlock", "hotllm"} <= {c["name"] for c in meta}
+
+    (resources / "blocks.yaml").unlink()
+    wait_until(
+        lambda: httpx.post(converse_url, json=ask, timeout=10).status_code == 400,
+        10,
+        "the conversation component to be gone",
+    )
+    gone = httpx.post(lock_url, json=lock, timeout=10)
+    assert (gone.status_code, gone.json()["errorCode"]) == (500, "ERR_LOCK_STORE_NOT_CONFIGURED")
+
+
 def test_an_edited_access_control_applies_to_the_callee_without_a_restart(mesh):
     caller, _, _, config = mesh
     assert invoke(caller, "ok").status_code == 200

@@ -56,6 +56,7 @@ from tandem.ext_proc.app_health_http import serve_app_health
 from tandem.ext_proc.conversation_wiring import wire_conversation
 from tandem.ext_proc.crypto_wiring import wire_crypto
 from tandem.ext_proc.grpc_api import Rpc
+from tandem.ext_proc.reload import SwapReload
 from tandem.ext_proc.router import Router
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.observability.tracing import NO_TRACING, Tracing
@@ -127,6 +128,8 @@ class Wiring:
     app_subscriptions: AppSubscriptions | None = None
     bindings: BindingsService | None = None
     metrics: RuntimeMetrics = NO_METRICS
+    # The blocks whose components hot reload replaces in place.
+    swaps: list[SwapReload] = field(default_factory=list)
 
 
 def state_policy_wrapper(
@@ -230,6 +233,9 @@ def wire_blocks(
     for name, lock in locks.components.items():
         wiring.components.append(ComponentInfo(name, lock.type, _version(served, name)))
     wiring.closers.append(locks.close)
+    wiring.swaps.append(
+        SwapReload("lock", lambda spec, _: LockService.build(spec, ctx), locks.swap)
+    )
 
     configuration = ConfigurationService.from_specs(served, ctx)
     configuration.metrics = metrics
@@ -238,6 +244,13 @@ def wire_blocks(
     for name, conf in configuration.components.items():
         wiring.components.append(ComponentInfo(name, conf.type, _version(served, name)))
     wiring.closers.append(configuration.close)
+    wiring.swaps.append(
+        SwapReload(
+            "configuration",
+            lambda spec, _: ConfigurationService.build(spec, ctx),
+            configuration.swap,
+        )
+    )
 
     wire_conversation(wiring, router, served, ctx, resiliencies, tracing)
     wire_crypto(wiring, router, served, ctx)

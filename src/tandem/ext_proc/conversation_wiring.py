@@ -10,6 +10,7 @@ from tandem.blocks.metadata import ComponentInfo
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.resiliency import Resilient, resilient
 from tandem.ext_proc import conversation_grpc, conversation_http
+from tandem.ext_proc.reload import SwapReload
 from tandem.ext_proc.router import Router
 from tandem.observability.tracing import Tracing
 from tandem.resources import Resiliency
@@ -27,10 +28,19 @@ def wire_conversation(
     resiliencies: Sequence[Resiliency],
     tracing: Tracing,
 ) -> ConversationService:
-    def runner_for(name: str) -> Resilient | None:
-        return resilient(component_policy(resiliencies, name, "outbound"), name)
+    def runner_for(name: str, policies: Sequence[Resiliency] = resiliencies) -> Resilient | None:
+        return resilient(component_policy(policies, name, "outbound"), name)
 
     service = ConversationService.from_specs(specs, ctx, runner_for)
+    wiring.swaps.append(
+        SwapReload(
+            "conversation",
+            lambda spec, policies: ConversationService.build(
+                spec, ctx, runner_for(spec.name, policies)
+            ),
+            service.swap,
+        )
+    )
     service.tracing = tracing
     conversation_http.register(router, service)
     wiring.rpcs.update(conversation_grpc.rpcs(service))

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -101,6 +101,17 @@ class PubSubReload:
     app: Callable[[], AppSubscriptions | None] = lambda: None
 
 
+@dataclass(frozen=True, slots=True)
+class SwapReload:
+    """A block whose components are replaced in place: the new one is built from its spec
+    (and the Resiliency in force), swapped in, and the replaced one closed after a grace
+    period. ``swap`` answers what to close."""
+
+    block: str
+    build: Callable[[ComponentSpec, Sequence[Any]], Any]
+    swap: Callable[[str, Any | None], Awaitable[Any | None]]
+
+
 @dataclass(slots=True)
 class RuntimeReloader:
     paths: tuple[Path, ...]
@@ -116,6 +127,8 @@ class RuntimeReloader:
     poll_seconds: float = POLL_SECONDS
     # Component → the spec its factory gets, secretKeyRef resolved (secrets/resolve.py).
     resolve: Callable[[Component], ComponentSpec] = spec_of
+    swaps: tuple[SwapReload, ...] = ()
+    _swapped: dict[str, _Store] = field(default_factory=dict)  # the swap blocks', by name
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
     _pubsubs: dict[str, _Store] = field(default_factory=dict)
@@ -134,6 +147,7 @@ class RuntimeReloader:
         specs = self._specs(loaded)
         self._stores = self._desired(loaded, specs, "state")
         self._pubsubs = self._desired(loaded, specs, "pubsub")
+        self._swapped = self._swap_desired(loaded, specs)
         self._others = self._not_reloaded(loaded, specs)
         self._subscriptions = loaded.subscriptions
         self._resiliencies = loaded.resiliencies
@@ -189,20 +203,35 @@ class RuntimeReloader:
             if _block(c) == block
         }
 
-    @staticmethod
+    def _reloaded_blocks(self) -> set[str]:
+        return {*_RELOADED, *(w.block for w in self.swaps)}
+
+    def _swap_desired(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> dict[str, _Store]:
+        blocks = {w.block for w in self.swaps}
+        return {
+            c.name: _Store(specs[c.name], component_policy(loaded.resiliencies, c.name, "outbound"))
+            for c in loaded.components
+            if _block(c) in blocks
+        }
+
     def _not_reloaded(
-        loaded: ResourceSet, specs: dict[str, ComponentSpec]
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
     ) -> dict[str, ComponentSpec]:
-        return {c.name: specs[c.name] for c in loaded.components if _block(c) not in _RELOADED}
+        reloaded = self._reloaded_blocks()
+        return {c.name: specs[c.name] for c in loaded.components if _block(c) not in reloaded}
 
     def _warn_not_reloaded(self, loaded: ResourceSet, specs: dict[str, ComponentSpec]) -> None:
         others = self._not_reloaded(loaded, specs)
+        blocks = ", ".join(sorted(self._reloaded_blocks()))
         for name in sorted(set(others) | set(self._others)):
             if others.get(name) != self._others.get(name):
                 log.warning(
-                    "component %s changed: only state stores and pubsubs are reloaded yet; "
+                    "component %s changed: only components of these blocks are reloaded: %s; "
                     "restart the app for this change",
                     name,
+                    blocks,
                 )
         self._others = others
 
@@ -225,6 +254,7 @@ class RuntimeReloader:
         self._warn_not_reloaded(loaded, specs)
         self._warn_invocation(loaded)
         changed = self._apply_stores(loaded, specs)
+        changed += await self._apply_swaps(loaded, specs)
         renewed = self._apply_pubsubs(loaded, specs)
         changed += renewed
         await self._apply_subscriptions(loaded, frozenset(name for name, _ in renewed))
@@ -259,6 +289,31 @@ class RuntimeReloader:
             self._remember(self._stores, name, new)
             if previous is not None:
                 self._close_later(name, previous.store)
+            changed.append((name, _what(old, new)))
+        return changed
+
+    async def _apply_swaps(
+        self, loaded: ResourceSet, specs: dict[str, ComponentSpec]
+    ) -> list[tuple[str, str]]:
+        by_block = {w.block: w for w in self.swaps}
+        desired = self._swap_desired(loaded, specs)
+        changed = []
+        for name in sorted(set(self._swapped) | set(desired)):
+            old, new = self._swapped.get(name), desired.get(name)
+            if old == new:
+                continue
+            how = by_block[(new or old).spec.type.split(".", 1)[0]]  # type: ignore[union-attr]
+            replacement = None
+            if new is not None:
+                try:
+                    replacement = how.build(new.spec, loaded.resiliencies)
+                except Exception as exc:
+                    log.error("component %s not reloaded: %s", name, exc)
+                    continue
+            previous = await how.swap(name, replacement)
+            self._remember(self._swapped, name, new)
+            if previous is not None:
+                self._close_later(name, previous)
             changed.append((name, _what(old, new)))
         return changed
 
@@ -320,7 +375,12 @@ class RuntimeReloader:
             table[name] = new
 
     def _publish_components(self) -> None:
-        reloaded = [c for c in self.metadata.components if _block(c) not in _RELOADED]
+        blocks = self._reloaded_blocks()
+        reloaded = [c for c in self.metadata.components if _block(c) not in blocks]
+        swapped = [
+            ComponentInfo(name, store.spec.type, store.spec.version, ())
+            for name, store in sorted(self._swapped.items())
+        ]
         stores = [
             ComponentInfo(
                 name,
@@ -340,7 +400,7 @@ class RuntimeReloader:
             if self.pubsub is not None
             else []
         )
-        self.metadata.components = [*stores, *pubsubs, *reloaded]
+        self.metadata.components = [*stores, *pubsubs, *swapped, *reloaded]
 
     def _close_later(self, name: str, component: Any) -> None:
         async def close() -> None:

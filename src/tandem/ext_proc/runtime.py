@@ -304,6 +304,7 @@ class Runtime:
             ),
             version_dir=self.options.socket.parent,
             resolve=self._resolver.spec if self._resolver is not None else spec_of,
+            swaps=tuple(wiring.swaps),
         )
         reloader.start(self._resources)
         task = asyncio.create_task(reloader.run(), name="hot-reload")

@@ -180,3 +180,23 @@ async def test_unknown_and_missing_stores_are_daprs_errors(backend: Backend) -> 
     with pytest.raises(DaprError) as err:
         await ConfigurationService().get("conf", [], {})
     assert err.value.error_code == "ERR_CONFIGURATION_STORE_NOT_CONFIGURED"
+
+
+async def test_a_replaced_store_serves_at_once_and_its_subscriptions_end(tmp_path: Path) -> None:
+    """Hot reload swaps a store in place: reads go to the new one, and subscribers of the
+    old one see their stream end (they subscribe again, on the new store)."""
+    first = await _sqlite(None, tmp_path)  # type: ignore[arg-type]  # (unused)
+    service = first.service
+    await first.write("k", "old", "1")
+    sub = await service.subscribe("conf", ["k"], {})
+    other = str(tmp_path / "other.db")
+    spec = ComponentSpec("conf", "configuration.sqlite", metadata={"connectionString": other})
+    replaced = await service.swap("conf", ConfigurationService.build(spec, CTX))
+    assert replaced is not None
+    await replaced.close()
+    assert [c async for c in sub.changes()] == []  # ended
+    assert await service.get("conf", ["k"], {}) == {}  # the new, empty store
+    await service.swap("conf", None)
+    with pytest.raises(DaprError) as err:
+        await service.get("conf", [], {})
+    assert err.value.error_code == "ERR_CONFIGURATION_STORE_NOT_CONFIGURED"

@@ -55,12 +55,26 @@ class ConfigurationService:
     def from_specs(
         cls, specs: Iterable[ComponentSpec], ctx: ComponentContext
     ) -> ConfigurationService:
-        out = {}
-        for spec in specs:
-            if spec.type.startswith("configuration."):
-                store = cast(ConfigurationStore, create_component(spec, ctx))
-                out[spec.name] = ConfigurationComponent(spec.name, spec.type, store)
-        return cls(out)
+        return cls(
+            {s.name: cls.build(s, ctx) for s in specs if s.type.startswith("configuration.")}
+        )
+
+    @staticmethod
+    def build(spec: ComponentSpec, ctx: ComponentContext) -> ConfigurationComponent:
+        store = cast(ConfigurationStore, create_component(spec, ctx))
+        return ConfigurationComponent(spec.name, spec.type, store)
+
+    async def swap(
+        self, name: str, new: ConfigurationComponent | None
+    ) -> ConfigurationStore | None:
+        """Serve ``new`` under ``name`` (None: remove it); the replaced store, to close.
+        Subscriptions to the replaced store end: their clients subscribe again."""
+        old = self.components.pop(name, None)
+        if new is not None:
+            self.components[name] = new
+        for sub in [s for s in self._subs.values() if s.store == name]:
+            await self._end(sub)
+        return None if old is None else old.store
 
     def component(self, name: str) -> ConfigurationComponent:
         if not self.components:

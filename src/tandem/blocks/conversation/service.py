@@ -50,17 +50,27 @@ class ConversationService:
         ctx: ComponentContext,
         runner_for: Callable[[str], Resilient | None] = lambda _: None,
     ) -> ConversationService:
-        out = []
-        for spec in specs:
-            if not spec.type.startswith("conversation."):
-                continue
-            component = cast(ConversationComponent, create_component(spec, ctx))
-            ttl = as_seconds("cacheTTL", lookup(spec.metadata, "cacheTTL"), 0.0)
-            if ttl < 0:
-                raise ComponentConfigError(f"component {spec.name}: cacheTTL must not be negative")
-            cache = ResponseCache(ttl) if ttl > 0 else None
-            out.append(Conversation(spec.name, spec.type, component, runner_for(spec.name), cache))
-        return cls(out)
+        return cls(
+            cls.build(spec, ctx, runner_for(spec.name))
+            for spec in specs
+            if spec.type.startswith("conversation.")
+        )
+
+    @staticmethod
+    def build(spec: ComponentSpec, ctx: ComponentContext, runner: Resilient | None) -> Conversation:
+        ttl = as_seconds("cacheTTL", lookup(spec.metadata, "cacheTTL"), 0.0)
+        if ttl < 0:
+            raise ComponentConfigError(f"component {spec.name}: cacheTTL must not be negative")
+        component = cast(ConversationComponent, create_component(spec, ctx))
+        cache = ResponseCache(ttl) if ttl > 0 else None
+        return Conversation(spec.name, spec.type, component, runner, cache)
+
+    async def swap(self, name: str, new: Conversation | None) -> ConversationComponent | None:
+        """Serve ``new`` under ``name`` (None: remove it); the replaced one, to close."""
+        old = self._components.pop(name, None)
+        if new is not None:
+            self._components[name] = new
+        return None if old is None else old.component
 
     @property
     def components(self) -> Mapping[str, Conversation]:

@@ -44,13 +44,18 @@ class CryptoService:
 
     @classmethod
     def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> CryptoService:
-        return cls(
-            {
-                s.name: (s.type, cast(KeyProvider, create_component(s, ctx)))
-                for s in specs
-                if s.type.startswith("crypto.")
-            }
-        )
+        return cls({s.name: cls.build(s, ctx) for s in specs if s.type.startswith("crypto.")})
+
+    @staticmethod
+    def build(spec: ComponentSpec, ctx: ComponentContext) -> tuple[str, KeyProvider]:
+        return spec.type, cast(KeyProvider, create_component(spec, ctx))
+
+    async def swap(self, name: str, new: tuple[str, KeyProvider] | None) -> KeyProvider | None:
+        """Serve ``new`` under ``name`` (None: remove it); the replaced provider, to close."""
+        old = self._providers.pop(name, None)
+        if new is not None:
+            self._providers[name] = new
+        return None if old is None else old[1]
 
     @property
     def components(self) -> Mapping[str, str]:

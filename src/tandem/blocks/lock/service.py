@@ -30,13 +30,21 @@ class LockService:
 
     @classmethod
     def from_specs(cls, specs: Iterable[ComponentSpec], ctx: ComponentContext) -> LockService:
-        out = {}
-        for spec in specs:
-            if spec.type.startswith("lock."):
-                store = cast(LockStore, create_component(spec, ctx))
-                keys = KeyScheme.from_metadata(spec.name, spec.metadata, ctx)
-                out[spec.name] = LockComponent(spec.name, spec.type, store, keys)
-        return cls(out)
+        return cls({s.name: cls.build(s, ctx) for s in specs if s.type.startswith("lock.")})
+
+    @staticmethod
+    def build(spec: ComponentSpec, ctx: ComponentContext) -> LockComponent:
+        store = cast(LockStore, create_component(spec, ctx))
+        keys = KeyScheme.from_metadata(spec.name, spec.metadata, ctx)
+        return LockComponent(spec.name, spec.type, store, keys)
+
+    async def swap(self, name: str, new: LockComponent | None) -> LockStore | None:
+        """Serve ``new`` under ``name`` (None: remove it); the replaced store, to close.
+        A lock held in the old store stays there: its owner's unlock goes to the new one."""
+        old = self.components.pop(name, None)
+        if new is not None:
+            self.components[name] = new
+        return None if old is None else old.store
 
     def component(self, name: str) -> LockComponent:
         if not self.components:
