@@ -225,19 +225,19 @@ def test_envoys_own_answers_to_malformed_http_are_daprs_json(
 # (tandem.ext_proc.unimplemented); every HTTP API of Dapr 1.19 is served.
 def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar]) -> None:
     import grpc
-    from dapr.proto.runtime.v1 import actors_pb2, dapr_pb2_grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, vector_pb2
 
     s = sidecars["http"]
     with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
         stub = dapr_pb2_grpc.DaprStub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.ListActorTimers(
-                actors_pb2.ListActorTimersRequest(actor_type="cart", actor_id="1"),
+            stub.QueryVectorsAlpha1(
+                vector_pb2.QueryVectorsRequestAlpha1(),
                 metadata=(("dapr-api-token", TOKEN),),
                 timeout=10,
             )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "the actors API is not implemented" in info.value.details()
+    assert "the vector store API is not implemented" in info.value.details()
 
 
 def test_sdk_lock_and_workflow_calls_answer_without_hanging(
