@@ -13,7 +13,9 @@ from tandem.blocks.app_channel import AppResponse
 from tandem.blocks.errors import DaprError
 from tandem.ext_proc.actors_http import NOT_OWNER_HEADER, VERSION_HEADER
 from tandem.placement.table import Version
-from tandem.xds.translate.actors import CLUSTER_HEADER, INBOUND_PREFIX, host_cluster_name
+from tandem.xds.contract import ACTOR_CLUSTER_HEADER as CLUSTER_HEADER
+from tandem.xds.contract import ACTOR_INBOUND_PREFIX as INBOUND_PREFIX
+from tandem.xds.contract import actor_host_cluster as host_cluster_name
 
 
 class EnvoyForwarder:

@@ -24,7 +24,7 @@ from tandem.blocks.invoke_translate import (
 )
 from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.router import Router
-from tandem.xds.translate.names import ONINVOKE_PREFIX
+from tandem.xds.contract import ONINVOKE_PREFIX
 
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 # Headers that describe the HTTP hop, not the call: never passed on as gRPC metadata.

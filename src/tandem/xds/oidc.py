@@ -4,7 +4,10 @@ control plane reads the issuer's ``/.well-known/openid-configuration`` and hands
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # httpx (with its CLI's rich and pygments) loads only when discovery runs
+    import httpx
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 TIMEOUT_SECONDS = 5.0
@@ -16,6 +19,8 @@ class DiscoveryError(Exception):
 
 async def jwks_uri(issuer: str, client: httpx.AsyncClient) -> str:
     """The ``jwks_uri`` of ``issuer``'s OpenID configuration; DiscoveryError says why not."""
+    import httpx
+
     url = issuer.rstrip("/") + WELL_KNOWN
     try:
         response = await client.get(url, timeout=TIMEOUT_SECONDS)

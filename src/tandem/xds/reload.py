@@ -15,8 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import httpx
-
 from tandem.resources import Configuration, ResourceError
 from tandem.resources.httproute import HTTPRoute
 from tandem.resources.loader import invocation_files, load_configuration, parse_text, signature
@@ -117,10 +115,15 @@ class ResourceWatcher:
 
     async def _discover(self, sidecar: Sidecar) -> None:
         """Find the JWKS URI of each issuer the sidecar's bearer middleware names."""
+        issuers = issuers_to_discover(sidecar)
+        if not issuers:
+            return
+        import httpx  # only for bearer middleware without jwksURL: most meshes never load it
+
         found = dict(sidecar.discovered_jwks)
         now = time.monotonic()
         async with httpx.AsyncClient() as client:
-            for issuer in issuers_to_discover(sidecar):
+            for issuer in issuers:
                 retry_at, last = self._failed.get(issuer, (0.0, ""))
                 if now < retry_at:
                     continue

@@ -20,6 +20,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 
+from tandem.xds.contract import ACTOR_CLUSTER_HEADER, ACTOR_INBOUND_PREFIX, actor_host_cluster
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import tls
 from tandem.xds.translate._protos import (
@@ -34,13 +35,12 @@ from tandem.xds.translate.pipes import runtime_pipe_listener
 from tandem.xds.translate.rbac import RBAC_FILTER
 
 ACTOR_FORWARD = "actor_forward"
-CLUSTER_HEADER = "x-tandem-actor-cluster"
-INBOUND_PREFIX = "/_tandem/actors/"
+CLUSTER_HEADER = ACTOR_CLUSTER_HEADER
+INBOUND_PREFIX = ACTOR_INBOUND_PREFIX
 CONNECT_TIMEOUT_SECONDS = 3
 
 
-def host_cluster_name(node_id: str) -> str:
-    return f"actorhost|{node_id}"
+host_cluster_name = actor_host_cluster
 
 
 def host_clusters(sidecar: Sidecar, mesh: Mesh) -> list[cluster_pb2.Cluster]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tandem.xds.contract import ONINVOKE_PREFIX as ONINVOKE_PREFIX
+
 # Listeners and the route configurations they load over RDS share a name.
 DAPR_HTTP = "dapr_http"
 DAPR_GRPC = "dapr_grpc"
@@ -39,10 +41,6 @@ HEADER_TANDEM_CALLEE = "x-tandem-callee"
 METADATA_APP_ID = "x-tandem-app-id"
 
 LOOPBACK = "127.0.0.1"
-
-# Where the callee's Envoy hands its runtime's HTTP/1.1 door a plain HTTP invocation of a
-# gRPC app, followed by the method (tandem.ext_proc.invoke_grpc_app serves it).
-ONINVOKE_PREFIX = "/_tandem/oninvoke/"
 
 
 def app_cluster(app_id: str) -> str:

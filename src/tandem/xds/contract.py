@@ -1,0 +1,18 @@
+"""Names the runtime and its Envoy's configuration must agree on. Kept free of Envoy's
+protos: the runtime imports this, and the translate package would load them all."""
+
+from __future__ import annotations
+
+# Where the callee's Envoy hands its runtime's HTTP/1.1 door a plain HTTP invocation of a
+# gRPC app, followed by the method (tandem.ext_proc.invoke_grpc_app serves it).
+ONINVOKE_PREFIX = "/_tandem/oninvoke/"
+
+# Actor calls forwarded between runtimes: the runtime names the owner's cluster in this
+# header, and the owner's Envoy hands the call to its runtime under this prefix.
+ACTOR_CLUSTER_HEADER = "x-tandem-actor-cluster"
+ACTOR_INBOUND_PREFIX = "/_tandem/actors/"
+
+
+def actor_host_cluster(node_id: str) -> str:
+    """The cluster through which other runtimes reach ``node_id``'s actor host."""
+    return f"actorhost|{node_id}"
