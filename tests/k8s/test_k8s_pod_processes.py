@@ -1,7 +1,9 @@
 """A pod's processes without a cluster: the control plane started with the command line the
-chart renders, the runtime and Envoy with the command lines the injector writes (the
-kubelet's part, $(VAR) expansion and the volume paths, done here), and the sidecar's own
-probes deciding when it is up. The Dapr API then answers through that Envoy."""
+chart renders (against a stand-in API server: the CA Secret, TokenReview, the pod), the
+enrolment init container, the runtime and Envoy with the command lines the injector writes
+(the kubelet's part, $(VAR) expansion, the volume paths and the projected token, done
+here), and the sidecar's own probes deciding when it is up. The Dapr API then answers
+through that Envoy, which holds a certificate for the pod's identity."""
 
 from __future__ import annotations
 
@@ -20,22 +22,21 @@ from typing import Any
 import helm_python as helm
 import httpx
 import pytest
+from apiserver import ApiServer
 from k8s_schemas import CHART, documents
 
 from servers import free_port, wait_until
 from tandem.envoy import envoy_binary
 from tandem.k8s.annotations import parse
-from tandem.k8s.inject import RUN_DIR, InjectorSettings, containers
+from tandem.k8s.inject import RUN_DIR, TOKEN_DIR, InjectorSettings, containers, enrol_container
 
-# What the control plane says to a sidecar that brings no key and certificate request.
-KNOWN_GAP = "the node metadata carries no CSR"
 POD_ENV = {"POD_NAME": "orders-7d9f8c6b5-x2x9q", "POD_NAMESPACE": "shop", "POD_IP": "127.0.0.1"}
 
 
 def _kubelet(text: str, env: Mapping[str, str], run_dir: Path) -> str:
     """$(VAR) expanded as the kubelet does; the sidecar's volume at ``run_dir``."""
     text = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
-    return text.replace(str(RUN_DIR), str(run_dir))
+    return text.replace(TOKEN_DIR, str(run_dir / "token")).replace(str(RUN_DIR), str(run_dir))
 
 
 def _argv(container: Mapping[str, Any], env: Mapping[str, str], run_dir: Path) -> list[str]:
@@ -70,6 +71,47 @@ def _listening(port: int) -> bool:
 def _start(argv: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _pod(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The pod as the API server holds it once admitted (annotations, owner, labels)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": POD_ENV["POD_NAME"],
+            "namespace": POD_ENV["POD_NAMESPACE"],
+            "annotations": dict(annotations),
+            "labels": {"app": "orders", "dapr.io/sidecar-injected": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "orders-7d9f8c6b5",
+                    "uid": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"serviceAccountName": "orders", "containers": [{"name": "orders"}]},
+    }
+
+
+def _allowed(pod: Mapping[str, Any], audience: str) -> dict[str, Any]:
+    """TokenReview's status for the pod's projected token (see fixtures/tokenreview-*)."""
+    meta = pod["metadata"]
+    return {
+        "authenticated": True,
+        "user": {
+            "username": f"system:serviceaccount:{meta['namespace']}:orders",
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "extra": {
+                "authentication.kubernetes.io/pod-name": [meta["name"]],
+                "authentication.kubernetes.io/pod-uid": [meta["uid"]],
+            },
+        },
+        "audiences": [audience],
+    }
 
 
 @pytest.fixture
@@ -120,18 +162,37 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
     )
     settings = InjectorSettings(image="unused", control_plane_address=f"127.0.0.1:{xds_port}")
     runtime, envoy = containers(spec, settings, "shop")
+    enrol = enrol_container(spec, settings, "shop")
     pod_dir = run_dir / "pod"
-    pod_dir.mkdir()
+    (pod_dir / "token").mkdir(parents=True)
+    # The kubelet's projected token; the stand-in API server vouches for it.
+    (pod_dir / "token" / "token").write_text("projected-token-of-orders\n")
+    api = ApiServer().start()
+    pod = api.put(_pod(annotations))
+    api.token_reviews["projected-token-of-orders"] = _allowed(pod, settings.token_audience)
+    cp_env = {
+        **os.environ,
+        "KUBECONFIG": str(api.kubeconfig(run_dir / "kubeconfig")),
+        "POD_NAMESPACE": "tandem-system",
+    }
 
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_start(cp_argv, os.environ, run_dir / "cp.log"))
+        procs.append(_start(cp_argv, cp_env, run_dir / "cp.log"))
         wait_until(
             lambda: _listening(xds_port),
             deadline_s=30,
             what="the control plane",
             alive=lambda: procs[0].poll() is None,
         )
+        # The enrolment init container runs to completion first.
+        enrol_env = _container_env(enrol, pod_dir)
+        enrolled = subprocess.run(
+            _argv(enrol, enrol_env, pod_dir), env=enrol_env, capture_output=True, timeout=120
+        )
+        assert enrolled.returncode == 0, enrolled.stderr.decode()
+        assert b"spiffe://public/ns/shop/orders" in enrolled.stderr
+        assert api.get("Secret", "tandem-system", "tandem-ca") is not None
         # Native sidecars start in order: Envoy once the runtime's startup probe passes.
         runtime_env = _container_env(runtime, pod_dir)
         procs.append(_start(_argv(runtime, runtime_env, pod_dir), runtime_env, run_dir / "rt.log"))
@@ -143,20 +204,13 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         )
         envoy_env = _container_env(envoy, pod_dir)
         procs.append(_start(_argv(envoy, envoy_env, pod_dir), envoy_env, run_dir / "envoy.log"))
-        cp_log = run_dir / "cp.log"
         wait_until(
-            lambda: _probe(envoy, "startupProbe", pod_dir) or KNOWN_GAP in cp_log.read_text(),
+            lambda: _probe(envoy, "startupProbe", pod_dir),
             deadline_s=60,
             what="Envoy's startup probe",
             alive=lambda: procs[2].poll() is None,
         )
-        if not _probe(envoy, "startupProbe", pod_dir):
-            # The node reached the control plane, which knew it by its pod's identity.
-            assert "spiffe://public/ns/shop/orders" in cp_log.read_text()
-            pytest.xfail(
-                "Kubernetes part 2: a sidecar enrols with its projected ServiceAccount token; "
-                "until then the control plane refuses the injected Envoy's stream (no CSR)"
-            )
+        assert "certificate issued" in (run_dir / "cp.log").read_text()
 
         assert _probe(envoy, "livenessProbe", pod_dir)
         metadata = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/metadata", timeout=10).json()
@@ -170,6 +224,7 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
         raise
     finally:
+        api.stop()
         for proc in reversed(procs):
             proc.terminate()
         for proc in procs:

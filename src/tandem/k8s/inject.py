@@ -20,6 +20,7 @@ from tandem.cli import app_side, observability
 from tandem.envoy.bootstrap import parse_address, render_bootstrap
 from tandem.k8s.annotations import SidecarSpec
 
+ENROL = "tandem-enrol"
 RUNTIME = "tandem-runtime"
 ENVOY = "tandem-envoy"
 SIDECAR_VOLUME = "tandem-sidecar"
@@ -32,6 +33,8 @@ APP_ID_LABEL = "dapr.io/app-id"
 SIDECAR_UID = 65532
 # Dapr's key inside the Secret named by api-token-secret / app-token-secret.
 TOKEN_KEY = "token"
+# Written by the enrolment container (tandem.k8s.enrol) before the sidecar starts.
+ENROLMENT_FRAGMENT = "enrolment.json"
 # The kubelet fills these in from the downward API when the container starts.
 POD_NAME = "$(POD_NAME)"
 POD_IP = "$(POD_IP)"
@@ -57,7 +60,7 @@ def already_injected(pod: Mapping[str, Any]) -> bool:
         for c in spec.get(key) or []
         if isinstance(c, Mapping)
     }
-    return RUNTIME in names or ENVOY in names
+    return RUNTIME in names or ENVOY in names or ENROL in names
 
 
 def _security(spec: SidecarSpec) -> dict[str, Any]:
@@ -224,6 +227,9 @@ def envoy_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) ->
     bootstrap = json.dumps(envoy_bootstrap(spec, settings, namespace), separators=(",", ":"))
     return [
         "envoy",
+        # The enrolment container's fragment (csr, credential); the YAML is merged over it.
+        "--config-path",
+        str(RUN_DIR / ENROLMENT_FRAGMENT),
         "--config-yaml",
         bootstrap,
         "--disable-hot-restart",
@@ -247,6 +253,37 @@ def _mounts(spec: SidecarSpec) -> list[dict[str, Any]]:
         {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
     ]
     return mounts
+
+
+def enrol_container(
+    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+) -> dict[str, Any]:
+    """The init container that enrols the sidecar with its projected token (runs once,
+    before the sidecar; see tandem.k8s.enrol)."""
+    return {
+        "name": ENROL,
+        "image": spec.image or settings.image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["python", "-m", "tandem.k8s.enrol"],
+        "args": [
+            "--control-plane",
+            settings.control_plane_address,
+            "--token-file",
+            f"{TOKEN_DIR}/token",
+            "--run-dir",
+            str(RUN_DIR),
+            "--app-id",
+            spec.app_id,
+            "--namespace",
+            namespace,
+            "--node-id",
+            POD_NAME,
+        ],
+        "env": _downward_env(),
+        "volumeMounts": _mounts(spec),
+        "securityContext": _security(spec),
+        **({"resources": _resources(spec)} if _resources(spec) else {}),
+    }
 
 
 def containers(
@@ -403,10 +440,13 @@ def patch(
     ops: list[dict[str, Any]] = []
     pod_spec = pod.get("spec") or {}
     sidecar = containers(spec, settings, namespace)
+    enrol = enrol_container(spec, settings, namespace)
     if spec.native_sidecar:
         # First among the init containers: the app's own init containers may use Dapr.
-        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), sidecar, True)
+        inits = [enrol, *sidecar]
+        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), inits, True)
     else:
+        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), [enrol], True)
         _add_items(ops, ("spec", "containers"), pod_spec.get("containers"), sidecar)
     taken = {str(v.get("name")) for v in pod_spec.get("volumes") or [] if isinstance(v, Mapping)}
     clash = taken & {SIDECAR_VOLUME, TOKEN_VOLUME}

@@ -79,6 +79,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="exit after this many seconds with no sidecar connected (0: never; default "
         f"${IDLE_EXIT_ENV}, else {DEFAULT_IDLE_EXIT_SECONDS:g})",
     )
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="run in a cluster: CA in a Secret, sidecars enrolled by ServiceAccount token "
+        "(implied by $TANDEM_KUBERNETES=1; see docs/kubernetes.md)",
+    )
+    parser.add_argument("--ca-secret", default="tandem-ca", help="with --kubernetes: the CA Secret")
+    parser.add_argument(
+        "--token-audience",
+        default="tandem.io/controlplane",
+        help="with --kubernetes: the audience of the sidecars' projected tokens",
+    )
     return parser.parse_args(argv)
 
 
@@ -124,8 +136,26 @@ async def _run(args: argparse.Namespace) -> int:
     except ResourceError as exc:
         log.error("invalid mesh configuration", extra={"error": str(exc)})
         return 1
-    # Key generation and file I/O, once, before serving.
-    identities = await asyncio.to_thread(Identities.load, home, settings)
+    cluster = None
+    if args.kubernetes:
+        from tandem.k8s.controlplane import cluster_parts
+
+        try:
+            cluster = await cluster_parts(
+                settings, ca_secret_name=args.ca_secret, audience=args.token_audience
+            )
+        except Exception as exc:
+            log.error(
+                "cannot reach the Kubernetes API", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+            return 1
+        identities = cluster.identities
+        await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)  # placement (emptyDir)
+        # A cluster's control plane serves for good; its sidecars come and go.
+        args.idle_exit = 0
+    else:
+        # Key generation and file I/O, once, before serving.
+        identities = await asyncio.to_thread(Identities.load, home, settings)
     log.info(
         "mesh security",
         extra={
@@ -157,7 +187,7 @@ async def _run(args: argparse.Namespace) -> int:
             identities=identities,
             socket_path=socket_path,
             awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
-            services=(placement,),
+            services=(placement, *((cluster.enrolment,) if cluster else ())),
             # Traffic kinds here apply to every sidecar (README "Traffic policy").
             mesh_resources=home / "resources",
         )
@@ -189,11 +219,15 @@ async def _run(args: argparse.Namespace) -> int:
         remove_info(home)
         await control_plane.stop(grace=1.0)
         await placement.stop()
+        if cluster is not None:
+            await cluster.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # The chart sets it (tandem.k8s.controlplane.KUBERNETES_ENV); the k8s modules load lazily.
+    args.kubernetes = args.kubernetes or os.environ.get("TANDEM_KUBERNETES", "") in ("1", "true")
     logs.configure(args.log_level)
     return uvloop.run(_run(args))
 
