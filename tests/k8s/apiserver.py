@@ -31,6 +31,8 @@ PLURALS = {
     "Resiliency": "resiliencies",
     "Subscription": "subscriptions",
     "HTTPEndpoint": "httpendpoints",
+    "HTTPRoute": "httproutes",
+    "BackendTrafficPolicy": "backendtrafficpolicies",
 }
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
 

@@ -8,15 +8,19 @@ API call: it is typed, asyncio-native, and already the client of ``secretstores.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tandem.k8s import ca_secret
 from tandem.k8s.enrol_service import EnrolmentService, LightkubeApi
+from tandem.k8s.watchers import run_watchers
 from tandem.k8s.workload_identity import DEFAULT_AUDIENCE
 from tandem.xds.identity import Identities, MtlsSettings
+from tandem.xds.registry import Registry
 
 KUBERNETES_ENV = "TANDEM_KUBERNETES"
 DEFAULT_CA_SECRET = "tandem-ca"
@@ -49,8 +53,20 @@ class ClusterParts:
     client: Any
     identities: Identities
     enrolment: EnrolmentService
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, registry: Registry) -> None:
+        """The watches that feed ``registry`` (tandem.k8s.watchers)."""
+        self.tasks.append(
+            asyncio.create_task(run_watchers(self.client, registry), name="k8s-watchers")
+        )
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.client.close()
 
 

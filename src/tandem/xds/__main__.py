@@ -192,6 +192,8 @@ async def _run(args: argparse.Namespace) -> int:
             mesh_resources=home / "resources",
         )
         address = await control_plane.start()
+        if cluster is not None:
+            cluster.start(control_plane.registry)
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
         log.error("cannot listen", extra={"host": args.host, "port": args.port, "error": str(exc)})
         return 1
