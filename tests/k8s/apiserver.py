@@ -219,6 +219,18 @@ class _Reply(Exception):
         self.body = body
 
 
+def _merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    out = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
 def _route(path: str) -> tuple[str, str, str, str]:
     """(group/version, plural, namespace, name) of an API path."""
     parts = [p for p in path.split("/") if p]
@@ -314,6 +326,17 @@ def _handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                                 404, _status(404, "NotFound", f'{plural} "{name}" not found')
                             )
                         self._send(200, api._store((gv, plural, ns, name), obj))
+                elif method == "PATCH":
+                    patch = self._body()  # a JSON merge patch (RFC 7386)
+                    with api._lock:
+                        current = api.objects.get((gv, plural, ns, name))
+                        if current is None:
+                            raise _Reply(
+                                404, _status(404, "NotFound", f'{plural} "{name}" not found')
+                            )
+                        merged = _merge(copy.deepcopy(current), patch)
+                        merged["metadata"].pop("resourceVersion", None)
+                        self._send(200, api._store((gv, plural, ns, name), merged, force=True))
                 elif method == "DELETE":
                     with api._lock:
                         if (gv, plural, ns, name) not in api.objects:
@@ -354,5 +377,8 @@ def _handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:  # noqa: N802
             self._serve("DELETE")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._serve("PATCH")
 
     return Handler

@@ -12,18 +12,27 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 from tandem.k8s import ca_secret
 from tandem.k8s.enrol_service import EnrolmentService, LightkubeApi
+from tandem.k8s.ha import LeaderOnly, label_self, write_epoch
+from tandem.k8s.leader import LeaderElection, run_election
 from tandem.k8s.watchers import run_watchers
 from tandem.k8s.workload_identity import DEFAULT_AUDIENCE
+from tandem.placement.service import PlacementService
 from tandem.xds.identity import Identities, MtlsSettings
 from tandem.xds.registry import Registry
 
 KUBERNETES_ENV = "TANDEM_KUBERNETES"
 DEFAULT_CA_SECRET = "tandem-ca"
+DEFAULT_LEASE = "tandem-controlplane"
+log = logging.getLogger("tandem.k8s.controlplane")
 
 
 def own_namespace() -> str:
@@ -53,13 +62,51 @@ class ClusterParts:
     client: Any
     identities: Identities
     enrolment: EnrolmentService
+    election: LeaderElection
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    placement_started: bool = False
+    lost: bool = False
 
-    def start(self, registry: Registry) -> None:
-        """The watches that feed ``registry`` (tandem.k8s.watchers)."""
+    def leading(self) -> bool:
+        return self.election.leading and self.placement_started
+
+    def interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:
+        return (LeaderOnly(self.leading),)
+
+    def start(
+        self, registry: Registry, placement: PlacementService, home: Path, stop: asyncio.Event
+    ) -> None:
+        """The watches that feed ``registry`` (tandem.k8s.watchers), and the election that
+        starts ``placement`` on this replica once it leads (tandem.k8s.ha)."""
         self.tasks.append(
             asyncio.create_task(run_watchers(self.client, registry), name="k8s-watchers")
         )
+        self.tasks.append(
+            asyncio.create_task(self._elect(placement, home, stop), name="k8s-election")
+        )
+
+    async def _elect(self, placement: PlacementService, home: Path, stop: asyncio.Event) -> None:
+        election = self.election
+        pod = os.environ.get("POD_NAME")
+        if pod:
+            # A restarted former leader must not keep attracting placement calls.
+            try:
+                await label_self(self.client, election.namespace, pod, leading=False)
+            except Exception as exc:
+                log.warning("cannot clear the leader label", extra={"error": str(exc)[:300]})
+
+        async def on_change(leading: bool) -> None:
+            if leading:
+                await asyncio.to_thread(write_epoch, home, election.transitions)
+                await placement.start()
+                self.placement_started = True
+                if pod:
+                    await label_self(self.client, election.namespace, pod, leading=True)
+            else:
+                self.lost = True
+                stop.set()
+
+        await run_election(self.client, election, on_change)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -71,7 +118,11 @@ class ClusterParts:
 
 
 async def cluster_parts(
-    settings: MtlsSettings, *, ca_secret_name: str, audience: str = DEFAULT_AUDIENCE
+    settings: MtlsSettings,
+    *,
+    ca_secret_name: str,
+    lease_name: str = DEFAULT_LEASE,
+    audience: str = DEFAULT_AUDIENCE,
 ) -> ClusterParts:
     client = api_client()
     try:
@@ -80,4 +131,9 @@ async def cluster_parts(
         await client.close()
         raise
     identities = Identities(ca, key, settings)
-    return ClusterParts(client, identities, EnrolmentService(LightkubeApi(client), key, audience))
+    election = LeaderElection(
+        os.environ.get("POD_NAME") or socket.gethostname(), lease_name, own_namespace()
+    )
+    return ClusterParts(
+        client, identities, EnrolmentService(LightkubeApi(client), key, audience), election
+    )

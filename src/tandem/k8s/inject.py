@@ -50,6 +50,8 @@ class InjectorSettings:
     token_audience: str = "tandem.io/controlplane"
     token_seconds: int = 3600
     api_transport: str = "http"
+    # host:port of the leader-only Service (placement, reminders, jobs); None: the above.
+    placement_address: str | None = None
 
 
 def already_injected(pod: Mapping[str, Any]) -> bool:
@@ -159,7 +161,8 @@ def runtime_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) 
         argv += ["--app-port", str(spec.app_port)]
     argv += ["--http-socket", str(RUN_DIR / "runtime-http.sock")]
     argv += ["--dapr-http-port", str(spec.http_port)]
-    argv += ["--node-id", POD_NAME, "--control-plane", settings.control_plane_address]
+    placement = settings.placement_address or settings.control_plane_address
+    argv += ["--node-id", POD_NAME, "--control-plane", placement]
     argv += ["--actor-forward-socket", str(RUN_DIR / "actor-forward.sock")]
     argv += app_side.runtime_args(_app_side(spec), RUN_DIR, spec.app_port)
     argv += observability.runtime_args(RUN_DIR, RUN_DIR / "admin.sock")

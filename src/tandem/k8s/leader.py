@@ -162,11 +162,12 @@ async def run_election(
                     raise
                 found = None
             step = election.decide(found, clock(), dt.datetime.now(dt.UTC))
-            if step.action == "create":
-                written = await client.create(Lease.from_dict(step.lease))
-                election.written(written.to_dict(), clock())
-            elif step.action == "update":
-                written = await client.replace(Lease.from_dict(step.lease))
+            if step.lease is not None:
+                lease = Lease.from_dict(step.lease)
+                if step.action == "create":
+                    written = await client.create(lease)
+                else:
+                    written = await client.replace(lease)
                 election.written(written.to_dict(), clock())
         except asyncio.CancelledError:
             raise

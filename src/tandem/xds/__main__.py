@@ -87,6 +87,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--ca-secret", default="tandem-ca", help="with --kubernetes: the CA Secret")
     parser.add_argument(
+        "--leader-lease",
+        default="tandem-controlplane",
+        help="with --kubernetes: the Lease that elects the replica running placement",
+    )
+    parser.add_argument(
         "--token-audience",
         default="tandem.io/controlplane",
         help="with --kubernetes: the audience of the sidecars' projected tokens",
@@ -142,7 +147,10 @@ async def _run(args: argparse.Namespace) -> int:
 
         try:
             cluster = await cluster_parts(
-                settings, ca_secret_name=args.ca_secret, audience=args.token_audience
+                settings,
+                ca_secret_name=args.ca_secret,
+                lease_name=args.leader_lease,
+                audience=args.token_audience,
             )
         except Exception as exc:
             log.error(
@@ -180,7 +188,8 @@ async def _run(args: argparse.Namespace) -> int:
         socket_path = None if args.port is not None else ads_socket_path(home)
         # Actor placement and the one scheduler share the control plane's server.
         placement = PlacementService(home)
-        await placement.start()
+        if cluster is None:
+            await placement.start()  # in a cluster: once elected (tandem.k8s.ha)
         control_plane = ControlPlane(
             host=args.host,
             port=args.port or 0,
@@ -190,10 +199,11 @@ async def _run(args: argparse.Namespace) -> int:
             services=(placement, *((cluster.enrolment,) if cluster else ())),
             # Traffic kinds here apply to every sidecar (README "Traffic policy").
             mesh_resources=home / "resources",
+            interceptors=cluster.interceptors() if cluster else (),
         )
         address = await control_plane.start()
         if cluster is not None:
-            cluster.start(control_plane.registry)
+            cluster.start(control_plane.registry, placement, home, stop)
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
         log.error("cannot listen", extra={"host": args.host, "port": args.port, "error": str(exc)})
         return 1
@@ -223,7 +233,8 @@ async def _run(args: argparse.Namespace) -> int:
         await placement.stop()
         if cluster is not None:
             await cluster.close()
-    return 0
+    # A replica that lost the lease exits non-zero: the kubelet restarts it as a follower.
+    return 1 if cluster is not None and cluster.lost else 0
 
 
 def main(argv: list[str] | None = None) -> int:
