@@ -165,3 +165,34 @@ async def test_two_replicas_elect_one_leader_and_the_other_takes_over(
             await client.close()
     assert (other.identity, True) in seen
     assert any(r.startswith("PUT /apis/coordination.k8s.io/v1/namespaces/") for r in api.requests)
+
+
+async def test_a_follower_refuses_placement_calls_and_serves_them_once_leading(
+    tmp_path: Path,
+) -> None:
+    import grpc
+
+    from tandem.k8s.ha import LeaderOnly
+    from tandem.placement import wire
+    from tandem.placement.service import PlacementService
+    from tandem.xds.controlplane import ControlPlane
+
+    leading = False
+    placement = PlacementService(tmp_path)
+    await placement.start()
+    control_plane = ControlPlane(
+        services=(placement,), interceptors=(LeaderOnly(lambda: leading),), settle_seconds=0
+    )
+    address = await control_plane.start()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            reminders = wire.unary(channel, wire.REMINDERS, "List")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await reminders({"actorType": "cart"}, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "not the leader" in str(refused.value.details())
+            leading = True
+            assert await reminders({"actorType": "cart"}, timeout=5) == {"reminders": []}
+    finally:
+        await control_plane.stop()
+        await placement.stop()
