@@ -28,7 +28,14 @@ from k8s_schemas import CHART, documents
 from servers import free_port, wait_until
 from tandem.envoy import envoy_binary
 from tandem.k8s.annotations import parse
-from tandem.k8s.inject import RUN_DIR, TOKEN_DIR, InjectorSettings, containers, enrol_container
+from tandem.k8s.inject import (
+    RUN_DIR,
+    TOKEN_DIR,
+    InjectorSettings,
+    containers,
+    enrol_container,
+    resources_container,
+)
 
 POD_ENV = {"POD_NAME": "orders-7d9f8c6b5-x2x9q", "POD_NAMESPACE": "shop", "POD_IP": "127.0.0.1"}
 
@@ -163,6 +170,7 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
     settings = InjectorSettings(image="unused", control_plane_address=f"127.0.0.1:{xds_port}")
     runtime, envoy = containers(spec, settings, "shop")
     enrol = enrol_container(spec, settings, "shop")
+    resources = resources_container(spec, settings, "shop")
     pod_dir = run_dir / "pod"
     (pod_dir / "token").mkdir(parents=True)
     # The kubelet's projected token; the stand-in API server vouches for it.
@@ -170,6 +178,15 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
     api = ApiServer().start()
     pod = api.put(_pod(annotations))
     api.token_reviews["projected-token-of-orders"] = _allowed(pod, settings.token_audience)
+    # The namespace's state store, as `kubectl apply` leaves it (the runtime loads it).
+    api.put(
+        {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "statestore", "namespace": "shop"},
+            "spec": {"type": "state.in-memory", "version": "v1", "metadata": []},
+        }
+    )
     cp_env = {
         **os.environ,
         "KUBECONFIG": str(api.kubeconfig(run_dir / "kubeconfig")),
@@ -193,14 +210,24 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         assert enrolled.returncode == 0, enrolled.stderr.decode()
         assert b"spiffe://public/ns/shop/orders" in enrolled.stderr
         assert api.get("Secret", "tandem-system", "tandem-ca") is not None
-        # Native sidecars start in order: Envoy once the runtime's startup probe passes.
+        # Native sidecars start in order, each once the previous one's startup probe passes.
+        resources_env = _container_env(resources, pod_dir)
+        procs.append(
+            _start(_argv(resources, resources_env, pod_dir), resources_env, run_dir / "res.log")
+        )
+        wait_until(
+            lambda: _probe(resources, "startupProbe", pod_dir),
+            deadline_s=60,
+            what="the resources sidecar's startup probe",
+            alive=lambda: procs[1].poll() is None,
+        )
         runtime_env = _container_env(runtime, pod_dir)
         procs.append(_start(_argv(runtime, runtime_env, pod_dir), runtime_env, run_dir / "rt.log"))
         wait_until(
             lambda: _probe(runtime, "startupProbe", pod_dir),
             deadline_s=60,
             what="the runtime's startup probe",
-            alive=lambda: procs[1].poll() is None,
+            alive=lambda: procs[2].poll() is None,
         )
         envoy_env = _container_env(envoy, pod_dir)
         procs.append(_start(_argv(envoy, envoy_env, pod_dir), envoy_env, run_dir / "envoy.log"))
@@ -208,13 +235,18 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
             lambda: _probe(envoy, "startupProbe", pod_dir),
             deadline_s=60,
             what="Envoy's startup probe",
-            alive=lambda: procs[2].poll() is None,
+            alive=lambda: procs[3].poll() is None,
         )
         assert "certificate issued" in (run_dir / "cp.log").read_text()
 
         assert _probe(envoy, "livenessProbe", pod_dir)
         metadata = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/metadata", timeout=10).json()
         assert metadata["id"] == "orders"
+        assert {c["name"] for c in metadata["components"]} >= {"statestore"}
+        base = f"http://127.0.0.1:{spec.http_port}/v1.0/state/statestore"
+        saved = httpx.post(base, json=[{"key": "k", "value": "v"}], timeout=10)
+        assert saved.status_code == 204, saved.text
+        assert httpx.get(f"{base}/k", timeout=10).json() == "v"
         # No app listens on 8080: full health says so, and the readiness probe with it.
         health = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/healthz", timeout=10)
         assert health.status_code != 204

@@ -23,7 +23,8 @@ from tandem.k8s import ca_secret
 from tandem.k8s.enrol_service import EnrolmentService, LightkubeApi
 from tandem.k8s.ha import LeaderOnly, label_self, write_epoch
 from tandem.k8s.leader import LeaderElection, run_election
-from tandem.k8s.watchers import run_watchers
+from tandem.k8s.resource_service import ResourceService
+from tandem.k8s.watchers import Watches, run_watchers
 from tandem.k8s.workload_identity import DEFAULT_AUDIENCE
 from tandem.placement.service import PlacementService
 from tandem.xds.identity import Identities, MtlsSettings
@@ -63,6 +64,8 @@ class ClusterParts:
     identities: Identities
     enrolment: EnrolmentService
     election: LeaderElection
+    watches: Watches
+    resources: ResourceService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     placement_started: bool = False
     lost: bool = False
@@ -79,7 +82,9 @@ class ClusterParts:
         """The watches that feed ``registry`` (tandem.k8s.watchers), and the election that
         starts ``placement`` on this replica once it leads (tandem.k8s.ha)."""
         self.tasks.append(
-            asyncio.create_task(run_watchers(self.client, registry), name="k8s-watchers")
+            asyncio.create_task(
+                run_watchers(self.client, registry, self.watches), name="k8s-watchers"
+            )
         )
         self.tasks.append(
             asyncio.create_task(self._elect(placement, home, stop), name="k8s-election")
@@ -134,6 +139,12 @@ async def cluster_parts(
     election = LeaderElection(
         os.environ.get("POD_NAME") or socket.gethostname(), lease_name, own_namespace()
     )
+    watches = Watches()
     return ClusterParts(
-        client, identities, EnrolmentService(LightkubeApi(client), key, audience), election
+        client,
+        identities,
+        EnrolmentService(LightkubeApi(client), key, audience),
+        election,
+        watches,
+        ResourceService(key, watches.resources.values, watches.updates.current),
     )

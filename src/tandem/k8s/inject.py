@@ -21,6 +21,7 @@ from tandem.envoy.bootstrap import parse_address, render_bootstrap
 from tandem.k8s.annotations import SidecarSpec
 
 ENROL = "tandem-enrol"
+RESOURCES = "tandem-resources"
 RUNTIME = "tandem-runtime"
 ENVOY = "tandem-envoy"
 SIDECAR_VOLUME = "tandem-sidecar"
@@ -35,6 +36,8 @@ SIDECAR_UID = 65532
 TOKEN_KEY = "token"
 # Written by the enrolment container (tandem.k8s.enrol) before the sidecar starts.
 ENROLMENT_FRAGMENT = "enrolment.json"
+# The namespace's dapr.io objects, kept by the resources container (tandem.k8s.resources_sync).
+RESOURCES_DIR = RUN_DIR / "resources"
 # The kubelet fills these in from the downward API when the container starts.
 POD_NAME = "$(POD_NAME)"
 POD_IP = "$(POD_IP)"
@@ -62,7 +65,7 @@ def already_injected(pod: Mapping[str, Any]) -> bool:
         for c in spec.get(key) or []
         if isinstance(c, Mapping)
     }
-    return RUNTIME in names or ENVOY in names or ENROL in names
+    return bool(names & {RUNTIME, ENVOY, ENROL, RESOURCES})
 
 
 def _security(spec: SidecarSpec) -> dict[str, Any]:
@@ -159,6 +162,7 @@ def runtime_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) 
     ]
     if spec.app_port is not None:
         argv += ["--app-port", str(spec.app_port)]
+    argv += ["--resources-path", str(RESOURCES_DIR)]
     argv += ["--http-socket", str(RUN_DIR / "runtime-http.sock")]
     argv += ["--dapr-http-port", str(spec.http_port)]
     placement = settings.placement_address or settings.control_plane_address
@@ -286,6 +290,51 @@ def enrol_container(
         "volumeMounts": _mounts(spec),
         "securityContext": _security(spec),
         **({"resources": _resources(spec)} if _resources(spec) else {}),
+    }
+
+
+def resources_container(
+    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+) -> dict[str, Any]:
+    """The sidecar that keeps the runtime's resources folder equal to the namespace's
+    dapr.io objects; ready once the first set is written."""
+    return {
+        "name": RESOURCES,
+        "image": spec.image or settings.image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["python", "-m", "tandem.k8s.resources_sync"],
+        "args": [
+            "--control-plane",
+            settings.control_plane_address,
+            "--run-dir",
+            str(RUN_DIR),
+            "--out",
+            str(RESOURCES_DIR),
+            "--app-id",
+            spec.app_id,
+            "--namespace",
+            namespace,
+            "--node-id",
+            POD_NAME,
+        ],
+        "env": _downward_env(),
+        "volumeMounts": _mounts(spec),
+        "securityContext": _security(spec),
+        "startupProbe": {
+            "exec": {
+                "command": [
+                    "python",
+                    "-c",
+                    "import os,sys;sys.exit(not os.path.exists(sys.argv[1]))",
+                    str(RESOURCES_DIR / ".synced"),
+                ]
+            },
+            "periodSeconds": 1,
+            "timeoutSeconds": 5,
+            "failureThreshold": 120,
+        },
+        **({"resources": _resources(spec)} if _resources(spec) else {}),
+        **({"restartPolicy": "Always"} if spec.native_sidecar else {}),
     }
 
 
@@ -442,7 +491,10 @@ def patch(
     """The JSON patch (RFC 6902) that injects the sidecar into ``pod``."""
     ops: list[dict[str, Any]] = []
     pod_spec = pod.get("spec") or {}
-    sidecar = containers(spec, settings, namespace)
+    sidecar = [
+        resources_container(spec, settings, namespace),
+        *containers(spec, settings, namespace),
+    ]
     enrol = enrol_container(spec, settings, namespace)
     if spec.native_sidecar:
         # First among the init containers: the app's own init containers may use Dapr.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from tandem.k8s.inject import INJECTED_LABEL
@@ -26,14 +25,41 @@ from tandem.xds.registry import Registry
 
 log = logging.getLogger("tandem.k8s.watchers")
 
-# (group, version, kind, plural) of the objects that shape invocations.
-INVOCATION_RESOURCES = (
+# (group, version, kind, plural) of the objects watched: those that shape invocations
+# (Envoy) and those the runtimes load (tandem.k8s.resource_service).
+WATCHED_RESOURCES = (
     ("dapr.io", "v1alpha1", "Component", "components"),
+    ("dapr.io", "v1alpha1", "Configuration", "configurations"),
+    ("dapr.io", "v2alpha1", "Subscription", "subscriptions"),
     ("dapr.io", "v1alpha1", "Resiliency", "resiliencies"),
     ("dapr.io", "v1alpha1", "HTTPEndpoint", "httpendpoints"),
     ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
     ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"),
 )
+
+
+class Broadcast:
+    """Wakes every waiter at each change: wait on :meth:`current`'s event, taken before
+    reading the state it guards."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
+class Watches:
+    """The local copies of the watched kinds, and the signal that one changed."""
+
+    def __init__(self) -> None:
+        self.pods = Reflector("Pod")
+        self.resources = {kind: Reflector(kind) for _, _, kind, _ in WATCHED_RESOURCES}
+        self.updates = Broadcast()
 
 
 def resource_class(group: str, version: str, kind: str, plural: str) -> Any:
@@ -45,10 +71,11 @@ def resource_class(group: str, version: str, kind: str, plural: str) -> Any:
 class ClusterFeed:
     """Applies the reflectors' copies to the registry; :meth:`sync` is cheap when idle."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, watches: Watches | None = None) -> None:
         self.registry = registry
-        self.pods = Reflector("Pod")
-        self.resources = {kind: Reflector(kind) for _, _, kind, _ in INVOCATION_RESOURCES}
+        self.watches = watches if watches is not None else Watches()
+        self.pods = self.watches.pods
+        self.resources = self.watches.resources
         self._peers_generation = -1
         self._refused: dict[str, str] = {}  # node -> the last error logged
 
@@ -84,21 +111,26 @@ class ClusterFeed:
                 )
 
 
-async def run_watchers(client: Any, registry: Registry, poll_seconds: float = 0.25) -> None:
+async def run_watchers(
+    client: Any, registry: Registry, watches: Watches | None = None, poll_seconds: float = 0.25
+) -> None:
     """Watch until cancelled. A sidecar that joins gets its namespace's objects at the next
     poll (as file-based hot reload does)."""
     from lightkube.resources.core_v1 import Pod
 
-    feed = ClusterFeed(registry)
+    feed = ClusterFeed(registry, watches)
     changed = asyncio.Event()
-    notify: Callable[[], None] = changed.set
+
+    def notify() -> None:
+        changed.set()
+        feed.watches.updates.notify()
     tasks = [
         asyncio.create_task(
             list_watch(client, Pod, feed.pods, notify, labels={INJECTED_LABEL: "true"}),
             name="watch-pods",
         )
     ]
-    for group, version, kind, plural in INVOCATION_RESOURCES:
+    for group, version, kind, plural in WATCHED_RESOURCES:
         tasks.append(
             asyncio.create_task(
                 list_watch(

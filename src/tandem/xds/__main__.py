@@ -196,7 +196,7 @@ async def _run(args: argparse.Namespace) -> int:
             identities=identities,
             socket_path=socket_path,
             awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
-            services=(placement, *((cluster.enrolment,) if cluster else ())),
+            services=(placement, *((cluster.enrolment, cluster.resources) if cluster else ())),
             # Traffic kinds here apply to every sidecar (README "Traffic policy").
             mesh_resources=home / "resources",
             interceptors=cluster.interceptors() if cluster else (),
