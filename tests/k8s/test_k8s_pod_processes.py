@@ -3,11 +3,14 @@ chart renders (against a stand-in API server: the CA Secret, TokenReview, the po
 enrolment init container, the runtime and Envoy with the command lines the injector writes
 (the kubelet's part, $(VAR) expansion, the volume paths and the projected token, done
 here), and the sidecar's own probes deciding when it is up. The Dapr API then answers
-through that Envoy, which holds a certificate for the pod's identity."""
+through that Envoy, which holds a certificate for the pod's identity. Two control-plane
+replicas run, both behind Envoy's xDS cluster (the Service's part); when the one serving the
+Envoy dies, the other admits it."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -129,8 +132,22 @@ def run_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _both_replicas(argv: list[str], ports: Sequence[int]) -> list[str]:
+    """Envoy's xDS cluster fronting both replicas, as the control plane's Service does."""
+    argv = list(argv)
+    at = argv.index("--config-yaml") + 1
+    bootstrap = json.loads(argv[at])
+    [xds] = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "xds_cluster"]
+    xds["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+        for p in ports
+    ]
+    argv[at] = json.dumps(bootstrap)
+    return argv
+
+
 def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Path) -> None:
-    xds_port = free_port()
+    xds_port, xds_port2 = free_port(), free_port()
     values = {"mtls": {"enabled": False}, "controlPlane": {"port": xds_port}}
     manifests = helm.Chart.load(CHART).render(values, name="tandem", namespace="tandem-system")
     objects = {
@@ -195,12 +212,26 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
 
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_start(cp_argv, cp_env, run_dir / "cp.log"))
+        cp1 = _start(cp_argv, cp_env, run_dir / "cp.log")
+        procs.append(cp1)
         wait_until(
             lambda: _listening(xds_port),
             deadline_s=30,
             what="the control plane",
-            alive=lambda: procs[0].poll() is None,
+            alive=lambda: cp1.poll() is None,
+        )
+        # The second replica: same command line, its own port and volume.
+        cp2_argv = [
+            {str(xds_port): str(xds_port2), str(run_dir / "cp"): str(run_dir / "cp2")}.get(a, a)
+            for a in cp_argv
+        ]
+        cp2 = _start(cp2_argv, {**cp_env, "POD_NAME": "replica-2"}, run_dir / "cp2.log")
+        procs.append(cp2)
+        wait_until(
+            lambda: _listening(xds_port2),
+            deadline_s=30,
+            what="the second control plane",
+            alive=lambda: cp2.poll() is None,
         )
         # The enrolment init container runs to completion first.
         enrol_env = _container_env(enrol, pod_dir)
@@ -219,7 +250,7 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
             lambda: _probe(resources, "startupProbe", pod_dir),
             deadline_s=60,
             what="the resources sidecar's startup probe",
-            alive=lambda: procs[1].poll() is None,
+            alive=lambda: procs[2].poll() is None,
         )
         runtime_env = _container_env(runtime, pod_dir)
         procs.append(_start(_argv(runtime, runtime_env, pod_dir), runtime_env, run_dir / "rt.log"))
@@ -227,17 +258,19 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
             lambda: _probe(runtime, "startupProbe", pod_dir),
             deadline_s=60,
             what="the runtime's startup probe",
-            alive=lambda: procs[2].poll() is None,
+            alive=lambda: procs[3].poll() is None,
         )
         envoy_env = _container_env(envoy, pod_dir)
-        procs.append(_start(_argv(envoy, envoy_env, pod_dir), envoy_env, run_dir / "envoy.log"))
+        envoy_argv = _both_replicas(_argv(envoy, envoy_env, pod_dir), (xds_port, xds_port2))
+        procs.append(_start(envoy_argv, envoy_env, run_dir / "envoy.log"))
         wait_until(
             lambda: _probe(envoy, "startupProbe", pod_dir),
             deadline_s=60,
             what="Envoy's startup probe",
-            alive=lambda: procs[3].poll() is None,
+            alive=lambda: procs[4].poll() is None,
         )
-        assert "certificate issued" in (run_dir / "cp.log").read_text()
+        logs = {cp1: run_dir / "cp.log", cp2: run_dir / "cp2.log"}
+        [serving] = [cp for cp, log in logs.items() if "certificate issued" in log.read_text()]
 
         assert _probe(envoy, "livenessProbe", pod_dir)
         metadata = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/metadata", timeout=10).json()
@@ -251,6 +284,20 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         health = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/healthz", timeout=10)
         assert health.status_code != 204
         assert not _probe(envoy, "readinessProbe", pod_dir)
+
+        # The replica serving this Envoy dies: Envoy reconnects to the other, which admits
+        # it with the same credential (one CA and enrolment key, in the Secret).
+        [other] = [cp for cp in logs if cp is not serving]
+        serving.terminate()
+        serving.wait(timeout=15)
+        wait_until(
+            lambda: "certificate issued" in logs[other].read_text(),
+            deadline_s=60,
+            what="the other replica admitting the sidecar",
+            alive=lambda: other.poll() is None and procs[4].poll() is None,
+        )
+        assert _probe(envoy, "livenessProbe", pod_dir)
+        assert httpx.get(f"{base}/k", timeout=10).json() == "v"
     except Exception:
         for log in sorted(run_dir.glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
