@@ -19,7 +19,8 @@ WORKDIR /src
 # Dependencies first: this layer is reused until pyproject.toml changes.
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/tandem/bin/pip install . \
+# [kubernetes]: lightkube, for the control plane's in-cluster mode and secretstores.kubernetes.
+RUN /opt/tandem/bin/pip install ".[kubernetes]" \
     && /opt/tandem/bin/python -c "from tandem.envoy import envoy_binary; print(envoy_binary())" \
     && /opt/tandem/bin/python -m compileall -q /opt/tandem/lib
 

@@ -100,9 +100,10 @@ def test_rbac_is_least_privilege(rendered: dict[tuple[str, str], dict[str, Any]]
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], (role["metadata"]["name"], rule)
-            assert not {"delete", "deletecollection", "patch", "escalate", "bind"} & set(
-                rule["verbs"]
-            )
+            assert not {"delete", "deletecollection", "escalate", "bind"} & set(rule["verbs"])
+            if "patch" in rule["verbs"]:
+                # Only the leader's label on its own pods, in the release's namespace.
+                assert role["kind"] == "Role" and rule["resources"] == ["pods"], rule
     readme = (CHART / "README.md").read_text()
     for role in roles:
         for rule in role["rules"]:
@@ -156,7 +157,7 @@ def test_values_reach_the_objects() -> None:
     def containers(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {c["name"]: c for c in deployment(objs)["spec"]["template"]["spec"]["containers"]}
 
-    assert deployment(default)["spec"]["replicas"] == 1
+    assert deployment(default)["spec"]["replicas"] == 2
     assert deployment(custom)["spec"]["replicas"] == 2
     assert containers(default)["controlplane"]["image"] == "ghcr.io/tandem-runtime/tandem:0.1.0"
     assert containers(custom)["controlplane"]["image"] == f"registry.example/tandem@{DIGEST}"
@@ -167,9 +168,20 @@ def test_values_reach_the_objects() -> None:
         == f"tandem-controlplane.{NAMESPACE}.svc:15010"
     )
     assert injector[injector.index("--token-audience") + 1] == "mesh.example"
+    assert (
+        injector[injector.index("--placement-address") + 1]
+        == f"tandem-placement.{NAMESPACE}.svc:15010"
+    )
     assert injector[injector.index("--log-level") + 1] == "debug"
     cp = containers(custom)["controlplane"]["args"]
     assert cp[cp.index("--port") + 1] == "15010"
+    # In-cluster mode: CA in a Secret, enrolment by token, one leader by Lease.
+    assert "--kubernetes" in cp
+    assert cp[cp.index("--ca-secret") + 1] == "tandem-ca"
+    assert cp[cp.index("--leader-lease") + 1] == "tandem-controlplane"
+    placement = custom[("Service", "tandem-placement")]["spec"]
+    assert placement["selector"]["tandem.io/controlplane-leader"] == "true"
+    assert [p["port"] for p in placement["ports"]] == [15010]
     mesh = custom[("ConfigMap", "tandem-mesh")]["data"]["config.yaml"]
     assert next(documents(mesh))["spec"]["mtls"] == {
         "enabled": False,

@@ -64,8 +64,8 @@ def test_the_research_agent_pod_is_injected_into_a_valid_pod() -> None:
     out = jsonpatch.apply_patch(pod, ops)
     validate_k8s(out)
     names = [c["name"] for c in out["spec"]["initContainers"]]
-    assert names == ["tandem-runtime", "tandem-envoy"]
-    runtime = out["spec"]["initContainers"][0]["args"]
+    assert names == ["tandem-enrol", "tandem-resources", "tandem-runtime", "tandem-envoy"]
+    runtime = out["spec"]["initContainers"][2]["args"]
     assert runtime[runtime.index("--app-id") + 1] == "research-agent"
     assert "--enable-app-health-check" in runtime
 

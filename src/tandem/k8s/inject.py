@@ -20,6 +20,8 @@ from tandem.cli import app_side, observability
 from tandem.envoy.bootstrap import parse_address, render_bootstrap
 from tandem.k8s.annotations import SidecarSpec
 
+ENROL = "tandem-enrol"
+RESOURCES = "tandem-resources"
 RUNTIME = "tandem-runtime"
 ENVOY = "tandem-envoy"
 SIDECAR_VOLUME = "tandem-sidecar"
@@ -32,6 +34,10 @@ APP_ID_LABEL = "dapr.io/app-id"
 SIDECAR_UID = 65532
 # Dapr's key inside the Secret named by api-token-secret / app-token-secret.
 TOKEN_KEY = "token"
+# Written by the enrolment container (tandem.k8s.enrol) before the sidecar starts.
+ENROLMENT_FRAGMENT = "enrolment.json"
+# The namespace's dapr.io objects, kept by the resources container (tandem.k8s.resources_sync).
+RESOURCES_DIR = RUN_DIR / "resources"
 # The kubelet fills these in from the downward API when the container starts.
 POD_NAME = "$(POD_NAME)"
 POD_IP = "$(POD_IP)"
@@ -47,6 +53,8 @@ class InjectorSettings:
     token_audience: str = "tandem.io/controlplane"
     token_seconds: int = 3600
     api_transport: str = "http"
+    # host:port of the leader-only Service (placement, reminders, jobs); None: the above.
+    placement_address: str | None = None
 
 
 def already_injected(pod: Mapping[str, Any]) -> bool:
@@ -57,7 +65,7 @@ def already_injected(pod: Mapping[str, Any]) -> bool:
         for c in spec.get(key) or []
         if isinstance(c, Mapping)
     }
-    return RUNTIME in names or ENVOY in names
+    return bool(names & {RUNTIME, ENVOY, ENROL, RESOURCES})
 
 
 def _security(spec: SidecarSpec) -> dict[str, Any]:
@@ -154,9 +162,11 @@ def runtime_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) 
     ]
     if spec.app_port is not None:
         argv += ["--app-port", str(spec.app_port)]
+    argv += ["--resources-path", str(RESOURCES_DIR)]
     argv += ["--http-socket", str(RUN_DIR / "runtime-http.sock")]
     argv += ["--dapr-http-port", str(spec.http_port)]
-    argv += ["--node-id", POD_NAME, "--control-plane", settings.control_plane_address]
+    placement = settings.placement_address or settings.control_plane_address
+    argv += ["--node-id", POD_NAME, "--control-plane", placement]
     argv += ["--actor-forward-socket", str(RUN_DIR / "actor-forward.sock")]
     argv += app_side.runtime_args(_app_side(spec), RUN_DIR, spec.app_port)
     argv += observability.runtime_args(RUN_DIR, RUN_DIR / "admin.sock")
@@ -224,6 +234,9 @@ def envoy_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) ->
     bootstrap = json.dumps(envoy_bootstrap(spec, settings, namespace), separators=(",", ":"))
     return [
         "envoy",
+        # The enrolment container's fragment (csr, credential); the YAML is merged over it.
+        "--config-path",
+        str(RUN_DIR / ENROLMENT_FRAGMENT),
         "--config-yaml",
         bootstrap,
         "--disable-hot-restart",
@@ -247,6 +260,82 @@ def _mounts(spec: SidecarSpec) -> list[dict[str, Any]]:
         {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
     ]
     return mounts
+
+
+def enrol_container(
+    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+) -> dict[str, Any]:
+    """The init container that enrols the sidecar with its projected token (runs once,
+    before the sidecar; see tandem.k8s.enrol)."""
+    return {
+        "name": ENROL,
+        "image": spec.image or settings.image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["python", "-m", "tandem.k8s.enrol"],
+        "args": [
+            "--control-plane",
+            settings.control_plane_address,
+            "--token-file",
+            f"{TOKEN_DIR}/token",
+            "--run-dir",
+            str(RUN_DIR),
+            "--app-id",
+            spec.app_id,
+            "--namespace",
+            namespace,
+            "--node-id",
+            POD_NAME,
+        ],
+        "env": _downward_env(),
+        "volumeMounts": _mounts(spec),
+        "securityContext": _security(spec),
+        **({"resources": _resources(spec)} if _resources(spec) else {}),
+    }
+
+
+def resources_container(
+    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+) -> dict[str, Any]:
+    """The sidecar that keeps the runtime's resources folder equal to the namespace's
+    dapr.io objects; ready once the first set is written."""
+    return {
+        "name": RESOURCES,
+        "image": spec.image or settings.image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["python", "-m", "tandem.k8s.resources_sync"],
+        "args": [
+            "--control-plane",
+            settings.control_plane_address,
+            "--run-dir",
+            str(RUN_DIR),
+            "--out",
+            str(RESOURCES_DIR),
+            "--app-id",
+            spec.app_id,
+            "--namespace",
+            namespace,
+            "--node-id",
+            POD_NAME,
+        ],
+        "env": _downward_env(),
+        "volumeMounts": _mounts(spec),
+        "securityContext": _security(spec),
+        "startupProbe": {
+            "exec": {
+                "command": [
+                    "python",
+                    "-c",
+                    "import os,sys;sys.exit(not os.path.exists(sys.argv[1]))",
+                    str(RESOURCES_DIR / ".synced"),
+                ]
+            },
+            "periodSeconds": 1,
+            "timeoutSeconds": 5,
+            "failureThreshold": 120,
+        },
+        **({"resources": _resources(spec)} if _resources(spec) else {}),
+        **({"restartPolicy": "Always"} if spec.native_sidecar else {}),
+    }
 
 
 def containers(
@@ -402,11 +491,17 @@ def patch(
     """The JSON patch (RFC 6902) that injects the sidecar into ``pod``."""
     ops: list[dict[str, Any]] = []
     pod_spec = pod.get("spec") or {}
-    sidecar = containers(spec, settings, namespace)
+    sidecar = [
+        resources_container(spec, settings, namespace),
+        *containers(spec, settings, namespace),
+    ]
+    enrol = enrol_container(spec, settings, namespace)
     if spec.native_sidecar:
         # First among the init containers: the app's own init containers may use Dapr.
-        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), sidecar, True)
+        inits = [enrol, *sidecar]
+        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), inits, True)
     else:
+        _add_items(ops, ("spec", "initContainers"), pod_spec.get("initContainers"), [enrol], True)
         _add_items(ops, ("spec", "containers"), pod_spec.get("containers"), sidecar)
     taken = {str(v.get("name")) for v in pod_spec.get("volumes") or [] if isinstance(v, Mapping)}
     clash = taken & {SIDECAR_VOLUME, TOKEN_VOLUME}

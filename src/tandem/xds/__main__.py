@@ -79,6 +79,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="exit after this many seconds with no sidecar connected (0: never; default "
         f"${IDLE_EXIT_ENV}, else {DEFAULT_IDLE_EXIT_SECONDS:g})",
     )
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="run in a cluster: CA in a Secret, sidecars enrolled by ServiceAccount token "
+        "(implied by $TANDEM_KUBERNETES=1; see docs/kubernetes.md)",
+    )
+    parser.add_argument("--ca-secret", default="tandem-ca", help="with --kubernetes: the CA Secret")
+    parser.add_argument(
+        "--leader-lease",
+        default="tandem-controlplane",
+        help="with --kubernetes: the Lease that elects the replica running placement",
+    )
+    parser.add_argument(
+        "--token-audience",
+        default="tandem.io/controlplane",
+        help="with --kubernetes: the audience of the sidecars' projected tokens",
+    )
     return parser.parse_args(argv)
 
 
@@ -124,8 +141,29 @@ async def _run(args: argparse.Namespace) -> int:
     except ResourceError as exc:
         log.error("invalid mesh configuration", extra={"error": str(exc)})
         return 1
-    # Key generation and file I/O, once, before serving.
-    identities = await asyncio.to_thread(Identities.load, home, settings)
+    cluster = None
+    if args.kubernetes:
+        from tandem.k8s.controlplane import cluster_parts
+
+        try:
+            cluster = await cluster_parts(
+                settings,
+                ca_secret_name=args.ca_secret,
+                lease_name=args.leader_lease,
+                audience=args.token_audience,
+            )
+        except Exception as exc:
+            log.error(
+                "cannot reach the Kubernetes API", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+            return 1
+        identities = cluster.identities
+        await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)  # placement (emptyDir)
+        # A cluster's control plane serves for good; its sidecars come and go.
+        args.idle_exit = 0
+    else:
+        # Key generation and file I/O, once, before serving.
+        identities = await asyncio.to_thread(Identities.load, home, settings)
     log.info(
         "mesh security",
         extra={
@@ -150,18 +188,22 @@ async def _run(args: argparse.Namespace) -> int:
         socket_path = None if args.port is not None else ads_socket_path(home)
         # Actor placement and the one scheduler share the control plane's server.
         placement = PlacementService(home)
-        await placement.start()
+        if cluster is None:
+            await placement.start()  # in a cluster: once elected (tandem.k8s.ha)
         control_plane = ControlPlane(
             host=args.host,
             port=args.port or 0,
             identities=identities,
             socket_path=socket_path,
             awaited_pids=frozenset(p for p in awaited if pid_alive(p)),
-            services=(placement,),
+            services=(placement, *((cluster.enrolment, cluster.resources) if cluster else ())),
             # Traffic kinds here apply to every sidecar (README "Traffic policy").
             mesh_resources=home / "resources",
+            interceptors=cluster.interceptors() if cluster else (),
         )
         address = await control_plane.start()
+        if cluster is not None:
+            cluster.start(control_plane.registry, placement, home, stop)
     except (OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
         log.error("cannot listen", extra={"host": args.host, "port": args.port, "error": str(exc)})
         return 1
@@ -189,11 +231,16 @@ async def _run(args: argparse.Namespace) -> int:
         remove_info(home)
         await control_plane.stop(grace=1.0)
         await placement.stop()
-    return 0
+        if cluster is not None:
+            await cluster.close()
+    # A replica that lost the lease exits non-zero: the kubelet restarts it as a follower.
+    return 1 if cluster is not None and cluster.lost else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # The chart sets it (tandem.k8s.controlplane.KUBERNETES_ENV); the k8s modules load lazily.
+    args.kubernetes = args.kubernetes or os.environ.get("TANDEM_KUBERNETES", "") in ("1", "true")
     logs.configure(args.log_level)
     return uvloop.run(_run(args))
 

@@ -69,7 +69,9 @@ class ControlPlane:
         settle_seconds: float = 3.0,
         services: Sequence[GrpcService] = (),
         mesh_resources: Path | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
+        self._interceptors = tuple(interceptors)  # e.g. leader-only services (Kubernetes HA)
         self._mesh_resources = mesh_resources  # $TANDEM_HOME/resources/ (hot reload)
         self._host = host
         self._port = port
@@ -93,7 +95,7 @@ class ControlPlane:
         self.address = ""
 
     async def start(self) -> str:
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self._interceptors)
         add_to_server(server, self.ads)
         for service in self._services:
             service.add_to_server(server)

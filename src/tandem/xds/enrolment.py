@@ -20,10 +20,10 @@ key could equally read the root key. A process without it cannot obtain a certif
 The private key never leaves the sidecar's run directory: the CSR carries the public key,
 and the SDS secret names the key file (``private_key.filename``), which Envoy reads itself.
 
-Kubernetes (planned): the credential becomes the pod's projected ServiceAccount token
-(audience ``tandem-ca``). The control plane sends it to the TokenReview API, takes the
-namespace and pod from the answer, reads the pod's ``dapr.io/app-id`` annotation and signs
-for that identity, whatever the node metadata claims.
+Kubernetes: the same credential, minted by the control plane itself once the pod's
+projected ServiceAccount token passed TokenReview and the pod's ``dapr.io/app-id`` matched
+the claim (see :mod:`tandem.k8s.workload_identity`); the enrolment init container writes it
+into Envoy's bootstrap.
 
 Nothing here logs, and no error message repeats a credential or a key.
 """

@@ -14,6 +14,9 @@ One stream per node: while a node id has a live stream, a second stream presenti
 same node id (a replayed enrolment, say) is refused, so it can neither replace nor, when it
 ends, remove the real sidecar. A reconnect after the old stream has ended is admitted.
 
+In a cluster, sidecars connected to another control-plane replica are *peers*: known from
+their pods (:mod:`tandem.k8s.watchers`), routed to like local ones, given no snapshot here.
+
 After a control-plane restart the registry may start *holding*: it admits reconnecting
 streams but computes no snapshot until the sidecars it awaits (by ``tandem run`` pid) are
 back or :meth:`release` is called, so no Envoy is told that its peers are gone.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
@@ -62,6 +65,8 @@ class Registry:
         self._translate = translator
         self._on_admitted = on_admitted
         self._entries: dict[str, _Entry] = {}
+        # Sidecars of other replicas, by node id (Kubernetes); a local stream wins.
+        self._peers: dict[str, Sidecar] = {}
         self.generation = 0
         self._awaited = set(awaited_pids)
         self.holding = bool(awaited_pids)
@@ -88,9 +93,23 @@ class Registry:
         self._recompute()
 
     def mesh(self) -> Mesh:
-        return Mesh.of(
-            (entry.sidecar for entry in self._entries.values()), self._identities.security()
-        )
+        local = [entry.sidecar for entry in self._entries.values()]
+        peers = [p for node, p in self._peers.items() if node not in self._entries]
+        return Mesh.of([*local, *peers], self._identities.security())
+
+    def set_peers(self, peers: Mapping[str, Sidecar]) -> None:
+        """Replace the sidecars known from the cluster (every replica's); recompute if the
+        mesh changed."""
+        peers = dict(peers)
+        if peers == self._peers:
+            return
+        self._peers = peers
+        if not self.holding:
+            self._recompute()
+
+    def local_sidecars(self) -> list[Sidecar]:
+        """The sidecars whose Envoy streams from this control plane."""
+        return [entry.sidecar for entry in self._entries.values()]
 
     def on_stream_open(self, stream_id: int, node: base_pb2.Node) -> None:
         """Raises ValueError (bad metadata) or PermissionError (identity refused)."""
@@ -152,6 +171,8 @@ class Registry:
         mesh = self.mesh()
         self.generation += 1
         for sidecar in mesh.sidecars:
+            if sidecar.node_id not in self._entries:
+                continue  # a peer: its own replica serves it
             try:
                 snapshot = Snapshot.build(self._translate(sidecar, mesh).all())
                 self._cache.set_snapshot(sidecar.node_id, snapshot)

@@ -62,13 +62,15 @@ class ResourceWatcher:
 
     async def check(self) -> None:
         await self._check_mesh()
-        sidecars = [s for s in self._registry.mesh().sidecars if s.resources_paths or s.config_path]
+        sidecars = [
+            s for s in self._registry.local_sidecars() if s.resources_paths or s.config_path
+        ]
         live = {s.node_id for s in sidecars}
         for node_id in set(self._seen) - live:
             del self._seen[node_id]
         for sidecar in sidecars:
             await self._check_one(sidecar)
-        for sidecar in self._registry.mesh().sidecars:
+        for sidecar in self._registry.local_sidecars():
             if issuers_to_discover(sidecar):
                 await self._discover(sidecar)
 
@@ -81,7 +83,7 @@ class ResourceWatcher:
                 self._mesh_seen = sig
                 try:
                     files = await asyncio.to_thread(invocation_files, [self._mesh_path])
-                    for sidecar in self._registry.mesh().sidecars:  # validate for everyone
+                    for sidecar in self._registry.local_sidecars():  # validate for everyone
                         sidecar.with_mesh_files(files)
                     self._mesh_files = files
                     for file, text in files:
@@ -99,7 +101,7 @@ class ResourceWatcher:
                     log.warning(
                         "mesh-wide resources not reloaded, the last good ones stay: %s", exc
                     )
-        for sidecar in self._registry.mesh().sidecars:
+        for sidecar in self._registry.local_sidecars():
             if sidecar.mesh_files == self._mesh_files:
                 continue
             try:
