@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import resource
 import shutil
 import statistics
@@ -111,7 +110,7 @@ def need_h2load() -> str:
 
 
 def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | None,
-           work: Path) -> Run:  # fmt: skip
+           work: Path, profile: tuple[int, Path] | None = None) -> Run:  # fmt: skip
     log = work / "h2load.log"
     log.unlink(missing_ok=True)
     argv = [need_h2load(), "-D", str(seconds), "--warm-up-time", "1", f"--log-file={log}"]
@@ -126,7 +125,17 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
         argv += ["-d", str(body)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    spy = None
+    if profile is not None:
+        # Samples the runtime (not the client) while h2load runs; raw collapsed stacks.
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-p", str(profile[0]), "-d", str(seconds), "-r", "250",
+             "-f", "raw", "--nonblocking", "-o", str(profile[1])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    if spy is not None:
+        spy.wait(30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [line.split("\t") for line in log.read_text().splitlines() if line]
@@ -167,6 +176,16 @@ def check_grpc_answers(grpc_port: int) -> None:
             method(request_type.FromString(op.grpc_message), timeout=10)
 
 
+def runtime_pid(m: TandemMachine) -> int:
+    """The runtime process `tandem run` started (its child running tandem.ext_proc)."""
+    parent = m.procs[-1].pid
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "tandem.ext_proc"],
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    if not out:
+        sys.exit("bench: runtime process not found")
+    return int(out[0])
+
+
 def seed(http_port: int) -> None:
     req = urllib.request.Request(
         f"http://127.0.0.1:{http_port}/v1.0/state/statestore",
@@ -184,7 +203,16 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ops", nargs="+", default=[op.name for op in OPS])
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="also sample the runtime with py-spy during each first-round run (raw stacks here)",
+    )
     a = ap.parse_args()
+    if a.profile is not None:
+        a.profile.mkdir(parents=True, exist_ok=True)
+        if shutil.which("py-spy") is None:
+            sys.exit("bench: --profile needs py-spy on PATH (pip install py-spy)")
     work = Path(tempfile.mkdtemp(prefix="tbg", dir="/tmp"))
     resources = work / "resources"
     resources.mkdir()
@@ -205,11 +233,10 @@ def main() -> None:
         )
         seed(ports.http)
         check_grpc_answers(ports.grpc)
-        if os.environ.get("BENCH_PAUSE"):  # attach a profiler to the runtime meanwhile
-            input(f"sidecar up (http {ports.http}, grpc {ports.grpc}); Enter to measure")
+        runtime = runtime_pid(m)
         for inflight in a.inflight:
             runs: dict[tuple[str, str], list[Run]] = {}
-            for _ in range(a.rounds):
+            for round_no in range(a.rounds):
                 for op in ops:
                     for door in ("http", "grpc"):
                         grpc = door == "grpc"
@@ -222,6 +249,11 @@ def main() -> None:
                             grpc=grpc,
                             body=bodies.get((op.name, door)),
                             work=work,
+                            profile=(
+                                (runtime, a.profile / f"{op.name}-{door}-{inflight}.txt")
+                                if a.profile is not None and round_no == 0
+                                else None
+                            ),
                         )
                         runs.setdefault((op.name, door), []).append(run)
             report(inflight, a.seconds, a.rounds, ops, runs)
@@ -247,7 +279,9 @@ def report(inflight: int, seconds: int, rounds: int, ops: list[Op],
                 f"| {_median(rs, 'p90_ms'):.3f} | {_median(rs, 'client_ms'):.3f} "
                 f"| {_median(rs, 'server_ms'):.3f} |"
             )
-    print("\n| op | http server ms / grpc server ms (goal ≥ 90 %) | p50 grpc − http ms (goal ≤ +0.05) |")
+    print(
+        "\n| op | http server ms / grpc server ms (goal ≥ 90 %) | p50 grpc − http ms (goal ≤ +0.05) |"
+    )
     print("|---|---|---|")
     for op in ops:
         h, g = runs[(op.name, "http")], runs[(op.name, "grpc")]

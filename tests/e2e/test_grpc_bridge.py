@@ -231,3 +231,57 @@ def test_the_http_port_does_not_serve_bridged_grpc(sidecars: dict[str, Sidecar])
     )
     assert r.status_code == 404
     assert r.json()["errorCode"]
+
+
+def test_workflow_task_hub_calls_answer_alike_through_the_bridge(
+    sidecars: dict[str, Sidecar],
+) -> None:
+    """The workflow SDK's unary task-hub calls are bridged too (its work-item stream is not)."""
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as spb
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as spb_grpc
+
+    before = _bridged_calls(sidecars["http"])
+    outcomes = []
+    for transport in TRANSPORTS:
+        with grpc.insecure_channel(f"127.0.0.1:{sidecars[transport].grpc_port}") as channel:
+            hub = spb_grpc.TaskHubSidecarServiceStub(channel)  # type: ignore[no-untyped-call]
+            instance = f"wf-{uuid.uuid4().hex[:8]}"
+            started = hub.StartInstance(
+                spb.CreateInstanceRequest(instanceId=instance, name="no_worker_for_this"),
+                metadata=AUTH,
+                timeout=30,
+            )
+            got = hub.GetInstance(
+                spb.GetInstanceRequest(instanceId=instance), metadata=AUTH, timeout=30
+            )
+            missing = _outcome(
+                hub.GetInstance, spb.GetInstanceRequest(instanceId="nope-" + instance)
+            )
+            # No worker runs it: the wait ends at the caller's deadline, on either server.
+            try:
+                hub.WaitForInstanceCompletion(
+                    spb.GetInstanceRequest(instanceId=instance), metadata=AUTH, timeout=1.5
+                )
+                waited = "completed"
+            except grpc.RpcError as err:
+                waited = err.code().name
+            bad_name = _outcome(
+                hub.StartInstance, spb.CreateInstanceRequest(instanceId="x" + instance)
+            )
+            outcomes.append(
+                (
+                    started.instanceId == instance,
+                    got.exists,
+                    got.workflowState.name,
+                    missing[0],
+                    missing[1].exists if missing[0] == "ok" else missing[1],
+                    waited,
+                    bad_name[0],
+                    bad_name[1],
+                )
+            )
+    assert outcomes[0] == outcomes[1], outcomes
+    assert outcomes[0][:3] == (True, True, "no_worker_for_this")
+    assert outcomes[0][5] == "DEADLINE_EXCEEDED"
+    assert outcomes[0][6] == "error"
+    assert _bridged_calls(sidecars["http"]) - before >= 5

@@ -37,7 +37,7 @@ from tandem.ext_proc.api import ApiRequest, ApiResponse
 from tandem.ext_proc.grpc_over_http import (
     BRIDGE_HEADER,
     FRAME_HEADER_BYTES,
-    GRPC_PREFIX,
+    RECEIVE_SLACK_BYTES,
     is_grpc,
     request_too_large,
 )
@@ -157,7 +157,7 @@ class _Connection(asyncio.Protocol):
         # An answer that ends the connection once the answers before it are written.
         self._refusal: ApiResponse | None = None
         # The request being read is a unary gRPC call bridged by Envoy (grpc_over_http.py):
-        # its body is the message plus the 5-byte gRPC frame header, its refusals gRPC's.
+        # it may be as large as grpc.aio would take, and its refusals are gRPC's.
         self._grpc = False
         self._limit = server.max_body_bytes
 
@@ -191,7 +191,8 @@ class _Connection(asyncio.Protocol):
             if isinstance(cause, _RequestTooLarge) and self._grpc:
                 length = self._headers.get("content-length")
                 size = int(length) - FRAME_HEADER_BYTES if length is not None else None
-                self._refuse(request_too_large(size, self._server.max_body_bytes))
+                limit = self._server.max_body_bytes + RECEIVE_SLACK_BYTES
+                self._refuse(request_too_large(size, limit))
             elif isinstance(cause, _RequestTooLarge):
                 self._refuse(
                     _error(
@@ -251,7 +252,7 @@ class _Connection(asyncio.Protocol):
         headers = self._headers
         if BRIDGE_HEADER in headers and is_grpc(headers.get("content-type", "")):
             self._grpc = True
-            self._limit = self._server.max_body_bytes + FRAME_HEADER_BYTES
+            self._limit = self._server.max_body_bytes + RECEIVE_SLACK_BYTES + FRAME_HEADER_BYTES
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
@@ -427,7 +428,6 @@ class HttpApiServer:
         try:
             if (
                 self._grpc_unary is not None
-                and req.path.startswith(GRPC_PREFIX)
                 and BRIDGE_HEADER in req.headers
                 and is_grpc(req.headers.get("content-type", ""))
             ):

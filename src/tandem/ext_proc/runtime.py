@@ -386,7 +386,9 @@ class Runtime:
         )
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
         workflows = self._workflows
-        workflow_grpc.add_to_server(server, lambda: workflows.engine if workflows else None)
+        task_hub = workflow_grpc.add_to_server(
+            server, lambda: workflows.engine if workflows else None
+        )
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
@@ -400,7 +402,7 @@ class Runtime:
                 socket_path=self.options.http_socket,
                 # Unary gRPC API calls, bridged by Envoy, from the servicer's own table.
                 grpc_unary=GrpcUnaryOverHttp(
-                    servicer.table, self.options.max_body_bytes, self._metrics
+                    servicer.table, self.options.max_body_bytes, self._metrics, task_hub
                 ),
             )
             await self._http.start()

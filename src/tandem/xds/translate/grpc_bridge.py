@@ -3,8 +3,9 @@
 grpc.aio's per-call cost made the gRPC API 2–4× slower than the HTTP door on the same
 sidecar (BENCHMARKS.md, "gRPC API path"). On a sidecar whose runtime has that door
 (``api_transport: http``), the ``dapr_grpc`` listener sends every *unary* method of the
-``dapr.proto.runtime.v1.Dapr`` service there (``tandem.ext_proc.grpc_over_http`` answers);
-streaming methods, the workflow service and everything else still reach grpc.aio.
+``dapr.proto.runtime.v1.Dapr`` service and of the workflow SDK's ``TaskHubSidecarService``
+there (``tandem.ext_proc.grpc_over_http`` answers); streaming methods and everything else
+still reach grpc.aio.
 
 The bridge runs with ``content_type: application/grpc`` and frames kept (not
 ``withhold_grpc_frames``): the runtime answers a success as a framed message, to which the
@@ -34,6 +35,10 @@ BRIDGE_FILTER = "envoy.filters.http.grpc_http1_reverse_bridge"
 # on its HTTP door to calls that came through the gRPC port (its token and API checks).
 BRIDGE_HEADER = "x-tandem-grpc-bridge"
 ROUTE_NAME = "runtime-grpc-unary"
+# The durable-task service of the SDK's workflow client and worker; only its work-item
+# stream streams (checked against the SDK's protos in tests/xds/test_grpc_bridge.py).
+TASK_HUB_SERVICE = "TaskHubSidecarService"
+TASK_HUB_STREAMS = ("GetWorkItems",)
 
 
 def enabled(sidecar: Sidecar) -> bool:
@@ -61,27 +66,32 @@ def off() -> dict[str, any_pb2.Any]:
 
 
 def routes() -> list[rc.Route]:
-    """The service's streaming methods to grpc.aio (exact paths: few, and an RE2 alternation
-    of every unary method is over Envoy's program size limit), then the rest of the service
-    to the HTTP door."""
-    prefix = f"/{dapr_pb2.DESCRIPTOR.services_by_name['Dapr'].full_name}/"
+    """Per service (the Dapr service, the task hub): its streaming methods to grpc.aio (exact
+    paths: few, where an RE2 alternation of every unary method is over Envoy's program size
+    limit), then the rest of the service to the HTTP door."""
+    dapr = f"/{dapr_pb2.DESCRIPTOR.services_by_name['Dapr'].full_name}/"
+    task_hub = f"/{TASK_HUB_SERVICE}/"
+    streams = [dapr + name for name in streaming_methods()]
+    streams += [task_hub + name for name in TASK_HUB_STREAMS]
     out = [
         rc.Route(
-            name=f"runtime-grpc-stream:{name}",
-            match=rc.RouteMatch(path=prefix + name),
+            name=f"runtime-grpc-stream:{path.rsplit('/', 1)[1]}",
+            match=rc.RouteMatch(path=path),
             # Streams live as long as the app, as on the listener's catch-all route.
             route=rc.RouteAction(cluster=RUNTIME_CLUSTER, timeout=seconds(0)),
         )
-        for name in streaming_methods()
+        for path in streams
     ]
-    unary = rc.Route(
-        name=ROUTE_NAME,
-        match=rc.RouteMatch(prefix=prefix),
-        # As on grpc.aio: no route timeout (a client's deadline ends its own call).
-        route=rc.RouteAction(cluster=RUNTIME_HTTP_CLUSTER, timeout=seconds(0)),
-        request_headers_to_add=[set_header(BRIDGE_HEADER, "1")],
-    )
-    unary.typed_per_filter_config[BRIDGE_FILTER].CopyFrom(
-        pack(bridge_pb2.FilterConfigPerRoute(disabled=False))
-    )
-    return [*out, unary]
+    for name, prefix in ((ROUTE_NAME, dapr), (f"{ROUTE_NAME}:task-hub", task_hub)):
+        unary = rc.Route(
+            name=name,
+            match=rc.RouteMatch(prefix=prefix),
+            # As on grpc.aio: no route timeout (a client's deadline ends its own call).
+            route=rc.RouteAction(cluster=RUNTIME_HTTP_CLUSTER, timeout=seconds(0)),
+            request_headers_to_add=[set_header(BRIDGE_HEADER, "1")],
+        )
+        unary.typed_per_filter_config[BRIDGE_FILTER].CopyFrom(
+            pack(bridge_pb2.FilterConfigPerRoute(disabled=False))
+        )
+        out.append(unary)
+    return out
