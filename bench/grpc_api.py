@@ -1,17 +1,22 @@
 """The Dapr gRPC API vs the HTTP door on one sidecar: GetState, SaveState, PublishEvent.
 
     python bench/grpc_api.py [--seconds 5] [--inflight 1 16] [--rounds 3]
+                             [--ops GetState ...] [--with-grpc-aio] [--profile DIR]
 
 One `tandem run` (API transport http) with in-memory state and pub/sub, so the API path is
-what is measured rather than a store. The same C client (h2load) drives both doors: the HTTP
+what is measured rather than a store; its unary gRPC calls go through Envoy's reverse bridge
+to the runtime's HTTP door. ``--with-grpc-aio`` adds an ext_proc sidecar whose gRPC calls
+still reach grpc.aio (the path before the bridge), as a third door ``grpc.aio``. The same C client (h2load) drives both doors: the HTTP
 door over HTTP/1.1 (16 in flight = 16 connections), the gRPC API over one HTTP/2 connection
 (16 in flight = 16 concurrent streams, as an SDK's channel does) with the operation's
 protobuf request framed as gRPC. Each round measures every operation on both doors back to
 back (so drift hits both alike); the table is the median over rounds.
 
 Client cost is measured and removed: h2load's own CPU time per call (from getrusage of the
-child) is subtracted from the wall time per call, giving "server time per call". Printed
-ratios: HTTP server time / gRPC server time (goal ≥ 90 %) and gRPC p50 − HTTP p50 (goal
+child) is subtracted from the wall time per call, giving "server time per call". The CPU
+time the sidecar's Envoy and runtime spend per call (from /proc) is printed too: on a busy
+machine it is the steadier measure of what a call costs. Printed ratios: HTTP server time /
+gRPC server time (goal ≥ 90 %), the same for sidecar CPU, and gRPC p50 − HTTP p50 (goal
 ≤ +0.05 ms).
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import resource
 import shutil
 import statistics
@@ -83,6 +89,8 @@ class Run:
     client_cpu_s: float
     p50_ms: float
     p90_ms: float
+    sidecar_cpu_s: float
+    runtime_cpu_s: float
 
     @property
     def rps(self) -> float:
@@ -97,6 +105,16 @@ class Run:
         return self.client_cpu_s / self.calls * 1000
 
     @property
+    def sidecar_cpu_ms(self) -> float:
+        """CPU time of the sidecar's Envoy and runtime per call: what a call costs the
+        sidecar, much less disturbed than wall time by other work on a busy machine."""
+        return self.sidecar_cpu_s / self.calls * 1000
+
+    @property
+    def runtime_cpu_ms(self) -> float:
+        return self.runtime_cpu_s / self.calls * 1000
+
+    @property
     def server_ms(self) -> float:
         """Time per call with the client's own CPU time per call taken out."""
         return self.per_call_ms - self.client_ms
@@ -109,8 +127,18 @@ def need_h2load() -> str:
     return path
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time so far of these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | None,
-           work: Path, profile: tuple[int, Path] | None = None) -> Run:  # fmt: skip
+           work: Path, sidecar: list[int],
+           profile: tuple[int, Path] | None = None) -> Run:  # fmt: skip
     log = work / "h2load.log"
     log.unlink(missing_ok=True)
     argv = [need_h2load(), "-D", str(seconds), "--warm-up-time", "1", f"--log-file={log}"]
@@ -124,6 +152,8 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
     if body is not None:
         argv += ["-d", str(body)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sidecar_before = cpu_seconds(sidecar)
+    runtime_before = cpu_seconds(sidecar[:1])
     start = time.perf_counter()
     spy = None
     if profile is not None:
@@ -137,6 +167,8 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
     if spy is not None:
         spy.wait(30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sidecar_cpu = cpu_seconds(sidecar) - sidecar_before
+    runtime_cpu = cpu_seconds(sidecar[:1]) - runtime_before
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [line.split("\t") for line in log.read_text().splitlines() if line]
     bad = [r for r in lines if not r[1].startswith("2")]
@@ -155,6 +187,8 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
         client_cpu_s=cpu * measured_share,
         p50_ms=lat[len(lat) // 2],
         p90_ms=lat[int(len(lat) * 0.9)],
+        sidecar_cpu_s=sidecar_cpu * measured_share,
+        runtime_cpu_s=runtime_cpu * measured_share,
     )
 
 
@@ -176,13 +210,13 @@ def check_grpc_answers(grpc_port: int) -> None:
             method(request_type.FromString(op.grpc_message), timeout=10)
 
 
-def runtime_pid(m: TandemMachine) -> int:
-    """The runtime process `tandem run` started (its child running tandem.ext_proc)."""
+def child_pid(m: TandemMachine, pattern: str) -> int:
+    """A process the last `tandem run` started: its runtime (``tandem.ext_proc``) or Envoy."""
     parent = m.procs[-1].pid
-    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "tandem.ext_proc"],
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", pattern],
                          capture_output=True, text=True).stdout.split()  # fmt: skip
     if not out:
-        sys.exit("bench: runtime process not found")
+        sys.exit(f"bench: no {pattern} process under tandem run {parent}")
     return int(out[0])
 
 
@@ -203,6 +237,12 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ops", nargs="+", default=[op.name for op in OPS])
+    ap.add_argument(
+        "--with-grpc-aio",
+        action="store_true",
+        help="also measure the gRPC API of an ext_proc sidecar, whose unary calls reach "
+        "grpc.aio (the path before the bridge)",
+    )
     ap.add_argument(
         "--profile",
         type=Path,
@@ -233,30 +273,42 @@ def main() -> None:
         )
         seed(ports.http)
         check_grpc_answers(ports.grpc)
-        runtime = runtime_pid(m)
+        runtime = child_pid(m, "tandem.ext_proc")
+        pids = [runtime, child_pid(m, "_bin/envoy ")]
+        doors = {"http": (ports.http, pids), "grpc": (ports.grpc, pids)}
+        if a.with_grpc_aio:
+            aio = m.run_sidecar(
+                "bench-grpc-aio", "--resources-path", str(resources), "--api-transport", "ext_proc"
+            )
+            seed(aio.http)
+            check_grpc_answers(aio.grpc)
+            doors["grpc.aio"] = (
+                aio.grpc,
+                [child_pid(m, "tandem.ext_proc"), child_pid(m, "_bin/envoy ")],
+            )
         for inflight in a.inflight:
             runs: dict[tuple[str, str], list[Run]] = {}
             for round_no in range(a.rounds):
                 for op in ops:
-                    for door in ("http", "grpc"):
-                        grpc = door == "grpc"
-                        port = ports.grpc if grpc else ports.http
+                    for door, (port, sidecar) in doors.items():
+                        grpc = door != "http"
                         path = GRPC_PREFIX + op.grpc_method if grpc else op.http_path
                         run = h2load(
                             f"http://127.0.0.1:{port}{path}",
                             inflight=inflight,
                             seconds=a.seconds,
                             grpc=grpc,
-                            body=bodies.get((op.name, door)),
+                            body=bodies.get((op.name, "grpc" if grpc else "http")),
                             work=work,
+                            sidecar=sidecar,
                             profile=(
                                 (runtime, a.profile / f"{op.name}-{door}-{inflight}.txt")
-                                if a.profile is not None and round_no == 0
+                                if a.profile is not None and round_no == 0 and door != "grpc.aio"
                                 else None
                             ),
                         )
                         runs.setdefault((op.name, door), []).append(run)
-            report(inflight, a.seconds, a.rounds, ops, runs)
+            report(inflight, a.seconds, a.rounds, ops, runs, list(doors))
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -267,28 +319,40 @@ def _median(runs: list[Run], attr: str) -> float:
 
 
 def report(inflight: int, seconds: int, rounds: int, ops: list[Op],
-           runs: dict[tuple[str, str], list[Run]]) -> None:  # fmt: skip
+           runs: dict[tuple[str, str], list[Run]], doors: list[str]) -> None:  # fmt: skip
     print(f"\nin flight={inflight} seconds={seconds} rounds={rounds} (medians)\n")
-    print("| op | door | req/s | p50 ms | p90 ms | client ms/call | server ms/call |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| op | door | req/s | p50 ms | p90 ms | client ms/call | server ms/call "
+        "| sidecar CPU ms/call | of it runtime |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for op in ops:
-        for door in ("http", "grpc"):
+        for door in doors:
             rs = runs[(op.name, door)]
             print(
                 f"| {op.name} | {door} | {_median(rs, 'rps'):,.0f} | {_median(rs, 'p50_ms'):.3f} "
                 f"| {_median(rs, 'p90_ms'):.3f} | {_median(rs, 'client_ms'):.3f} "
-                f"| {_median(rs, 'server_ms'):.3f} |"
+                f"| {_median(rs, 'server_ms'):.3f} | {_median(rs, 'sidecar_cpu_ms'):.3f} "
+                f"| {_median(rs, 'runtime_cpu_ms'):.3f} |"
             )
     print(
-        "\n| op | http server ms / grpc server ms (goal ≥ 90 %) | p50 grpc − http ms (goal ≤ +0.05) |"
+        "\n| op | gRPC door | http server ms / gRPC server ms (goal ≥ 90 %) "
+        "| http / gRPC sidecar CPU per call | p50 gRPC − http ms (goal ≤ +0.05) |"
     )
-    print("|---|---|---|")
+    print("|---|---|---|---|---|")
     for op in ops:
-        h, g = runs[(op.name, "http")], runs[(op.name, "grpc")]
-        # Ratio per round (the doors ran back to back), then the median.
-        ratio = statistics.median(x.server_ms / y.server_ms for x, y in zip(h, g, strict=True))
-        added = statistics.median(y.p50_ms - x.p50_ms for x, y in zip(h, g, strict=True))
-        print(f"| {op.name} | {ratio:.0%} | {added:+.3f} |")
+        h = runs[(op.name, "http")]
+        for door in doors:
+            if door == "http":
+                continue
+            g = runs[(op.name, door)]
+            # Ratio per round (the doors ran back to back), then the median.
+            ratio = statistics.median(x.server_ms / y.server_ms for x, y in zip(h, g, strict=True))
+            cpu = statistics.median(
+                x.sidecar_cpu_ms / y.sidecar_cpu_ms for x, y in zip(h, g, strict=True)
+            )
+            added = statistics.median(y.p50_ms - x.p50_ms for x, y in zip(h, g, strict=True))
+            print(f"| {op.name} | {door} | {ratio:.0%} | {cpu:.0%} | {added:+.3f} |")
 
 
 if __name__ == "__main__":
