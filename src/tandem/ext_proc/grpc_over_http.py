@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,8 +51,6 @@ from tandem.ext_proc.grpc_api import (
 from tandem.ext_proc.grpc_decode import undecodable_message
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.xds.translate.grpc_bridge import BRIDGE_HEADER, TASK_HUB_SERVICE
-
-log = logging.getLogger("tandem.grpc")
 
 SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 GRPC_PREFIX = f"/{SERVICE.full_name}/"
