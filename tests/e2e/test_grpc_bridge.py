@@ -178,6 +178,13 @@ def test_a_message_over_the_body_limit_is_resource_exhausted_on_both(
     for outcome in outcomes:
         assert outcome[0] == "error"
         assert outcome[1][0] == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
+    # Past what grpc.aio receives at all (limit + 1 MiB): refused before the handler, on both.
+    huge = state_pb2.SaveStateRequest(
+        store_name="statestore", states=[common_pb2.StateItem(key="huge", value=b"x" * 3 * MiB)]
+    )
+    for outcome in _both(stubs, "SaveState", huge):
+        assert outcome[0] == "error"
+        assert outcome[1][0] == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
     # Just under the limit still works on both.
     fits = state_pb2.SaveStateRequest(
         store_name="statestore",
