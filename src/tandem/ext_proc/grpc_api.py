@@ -34,9 +34,6 @@ T = TypeVar("T")
 
 _EMPTY = empty_pb2.Empty()
 
-RpcImpl = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-UnaryRpc = Callable[[Any], Awaitable[Any]]
-
 # The calling RPC's invocation metadata (lower-cased keys), for RPCs that read it
 # (e.g. ``traceparent`` on PublishEvent); set around each table RPC.
 invocation_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -158,6 +155,10 @@ def _health_properties(md: Metadata) -> metadata_pb2.AppConnectionHealthProperti
         health_probe_timeout=go_duration(h.timeout),
         health_threshold=h.threshold,
     )
+
+
+RpcImpl = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+UnaryRpc = Callable[[Any], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
