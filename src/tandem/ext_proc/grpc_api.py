@@ -41,19 +41,50 @@ invocation_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CallStatus:
+    """How a failed call ends: gRPC code, message and trailing metadata (rich details)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+
+
+def status_of(exc: Exception) -> CallStatus:
+    """The gRPC status a unary RPC's failure ends with, whichever server carries the call:
+    a DaprError's own status with rich details, anything else INTERNAL (and logged; call
+    this from the ``except`` block)."""
+    if isinstance(exc, DaprError):
+        status = to_grpc_status(exc)
+        return CallStatus(status.code, status.details, tuple(status.trailing_metadata or ()))
+    log.exception("unhandled error in gRPC call")
+    return CallStatus(grpc.StatusCode.INTERNAL, clip(f"internal error: {exc}"))
+
+
+def too_large(size: int, limit: int) -> CallStatus:
+    return CallStatus(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"grpc: received message larger than max ({size} vs. {limit})",
+    )
+
+
+async def run_unary(impl: UnaryRpc, request: Any, metadata: dict[str, str]) -> Any:
+    """One unary RPC's work with its call metadata current (``invocation_metadata`` and the
+    caller's trace context): the part both gRPC servers share."""
+    invocation_metadata.set(metadata)
+    with tracing.incoming(metadata):
+        return await impl(request)
+
+
 async def guarded(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
     """Run one RPC's work; a DaprError becomes its gRPC status with rich details."""
     try:
         return await work
-    except DaprError as err:
-        status = to_grpc_status(err)
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        raise  # unreachable: abort raises
     except grpc.aio.AbortError:
         raise
     except Exception as exc:
-        log.exception("unhandled error in gRPC call")
-        await context.abort(grpc.StatusCode.INTERNAL, clip(f"internal error: {exc}"))
+        status = status_of(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
         raise
 
 
@@ -165,6 +196,9 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):
             "Shutdown": self._shutdown,
             **(rpcs or {}),
         }
+        # The one table of implementations: the HTTP/1.1 door serves the unary RPCs Envoy
+        # bridges to it from this same table (grpc_over_http.py).
+        self.table: Mapping[str, Rpc] = table
         service = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
         for method in service.methods:
             impl = table.get(method.name)
@@ -231,14 +265,9 @@ def _unary(
         if max_request_bytes is not None:
             size = request.ByteSize()
             if size > max_request_bytes:
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"grpc: received message larger than max ({size} vs. {max_request_bytes})",
-                )
-        md = _call_metadata(context)
-        invocation_metadata.set(md)
-        with tracing.incoming(md):
-            return await guarded(context, impl(request))
+                status = too_large(size, max_request_bytes)
+                await context.abort(status.code, status.details)
+        return await guarded(context, run_unary(impl, request, _call_metadata(context)))
 
     return call
 

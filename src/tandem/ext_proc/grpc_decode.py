@@ -27,8 +27,12 @@ class _Undecodable:
     type_name: str
 
 
+def undecodable_message(method: str, type_name: str) -> str:
+    return f"the request to {method} could not be parsed as a {type_name} message"
+
+
 def _message(method: str, bad: _Undecodable) -> str:
-    return f"the request to {method} could not be parsed as a {bad.type_name} message"
+    return undecodable_message(method, bad.type_name)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:

@@ -34,6 +34,13 @@ import httptools
 
 from tandem.blocks.errors import DaprError
 from tandem.ext_proc.api import ApiRequest, ApiResponse
+from tandem.ext_proc.grpc_over_http import (
+    BRIDGE_HEADER,
+    FRAME_HEADER_BYTES,
+    RECEIVE_SLACK_BYTES,
+    is_grpc,
+    request_too_large,
+)
 
 log = logging.getLogger("tandem.ext_proc.http")
 
@@ -127,6 +134,8 @@ class _Connection(asyncio.Protocol):
         "_lingering",
         "_discarded",
         "_refusal",
+        "_grpc",
+        "_limit",
     )
 
     def __init__(self, server: HttpApiServer) -> None:
@@ -147,6 +156,10 @@ class _Connection(asyncio.Protocol):
         self._discarded = 0
         # An answer that ends the connection once the answers before it are written.
         self._refusal: ApiResponse | None = None
+        # The request being read is a unary gRPC call bridged by Envoy (grpc_over_http.py):
+        # it may be as large as grpc.aio would take, and its refusals are gRPC's.
+        self._grpc = False
+        self._limit = server.max_body_bytes
 
     # --- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -175,7 +188,12 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _RequestTooLarge):
+            if isinstance(cause, _RequestTooLarge) and self._grpc:
+                length = self._headers.get("content-length")
+                size = int(length) - FRAME_HEADER_BYTES if length is not None else None
+                limit = self._server.max_body_bytes + RECEIVE_SLACK_BYTES
+                self._refuse(request_too_large(size, limit))
+            elif isinstance(cause, _RequestTooLarge):
                 self._refuse(
                     _error(
                         "ERR_REQUEST_TOO_LARGE",
@@ -214,6 +232,8 @@ class _Connection(asyncio.Protocol):
         self._headers = {}
         self._chunks = []
         self._size = 0
+        self._grpc = False
+        self._limit = self._server.max_body_bytes
 
     def on_url(self, url: bytes) -> None:
         # llhttp may hand the URL over in pieces when it spans two reads.
@@ -229,11 +249,15 @@ class _Connection(asyncio.Protocol):
             headers[key] = text
 
     def on_headers_complete(self) -> None:
-        length = self._headers.get("content-length")
+        headers = self._headers
+        if BRIDGE_HEADER in headers and is_grpc(headers.get("content-type", "")):
+            self._grpc = True
+            self._limit = self._server.max_body_bytes + RECEIVE_SLACK_BYTES + FRAME_HEADER_BYTES
+        length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
                 raise _BadRequest(f"content-length {length[:40]!r}")
-            if int(length) > self._server.max_body_bytes:
+            if int(length) > self._limit:
                 raise _RequestTooLarge
         if (
             self._headers.get("expect", "").lower() == "100-continue"
@@ -246,7 +270,7 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
-        if self._size > self._server.max_body_bytes:
+        if self._size > self._limit:
             raise _RequestTooLarge
         self._chunks.append(body)
 
@@ -368,9 +392,17 @@ class HttpApiServer:
     """The HTTP/1.1 Dapr API server on a Unix socket, answering through ``dispatch``."""
 
     def __init__(
-        self, dispatch: Dispatch, *, app_id: str, max_body_bytes: int, socket_path: Path
+        self,
+        dispatch: Dispatch,
+        *,
+        app_id: str,
+        max_body_bytes: int,
+        socket_path: Path,
+        grpc_unary: Dispatch | None = None,
     ) -> None:
         self._dispatch = dispatch
+        # Unary gRPC API calls Envoy bridges here (grpc_over_http.py); None: not served.
+        self._grpc_unary = grpc_unary
         self.app_id = app_id
         self.max_body_bytes = max_body_bytes
         self.socket_path = socket_path
@@ -394,6 +426,12 @@ class HttpApiServer:
 
     async def answer(self, req: ApiRequest) -> ApiResponse:
         try:
+            if (
+                self._grpc_unary is not None
+                and BRIDGE_HEADER in req.headers
+                and is_grpc(req.headers.get("content-type", ""))
+            ):
+                return await self._grpc_unary(req)
             return await self._dispatch(req)
         except Exception as exc:  # the Dispatcher maps errors; this guards the guard
             log.exception("unhandled error in %s %s", req.method, req.path)

@@ -43,6 +43,7 @@ from tandem.ext_proc.dispatch import Dispatcher
 from tandem.ext_proc.extproc import ExtProcServicer
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc, StreamRpc
 from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
+from tandem.ext_proc.grpc_over_http import GrpcUnaryOverHttp
 from tandem.ext_proc.http_server import HttpApiServer
 from tandem.ext_proc.invoke_grpc_app import OnInvokeHandler
 from tandem.ext_proc.invoke_service import InvokeService
@@ -377,18 +378,18 @@ class Runtime:
         ep_grpc.add_ExternalProcessorServicer_to_server(
             ExtProcServicer(dispatcher, self.options.app_id), server
         )
-        dapr_pb2_grpc.add_DaprServicer_to_server(
-            DaprGrpcServicer(
-                self.metadata,
-                grpc_rpcs,
-                on_shutdown=self.request_shutdown,
-                max_request_bytes=self.options.max_body_bytes,
-                metrics=self._metrics,
-            ),
-            server,
+        servicer = DaprGrpcServicer(
+            self.metadata,
+            grpc_rpcs,
+            on_shutdown=self.request_shutdown,
+            max_request_bytes=self.options.max_body_bytes,
+            metrics=self._metrics,
         )
+        dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
         workflows = self._workflows
-        workflow_grpc.add_to_server(server, lambda: workflows.engine if workflows else None)
+        task_hub = workflow_grpc.add_to_server(
+            server, lambda: workflows.engine if workflows else None
+        )
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
@@ -400,6 +401,10 @@ class Runtime:
                 app_id=self.options.app_id,
                 max_body_bytes=self.options.max_body_bytes,
                 socket_path=self.options.http_socket,
+                # Unary gRPC API calls, bridged by Envoy, from the servicer's own table.
+                grpc_unary=GrpcUnaryOverHttp(
+                    servicer.table, self.options.max_body_bytes, self._metrics, task_hub
+                ),
             )
             await self._http.start()
         await server.start()

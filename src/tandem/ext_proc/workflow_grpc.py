@@ -251,7 +251,13 @@ def _answer(rec: Record | None, payloads: bool) -> spb.GetInstanceResponse:
     return spb.GetInstanceResponse(exists=True, workflowState=rec.state(payloads))
 
 
-def add_to_server(server: grpc.aio.Server, engine: Callable[[], WorkflowEngine | None]) -> None:
+def add_to_server(
+    server: grpc.aio.Server, engine: Callable[[], WorkflowEngine | None]
+) -> TaskHubServicer:
+    """Serve the task hub on ``server``; the servicer is returned for the HTTP door, which
+    serves its unary calls when Envoy bridges them (grpc_over_http.py)."""
     from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-    pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubServicer(engine), server)  # type: ignore[no-untyped-call]
+    servicer = TaskHubServicer(engine)
+    pb_grpc.add_TaskHubSidecarServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    return servicer

@@ -17,6 +17,7 @@ from tandem.xds.translate import (
     actors,
     api_logging,
     app_health,
+    grpc_bridge,
     http_endpoints,
     middleware,
     rbac,
@@ -126,7 +127,10 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
-    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, [*traffic.http_filters(sidecar), _router()])
+    filters = [*traffic.http_filters(sidecar), _router()]
+    if grpc_bridge.enabled(sidecar):
+        filters.insert(-1, grpc_bridge.http_filter())  # on its one route only (routes.py)
+    hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, filters)
     hcm.access_log.extend(api_logging.access_logs(sidecar, grpc=True))
     # SDK streams (work items, subscriptions) legitimately sit idle for long stretches;
     # HTTP/2 keepalive finds dead peers instead of an idle timer cutting live streams.

@@ -11,7 +11,15 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import actors, api_access, app_health, auth, http_endpoints, traffic
+from tandem.xds.translate import (
+    actors,
+    api_access,
+    app_health,
+    auth,
+    grpc_bridge,
+    http_endpoints,
+    traffic,
+)
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
 from tandem.xds.translate.local_reply import APP_ID_FIELD, error_body, invoke_error_body
@@ -240,7 +248,11 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
             rc.RouteMatch(prefix="/"),
         )
     )
-    return _route_config(DAPR_HTTP, rc.VirtualHost(name=DAPR_HTTP, domains=["*"], routes=routes))
+    vhost = rc.VirtualHost(name=DAPR_HTTP, domains=["*"], routes=routes)
+    if grpc_bridge.enabled(sidecar):
+        # Only calls bridged from the gRPC port may be served as gRPC by the runtime.
+        vhost.request_headers_to_remove.append(grpc_bridge.BRIDGE_HEADER)
+    return _route_config(DAPR_HTTP, vhost)
 
 
 def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
@@ -262,6 +274,8 @@ def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
             ),
         )
     )
+    if grpc_bridge.enabled(sidecar):
+        routes += grpc_bridge.routes()  # unary calls to the HTTP door (grpc_bridge.py)
     routes.append(
         rc.Route(
             name="runtime",
@@ -270,7 +284,11 @@ def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
             route=rc.RouteAction(cluster=RUNTIME_CLUSTER, timeout=seconds(0)),
         )
     )
-    return _route_config(DAPR_GRPC, rc.VirtualHost(name=DAPR_GRPC, domains=["*"], routes=routes))
+    vhost = rc.VirtualHost(name=DAPR_GRPC, domains=["*"], routes=routes)
+    if grpc_bridge.enabled(sidecar):
+        for name, config in grpc_bridge.off().items():
+            vhost.typed_per_filter_config[name].CopyFrom(config)
+    return _route_config(DAPR_GRPC, vhost)
 
 
 def _grpc_app_translation(sidecar: Sidecar) -> rc.Route:
