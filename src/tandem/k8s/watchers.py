@@ -124,6 +124,7 @@ async def run_watchers(
     def notify() -> None:
         changed.set()
         feed.watches.updates.notify()
+
     tasks = [
         asyncio.create_task(
             list_watch(client, Pod, feed.pods, notify, labels={INJECTED_LABEL: "true"}),
