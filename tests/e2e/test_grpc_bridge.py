@@ -143,16 +143,12 @@ def test_dapr_errors_keep_code_message_and_rich_details(
 def test_unimplemented_and_undecodable_calls_answer_alike(
     sidecars: dict[str, Sidecar], stubs: dict[str, dapr_pb2_grpc.DaprStub]
 ) -> None:
-    from dapr.proto.runtime.v1 import actors_pb2
+    from dapr.proto.runtime.v1 import vector_pb2
 
-    unbuilt = _both(
-        stubs,
-        "ListActorTimers",
-        actors_pb2.ListActorTimersRequest(actor_type="cart", actor_id="1"),
-    )
+    unbuilt = _both(stubs, "QueryVectorsAlpha1", vector_pb2.QueryVectorsRequestAlpha1())
     assert _same(unbuilt), unbuilt
     assert unbuilt[0][1][0] == grpc.StatusCode.UNIMPLEMENTED
-    assert "the actors API is not implemented" in unbuilt[0][1][1]
+    assert "the vector store API is not implemented" in unbuilt[0][1][1]
 
     # Bytes that are not a GetStateRequest (a field 1 length running past the end).
     outcomes = []
