@@ -50,7 +50,8 @@ from tandem.ext_proc.grpc_api import (
 )
 from tandem.ext_proc.grpc_decode import undecodable_message
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
-from tandem.xds.translate.grpc_bridge import BRIDGE_HEADER, TASK_HUB_SERVICE
+from tandem.xds.contract import GRPC_BRIDGE_HEADER as BRIDGE_HEADER
+from tandem.xds.contract import TASK_HUB_SERVICE
 
 SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 GRPC_PREFIX = f"/{SERVICE.full_name}/"

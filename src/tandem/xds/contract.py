@@ -16,3 +16,11 @@ ACTOR_INBOUND_PREFIX = "/_tandem/actors/"
 def actor_host_cluster(node_id: str) -> str:
     """The cluster through which other runtimes reach ``node_id``'s actor host."""
     return f"actorhost|{node_id}"
+
+
+# Set on bridged unary gRPC calls only (stripped from the HTTP API listener's): the runtime
+# serves gRPC on its HTTP door only to calls that came through the gRPC port.
+GRPC_BRIDGE_HEADER = "x-tandem-grpc-bridge"
+
+# The durable-task service of the SDK's workflow client and worker.
+TASK_HUB_SERVICE = "TaskHubSidecarService"

@@ -17,7 +17,6 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from tandem.xds.ir import Mesh, Sidecar
-from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes, tls, tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +43,10 @@ def translate(sidecar: Sidecar, mesh: Mesh) -> Resources:
     The sidecar itself counts as a known app whether or not ``mesh`` lists it, so a lone
     sidecar can invoke its own app.
     """
+    # Imported here: the runtime imports a few of this package's modules (the warnings of
+    # what Envoy cannot apply) and need not load every filter's protos with them.
+    from tandem.xds.translate import clusters, endpoints, listeners, metrics, routes, tls, tracing
+
     if mesh.get(sidecar.node_id) is None:
         mesh = Mesh.of((*mesh.sidecars, sidecar), mesh.security)
     metrics_listener = metrics.metrics_listener(sidecar)

@@ -26,18 +26,16 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import any_pb2
 
+from tandem.xds.contract import GRPC_BRIDGE_HEADER, TASK_HUB_SERVICE
 from tandem.xds.ir import Sidecar
 from tandem.xds.translate._protos import pack, seconds, set_header
 from tandem.xds.translate.names import RUNTIME_CLUSTER, RUNTIME_HTTP_CLUSTER
 
 BRIDGE_FILTER = "envoy.filters.http.grpc_http1_reverse_bridge"
-# Set on bridged calls only, stripped from the HTTP API listener's: the runtime serves gRPC
-# on its HTTP door to calls that came through the gRPC port (its token and API checks).
-BRIDGE_HEADER = "x-tandem-grpc-bridge"
+BRIDGE_HEADER = GRPC_BRIDGE_HEADER
 ROUTE_NAME = "runtime-grpc-unary"
-# The durable-task service of the SDK's workflow client and worker; only its work-item
-# stream streams (checked against the SDK's protos in tests/xds/test_grpc_bridge.py).
-TASK_HUB_SERVICE = "TaskHubSidecarService"
+# TASK_HUB_SERVICE: only its work-item stream streams (checked against the SDK's protos in
+# tests/xds/test_grpc_bridge.py).
 TASK_HUB_STREAMS = ("GetWorkItems",)
 
 
