@@ -1,8 +1,8 @@
 """``pubsub.redis``: Redis Streams, one client per component instance.
 
 - Publish: ``XADD topic [MAXLEN ~ maxLenApprox] * data <bytes> metadata <json>``;
-  concurrent publishes go out in one pipeline (``_coalesce``), each caller answered once
-  its own entry is stored.
+  concurrent publishes go out in one pipeline (``tandem.blocks.coalesce``), each caller
+  answered once its own entry is stored.
 - Subscribe: the consumer group is ``consumerID`` (default: the app id), created at the
   start of the stream (``0``) if missing; each component instance is one consumer with a
   unique name and reads with ``XREADGROUP ... >``.
@@ -31,6 +31,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import (
     as_bool,
     as_int,
@@ -38,7 +39,6 @@ from tandem.blocks.component_metadata import (
     lookup,
     redis_address,
 )
-from tandem.blocks.pubsub._coalesce import Coalescer
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
     Feature,
@@ -233,8 +233,8 @@ class RedisPubSub:
         self.redeliver_interval = redeliver_interval
         self._max_len = max_len
         self._subs: list[_Subscription] = []
-        self._adds: Coalescer[tuple[str, dict[Any, Any]]] = Coalescer(self._write_adds)
-        self._acks: Coalescer[tuple[str, str, str]] = Coalescer(self._write_acks)
+        self._adds: Coalescer[tuple[str, dict[Any, Any]], None] = Coalescer(self._write_adds)
+        self._acks: Coalescer[tuple[str, str, str], None] = Coalescer(self._write_acks)
 
     @property
     def features(self) -> frozenset[Feature]:

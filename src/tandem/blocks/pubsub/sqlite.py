@@ -20,8 +20,8 @@ messages go back at once (pid check) or when the lease runs out (other hosts, pi
 Pollers wake at once for messages published in the same process and otherwise poll with
 a short adaptive interval (a cheap read first; the write lock only when there is work).
 All SQLite work runs on one worker thread per component. Publishes and acks that arrive
-together share one transaction and one thread hop (group commit, ``_coalesce``); each
-caller is answered once its own row is committed.
+together share one transaction and one thread hop (group commit,
+``tandem.blocks.coalesce``); each caller is answered once its own row is committed.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import as_int, as_seconds, lookup
-from tandem.blocks.pubsub._coalesce import Coalescer
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
     Feature,
@@ -407,8 +407,8 @@ class SqlitePubSub:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"pubsub-sqlite-{name}")
         self._subs: dict[str, list[_Subscription]] = {}
         self._closed = False
-        self._rows: Coalescer[tuple[str, bytes, Mapping[str, str]]] = Coalescer(self._store)
-        self._acks: Coalescer[tuple[str, str, int]] = Coalescer(self._forget_pending)
+        self._rows: Coalescer[tuple[str, bytes, Mapping[str, str]], None] = Coalescer(self._store)
+        self._acks: Coalescer[tuple[str, str, int], None] = Coalescer(self._forget_pending)
 
     @property
     def features(self) -> frozenset[Feature]:
