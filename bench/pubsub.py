@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -45,7 +44,7 @@ from typing import Protocol
 
 import aiohttp
 import orjson
-from _common import TandemMachine
+from _common import TandemMachine, own_cpu, tree_cpu
 
 from tandem.blocks.pubsub.broker import Message, Outcome, PubSub, SubscribeOptions
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
@@ -81,33 +80,6 @@ class Result:
             f"{self.rate:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} | "
             f"{'' if self.cpu_ms is None else f'{self.cpu_ms:.3f}'} |"
         )
-
-
-def tree_cpu(roots: list[int]) -> float:
-    """CPU seconds (user + system) used so far by ``roots`` and their live descendants."""
-    stats: dict[int, tuple[int, float]] = {}  # pid: (ppid, seconds)
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    keep = set(roots)
-    grew = True
-    while grew:
-        more = {pid for pid, (ppid, _) in stats.items() if ppid in keep} - keep
-        grew = bool(more)
-        keep |= more
-    return sum(stats[pid][1] for pid in keep if pid in stats)
-
-
-def own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def summarize(broker: str, path: str, mode: str, rows: list[Row]) -> Result:
