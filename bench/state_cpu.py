@@ -1,13 +1,16 @@
 """CPU per state request: a sidecar over ``state.redis`` vs the Redis client alone.
 
     python bench/state_cpu.py [--seconds 5] [--concurrency 16] [--rounds 3]
+                              [--store redis|sqlite]
 
 On a machine busy with other work req/s swings by 2× from run to run, while the CPU time
 a request costs moves much less; this bench reports that. Per round, in one run:
 
 - **client alone** (the baseline): redis.asyncio in this process, ``--concurrency``
   workers doing ``HMGET`` (GET) or the same Lua upsert ``state.redis`` runs (SAVE);
-  CPU = this process's CPU time / operations;
+  CPU = this process's CPU time / operations. With ``--store sqlite`` (the embedded
+  default, which has no client of its own) the baseline is the ``state.sqlite`` component
+  itself, called in this process the same way;
 - **sidecar**: wrk with ``--concurrency`` connections → Envoy → runtime → Redis
   (``GET /v1.0/state/statestore/k``, ``POST /v1.0/state/statestore`` with one item);
   CPU = the sidecar's processes (runtime and Envoy) / requests, and the runtime's alone;
@@ -30,6 +33,8 @@ import redis.asyncio as aioredis
 from _common import TandemMachine, own_cpu, tree_cpu, wrk
 
 from tandem.blocks.state.redis import _SET
+from tandem.blocks.state.sqlite import SqliteStateStore
+from tandem.blocks.state.store import GetRequest, SetRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import run_redis  # noqa: E402
@@ -44,11 +49,34 @@ COMPONENT = """apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata: {{name: statestore}}
 spec:
-  type: state.redis
+  type: state.{store}
   version: v1
   metadata:
-  - {{name: redisHost, value: '{address}'}}
+  - {{name: {key}, value: '{value}'}}
 """
+
+
+async def component_alone(path: str, op: str, concurrency: int, seconds: float) -> float:
+    """CPU µs per operation of the ``state.sqlite`` component called in this process."""
+    store = SqliteStateStore(path)
+    await store.set(SetRequest("bench-k", b'{"n":1}'))
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < stop:
+            if op == "GET":
+                await store.get(GetRequest("bench-k"))
+            else:
+                await store.set(SetRequest("bench-k", b'{"n":1}'))
+            done += 1
+
+    before = own_cpu()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    used = own_cpu() - before
+    await store.close()
+    return used * 1e6 / done
 
 
 async def client_alone(address: str, op: str, concurrency: int, seconds: float) -> float:
@@ -111,6 +139,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bsc", dir="/tmp"))
     lua = work / "post.lua"
@@ -123,7 +152,12 @@ def main() -> None:
     with run_redis(work / "redis") as server, TandemMachine() as machine:
         resources = work / "resources"
         resources.mkdir()
-        (resources / "statestore.yaml").write_text(COMPONENT.format(address=server.address))
+        db = str(work / "state.db")
+        if args.store == "redis":
+            md = {"store": "redis", "key": "redisHost", "value": server.address}
+        else:
+            md = {"store": "sqlite", "key": "connectionString", "value": db}
+        (resources / "statestore.yaml").write_text(COMPONENT.format(**md))
         port = machine.run("state-cpu", "--resources-path", str(resources))
         root = machine.procs[-1].pid
         runtime = runtime_pids(root)
@@ -140,9 +174,16 @@ def main() -> None:
                 add(f"{op} sidecar CPU µs/req", cpu)
                 add(f"{op} runtime CPU µs/req", cpu_rt)
                 if op != "healthz":
-                    alone = asyncio.run(
-                        client_alone(server.address, op, args.concurrency, args.seconds)
-                    )
+                    if args.store == "redis":
+                        alone = asyncio.run(
+                            client_alone(server.address, op, args.concurrency, args.seconds)
+                        )
+                    else:
+                        alone = asyncio.run(
+                            component_alone(
+                                str(work / "alone.db"), op, args.concurrency, args.seconds
+                            )
+                        )
                     add(f"{op} client alone CPU µs/op", alone)
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(f"| figure (median of {args.rounds}, {args.concurrency} in flight) | value |")
