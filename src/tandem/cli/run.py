@@ -193,21 +193,12 @@ class Sidecar:
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
             runtime = await Child.start("runtime", argv, log_path=runtime_log)
             self.children.append(runtime)
-        # Envoy starts while the runtime imports and loads its components (Envoy retries the
-        # runtime's sockets until they exist), unless Envoy's first health check of the app
-        # needs one of them (app_side.runtime_sockets).
-        gates = app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port)
-
-        async def runtime_ready() -> None:
             await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
             if http_socket is not None:
                 await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
-            for path in gates:
+            for path in app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port):
                 await self._wait_for(path.exists, runtime, f"the runtime's {path.name}")
-            self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
-
-        if gates:
-            await runtime_ready()
+        self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
 
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary, render_bootstrap
@@ -274,8 +265,6 @@ class Sidecar:
                 log_path=logs / f"{o.app_id}.envoy.log",
             )
             self.children.append(envoy)
-            if not gates:
-                await runtime_ready()
             await self._wait_for_health(chosen.http)
             await self._wait_for_listeners(admin_socket)
         self.progress.done(f"envoy ready (pid {envoy.proc.pid}, log {envoy.log_path})")
