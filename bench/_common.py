@@ -233,3 +233,30 @@ def compare_with_plain_route(policy_yaml: str, guarded: str, label: str) -> None
         f"\nmedian p50: plain {plain:.3f} ms, {label} {shaped:.3f} ms "
         f"-> ratio {shaped / plain:.2f}x ({(shaped - plain) * 1000:+.0f} us)"
     )
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``roots`` and their live descendants."""
+    stats: dict[int, tuple[int, float]] = {}  # pid: (ppid, seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    keep = set(roots)
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _) in stats.items() if ppid in keep} - keep
+        grew = bool(more)
+        keep |= more
+    return sum(stats[pid][1] for pid in keep if pid in stats)
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system

@@ -19,7 +19,9 @@ Two runs each: ``--latency-messages`` one at a time, each published once the pre
 arrived (unloaded latency; its msg/s is just 1 / round trip), then ``--messages`` with
 ``--concurrency`` publishes in flight (throughput = messages / (last arrival − first
 send), and the latency under that load, queueing included). Prints a table and the
-ratios tandem / direct.
+ratios tandem / direct. The loaded run also reports the CPU time per message (user +
+system, all processes of the path: the sidecars and the app; the bench publishing plus
+the consumer), which moves less than msg/s when the box is busy with other work.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import shutil
 import statistics
@@ -41,7 +44,7 @@ from typing import Protocol
 
 import aiohttp
 import orjson
-from _common import TandemMachine
+from _common import TandemMachine, own_cpu, tree_cpu
 
 from tandem.blocks.pubsub.broker import Message, Outcome, PubSub, SubscribeOptions
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
@@ -65,6 +68,7 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu_ms: float | None = None  # CPU per message (loaded run)
 
     @property
     def rate(self) -> float:
@@ -73,7 +77,8 @@ class Result:
     def row(self) -> str:
         return (
             f"| {self.broker} | {self.path} | {self.mode} | {self.messages:,} | "
-            f"{self.rate:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} |"
+            f"{self.rate:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} | "
+            f"{'' if self.cpu_ms is None else f'{self.cpu_ms:.3f}'} |"
         )
 
 
@@ -283,7 +288,10 @@ async def measure_direct(broker: Broker, workdir: Path, args: argparse.Namespace
             async def publish(body: bytes) -> None:
                 await publisher.publish(topic, body, {})
 
-            return await _measure(broker.name, "direct", publish, consumer, args)
+            pids = [] if process is None else [process.pid]
+            return await _measure(
+                broker.name, "direct", publish, consumer, args, lambda: own_cpu() + tree_cpu(pids)
+            )
     finally:
         await publisher.close()
         if process is not None:
@@ -297,13 +305,17 @@ async def _measure(
     publish: Callable[[bytes], Awaitable[None]],
     consumer: Consumer,
     args: argparse.Namespace,
+    cpu: Callable[[], float],
 ) -> list[Result]:
     await drive(publish, consumer, 50, 4, -100_000)  # warm-up (connections, topic, group)
     one = await drive(publish, consumer, args.latency_messages, 0, 0)
+    before = cpu()
     many = await drive(publish, consumer, args.messages, args.concurrency, 1_000_000)
+    loaded = summarize(broker, label, f"{args.concurrency} in flight", many)
+    per_msg = (cpu() - before) * 1000 / args.messages
     return [
         summarize(broker, label, "one at a time", one),
-        summarize(broker, label, f"{args.concurrency} in flight", many),
+        dataclasses.replace(loaded, cpu_ms=per_msg),
     ]
 
 
@@ -319,13 +331,22 @@ def measure_tandem(
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     app_port = free_port()
     app = (sys.executable, APP, str(app_port), "pubsub", topic)
+    first = len(machine.procs)
     sub = machine.run(f"sub-{broker.name}", *extra, "--app-port", str(app_port), "--", *app)
     pub = sub if broker.name == "in-memory" else machine.run(f"pub-{broker.name}", *extra)
 
     async def run() -> list[Result]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             publish = http_publisher(session, pub, topic)
-            return await _measure(broker.name, "tandem", publish, Arrivals(app_port, session), args)
+            pids = [p.pid for p in machine.procs[first:]]
+            return await _measure(
+                broker.name,
+                "tandem",
+                publish,
+                Arrivals(app_port, session),
+                args,
+                lambda: tree_cpu(pids),
+            )
 
     return asyncio.run(run())
 
@@ -347,23 +368,24 @@ def main() -> None:
                 results += measure_tandem(machine, broker, workdir, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("| broker | path | load | messages | msg/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| broker | path | load | messages | msg/s | p50 ms | p99 ms | CPU ms/msg |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(r.row())
     print()
     print(
         "| broker | tandem / direct msg/s | unloaded p50: tandem − direct ms | "
-        "unloaded p99: tandem − direct ms |"
+        "unloaded p99: tandem − direct ms | CPU per message: tandem / direct |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name in dict.fromkeys(r.broker for r in results):
         mine = {(r.path, r.mode == "one at a time"): r for r in results if r.broker == name}
         loaded = mine["tandem", False].rate / mine["direct", False].rate
         t1, d1 = mine["tandem", True], mine["direct", True]
+        cpu = (mine["tandem", False].cpu_ms or 0) / (mine["direct", False].cpu_ms or 1)
         print(
             f"| {name} | {loaded:.0%} | {t1.p50_ms - d1.p50_ms:+.2f} | "
-            f"{t1.p99_ms - d1.p99_ms:+.2f} |"
+            f"{t1.p99_ms - d1.p99_ms:+.2f} | {cpu:.1f}× |"
         )
 
 

@@ -37,6 +37,28 @@ async def test_every_published_message_is_delivered(make_broker, topic):
     assert sorted(rec.payloads) == sorted(sent)
 
 
+async def test_concurrent_publishes_to_several_topics_keep_each_publishers_order(
+    make_broker, topic
+):
+    """Publishes that overlap (written together by the durable brokers) each reach their
+    own topic, and one publisher's sequential messages arrive in the order it sent them."""
+    broker = await make_broker(concurrency="1")
+    topics = [f"{topic}-{i}" for i in range(3)]
+    recorders = {t: Recorder() for t in topics}
+    for t in topics:
+        await broker.subscribe(t, recorders[t], SubscribeOptions())
+
+    async def publisher(t: str) -> None:
+        for i in range(40):
+            await broker.publish(t, f"{t}/{i}".encode(), {"n": str(i)})
+
+    await asyncio.gather(*(publisher(t) for t in topics))
+    for t in topics:
+        await recorders[t].wait_for(40)
+        assert recorders[t].payloads == [f"{t}/{i}".encode() for i in range(40)]
+        assert [m.metadata["n"] for m in recorders[t].messages] == [str(i) for i in range(40)]
+
+
 async def test_each_consumer_group_gets_its_own_copy(make_broker, topic):
     broker = await make_broker()
     a, b = Recorder(), Recorder()
@@ -110,6 +132,25 @@ async def test_drop_and_success_are_not_redelivered(make_broker, topic):
     await rec.wait_for(3)
     await asyncio.sleep(0.7)  # longer than processingTimeout + redeliverInterval
     assert sorted(rec.payloads) == [b"drop", b"marker", b"ok"]
+
+
+async def test_at_most_concurrency_handlers_run_and_closing_hands_back_all_held(make_broker, topic):
+    """The broker may fetch ahead of its handlers, but runs no more than ``concurrency``
+    of them at once, and a closing subscription gives back the fetched-ahead messages too."""
+    broker = await make_broker(concurrency="2", **FAST)
+    blocker = Blocker()
+    held = await broker.subscribe(topic, blocker, SubscribeOptions())
+    sent = [f"m{i}".encode() for i in range(6)]
+    for m in sent:
+        await broker.publish(topic, m, {})
+    await asyncio.wait_for(blocker.started.wait(), 10)
+    await asyncio.sleep(0.3)  # room for a third handler to start, were the limit broken
+    assert 1 <= len(blocker.got) <= 2  # Kafka: one at a time per partition
+    await held.close(grace=0.05)
+    rec = Recorder()
+    await broker.subscribe(topic, rec, SubscribeOptions())
+    await rec.wait_for(6)
+    assert sorted(rec.payloads) == sorted(sent)
 
 
 async def test_closing_a_subscription_hands_back_what_it_holds(make_broker, topic):

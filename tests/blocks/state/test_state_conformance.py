@@ -122,6 +122,25 @@ async def test_save_with_malformed_etag_returns_400(svc: StateService) -> None:
     assert await value(svc, "k") == b"1"
 
 
+async def test_concurrent_saves_and_reads_each_get_their_own_answer(svc: StateService) -> None:
+    """Calls in flight together (pipelined together by the Redis store) still succeed or
+    fail one by one: one stale etag among fresh writes fails alone, reads see their key."""
+    await asyncio.gather(*(svc.save(STORE, [SetRequest(f"c{i}", b"0")]) for i in range(8)))
+    etags = [(await svc.get(STORE, f"c{i}")).etag for i in range(8)]
+    stale = "999" if etags[3] != "999" else "998"
+    saves = [
+        svc.save(STORE, [SetRequest(f"c{i}", b"1", etag=stale if i == 3 else etags[i])])
+        for i in range(8)
+    ]
+    results = await asyncio.gather(*saves, return_exceptions=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failed == [3]
+    err = results[3]
+    assert isinstance(err, DaprError) and err.http_status == 409
+    reads = await asyncio.gather(*(value(svc, f"c{i}") for i in range(8)))
+    assert reads == [b"0" if i == 3 else b"1" for i in range(8)]
+
+
 # -- first-write / last-write -----------------------------------------------------------
 
 

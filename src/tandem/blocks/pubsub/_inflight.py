@@ -1,7 +1,12 @@
 """Bounded concurrent handling of fetched messages, shared by the broker components.
 
 A broker fetches at most :attr:`InFlight.free` messages, starts each with :meth:`start`,
-and learns each outcome through ``settle`` (ack or nack). On close, :meth:`drain` waits for
+and learns each outcome through ``settle`` (ack or nack). At most ``concurrency`` handlers
+run at once; the broker may fetch as many again ahead of them (started in fetch order as
+handlers finish), so a handler slot never waits for the broker's round trips: the next
+message is already here, and a finished handler's ack goes out while the next one runs.
+Messages fetched ahead are held like running ones (:meth:`messages`: the broker keeps
+their leases). On close, :meth:`drain` gives back what has not started at once, waits for
 handlers in flight and cancels the stragglers, returning their messages so the broker can
 give them back unacknowledged.
 """
@@ -24,12 +29,16 @@ class InFlight:
         self._handler = handler
         self._settle = settle
         self._limit = max(1, concurrency)
+        # FIFO: messages start in the order they were fetched.
+        self._slots = asyncio.Semaphore(self._limit)
         self._tasks: dict[asyncio.Task[None], Message] = {}
+        self._started: set[asyncio.Task[None]] = set()  # past the slot: handling or settling
         self._freed = asyncio.Event()
 
     @property
     def free(self) -> int:
-        return self._limit - len(self._tasks)
+        """How many more messages the broker may fetch now."""
+        return 2 * self._limit - len(self._tasks)
 
     def messages(self) -> list[Message]:
         return list(self._tasks.values())
@@ -45,13 +54,17 @@ class InFlight:
         task.add_done_callback(self._done)
 
     async def _run(self, msg: Message) -> None:
-        try:
-            outcome = await self._handler(msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("subscription handler failed; the message will be redelivered")
-            outcome = Outcome.RETRY
+        task = asyncio.current_task()
+        assert task is not None
+        async with self._slots:
+            self._started.add(task)
+            try:
+                outcome = await self._handler(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("subscription handler failed; the message will be redelivered")
+                outcome = Outcome.RETRY
         try:
             await self._settle(msg, outcome)
         except Exception:
@@ -59,15 +72,21 @@ class InFlight:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._started.discard(task)
         self._freed.set()
 
     async def drain(self, grace: float) -> list[Message]:
-        """Wait up to ``grace`` s for handlers; cancel the rest and return their messages."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=max(grace, 0.0))
-        left = dict(self._tasks)
+        """Give back what has not started; wait up to ``grace`` s for the handlers in
+        flight, cancel the rest and return all their messages."""
+        waiting = {t: m for t, m in self._tasks.items() if t not in self._started}
+        for task in waiting:
+            task.cancel()
+        busy = [t for t in self._tasks if t not in waiting]
+        if busy:
+            await asyncio.wait(busy, timeout=max(grace, 0.0))
+        left = {t: m for t, m in self._tasks.items() if t not in waiting}
         for task in left:
             task.cancel()
-        if left:
-            await asyncio.wait(list(left))
-        return list(left.values())
+        if waiting or left:
+            await asyncio.wait([*waiting, *left])
+        return [*waiting.values(), *left.values()]

@@ -1,11 +1,13 @@
 """``pubsub.redis``: Redis Streams, one client per component instance.
 
-- Publish: ``XADD topic [MAXLEN ~ maxLenApprox] * data <bytes> metadata <json>``.
+- Publish: ``XADD topic [MAXLEN ~ maxLenApprox] * data <bytes> metadata <json>``;
+  concurrent publishes go out in one pipeline (``tandem.blocks.coalesce``), each caller
+  answered once its own entry is stored.
 - Subscribe: the consumer group is ``consumerID`` (default: the app id), created at the
   start of the stream (``0``) if missing; each component instance is one consumer with a
   unique name and reads with ``XREADGROUP ... >``.
-- A message is ``XACK``ed only after its handler returned SUCCESS or DROP; a RETRY stays
-  pending. On subscribing and then every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
+- A message is ``XACK``ed only after its handler returned SUCCESS or DROP (the acks of
+  handlers finishing together share one ``XACK``); a RETRY stays pending. On subscribing and then every ``redeliverInterval`` the consumer takes over (``XAUTOCLAIM``) entries of
   its group idle longer than ``processingTimeout`` — those of consumers that died, and its
   own retries. While a handler runs, its entry's idle time is reset (``XCLAIM ... JUSTID``)
   so a slow handler is not raced by another consumer. A consumer that closes marks what
@@ -29,6 +31,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import (
     as_bool,
     as_int,
@@ -191,7 +194,7 @@ class _Subscription:
 
     async def _settle(self, msg: Message, outcome: Outcome) -> None:
         if outcome is not Outcome.RETRY:
-            await self._b.client.xack(self._topic, self._group, msg.id)
+            await self._b.ack(self._topic, self._group, msg.id)
 
     async def close(self, grace: float = 5.0) -> None:
         self._closing = True
@@ -230,6 +233,8 @@ class RedisPubSub:
         self.redeliver_interval = redeliver_interval
         self._max_len = max_len
         self._subs: list[_Subscription] = []
+        self._adds: Coalescer[tuple[str, dict[Any, Any]], None] = Coalescer(self._write_adds)
+        self._acks: Coalescer[tuple[str, str, str], None] = Coalescer(self._write_acks)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -239,9 +244,38 @@ class RedisPubSub:
         return {"data": data, "metadata": orjson.dumps(dict(metadata))}
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
-        await self.client.xadd(
-            topic, self._fields(data, metadata), maxlen=self._max_len, approximate=True
-        )
+        await self._adds.submit((topic, self._fields(data, metadata)))
+
+    async def _write_adds(
+        self, items: list[tuple[str, dict[Any, Any]]]
+    ) -> list[BaseException | None]:
+        if len(items) == 1:
+            topic, fields = items[0]
+            await self.client.xadd(topic, fields, maxlen=self._max_len, approximate=True)
+            return [None]
+        pipe = self.client.pipeline(transaction=False)
+        for topic, fields in items:
+            pipe.xadd(topic, fields, maxlen=self._max_len, approximate=True)
+        results = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, Exception) else None for r in results]
+
+    async def ack(self, topic: str, group: str, msg_id: str) -> None:
+        await self._acks.submit((topic, group, msg_id))
+
+    async def _write_acks(self, items: list[tuple[str, str, str]]) -> list[BaseException | None]:
+        ids: dict[tuple[str, str], list[str]] = {}
+        for topic, group, msg_id in items:
+            ids.setdefault((topic, group), []).append(msg_id)
+        if len(ids) == 1:
+            ((topic, group), same), *_ = ids.items()
+            await self.client.xack(topic, group, *same)
+            return [None] * len(items)
+        pipe = self.client.pipeline(transaction=False)
+        for (topic, group), some in ids.items():
+            pipe.xack(topic, group, *some)
+        results = await pipe.execute(raise_on_error=False)
+        failed = {key: r for key, r in zip(ids, results, strict=True) if isinstance(r, Exception)}
+        return [failed.get((topic, group)) for topic, group, _ in items]
 
     async def bulk_publish(self, topic: str, entries: Sequence[PublishEntry]) -> list[str]:
         pipe = self.client.pipeline(transaction=False)

@@ -19,7 +19,9 @@ messages go back at once (pid check) or when the lease runs out (other hosts, pi
 
 Pollers wake at once for messages published in the same process and otherwise poll with
 a short adaptive interval (a cheap read first; the write lock only when there is work).
-All SQLite work runs on one worker thread per component.
+All SQLite work runs on one worker thread per component. Publishes and acks that arrive
+together share one transaction and one thread hop (group commit,
+``tandem.blocks.coalesce``); each caller is answered once its own row is committed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import as_int, as_seconds, lookup
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
@@ -134,10 +137,11 @@ class _Db:
             raise
         return result
 
-    def publish(self, topic: str, rows: Sequence[tuple[bytes, Mapping[str, str]]]) -> None:
+    def publish(self, rows: Sequence[tuple[str, bytes, Mapping[str, str]]]) -> None:
+        """Store ``(topic, data, metadata)`` rows in one transaction (all or none)."""
         conn = self.conn()
         now = time.time()
-        params = [(topic, data, orjson.dumps(dict(md)).decode(), now) for data, md in rows]
+        params = [(topic, data, orjson.dumps(dict(md)).decode(), now) for topic, data, md in rows]
         self._write(
             conn,
             lambda: conn.executemany(
@@ -253,8 +257,15 @@ class _Db:
             args = (lease_until, topic, grp, me.token, *ids)
         self._write(conn, lambda: conn.execute(sql, args))
 
-    def ack(self, topic: str, grp: str, me: _Owner, ids: Sequence[int]) -> None:
-        self._settle(topic, grp, me, ids, None)
+    def ack_many(self, acks: Sequence[tuple[str, str, int]]) -> None:
+        """Forget the pending ``(topic, group, msg_id)`` rows, in one transaction."""
+        conn = self.conn()
+        self._write(
+            conn,
+            lambda: conn.executemany(
+                "DELETE FROM pending WHERE topic = ? AND grp = ? AND msg_id = ?", acks
+            ),
+        )
 
     def release(self, topic: str, grp: str, me: _Owner, ids: Sequence[int], delay: float) -> None:
         self._settle(topic, grp, me, ids, time.time() + delay)
@@ -357,7 +368,7 @@ class _Subscription:
                 b.db.release, self._topic, self._group, self._me, [int(msg.id)], b.redeliver_delay
             )
         else:
-            await b.call(b.db.ack, self._topic, self._group, self._me, [int(msg.id)])
+            await b.ack(self._topic, self._group, int(msg.id))
 
     async def close(self, grace: float = 5.0) -> None:
         for task in self._tasks:
@@ -396,6 +407,8 @@ class SqlitePubSub:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"pubsub-sqlite-{name}")
         self._subs: dict[str, list[_Subscription]] = {}
         self._closed = False
+        self._rows: Coalescer[tuple[str, bytes, Mapping[str, str]], None] = Coalescer(self._store)
+        self._acks: Coalescer[tuple[str, str, int], None] = Coalescer(self._forget_pending)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -408,12 +421,26 @@ class SqlitePubSub:
         return await loop.run_in_executor(self._executor, fn, *args)
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
-        await self.call(self.db.publish, topic, [(data, metadata)])
-        self._wake(topic)
+        await self._rows.submit((topic, data, metadata))
+
+    async def _store(
+        self, rows: list[tuple[str, bytes, Mapping[str, str]]]
+    ) -> list[BaseException | None]:
+        await self.call(self.db.publish, rows)
+        for topic in {r[0] for r in rows}:
+            self._wake(topic)
+        return [None] * len(rows)
+
+    async def ack(self, topic: str, group: str, msg_id: int) -> None:
+        await self._acks.submit((topic, group, msg_id))
+
+    async def _forget_pending(self, acks: list[tuple[str, str, int]]) -> list[BaseException | None]:
+        await self.call(self.db.ack_many, acks)
+        return [None] * len(acks)
 
     async def bulk_publish(self, topic: str, entries: Sequence[PublishEntry]) -> list[str]:
         # One transaction: all entries are stored or none is.
-        await self.call(self.db.publish, topic, [(e.data, e.metadata) for e in entries])
+        await self.call(self.db.publish, [(topic, e.data, e.metadata) for e in entries])
         self._wake(topic)
         return []
 

@@ -19,8 +19,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import (
     as_bool,
     as_int,
@@ -149,6 +150,9 @@ class RedisStateStore:
         self._set = client.register_script(_SET)
         self._delete = client.register_script(_DELETE)
         self._transact = client.register_script(_TRANSACT)
+        # Concurrent single-key calls share one pipelined round trip (see coalesce.py).
+        self._gets: Coalescer[str, GetResponse] = Coalescer(self._get_many)
+        self._sets: Coalescer[SetRequest, None] = Coalescer(self._set_many)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -156,8 +160,17 @@ class RedisStateStore:
         return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.KEYS_LIKE})
 
     async def get(self, req: GetRequest) -> GetResponse:
-        data, version = await self._client.hmget(req.key, ["data", "version"])
-        return _response(data, version)
+        return await self._gets.submit(req.key)
+
+    async def _get_many(self, keys: list[str]) -> list[GetResponse | BaseException]:
+        if len(keys) == 1:
+            data, version = await self._client.hmget(keys[0], ["data", "version"])
+            return [_response(data, version)]
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, ["data", "version"])
+        results = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, Exception) else _response(r[0], r[1]) for r in results]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
         # One pipelined round trip; a per-key failure (e.g. WRONGTYPE) stays with its key.
@@ -174,9 +187,35 @@ class RedisStateStore:
         return items
 
     async def set(self, req: SetRequest) -> None:
+        await self._sets.submit(req)
+
+    def _set_args(self, req: SetRequest) -> list[Any]:
         etag = _etag_arg(req.etag)
-        args = [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
-        await self._run(self._set, [req.key], args, req.key)
+        return [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
+
+    async def _set_many(self, reqs: list[SetRequest]) -> list[None | BaseException]:
+        if len(reqs) == 1:
+            await self._run(self._set, [reqs[0].key], self._set_args(reqs[0]), reqs[0].key)
+            return [None]
+        # EVALSHA straight into the pipeline (registering the script with it would cost a
+        # SCRIPT EXISTS round trip per batch); a server without the script yet answers
+        # NOSCRIPT, and those calls go again one by one, which loads it.
+        pipe = self._client.pipeline(transaction=False)
+        for req in reqs:
+            pipe.evalsha(self._set.sha, 1, req.key, *self._set_args(req))
+        results = await pipe.execute(raise_on_error=False)
+        out: list[None | BaseException] = []
+        for req, r in zip(reqs, results, strict=True):
+            if isinstance(r, NoScriptError):
+                try:
+                    await self._run(self._set, [req.key], self._set_args(req), req.key)
+                except Exception as exc:
+                    out.append(exc)
+                else:
+                    out.append(None)
+            else:
+                out.append(_script_error(r, req.key) if isinstance(r, Exception) else None)
+        return out
 
     async def delete(self, req: DeleteRequest) -> None:
         await self._run(self._delete, [req.key], [_etag_arg(req.etag)], req.key)
@@ -207,9 +246,14 @@ class RedisStateStore:
         try:
             await script(keys=keys, args=args)
         except ResponseError as exc:
-            if _MISMATCH in str(exc):
-                raise ETagMismatch(what) from None
-            raise
+            raise _script_error(exc, what) from None
+
+
+def _script_error(exc: Exception, what: str) -> Exception:
+    """A script's failure as the store reports it: a stale or missing etag, or as is."""
+    if isinstance(exc, ResponseError) and _MISMATCH in str(exc):
+        return ETagMismatch(what)
+    return exc
 
 
 def _etag_arg(etag: str | None) -> str:

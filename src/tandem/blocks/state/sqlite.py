@@ -11,7 +11,10 @@ Concurrency model:
 - Etags are integer versions drawn from one counter per table (in the same transaction),
   so a key deleted and re-created never repeats an etag a client may still hold.
 - A bulk save or delete is one transaction (:meth:`SqliteStateStore.bulk_write`): an
-  item whose check fails is skipped and reported, the others commit together.
+  item whose check fails is skipped and reported, the others commit together. Single-key
+  saves, deletes and reads in flight together are handled the same way (group commit,
+  ``tandem.blocks.coalesce``): one thread hop and one transaction for all of them, each
+  caller answered once its own write is committed, with its own etag error.
 - Expired rows are invisible to every read and check; a periodic task deletes them.
 - ``is_json`` flags values that are JSON documents; the query API (compiled to SQL by
   :mod:`.query_sql`) only looks inside those.
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import ComponentConfigError, as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.sqlite_files import connect_wal
@@ -97,6 +101,8 @@ class SqliteStateStore:
         self._schema_ready = in_memory
         self._cleanup_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._gets: Coalescer[str, GetResponse] = Coalescer(self._get_many)
+        self._singles: Coalescer[SetRequest | DeleteRequest, None] = Coalescer(self._write_each)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -106,8 +112,11 @@ class SqliteStateStore:
         )
 
     async def get(self, req: GetRequest) -> GetResponse:
-        items = await self._call_reader(self._read, [req.key])
-        return items[0].response or GetResponse(None)
+        return await self._gets.submit(req.key)
+
+    async def _get_many(self, keys: list[str]) -> list[GetResponse | BaseException]:
+        items = await self._call_reader(self._read, keys)
+        return [i.response or GetResponse(None) for i in items]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
         # One indexed query per chunk on the reader thread; parallelism buys nothing here.
@@ -131,10 +140,36 @@ class SqliteStateStore:
         return results
 
     async def set(self, req: SetRequest) -> None:
-        await self._write([req])
+        await self._write_one(req)
 
     async def delete(self, req: DeleteRequest) -> None:
-        await self._write([req])
+        await self._write_one(req)
+
+    async def _write_one(self, op: SetRequest | DeleteRequest) -> None:
+        if op.etag is not None:  # a malformed etag fails before any lock is taken
+            parse_version(op.etag)
+        await self._singles.submit(op)
+
+    async def _write_each(
+        self, ops: list[SetRequest | DeleteRequest]
+    ) -> list[None | BaseException]:
+        try:
+            failed = dict(await self._call(self._apply_each, ops))
+        except Exception:
+            if len(ops) == 1:
+                raise
+            # Something other than an etag check broke the shared transaction: apply them
+            # one by one, so that only the call at fault fails.
+            out: list[None | BaseException] = []
+            for op in ops:
+                try:
+                    await self._call(self._apply_all, [op])
+                except Exception as exc:
+                    out.append(exc)
+                else:
+                    out.append(None)
+            return out
+        return [failed.get(i) for i in range(len(ops))]
 
     async def transact(
         self, ops: Sequence[TransactionOperation], metadata: Mapping[str, str]

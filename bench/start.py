@@ -1,0 +1,122 @@
+"""Start-up: `tandem run` to ``/v1.0/healthz`` 204, cold and with the control plane running.
+
+    python bench/start.py [--rounds 5]
+
+Each round uses a fresh ``$TANDEM_HOME``: a first `tandem run` starts the control plane too
+(**cold**), a second one finds it running (**warm**). Both are timed from the exec of
+`tandem run` to the first 204 of ``/v1.0/healthz`` (polled every 5 ms; the sidecars run no
+app, so full health is the sidecar's own). Same-run floors: a bare interpreter
+(``python -c pass``) and one that imports the runtime (``import tandem.ext_proc.runtime``),
+the import work every runtime start pays. Prints medians and the ratios to the targets
+(issue 21: warm ≤ 0.5 s, cold ≤ 1.0 s), and each start minus the same round's import floor:
+on a busy machine the imports' time swings by seconds, the rest of the start much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tandem.cli.ports import free_port
+
+TARGETS = {"warm": 0.5, "cold": 1.0}
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1.0/healthz", timeout=1) as r:
+            return bool(r.status == 204)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(home: Path, app_id: str, deadline: float = 60.0) -> tuple[subprocess.Popen[bytes], float]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tandem.cli.main", "run", "--app-id", app_id]
+    for flag in ("--dapr-grpc-port", "--dapr-internal-port", "--metrics-port"):
+        argv += [flag, str(free_port())]
+    argv += ["--dapr-http-port", str(port), "--log-level", "warn"]
+    env = {**os.environ, "TANDEM_HOME": str(home)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not healthy(port):
+        if proc.poll() is not None or time.perf_counter() - t0 > deadline:
+            sys.exit(f"bench: `tandem run` of {app_id} never became healthy")
+        time.sleep(0.005)  # polling for health, with a deadline
+    return proc, time.perf_counter() - t0
+
+
+def stop(home: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(30)
+    record = home / "controlplane.json"
+    if record.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
+            os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def timed(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    figures: dict[str, list[float]] = {
+        "floor: python -c pass": [],
+        "floor: import tandem.ext_proc.runtime": [],
+        "cold": [],
+        "warm": [],
+        "cold − import floor (same round)": [],
+        "warm − import floor (same round)": [],
+    }
+    for _ in range(args.rounds):
+        figures["floor: python -c pass"].append(timed([sys.executable, "-c", "pass"]))
+        figures["floor: import tandem.ext_proc.runtime"].append(
+            timed([sys.executable, "-c", "import tandem.ext_proc.runtime"])
+        )
+        home = Path(tempfile.mkdtemp(prefix="tbs", dir="/tmp"))
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            proc, cold = start(home, "cold")
+            procs.append(proc)
+            proc, warm = start(home, "warm")
+            procs.append(proc)
+        finally:
+            stop(home, procs)
+        figures["cold"].append(cold)
+        figures["warm"].append(warm)
+        floor = figures["floor: import tandem.ext_proc.runtime"][-1]
+        figures["cold − import floor (same round)"].append(cold - floor)
+        figures["warm − import floor (same round)"].append(warm - floor)
+    print("| start | median s | min s | max s | median / target |")
+    print("|---|---|---|---|---|")
+    for name, values in figures.items():
+        target = TARGETS.get(name)
+        ratio = f"{statistics.median(values) / target:.2f}× (≤ {target} s)" if target else ""
+        print(
+            f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | "
+            f"{max(values):.3f} | {ratio} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
