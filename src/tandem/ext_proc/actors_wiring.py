@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import orjson
@@ -52,6 +52,20 @@ class _Reminders:
         return answer
 
 
+class PlacementWatcher(Protocol):
+    """A user of the runtime's own internal actor types (the workflow engine), told of
+    placement changes as the actor engine is."""
+
+    async def moved(self) -> None:
+        """Stop what this host no longer serves: after a Prepare (before it is acknowledged)
+        and when the stream or the lease is lost."""
+        ...
+
+    async def arrived(self) -> None:
+        """Take up what this host now serves: after a Commit, or a lapsed lease's return."""
+        ...
+
+
 @dataclass(slots=True)
 class ActorWiring:
     service: ActorService
@@ -70,6 +84,10 @@ class ActorWiring:
     internal: dict[str, FireHandler] = field(default_factory=dict)
 
     _config: ActorConfig | None = None  # what the placement stream was opened with
+    _watchers: list[PlacementWatcher] = field(default_factory=list)
+
+    def watch_placement(self, watcher: PlacementWatcher) -> None:
+        self._watchers.append(watcher)
 
     async def host_internal(self, actor_type: str, fire: FireHandler) -> None:
         """Host ``actor_type`` too from now on (re-opening an open placement stream)."""
@@ -102,10 +120,19 @@ class ActorWiring:
         async def rebalance() -> None:
             if service.engine is not None:
                 await service.engine.rebalance()
+            await asyncio.gather(*(w.moved() for w in self._watchers))
 
         async def lost() -> None:
             if service.engine is not None:
                 await service.engine.deactivate_all()
+            await asyncio.gather(*(w.moved() for w in self._watchers))
+
+        async def committed() -> None:
+            for watcher in self._watchers:
+                try:
+                    await watcher.arrived()
+                except Exception:
+                    log.exception("taking up what placement moved here failed")
 
         self._client = PlacementClient(
             self.control_plane,
@@ -116,6 +143,7 @@ class ActorWiring:
             lost=lost,
             fire=self._fire,
             job=self.job,
+            committed=committed,
         )
         service.set_placement(self._client)
         self._placement = asyncio.create_task(self._client.run(), name="placement")
