@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,9 +85,14 @@ class ActorWiring:
 
     _config: ActorConfig | None = None  # what the placement stream was opened with
     _watchers: list[PlacementWatcher] = field(default_factory=list)
+    # internal actor type -> how many of them run here (the metadata API's activeActors)
+    _running: dict[str, Callable[[], int]] = field(default_factory=dict)
 
-    def watch_placement(self, watcher: PlacementWatcher) -> None:
+    def watch_placement(
+        self, watcher: PlacementWatcher, actor_type: str, running: Callable[[], int]
+    ) -> None:
         self._watchers.append(watcher)
+        self._running[actor_type] = running
 
     async def host_internal(self, actor_type: str, fire: FireHandler) -> None:
         """Host ``actor_type`` too from now on (re-opening an open placement stream)."""
@@ -221,6 +226,11 @@ class ActorWiring:
         engine = self.service.engine
         counts = engine.active_counts() if engine is not None else {}
         client = self._client
+        table = client.fence.committed if client is not None else None
+        for actor_type, running in self._running.items():
+            ring = table.rings.get(actor_type) if table is not None else None
+            if ring is not None and self.host in ring.hosts:  # placed here: listed, as in Dapr
+                counts[actor_type] = running()
         connected = client is not None and client.connected.is_set()
         return ActorRuntimeInfo(
             status="RUNNING" if client is not None else "INITIALIZING",

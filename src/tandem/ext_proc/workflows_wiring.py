@@ -80,7 +80,7 @@ def wire_workflows(
         # One sidecar owns everything; timers stay in memory, re-armed on recovery.
         return WorkflowWiring(engine=Workflows(engine))
     workflows = Workflows(engine, actors.service, actor_type)
-    actors.watch_placement(workflows)
+    actors.watch_placement(workflows, actor_type, engine.running)
 
     async def set_timer(instance_id: str, timer_id: int, at: datetime) -> None:
         answer = await actors.call_scheduler(

@@ -164,6 +164,10 @@ class WorkflowEngine:
     def owns(self, instance_id: str) -> bool:
         return self._owns(instance_id)
 
+    def running(self) -> int:
+        """How many unfinished instances run here."""
+        return sum(1 for inst in self._instances.values() if not inst.rec.terminal)
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def recover(self) -> None:

@@ -44,6 +44,14 @@ from tandem.observability.metrics import RuntimeMetrics
 # and the owner may change meanwhile).
 WAIT_PIECE = 20.0
 PLACEMENT_WAIT = 10.0  # how long a call waits for the placement stream to open
+# How long a call keeps trying to reach an instance's owner (each try is the actors' own,
+# retried for 10 s): long enough for a dead replica's lease to run out and its instances
+# to move.
+ROUTE_DEADLINE = 30.0
+UNROUTED = frozenset({"ERR_ACTOR_NO_ADDRESS", "ERR_ACTOR_NO_PLACEMENT"})
+# Envoy's answers when the owner's runtime could not be reached at all (the call never got
+# there, so it is safe to send again): its sidecar died and placement has not moved on yet.
+NOT_REACHED = ("upstream connect error", "no healthy upstream", "couldn't find service")
 
 UNTIL: dict[str, Callable[[Record], bool]] = {
     "started": lambda r: r.status != PENDING,
@@ -203,7 +211,18 @@ class Workflows:
         ):
             with contextlib.suppress(NotOwner):  # moving: ask through placement
                 return await self._run(op, instance_id, args)
-        resp = await self._actors.invoke_internal(self._type, instance_id, op, orjson.dumps(args))
+        deadline = time.monotonic() + ROUTE_DEADLINE
+        while True:
+            try:
+                resp = await self._actors.invoke_internal(
+                    self._type, instance_id, op, orjson.dumps(args)
+                )
+                break
+            except DaprError as exc:
+                # A replica died: placement moves its instances once its lease runs out.
+                if not _unrouted(exc) or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
         answer = orjson.loads(resp.body)
         error = answer.get("error")
         if error is not None:
@@ -246,6 +265,12 @@ class Workflows:
         if handler is None:
             raise DaprError("ERR_BAD_REQUEST", f"unknown workflow operation {op!r}")
         return await handler(self.engine, instance_id, args)
+
+
+def _unrouted(exc: DaprError) -> bool:
+    if exc.error_code in UNROUTED:
+        return True
+    return exc.error_code == "ERR_DIRECT_INVOKE" and any(m in exc.message for m in NOT_REACHED)
 
 
 def _record(value: Any) -> Record | None:
