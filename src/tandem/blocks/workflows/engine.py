@@ -366,8 +366,13 @@ class WorkflowEngine:
         return instance_id
 
     async def state(self, instance_id: str) -> Record | None:
+        """The instance as committed (a turn's answer is committed in the background: its
+        lock is held until then)."""
         inst = await self._get(instance_id)
-        return None if inst is None else inst.rec
+        if inst is None:
+            return None
+        async with inst.lock:
+            return inst.rec
 
     async def wait(
         self, instance_id: str, done: Callable[[Record], bool], timeout: float | None
@@ -379,8 +384,9 @@ class WorkflowEngine:
                 if inst is None:
                     return None
                 changed = inst.changed
-                if done(inst.rec):
-                    return inst.rec
+                async with inst.lock:  # as committed
+                    if done(inst.rec):
+                        return inst.rec
                 await changed.wait()
 
     async def raise_event(self, instance_id: str, name: str, input: str | None) -> None:
@@ -618,6 +624,13 @@ class WorkflowEngine:
     def _wake_delayed(self, inst: _Instance) -> None:
         inst.delayed = None
         self._kick(inst)
+
+    def accept_turn(self, response: spb.WorkflowResponse) -> None:
+        """Take the worker's answer to a turn and let it go at once: the answer is committed
+        in the background. The worker's threads would otherwise wait for each sync to disk
+        (the SDK sends its answers one blocking call at a time), and nothing is lost: until
+        the commit, nothing the turn asks for has happened, and a crash repeats the turn."""
+        self._spawn(self.complete_turn(response))
 
     async def complete_turn(self, response: spb.WorkflowResponse) -> None:
         token = response.completionToken

@@ -92,7 +92,7 @@ class Workflows:
         await self.engine.complete_activity(response)
 
     async def complete_turn(self, response: spb.WorkflowResponse) -> None:
-        await self.engine.complete_turn(response)
+        self.engine.accept_turn(response)
 
     async def listing(self) -> dict[str, list[Any]]:
         return await self.engine.listing()  # the shared index: every replica's instances
