@@ -30,6 +30,17 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as 
 
 from tandem.blocks.actors.engine import NotOwner
 from tandem.blocks.errors import DaprError
+from tandem.blocks.workflows.actions import (
+    children,
+    completed_event,
+    completed_task,
+    copy_event,
+    parent_of,
+    recursive_terminate,
+    result_message,
+    running_children,
+    translate,
+)
 from tandem.blocks.workflows.record import (
     COMPLETED,
     CONTINUED_AS_NEW,
@@ -458,7 +469,7 @@ class WorkflowEngine:
             )
         count = 1
         if recursive:
-            for child in _children(inst.rec):
+            for child in children(inst.rec):
                 count += await self.peers.purge(child, True, force)
         async with inst.lock:
             await self._store.delete([instance_id])
@@ -504,7 +515,7 @@ class WorkflowEngine:
                 f"workflow instance '{source_id}' has no task with event ID {event_id}",
                 grpc_status=grpc.StatusCode.NOT_FOUND,
             )
-        kept = [_copy(e) for e in history[: at + 1]]
+        kept = [copy_event(e) for e in history[: at + 1]]
         task = kept[-1]
         kind = str(task.WhichOneof("eventType"))
         if overwrite_input:
@@ -630,7 +641,24 @@ class WorkflowEngine:
         in the background. The worker's threads would otherwise wait for each sync to disk
         (the SDK sends its answers one blocking call at a time), and nothing is lost: until
         the commit, nothing the turn asks for has happened, and a crash repeats the turn."""
-        self._spawn(self.complete_turn(response))
+        self._spawn(self._complete_or_reload(response))
+
+    async def _complete_or_reload(self, response: spb.WorkflowResponse) -> None:
+        try:
+            await self.complete_turn(response)
+        except Exception:
+            # As after a crash: forget what is in memory and resume from the last commit
+            # (the turn is handed out again).
+            log.exception("workflow %s: its turn could not be committed", response.instanceId)
+            inst = self._instances.get(response.instanceId)
+            if inst is not None:
+                async with inst.lock:
+                    if self._instances.get(response.instanceId) is inst:
+                        del self._instances[response.instanceId]
+                    inst.in_flight = ""
+                inst.notify()
+            with contextlib.suppress(NotOwner):
+                await self._load(response.instanceId)
 
     async def complete_turn(self, response: spb.WorkflowResponse) -> None:
         token = response.completionToken
@@ -652,107 +680,27 @@ class WorkflowEngine:
             timers: list[hpb.HistoryEvent] = []
             outbox = list(rec.outbox)
             new_record: Record | None = None
+            done_action: Any = None
             for action in response.actions:
-                kind = action.WhichOneof("workflowActionType")
-                if kind == "scheduleTask":
-                    a = action.scheduleTask
-                    e = event(
-                        at,
-                        action.id,
-                        taskScheduled=hpb.TaskScheduledEvent(
-                            name=a.name,
-                            input=a.input if a.HasField("input") else None,
-                            taskExecutionId=a.taskExecutionId or uuid.uuid4().hex,
-                        ),
-                    )
+                if action.HasField("completeWorkflow"):
+                    done_action = action  # the last word: after every other action
+                    continue
+                kind, e, message = translate(rec.instance_id, action, at)
+                if e is not None:
                     history.append(e)
-                    activities.append(e)
-                elif kind == "createTimer":
-                    t = action.createTimer
-                    created = hpb.TimerCreatedEvent(fireAt=t.fireAt)
-                    if t.HasField("name"):
-                        created.name = t.name
-                    origin = t.WhichOneof("origin")
-                    if origin is not None:
-                        getattr(created, origin).CopyFrom(getattr(t, origin))
-                    e = event(at, action.id, timerCreated=created)
-                    history.append(e)
-                    timers.append(e)
-                elif kind == "createChildWorkflow":
-                    c = action.createChildWorkflow
-                    child_id = c.instanceId or f"{rec.instance_id}:{action.id:04x}"
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            childWorkflowInstanceCreated=hpb.ChildWorkflowInstanceCreatedEvent(
-                                instanceId=child_id,
-                                name=c.name,
-                                input=c.input if c.HasField("input") else None,
-                            ),
-                        )
-                    )
-                    outbox.append(
-                        {
-                            "kind": "start",
-                            "id": child_id,
-                            "name": c.name,
-                            "input": c.input.value if c.HasField("input") else None,
-                            "taskId": action.id,
-                        }
-                    )
-                elif kind == "sendEvent":
-                    s = action.sendEvent
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            eventSent=hpb.EventSentEvent(
-                                instanceId=s.instance.instanceId,
-                                name=s.name,
-                                input=s.data if s.HasField("data") else None,
-                            ),
-                        )
-                    )
-                    outbox.append(
-                        {
-                            "kind": "event",
-                            "id": s.instance.instanceId,
-                            "name": s.name,
-                            "input": s.data.value if s.HasField("data") else None,
-                        }
-                    )
-                elif kind == "terminateWorkflow":
-                    t2 = action.terminateWorkflow
-                    outbox.append(
-                        {
-                            "kind": "terminate",
-                            "id": t2.instanceId,
-                            "output": t2.reason.value if t2.HasField("reason") else None,
-                            "recursive": t2.recurse,
-                        }
-                    )
-                elif kind == "completeWorkflow":
-                    done = action.completeWorkflow
-                    result = done.result.value if done.HasField("result") else None
-                    if done.workflowStatus == CONTINUED_AS_NEW:
-                        new_record = self._continued(
-                            rec, result, list(done.carryoverEvents), inbox, at
-                        )
-                        continue
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            executionCompleted=hpb.ExecutionCompletedEvent(
-                                workflowStatus=done.workflowStatus,
-                                result=done.result if done.HasField("result") else None,
-                                failureDetails=done.failureDetails
-                                if done.HasField("failureDetails")
-                                else None,
-                            ),
-                        )
-                    )
+                    if kind == "scheduleTask":
+                        activities.append(e)
+                    elif kind == "createTimer":
+                        timers.append(e)
+                if message is not None:
+                    outbox.append(message)
+            if done_action is not None:
+                done = done_action.completeWorkflow
+                result = done.result.value if done.HasField("result") else None
+                if done.workflowStatus == CONTINUED_AS_NEW:
+                    new_record = self._continued(rec, result, list(done.carryoverEvents), inbox, at)
+                else:
+                    history.append(completed_event(done_action.id, done, at))
                     rec.status = done.workflowStatus
                     rec.output = result
                     rec.failure = (
@@ -762,19 +710,14 @@ class WorkflowEngine:
                     )
                     rec.completed = at
                     inbox = []
-                    parent = _parent(rec)
+                    parent = parent_of(rec)
                     if parent is not None:
-                        outbox.append(_result_message(rec, parent, done))
-                    if done.workflowStatus == TERMINATED and _recursive_terminate(consumed):
-                        for child in _running_children(history):
-                            outbox.append(
-                                {
-                                    "kind": "terminate",
-                                    "id": child,
-                                    "output": None,
-                                    "recursive": True,
-                                }
-                            )
+                        outbox.append(result_message(rec, parent, done))
+                    if done.workflowStatus == TERMINATED and recursive_terminate(consumed):
+                        outbox.extend(
+                            {"kind": "terminate", "id": child, "output": None, "recursive": True}
+                            for child in running_children(history)
+                        )
             if response.HasField("customStatus"):
                 rec.custom_status = response.customStatus.value
             if new_record is not None:
@@ -938,9 +881,9 @@ class WorkflowEngine:
                 return
             result = hpb.HistoryEvent()
             result.ParseFromString(bytes.fromhex(msg["event"]))
-            task_id = _completed_task(result)
+            task_id = completed_task(result)
             if any(
-                _completed_task(e) == task_id for e in [*receiver.rec.history, *receiver.rec.inbox]
+                completed_task(e) == task_id for e in [*receiver.rec.history, *receiver.rec.inbox]
             ):
                 return
             await self._append(receiver, result)
@@ -1000,7 +943,7 @@ class WorkflowEngine:
             if self._instances.get(activity.instance_id) is not inst:
                 return
             if rec.terminal or any(
-                _completed_task(e) == activity.task_id for e in [*rec.history, *rec.inbox]
+                completed_task(e) == activity.task_id for e in [*rec.history, *rec.inbox]
             ):
                 return
             # Not committed here: the turn that consumes it commits it. A crash before
@@ -1097,87 +1040,3 @@ def _status_name(status: int) -> str:
     from tandem.blocks.workflows.record import STATUS_NAMES
 
     return STATUS_NAMES.get(status, str(status))
-
-
-def _parent(rec: Record) -> opb.ParentInstanceInfo | None:
-    for e in rec.history:
-        if e.HasField("executionStarted"):
-            started = e.executionStarted
-            return started.parentInstance if started.HasField("parentInstance") else None
-    return None
-
-
-def _result_message(rec: Record, parent: opb.ParentInstanceInfo, done: Any) -> dict[str, Any]:
-    at = now()
-    task_id = parent.taskScheduledId
-    if done.workflowStatus == opb.OrchestrationStatus.Value("ORCHESTRATION_STATUS_COMPLETED"):
-        e = event(
-            at,
-            childWorkflowInstanceCompleted=hpb.ChildWorkflowInstanceCompletedEvent(
-                taskScheduledId=task_id, result=done.result if done.HasField("result") else None
-            ),
-        )
-    else:
-        details = (
-            done.failureDetails
-            if done.HasField("failureDetails")
-            else opb.TaskFailureDetails(
-                errorType="WorkflowTerminated"
-                if done.workflowStatus == TERMINATED
-                else "WorkflowFailed",
-                errorMessage=f"child workflow {rec.instance_id} ended {_status_name(done.workflowStatus)}",
-            )
-        )
-        e = event(
-            at,
-            childWorkflowInstanceFailed=hpb.ChildWorkflowInstanceFailedEvent(
-                taskScheduledId=task_id, failureDetails=details
-            ),
-        )
-    return {
-        "kind": "result",
-        "id": parent.workflowInstance.instanceId,
-        "executionId": parent.workflowInstance.executionId.value,
-        "event": e.SerializeToString().hex(),
-    }
-
-
-def _completed_task(e: hpb.HistoryEvent) -> int | None:
-    kind = e.WhichOneof("eventType")
-    if kind in (
-        "taskCompleted",
-        "taskFailed",
-        "childWorkflowInstanceCompleted",
-        "childWorkflowInstanceFailed",
-    ):
-        return int(getattr(e, kind).taskScheduledId)
-    return None
-
-
-def _copy(e: hpb.HistoryEvent) -> hpb.HistoryEvent:
-    out = hpb.HistoryEvent()
-    out.CopyFrom(e)
-    return out
-
-
-def _children(rec: Record) -> list[str]:
-    return [
-        e.childWorkflowInstanceCreated.instanceId
-        for e in rec.history
-        if e.HasField("childWorkflowInstanceCreated")
-    ]
-
-
-def _running_children(history: list[hpb.HistoryEvent]) -> list[str]:
-    finished = {_completed_task(e) for e in history}
-    return [
-        e.childWorkflowInstanceCreated.instanceId
-        for e in history
-        if e.HasField("childWorkflowInstanceCreated") and e.eventId not in finished
-    ]
-
-
-def _recursive_terminate(consumed: list[hpb.HistoryEvent]) -> bool:
-    return any(
-        e.HasField("executionTerminated") and e.executionTerminated.recurse for e in consumed
-    )

@@ -52,6 +52,9 @@ UNROUTED = frozenset({"ERR_ACTOR_NO_ADDRESS", "ERR_ACTOR_NO_PLACEMENT"})
 # Envoy's answers when the owner's runtime could not be reached at all (the call never got
 # there, so it is safe to send again): its sidecar died and placement has not moved on yet.
 NOT_REACHED = ("upstream connect error", "no healthy upstream", "couldn't find service")
+LOST = ("upstream connection reset",)
+# Operations that may run twice: reads, and messages (their receivers are idempotent).
+REPEATABLE = frozenset({"state", "wait", "history", "deliver"})
 
 UNTIL: dict[str, Callable[[Record], bool]] = {
     "started": lambda r: r.status != PENDING,
@@ -220,7 +223,7 @@ class Workflows:
                 break
             except DaprError as exc:
                 # A replica died: placement moves its instances once its lease runs out.
-                if not _unrouted(exc) or time.monotonic() >= deadline:
+                if not _unrouted(exc, op in REPEATABLE) or time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.1)
         answer = orjson.loads(resp.body)
@@ -267,10 +270,13 @@ class Workflows:
         return await handler(self.engine, instance_id, args)
 
 
-def _unrouted(exc: DaprError) -> bool:
+def _unrouted(exc: DaprError, repeatable: bool) -> bool:
     if exc.error_code in UNROUTED:
         return True
-    return exc.error_code == "ERR_DIRECT_INVOKE" and any(m in exc.message for m in NOT_REACHED)
+    if exc.error_code != "ERR_DIRECT_INVOKE":
+        return False
+    # A connection lost mid-call may have done the work: only repeatable calls go again.
+    return any(m in exc.message for m in (*NOT_REACHED, *(LOST if repeatable else ())))
 
 
 def _record(value: Any) -> Record | None:
