@@ -21,13 +21,14 @@ from dapr.ext.workflow import (
 )
 
 LOG = os.environ.get("WF_LOG", "")
+REPLICA = os.environ.get("REPLICA", "")  # which of an app's replicas ran an activity
 wfr = WorkflowRuntime()
 
 
 def note(**fields: object) -> None:
     if LOG:
         with open(LOG, "a") as f:
-            f.write(json.dumps(fields) + "\n")
+            f.write(json.dumps({**fields, "replica": REPLICA}) + "\n")
 
 
 @wfr.activity(name="step")

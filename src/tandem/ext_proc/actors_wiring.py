@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import orjson
@@ -52,6 +52,20 @@ class _Reminders:
         return answer
 
 
+class PlacementWatcher(Protocol):
+    """A user of the runtime's own internal actor types (the workflow engine), told of
+    placement changes as the actor engine is."""
+
+    async def moved(self) -> None:
+        """Stop what this host no longer serves: after a Prepare (before it is acknowledged)
+        and when the stream or the lease is lost."""
+        ...
+
+    async def arrived(self) -> None:
+        """Take up what this host now serves: after a Commit, or a lapsed lease's return."""
+        ...
+
+
 @dataclass(slots=True)
 class ActorWiring:
     service: ActorService
@@ -70,6 +84,15 @@ class ActorWiring:
     internal: dict[str, FireHandler] = field(default_factory=dict)
 
     _config: ActorConfig | None = None  # what the placement stream was opened with
+    _watchers: list[PlacementWatcher] = field(default_factory=list)
+    # internal actor type -> how many of them run here (the metadata API's activeActors)
+    _running: dict[str, Callable[[], int]] = field(default_factory=dict)
+
+    def watch_placement(
+        self, watcher: PlacementWatcher, actor_type: str, running: Callable[[], int]
+    ) -> None:
+        self._watchers.append(watcher)
+        self._running[actor_type] = running
 
     async def host_internal(self, actor_type: str, fire: FireHandler) -> None:
         """Host ``actor_type`` too from now on (re-opening an open placement stream)."""
@@ -102,10 +125,19 @@ class ActorWiring:
         async def rebalance() -> None:
             if service.engine is not None:
                 await service.engine.rebalance()
+            await asyncio.gather(*(w.moved() for w in self._watchers))
 
         async def lost() -> None:
             if service.engine is not None:
                 await service.engine.deactivate_all()
+            await asyncio.gather(*(w.moved() for w in self._watchers))
+
+        async def committed() -> None:
+            for watcher in self._watchers:
+                try:
+                    await watcher.arrived()
+                except Exception:
+                    log.exception("taking up what placement moved here failed")
 
         self._client = PlacementClient(
             self.control_plane,
@@ -116,6 +148,7 @@ class ActorWiring:
             lost=lost,
             fire=self._fire,
             job=self.job,
+            committed=committed,
         )
         service.set_placement(self._client)
         self._placement = asyncio.create_task(self._client.run(), name="placement")
@@ -193,6 +226,11 @@ class ActorWiring:
         engine = self.service.engine
         counts = engine.active_counts() if engine is not None else {}
         client = self._client
+        table = client.fence.committed if client is not None else None
+        for actor_type, running in self._running.items():
+            ring = table.rings.get(actor_type) if table is not None else None
+            if ring is not None and self.host in ring.hosts:  # placed here: listed, as in Dapr
+                counts[actor_type] = running()
         connected = client is not None and client.connected.is_set()
         return ActorRuntimeInfo(
             status="RUNNING" if client is not None else "INITIALIZING",

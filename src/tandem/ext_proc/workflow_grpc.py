@@ -14,10 +14,10 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as 
 from google.protobuf import empty_pb2
 
 from tandem.blocks.errors import DaprError
-from tandem.blocks.workflows.engine import WorkflowEngine
 from tandem.blocks.workflows.ids import check_instance_id, new_instance_id
 from tandem.blocks.workflows.listing import Filter, page, purge_filter
-from tandem.blocks.workflows.record import PENDING, STATUS_NAMES, TERMINAL, Record
+from tandem.blocks.workflows.ownership import Workflows
+from tandem.blocks.workflows.record import STATUS_NAMES, TERMINAL, Record
 from tandem.ext_proc.grpc_api import guarded
 
 log = logging.getLogger("tandem.workflows")
@@ -33,17 +33,17 @@ def no_engine() -> DaprError:
 
 
 class TaskHubServicer:
-    def __init__(self, engine: Callable[[], WorkflowEngine | None]) -> None:
+    def __init__(self, engine: Callable[[], Workflows | None]) -> None:
         self._engine = engine
 
-    def _get(self) -> WorkflowEngine:
+    def _get(self) -> Workflows:
         engine = self._engine()
         if engine is None:
             raise no_engine()
         return engine
 
     async def _run(
-        self, context: grpc.aio.ServicerContext, work: Callable[[WorkflowEngine], Awaitable[Any]]
+        self, context: grpc.aio.ServicerContext, work: Callable[[Workflows], Awaitable[Any]]
     ) -> Any:
         async def call() -> Any:
             return await work(self._get())
@@ -54,7 +54,7 @@ class TaskHubServicer:
         return empty_pb2.Empty()
 
     async def StartInstance(self, request: spb.CreateInstanceRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.CreateInstanceResponse:
+        async def work(engine: Workflows) -> spb.CreateInstanceResponse:
             instance_id = request.instanceId or new_instance_id()
             check_instance_id(instance_id)
             if not request.name:
@@ -84,7 +84,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def GetInstance(self, request: spb.GetInstanceRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.GetInstanceResponse:
+        async def work(engine: Workflows) -> spb.GetInstanceResponse:
             async with engine.measure("get_workflow"):
                 rec = await engine.state(request.instanceId)
             return _answer(rec, request.getInputsAndOutputs)
@@ -92,18 +92,16 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def WaitForInstanceStart(self, request: spb.GetInstanceRequest, context: Any) -> Any:  # noqa: N802
-        return await self._wait(request, context, lambda r: r.status != PENDING)
+        return await self._wait(request, context, "started")
 
     async def WaitForInstanceCompletion(self, request: spb.GetInstanceRequest, context: Any) -> Any:  # noqa: N802
-        return await self._wait(request, context, lambda r: r.terminal)
+        return await self._wait(request, context, "completed")
 
-    async def _wait(
-        self, request: spb.GetInstanceRequest, context: Any, done: Callable[[Record], bool]
-    ) -> Any:
-        async def work(engine: WorkflowEngine) -> spb.GetInstanceResponse:
+    async def _wait(self, request: spb.GetInstanceRequest, context: Any, until: str) -> Any:
+        async def work(engine: Workflows) -> spb.GetInstanceResponse:
             remaining = context.time_remaining()
             try:
-                rec = await engine.wait(request.instanceId, done, remaining)
+                rec = await engine.wait(request.instanceId, until, remaining)
             except TimeoutError:
                 raise DaprError(
                     "ERR_GET_WORKFLOW",
@@ -115,7 +113,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def RaiseEvent(self, request: spb.RaiseEventRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.RaiseEventResponse:
+        async def work(engine: Workflows) -> spb.RaiseEventResponse:
             async with engine.measure("add_event"):
                 await engine.raise_event(
                     request.instanceId,
@@ -127,7 +125,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def TerminateInstance(self, request: spb.TerminateRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.TerminateResponse:
+        async def work(engine: Workflows) -> spb.TerminateResponse:
             await engine.terminate(
                 request.instanceId,
                 request.output.value if request.HasField("output") else None,
@@ -138,7 +136,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def SuspendInstance(self, request: spb.SuspendRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.SuspendResponse:
+        async def work(engine: Workflows) -> spb.SuspendResponse:
             await engine.suspend(
                 request.instanceId, request.reason.value if request.HasField("reason") else None
             )
@@ -147,7 +145,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def ResumeInstance(self, request: spb.ResumeRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.ResumeResponse:
+        async def work(engine: Workflows) -> spb.ResumeResponse:
             await engine.resume(
                 request.instanceId, request.reason.value if request.HasField("reason") else None
             )
@@ -156,11 +154,11 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def PurgeInstances(self, request: spb.PurgeInstancesRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.PurgeInstancesResponse:
+        async def work(engine: Workflows) -> spb.PurgeInstancesResponse:
             force = request.force if request.HasField("force") else False
             if request.WhichOneof("request") == "purgeInstanceFilter":
                 # A filter selects finished instances only (all of them with force).
-                index = engine.listing()
+                index = await engine.listing()
                 ids = [
                     i
                     for i in purge_filter(index, request.purgeInstanceFilter)
@@ -191,14 +189,14 @@ class TaskHubServicer:
             yield item
 
     async def CompleteActivityTask(self, request: spb.ActivityResponse, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.CompleteTaskResponse:
+        async def work(engine: Workflows) -> spb.CompleteTaskResponse:
             await engine.complete_activity(request)
             return spb.CompleteTaskResponse()
 
         return await self._run(context, work)
 
     async def CompleteOrchestratorTask(self, request: spb.WorkflowResponse, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.CompleteTaskResponse:
+        async def work(engine: Workflows) -> spb.CompleteTaskResponse:
             await engine.complete_turn(request)
             return spb.CompleteTaskResponse()
 
@@ -207,10 +205,10 @@ class TaskHubServicer:
     CompleteWorkflowTask = CompleteOrchestratorTask
 
     async def ListInstanceIDs(self, request: spb.ListInstanceIDsRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.ListInstanceIDsResponse:
+        async def work(engine: Workflows) -> spb.ListInstanceIDsResponse:
             size = request.pageSize if request.HasField("pageSize") else 0
             token = request.continuationToken if request.HasField("continuationToken") else ""
-            ids, next_token = page(engine.listing(), Filter(), size, token)
+            ids, next_token = page(await engine.listing(), Filter(), size, token)
             answer = spb.ListInstanceIDsResponse(instanceIds=ids)
             if next_token:
                 answer.continuationToken = next_token
@@ -219,7 +217,7 @@ class TaskHubServicer:
         return await self._run(context, work)
 
     async def GetInstanceHistory(self, request: spb.GetInstanceHistoryRequest, context: Any) -> Any:  # noqa: N802
-        async def work(engine: WorkflowEngine) -> spb.GetInstanceHistoryResponse:
+        async def work(engine: Workflows) -> spb.GetInstanceHistoryResponse:
             return spb.GetInstanceHistoryResponse(events=await engine.history(request.instanceId))
 
         return await self._run(context, work)
@@ -227,7 +225,7 @@ class TaskHubServicer:
     async def RerunWorkflowFromEvent(  # noqa: N802
         self, request: spb.RerunWorkflowFromEventRequest, context: Any
     ) -> Any:
-        async def work(engine: WorkflowEngine) -> spb.RerunWorkflowFromEventResponse:
+        async def work(engine: Workflows) -> spb.RerunWorkflowFromEventResponse:
             new_id = request.newInstanceID if request.HasField("newInstanceID") else ""
             new_id = new_id or new_instance_id()
             check_instance_id(new_id)
@@ -252,7 +250,7 @@ def _answer(rec: Record | None, payloads: bool) -> spb.GetInstanceResponse:
 
 
 def add_to_server(
-    server: grpc.aio.Server, engine: Callable[[], WorkflowEngine | None]
+    server: grpc.aio.Server, engine: Callable[[], Workflows | None]
 ) -> TaskHubServicer:
     """Serve the task hub on ``server``; the servicer is returned for the HTTP door, which
     serves its unary calls when Envoy bridges them (grpc_over_http.py)."""

@@ -1,6 +1,7 @@
-"""Puts the workflow block together in a runtime: store, engine, recovery, and its durable
-timers in the control plane's scheduler (kind ``workflow-timer``), fired on this sidecar
-through the placement stream because it hosts the app's internal workflow actor type."""
+"""Puts the workflow block together in a runtime: store, engine, recovery, instance
+ownership through actor placement (``blocks/workflows/ownership.py``), and its durable
+timers in the control plane's scheduler (kind ``workflow-timer``), fired at the instance's
+owner through the placement stream."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tandem.blocks.actors.engine import NotOwner
 from tandem.blocks.actors.state import ActorState
 from tandem.blocks.workflows.engine import WorkflowEngine
 from tandem.blocks.workflows.management import WorkflowApi
+from tandem.blocks.workflows.ownership import Workflows
 from tandem.blocks.workflows.settings import retention_by_status
 from tandem.blocks.workflows.store import WorkflowStore, workflow_actor_type
 from tandem.ext_proc import workflows_grpc_api, workflows_http
@@ -28,14 +31,16 @@ TIMER_PREFIX = "timer-"
 
 @dataclass(slots=True)
 class WorkflowWiring:
-    engine: WorkflowEngine | None
+    engine: Workflows | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         """Resume unfinished instances in the background (the worker may connect first:
         the engine's calls wait for recovery)."""
         if self.engine is not None:
-            self._tasks.append(asyncio.create_task(self.engine.recover(), name="workflow-recovery"))
+            self._tasks.append(
+                asyncio.create_task(self.engine.engine.recover(), name="workflow-recovery")
+            )
 
     def register(self, router: Router, rpcs: dict[str, Rpc]) -> None:
         """The HTTP routes and the Dapr gRPC methods of the management API."""
@@ -72,7 +77,10 @@ def wire_workflows(
         metrics=metrics,
     )
     if actors.control_plane is None:
-        return WorkflowWiring(engine=engine)  # timers stay in memory, re-armed on recovery
+        # One sidecar owns everything; timers stay in memory, re-armed on recovery.
+        return WorkflowWiring(engine=Workflows(engine))
+    workflows = Workflows(engine, actors.service, actor_type)
+    actors.watch_placement(workflows, actor_type, engine.running)
 
     async def set_timer(instance_id: str, timer_id: int, at: datetime) -> None:
         answer = await actors.call_scheduler(
@@ -91,7 +99,10 @@ def wire_workflows(
     async def fire(kind: str, instance_id: str, name: str, payload: bytes) -> str:
         if not name.startswith(TIMER_PREFIX):
             return "cancel"
-        await engine.fire_timer(instance_id, int(name.removeprefix(TIMER_PREFIX)))
+        try:
+            await engine.fire_timer(instance_id, int(name.removeprefix(TIMER_PREFIX)))
+        except NotOwner:
+            return "unroutable"  # moving: the scheduler tries again at the new owner
         return "delivered"
 
     async def worker_connected() -> None:
@@ -101,4 +112,4 @@ def wire_workflows(
 
     engine.use_timers(set_timer)
     engine.on_worker(worker_connected)
-    return WorkflowWiring(engine=engine)
+    return WorkflowWiring(engine=workflows)

@@ -4,6 +4,8 @@
   (F2), and only then acknowledges.
 - It renews the lease at a third of its length, counting each grant from when the renewal
   was sent (F3), and deactivates everything if the lease runs out or the stream breaks.
+- After each commit, and when a lapsed lease is granted again, it runs the ``committed``
+  hook (the workflow engine takes up the instances it now serves).
 - Reminder firings (``fire``) run as actor turns; the outcome goes back on the stream.
 - It reconnects with backoff, forever: a restarted control plane is found again.
 """
@@ -44,6 +46,7 @@ class PlacementClient:
         fire: FireHandler,
         clock: Callable[[], float] = time.monotonic,
         job: JobHandler | None = None,
+        committed: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._target = target
         self._app_id = app_id
@@ -60,6 +63,8 @@ class PlacementClient:
         self._renewals: dict[float, float] = {}
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None  # the open stream's, if any
         self._lost_task: asyncio.Future[object] | None = None
+        self._on_commit = committed  # run after each table this host commits
+        self._commit_tasks: set[asyncio.Future[object]] = set()
 
     def serves(self, actor_type: str, actor_id: str) -> bool:
         return self.fence.serves(actor_type, actor_id, self._clock())
@@ -159,14 +164,25 @@ class PlacementClient:
         elif "commit" in message:
             if self.fence.commit(Version.parse(message["commit"])):
                 self.committed.set()
+                self._serving_again()
         elif "granted" in message:
             sent_at = self._renewals.pop(float(message["granted"]), None)
             if sent_at is not None:
+                lapsed = self.fence.committed is not None and not self.fence.leased(self._clock())
                 self.fence.renewed(sent_at, self._lease)
+                if lapsed and self.fence.leased(self._clock()):
+                    self._serving_again()  # the lease ran out (everything stopped) and is back
         elif "fire" in message:
             asyncio.create_task(self._run_fire(outbox, message["fire"]))
         elif "job" in message:
             asyncio.create_task(self._run_job(outbox, message["job"]))
+
+    def _serving_again(self) -> None:
+        if self._on_commit is not None:
+            # Not awaited: the stream keeps reading (a take-over loads from the store).
+            task = asyncio.ensure_future(self._on_commit())
+            self._commit_tasks.add(task)
+            task.add_done_callback(self._commit_tasks.discard)
 
     async def _run_fire(self, outbox: asyncio.Queue[dict[str, Any]], fire: dict[str, Any]) -> None:
         try:

@@ -87,3 +87,20 @@ def test_work_queue_holds_activities_beyond_the_limit() -> None:
         assert (await q.take(2, always))[0] in {"t1", "t2"}
 
     asyncio.run(scenario())
+
+
+def test_actions_become_history_and_messages() -> None:
+    from dapr.ext.workflow._durabletask.internal import orchestrator_actions_pb2 as apb
+
+    from tandem.blocks.workflows.actions import translate
+    from tandem.blocks.workflows.record import now
+
+    at = now()
+    task = apb.WorkflowAction(id=1, scheduleTask=apb.ScheduleTaskAction(name="step"))
+    kind, e, message = translate("wf-1", task, at)
+    assert kind == "scheduleTask" and message is None
+    assert e is not None and e.eventId == 1 and e.taskScheduled.name == "step"
+    child = apb.WorkflowAction(id=2, createChildWorkflow=apb.CreateChildWorkflowAction(name="c"))
+    kind, e, message = translate("wf-1", child, at)
+    assert e is not None and e.childWorkflowInstanceCreated.instanceId == "wf-1:0002"
+    assert message == {"kind": "start", "id": "wf-1:0002", "name": "c", "input": None, "taskId": 2}

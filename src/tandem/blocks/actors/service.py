@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -60,6 +60,11 @@ class Forwarder(Protocol):
         ...
 
 
+# Serves a call to one of the runtime's own internal actor types (workflow instances):
+# (actor id, method, body) -> answer. Raises NotOwner when this host may not serve it now.
+InternalHandler = Callable[[str, str, bytes], Awaitable[AppResponse]]
+
+
 class Reminders(Protocol):
     """The control plane's reminder API (``tandem.placement.service``)."""
 
@@ -91,6 +96,7 @@ class ActorService:
         self._reminders = reminders
         self.engine: ActorEngine | None = None  # set once the app told its actor types
         self.engine_ready = asyncio.Event()
+        self._internal: dict[str, InternalHandler] = {}
 
     def attach(self, engine: ActorEngine) -> None:
         self.engine = engine
@@ -103,6 +109,25 @@ class ActorService:
 
     def set_placement(self, placement: Placement) -> None:
         self._placement = placement
+
+    @property
+    def placement(self) -> Placement | None:
+        return self._placement
+
+    @property
+    def host(self) -> str:
+        return self._settings.host
+
+    def serve_internal(self, actor_type: str, handler: InternalHandler) -> None:
+        """Calls to ``actor_type`` (one of the runtime's own) go to ``handler`` at its owner."""
+        self._internal[actor_type] = handler
+
+    async def invoke_internal(
+        self, actor_type: str, actor_id: str, method: str, body: bytes
+    ) -> AppResponse:
+        """A call to an internal actor at its owner (here or through the forwarding path),
+        retried while placement settles, as any actor call."""
+        return await self._invoke(actor_type, actor_id, method, body, {})
 
     @property
     def state(self) -> ActorState | None:
@@ -189,6 +214,9 @@ class ActorService:
     async def _local(
         self, actor_type: str, actor_id: str, method: str, body: bytes, headers: Mapping[str, str]
     ) -> AppResponse:
+        internal = self._internal.get(actor_type)
+        if internal is not None:
+            return await internal(actor_id, method, body)
         engine = await self._engine()
         try:
             resp = await engine.invoke(actor_type, actor_id, method, body, headers)

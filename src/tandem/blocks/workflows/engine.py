@@ -21,14 +21,26 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from dapr.ext.workflow._durabletask.internal import history_events_pb2 as hpb
 from dapr.ext.workflow._durabletask.internal import orchestration_pb2 as opb
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as spb
 
+from tandem.blocks.actors.engine import NotOwner
 from tandem.blocks.errors import DaprError
+from tandem.blocks.workflows.actions import (
+    children,
+    completed_event,
+    completed_task,
+    copy_event,
+    parent_of,
+    recursive_terminate,
+    result_message,
+    running_children,
+    translate,
+)
 from tandem.blocks.workflows.record import (
     COMPLETED,
     CONTINUED_AS_NEW,
@@ -57,6 +69,17 @@ SENTINEL_SECONDS = 253402300799
 # Arms a durable timer: (instance id, timer id, fire at). The engine's default keeps it in
 # memory; recovery re-arms every pending timer from the history either way.
 TimerSetter = Callable[[str, int, datetime], Awaitable[None]]
+
+
+class Peers(Protocol):
+    """What one instance asks of another, wherever its owner runs (``ownership.Workflows``
+    routes these; without placement the engine answers them itself)."""
+
+    async def deliver(self, target: str, sender: dict[str, str], msg: dict[str, Any]) -> None: ...
+
+    async def create(self, rec: Record) -> None: ...
+
+    async def purge(self, instance_id: str, recursive: bool, force: bool = False) -> int: ...
 
 
 def not_found(instance_id: str) -> DaprError:
@@ -115,6 +138,11 @@ class WorkflowEngine:
         self._retention = dict(retention or {})  # terminal status -> how long it is kept
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loaded = asyncio.Event()
+        # Whether this host may run an instance now (placement's fence; always, alone).
+        self._owns: Callable[[str], bool] = lambda instance_id: True
+        self.peers: Peers = self
+        self._loading: dict[str, asyncio.Future[_Instance | None]] = {}
+        self._adopting = asyncio.Lock()
 
     @property
     def connected_workers(self) -> int:
@@ -139,38 +167,73 @@ class WorkflowEngine:
         """Set durable timers elsewhere (the scheduler) instead of in memory."""
         self._set_timer = setter
 
+    def use_ownership(self, owns: Callable[[str], bool], peers: Peers) -> None:
+        """Run only the instances ``owns`` allows; reach the others through ``peers``."""
+        self._owns = owns
+        self.peers = peers
+
+    def owns(self, instance_id: str) -> bool:
+        return self._owns(instance_id)
+
+    def running(self) -> int:
+        """How many unfinished instances run here."""
+        return sum(1 for inst in self._instances.values() if not inst.rec.terminal)
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Resume every unfinished instance from its committed record."""
-        outboxes: list[Record] = []  # delivered once recovery is done (receivers wait for it)
+        """Resume every unfinished instance this host owns from its committed record."""
         try:
-            index = await self._store.load_index()
-            for instance_id, entry in list(index.items()):
-                status = STATUS_BY_NAME.get(entry[1], RUNNING)
-                if status in TERMINAL:
-                    if len(entry) > 3 and entry[3]:
-                        self._retain(instance_id, status, datetime.fromisoformat(entry[3]))
-                    if len(entry) > 4 and entry[4]:  # its last messages may not have gone
-                        done = await self._store.load(instance_id)
-                        if done is not None:
-                            outboxes.append(
-                                self._instances.setdefault(instance_id, _Instance(done)).rec
-                            )
-                    continue
-                rec = await self._store.load(instance_id)
-                if rec is None or rec.terminal:
-                    continue
-                inst = self._instances.setdefault(instance_id, _Instance(rec))
-                await self._resume_pending(inst, deliver=False)
-                outboxes.append(inst.rec)
+            await self.adopt()
         finally:
             self._loaded.set()
-        for rec in outboxes:
-            await self._deliver(rec)
+
+    async def adopt(self) -> None:
+        """Take up the instances of the index this host owns and does not run yet: at start,
+        and after each placement change (they come from the store as their last owner
+        committed them)."""
+        async with self._adopting:
+            index = await self._store.load_index()
+            for instance_id, entry in index.items():
+                if instance_id in self._instances or not self._owns(instance_id):
+                    continue
+                status = STATUS_BY_NAME.get(entry[1], RUNNING)
+                if status in TERMINAL:
+                    if len(entry) > 3 and entry[3] and (instance_id, -1) not in self._timers:
+                        self._retain(instance_id, status, datetime.fromisoformat(entry[3]))
+                    if not (len(entry) > 4 and entry[4]):
+                        continue  # its last messages went: nothing to do until asked
+                try:
+                    await self._load(instance_id)
+                except NotOwner:
+                    continue  # moved again meanwhile
+
+    async def release(self) -> None:
+        """Stop running every instance this host no longer owns: placement is about to move
+        it (the change is acknowledged only after this) or the lease is gone. Its answers
+        still out are dropped; its next owner starts from the store."""
+        for instance_id, inst in list(self._instances.items()):
+            if self._owns(instance_id):
+                continue
+            async with inst.lock:  # a commit under way completes first
+                if self._instances.get(instance_id) is inst:
+                    del self._instances[instance_id]
+                inst.in_flight = ""
+                if inst.delayed is not None:
+                    inst.delayed.cancel()
+                    inst.delayed = None
+            inst.notify()  # waiters ask again, at the new owner
+        for key in [k for k in self._timers if not self._owns(k[0])]:
+            self._timers.pop(key).cancel()
+        for token in [t for t, a in self._activities.items() if not self._owns(a.instance_id)]:
+            del self._activities[token]
 
     async def _resume_pending(self, inst: _Instance, *, deliver: bool = True) -> None:
         rec = inst.rec
+        if rec.terminal:
+            if deliver:
+                await self._deliver(rec)
+            return
         done_tasks: set[int] = set()
         fired: set[int] = set()
         for e in [*rec.history, *rec.inbox]:
@@ -214,16 +277,45 @@ class WorkflowEngine:
 
     # --- instances -------------------------------------------------------------------------
 
+    def _check_owner(self, instance_id: str) -> None:
+        if not self._owns(instance_id):
+            raise NotOwner(f"workflow {instance_id} is not placed on this host now")
+
     async def _get(self, instance_id: str) -> _Instance | None:
         await self._loaded.wait()
+        return await self._load(instance_id)
+
+    async def _load(self, instance_id: str) -> _Instance | None:
+        """The instance, taken up from the store if it is not running here yet (its pending
+        activities and timers resumed). NotOwner: another host runs it."""
+        self._check_owner(instance_id)
         inst = self._instances.get(instance_id)
         if inst is not None:
             return inst
-        rec = await self._store.load(instance_id)
-        if rec is None:
-            return None
-        # Another coroutine may have loaded it meanwhile: keep the first.
-        return self._instances.setdefault(instance_id, _Instance(rec))
+        loading = self._loading.get(instance_id)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[_Instance | None] = asyncio.get_running_loop().create_future()
+        self._loading[instance_id] = future
+        try:
+            rec = await self._store.load(instance_id)
+            self._check_owner(instance_id)
+            inst = None
+            if rec is not None:
+                # Another coroutine may have created it meanwhile: keep the first.
+                inst = self._instances.setdefault(instance_id, _Instance(rec))
+                if inst.rec is rec:
+                    await self._resume_pending(inst, deliver=False)
+                    if rec.outbox:  # not awaited: a receiver may be loading this one
+                        self._spawn(self._deliver(rec))
+            future.set_result(inst)
+            return inst
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it through the shield
+            raise
+        finally:
+            del self._loading[instance_id]
 
     async def _must(self, instance_id: str) -> _Instance:
         inst = await self._get(instance_id)
@@ -285,8 +377,13 @@ class WorkflowEngine:
         return instance_id
 
     async def state(self, instance_id: str) -> Record | None:
+        """The instance as committed (a turn's answer is committed in the background: its
+        lock is held until then)."""
         inst = await self._get(instance_id)
-        return None if inst is None else inst.rec
+        if inst is None:
+            return None
+        async with inst.lock:
+            return inst.rec
 
     async def wait(
         self, instance_id: str, done: Callable[[Record], bool], timeout: float | None
@@ -298,8 +395,9 @@ class WorkflowEngine:
                 if inst is None:
                     return None
                 changed = inst.changed
-                if done(inst.rec):
-                    return inst.rec
+                async with inst.lock:  # as committed
+                    if done(inst.rec):
+                        return inst.rec
                 await changed.wait()
 
     async def raise_event(self, instance_id: str, name: str, input: str | None) -> None:
@@ -325,6 +423,7 @@ class WorkflowEngine:
     async def suspend(self, instance_id: str, reason: str | None) -> None:
         inst = await self._must(instance_id)
         async with inst.lock:
+            self._current_or_moved(inst)
             rec = inst.rec
             if rec.terminal or rec.suspended:
                 return
@@ -343,6 +442,7 @@ class WorkflowEngine:
     async def resume(self, instance_id: str, reason: str | None) -> None:
         inst = await self._must(instance_id)
         async with inst.lock:
+            self._current_or_moved(inst)
             rec = inst.rec
             if rec.terminal or not rec.suspended:
                 return
@@ -369,8 +469,8 @@ class WorkflowEngine:
             )
         count = 1
         if recursive:
-            for child in _children(inst.rec):
-                count += await self.purge(child, True, force)
+            for child in children(inst.rec):
+                count += await self.peers.purge(child, True, force)
         async with inst.lock:
             await self._store.delete([instance_id])
             self._instances.pop(instance_id, None)
@@ -415,13 +515,7 @@ class WorkflowEngine:
                 f"workflow instance '{source_id}' has no task with event ID {event_id}",
                 grpc_status=grpc.StatusCode.NOT_FOUND,
             )
-        if await self._get(new_id) is not None:
-            raise DaprError(
-                "ERR_RERUN_WORKFLOW",
-                f"a workflow with ID '{new_id}' already exists",
-                grpc_status=grpc.StatusCode.ALREADY_EXISTS,
-            )
-        kept = [_copy(e) for e in history[: at + 1]]
+        kept = [copy_event(e) for e in history[: at + 1]]
         task = kept[-1]
         kind = str(task.WhichOneof("eventType"))
         if overwrite_input:
@@ -465,15 +559,27 @@ class WorkflowEngine:
             history=kept,
             outbox=outbox,
         )
-        inst = _Instance(rec)
-        async with inst.lock:
-            self._instances[new_id] = inst
-            await self._store.save(rec, index=True)
-        await self._resume_pending(inst)
+        await self.peers.create(rec)
         return new_id
 
-    def listing(self) -> dict[str, list[Any]]:
-        return self._store.index
+    async def create(self, rec: Record) -> None:
+        """Run ``rec``, a new instance made from another's history (a rerun)."""
+        if await self._get(rec.instance_id) is not None:
+            raise DaprError(
+                "ERR_RERUN_WORKFLOW",
+                f"a workflow with ID '{rec.instance_id}' already exists",
+                grpc_status=grpc.StatusCode.ALREADY_EXISTS,
+            )
+        inst = _Instance(rec)
+        async with inst.lock:
+            self._instances[rec.instance_id] = inst
+            await self._store.save(rec, index=True)
+        await self._resume_pending(inst)
+
+    async def listing(self) -> dict[str, list[Any]]:
+        """Every instance of the app, whichever replica runs it."""
+        await self._loaded.wait()
+        return await self._store.load_index()
 
     async def history(self, instance_id: str) -> list[hpb.HistoryEvent]:
         inst = await self._must(instance_id)
@@ -481,8 +587,15 @@ class WorkflowEngine:
 
     # --- inbox and turns -------------------------------------------------------------------
 
+    def _current_or_moved(self, inst: _Instance) -> None:
+        """Raise NotOwner if ``inst`` stopped running here (placement moved it) while the
+        caller waited for its lock."""
+        if self._instances.get(inst.rec.instance_id) is not inst:
+            raise NotOwner(f"workflow {inst.rec.instance_id} moved")
+
     async def _append(self, inst: _Instance, *events: hpb.HistoryEvent) -> None:
         async with inst.lock:
+            self._current_or_moved(inst)
             if inst.rec.terminal:
                 return
             inst.rec.inbox.extend(events)
@@ -495,6 +608,8 @@ class WorkflowEngine:
         rec = inst.rec
         if inst.in_flight or not rec.inbox or rec.terminal:
             return
+        if self._instances.get(rec.instance_id) is not inst or not self._owns(rec.instance_id):
+            return  # moved away: its new owner hands out the turn
         if rec.scheduled_start is not None and rec.status == PENDING:
             wait = (rec.scheduled_start - now()).total_seconds()
             if wait > 0:
@@ -521,6 +636,30 @@ class WorkflowEngine:
         inst.delayed = None
         self._kick(inst)
 
+    def accept_turn(self, response: spb.WorkflowResponse) -> None:
+        """Take the worker's answer to a turn and let it go at once: the answer is committed
+        in the background. The worker's threads would otherwise wait for each sync to disk
+        (the SDK sends its answers one blocking call at a time), and nothing is lost: until
+        the commit, nothing the turn asks for has happened, and a crash repeats the turn."""
+        self._spawn(self._complete_or_reload(response))
+
+    async def _complete_or_reload(self, response: spb.WorkflowResponse) -> None:
+        try:
+            await self.complete_turn(response)
+        except Exception:
+            # As after a crash: forget what is in memory and resume from the last commit
+            # (the turn is handed out again).
+            log.exception("workflow %s: its turn could not be committed", response.instanceId)
+            inst = self._instances.get(response.instanceId)
+            if inst is not None:
+                async with inst.lock:
+                    if self._instances.get(response.instanceId) is inst:
+                        del self._instances[response.instanceId]
+                    inst.in_flight = ""
+                inst.notify()
+            with contextlib.suppress(NotOwner):
+                await self._load(response.instanceId)
+
     async def complete_turn(self, response: spb.WorkflowResponse) -> None:
         token = response.completionToken
         self._queue.done(token)
@@ -528,6 +667,8 @@ class WorkflowEngine:
         if inst is None or not token or inst.in_flight != token:
             return  # a stale answer: the turn was handed out again since
         async with inst.lock:
+            if inst.in_flight != token:
+                return  # moved away while the answer waited: the new owner repeats the turn
             rec = inst.rec
             assert inst.started is not None
             consumed = rec.inbox[: inst.dispatched]
@@ -539,107 +680,27 @@ class WorkflowEngine:
             timers: list[hpb.HistoryEvent] = []
             outbox = list(rec.outbox)
             new_record: Record | None = None
+            done_action: Any = None
             for action in response.actions:
-                kind = action.WhichOneof("workflowActionType")
-                if kind == "scheduleTask":
-                    a = action.scheduleTask
-                    e = event(
-                        at,
-                        action.id,
-                        taskScheduled=hpb.TaskScheduledEvent(
-                            name=a.name,
-                            input=a.input if a.HasField("input") else None,
-                            taskExecutionId=a.taskExecutionId or uuid.uuid4().hex,
-                        ),
-                    )
+                if action.HasField("completeWorkflow"):
+                    done_action = action  # the last word: after every other action
+                    continue
+                kind, e, message = translate(rec.instance_id, action, at)
+                if e is not None:
                     history.append(e)
-                    activities.append(e)
-                elif kind == "createTimer":
-                    t = action.createTimer
-                    created = hpb.TimerCreatedEvent(fireAt=t.fireAt)
-                    if t.HasField("name"):
-                        created.name = t.name
-                    origin = t.WhichOneof("origin")
-                    if origin is not None:
-                        getattr(created, origin).CopyFrom(getattr(t, origin))
-                    e = event(at, action.id, timerCreated=created)
-                    history.append(e)
-                    timers.append(e)
-                elif kind == "createChildWorkflow":
-                    c = action.createChildWorkflow
-                    child_id = c.instanceId or f"{rec.instance_id}:{action.id:04x}"
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            childWorkflowInstanceCreated=hpb.ChildWorkflowInstanceCreatedEvent(
-                                instanceId=child_id,
-                                name=c.name,
-                                input=c.input if c.HasField("input") else None,
-                            ),
-                        )
-                    )
-                    outbox.append(
-                        {
-                            "kind": "start",
-                            "id": child_id,
-                            "name": c.name,
-                            "input": c.input.value if c.HasField("input") else None,
-                            "taskId": action.id,
-                        }
-                    )
-                elif kind == "sendEvent":
-                    s = action.sendEvent
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            eventSent=hpb.EventSentEvent(
-                                instanceId=s.instance.instanceId,
-                                name=s.name,
-                                input=s.data if s.HasField("data") else None,
-                            ),
-                        )
-                    )
-                    outbox.append(
-                        {
-                            "kind": "event",
-                            "id": s.instance.instanceId,
-                            "name": s.name,
-                            "input": s.data.value if s.HasField("data") else None,
-                        }
-                    )
-                elif kind == "terminateWorkflow":
-                    t2 = action.terminateWorkflow
-                    outbox.append(
-                        {
-                            "kind": "terminate",
-                            "id": t2.instanceId,
-                            "output": t2.reason.value if t2.HasField("reason") else None,
-                            "recursive": t2.recurse,
-                        }
-                    )
-                elif kind == "completeWorkflow":
-                    done = action.completeWorkflow
-                    result = done.result.value if done.HasField("result") else None
-                    if done.workflowStatus == CONTINUED_AS_NEW:
-                        new_record = self._continued(
-                            rec, result, list(done.carryoverEvents), inbox, at
-                        )
-                        continue
-                    history.append(
-                        event(
-                            at,
-                            action.id,
-                            executionCompleted=hpb.ExecutionCompletedEvent(
-                                workflowStatus=done.workflowStatus,
-                                result=done.result if done.HasField("result") else None,
-                                failureDetails=done.failureDetails
-                                if done.HasField("failureDetails")
-                                else None,
-                            ),
-                        )
-                    )
+                    if kind == "scheduleTask":
+                        activities.append(e)
+                    elif kind == "createTimer":
+                        timers.append(e)
+                if message is not None:
+                    outbox.append(message)
+            if done_action is not None:
+                done = done_action.completeWorkflow
+                result = done.result.value if done.HasField("result") else None
+                if done.workflowStatus == CONTINUED_AS_NEW:
+                    new_record = self._continued(rec, result, list(done.carryoverEvents), inbox, at)
+                else:
+                    history.append(completed_event(done_action.id, done, at))
                     rec.status = done.workflowStatus
                     rec.output = result
                     rec.failure = (
@@ -649,19 +710,14 @@ class WorkflowEngine:
                     )
                     rec.completed = at
                     inbox = []
-                    parent = _parent(rec)
+                    parent = parent_of(rec)
                     if parent is not None:
-                        outbox.append(_result_message(rec, parent, done))
-                    if done.workflowStatus == TERMINATED and _recursive_terminate(consumed):
-                        for child in _running_children(history):
-                            outbox.append(
-                                {
-                                    "kind": "terminate",
-                                    "id": child,
-                                    "output": None,
-                                    "recursive": True,
-                                }
-                            )
+                        outbox.append(result_message(rec, parent, done))
+                    if done.workflowStatus == TERMINATED and recursive_terminate(consumed):
+                        outbox.extend(
+                            {"kind": "terminate", "id": child, "output": None, "recursive": True}
+                            for child in running_children(history)
+                        )
             if response.HasField("customStatus"):
                 rec.custom_status = response.customStatus.value
             if new_record is not None:
@@ -740,7 +796,10 @@ class WorkflowEngine:
         )
 
     async def _expire(self, instance_id: str) -> None:
-        inst = await self._get(instance_id)
+        try:
+            inst = await self._get(instance_id)
+        except NotOwner:
+            return  # its owner purges it
         if inst is not None and inst.rec.terminal:
             await self.purge(instance_id, recursive=False)
             log.info("workflow %s purged: its retention ran out", instance_id)
@@ -751,41 +810,56 @@ class WorkflowEngine:
         """Apply the committed outbox; each kind is idempotent at its receiver."""
         if not rec.outbox:
             return
+        sender = {"id": rec.instance_id, "name": rec.name, "executionId": rec.execution_id}
+        kept: list[dict[str, Any]] = []
         for msg in list(rec.outbox):
             try:
-                await self._apply(rec, msg)
+                await self.peers.deliver(msg["id"], sender, msg)
             except DaprError as exc:
+                if exc.error_code in _UNREACHABLE:
+                    kept.append(msg)  # its owner is not reachable now: again later
+                    continue
                 log.info(
                     "workflow %s: message %s not delivered: %s",
                     rec.instance_id,
                     msg.get("kind"),
                     exc,
                 )
-        rec.outbox = []  # persisted with the next commit; until then a crash redelivers
+        rec.outbox = kept  # persisted with the next commit; until then a crash redelivers
         current = self._instances.get(rec.instance_id)
-        if rec.terminal and current is not None and current.rec is rec:
+        if current is None or current.rec is not rec:
+            return
+        if kept:
+            log.info("workflow %s: %d messages wait for their owner", rec.instance_id, len(kept))
+            asyncio.get_running_loop().call_later(
+                RETRY_DELIVERY, lambda: self._spawn(self._deliver(rec))
+            )
+        elif rec.terminal:
             # No next commit comes: say now that the messages went (unless it was purged).
-            await self._store.save(rec, index=True)
+            async with current.lock:
+                if self._instances.get(rec.instance_id) is current:
+                    await self._store.save(rec, index=True)
 
-    async def _apply(self, rec: Record, msg: dict[str, Any]) -> None:
+    async def deliver(self, target: str, sender: dict[str, str], msg: dict[str, Any]) -> None:
+        """A message from instance ``sender`` to ``target`` (run here)."""
         kind = msg["kind"]
         if kind == "start":
             existing = await self._get(msg["id"])
-            if existing is not None and existing.rec.parent_id == rec.instance_id:
+            if existing is not None and existing.rec.parent_id == sender["id"]:
                 return
             parent = opb.ParentInstanceInfo(
                 taskScheduledId=int(msg["taskId"]),
-                name=text(rec.name),
+                name=text(sender["name"]),
                 workflowInstance=opb.WorkflowInstance(
-                    instanceId=rec.instance_id, executionId=text(rec.execution_id)
+                    instanceId=sender["id"], executionId=text(sender["executionId"])
                 ),
             )
             await self.start(msg["id"], msg["name"], msg.get("input"), parent=parent)
         elif kind == "event":
-            target = await self._get(msg["id"])
-            if target is not None and not target.rec.terminal:
+            receiver = await self._get(msg["id"])
+            if receiver is not None and not receiver.rec.terminal:
                 await self._append(
-                    target,
+                    receiver,
                     event(
                         now(),
                         eventRaised=hpb.EventRaisedEvent(
@@ -794,23 +868,25 @@ class WorkflowEngine:
                     ),
                 )
         elif kind == "terminate":
-            target = await self._get(msg["id"])
-            if target is not None:
+            receiver = await self._get(msg["id"])
+            if receiver is not None:
                 await self.terminate(msg["id"], msg.get("output"), bool(msg.get("recursive")))
         elif kind == "result":
-            target = await self._get(msg["id"])
+            receiver = await self._get(msg["id"])
             if (
-                target is None
-                or target.rec.terminal
-                or target.rec.execution_id != msg.get("executionId")
+                receiver is None
+                or receiver.rec.terminal
+                or receiver.rec.execution_id != msg.get("executionId")
             ):
                 return
             result = hpb.HistoryEvent()
             result.ParseFromString(bytes.fromhex(msg["event"]))
-            task_id = _completed_task(result)
-            if any(_completed_task(e) == task_id for e in [*target.rec.history, *target.rec.inbox]):
+            task_id = completed_task(result)
+            if any(
+                completed_task(e) == task_id for e in [*receiver.rec.history, *receiver.rec.inbox]
+            ):
                 return
-            await self._append(target, result)
+            await self._append(receiver, result)
 
     # --- activities ------------------------------------------------------------------------
 
@@ -841,7 +917,10 @@ class WorkflowEngine:
             not response.HasField("failureDetails"),
             (time.monotonic() - activity.since) * 1000,
         )
-        inst = await self._get(activity.instance_id)
+        try:
+            inst = await self._get(activity.instance_id)
+        except NotOwner:
+            return  # moved away: its new owner dispatched the activity again
         if inst is None or inst.rec.execution_id != activity.execution_id:
             return
         if response.HasField("failureDetails"):
@@ -861,8 +940,10 @@ class WorkflowEngine:
             )
         async with inst.lock:
             rec = inst.rec
+            if self._instances.get(activity.instance_id) is not inst:
+                return
             if rec.terminal or any(
-                _completed_task(e) == activity.task_id for e in [*rec.history, *rec.inbox]
+                completed_task(e) == activity.task_id for e in [*rec.history, *rec.inbox]
             ):
                 return
             # Not committed here: the turn that consumes it commits it. A crash before
@@ -894,12 +975,14 @@ class WorkflowEngine:
         )
 
     async def fire_timer(self, instance_id: str, timer_id: int) -> bool:
-        """A durable timer came due: add TimerFired once. False: the instance is gone."""
+        """A durable timer came due: add TimerFired once. False: the instance is gone.
+        NotOwner: another host runs it now."""
         self._timers.pop((instance_id, timer_id), None)
         inst = await self._get(instance_id)
         if inst is None:
             return False
         async with inst.lock:
+            self._current_or_moved(inst)
             rec = inst.rec
             created = next(
                 (e for e in rec.history if e.eventId == timer_id and e.HasField("timerCreated")),
@@ -945,93 +1028,15 @@ class WorkflowEngine:
 
 
 _OUTCOME = {COMPLETED: "success", FAILED: "failed", TERMINATED: "terminated"}
+# A message whose receiver's owner cannot be reached now stays in the outbox, sent again
+# after this many seconds.
+RETRY_DELIVERY = 1.0
+_UNREACHABLE = frozenset(
+    {"ERR_ACTOR_NO_ADDRESS", "ERR_ACTOR_NO_PLACEMENT", "ERR_ACTOR_INVOKE_METHOD"}
+)
 
 
 def _status_name(status: int) -> str:
     from tandem.blocks.workflows.record import STATUS_NAMES
 
     return STATUS_NAMES.get(status, str(status))
-
-
-def _parent(rec: Record) -> opb.ParentInstanceInfo | None:
-    for e in rec.history:
-        if e.HasField("executionStarted"):
-            started = e.executionStarted
-            return started.parentInstance if started.HasField("parentInstance") else None
-    return None
-
-
-def _result_message(rec: Record, parent: opb.ParentInstanceInfo, done: Any) -> dict[str, Any]:
-    at = now()
-    task_id = parent.taskScheduledId
-    if done.workflowStatus == opb.OrchestrationStatus.Value("ORCHESTRATION_STATUS_COMPLETED"):
-        e = event(
-            at,
-            childWorkflowInstanceCompleted=hpb.ChildWorkflowInstanceCompletedEvent(
-                taskScheduledId=task_id, result=done.result if done.HasField("result") else None
-            ),
-        )
-    else:
-        details = (
-            done.failureDetails
-            if done.HasField("failureDetails")
-            else opb.TaskFailureDetails(
-                errorType="WorkflowTerminated"
-                if done.workflowStatus == TERMINATED
-                else "WorkflowFailed",
-                errorMessage=f"child workflow {rec.instance_id} ended {_status_name(done.workflowStatus)}",
-            )
-        )
-        e = event(
-            at,
-            childWorkflowInstanceFailed=hpb.ChildWorkflowInstanceFailedEvent(
-                taskScheduledId=task_id, failureDetails=details
-            ),
-        )
-    return {
-        "kind": "result",
-        "id": parent.workflowInstance.instanceId,
-        "executionId": parent.workflowInstance.executionId.value,
-        "event": e.SerializeToString().hex(),
-    }
-
-
-def _completed_task(e: hpb.HistoryEvent) -> int | None:
-    kind = e.WhichOneof("eventType")
-    if kind in (
-        "taskCompleted",
-        "taskFailed",
-        "childWorkflowInstanceCompleted",
-        "childWorkflowInstanceFailed",
-    ):
-        return int(getattr(e, kind).taskScheduledId)
-    return None
-
-
-def _copy(e: hpb.HistoryEvent) -> hpb.HistoryEvent:
-    out = hpb.HistoryEvent()
-    out.CopyFrom(e)
-    return out
-
-
-def _children(rec: Record) -> list[str]:
-    return [
-        e.childWorkflowInstanceCreated.instanceId
-        for e in rec.history
-        if e.HasField("childWorkflowInstanceCreated")
-    ]
-
-
-def _running_children(history: list[hpb.HistoryEvent]) -> list[str]:
-    finished = {_completed_task(e) for e in history}
-    return [
-        e.childWorkflowInstanceCreated.instanceId
-        for e in history
-        if e.HasField("childWorkflowInstanceCreated") and e.eventId not in finished
-    ]
-
-
-def _recursive_terminate(consumed: list[hpb.HistoryEvent]) -> bool:
-    return any(
-        e.HasField("executionTerminated") and e.executionTerminated.recurse for e in consumed
-    )

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tandem.blocks.errors import DaprError
-from tandem.blocks.workflows.engine import WorkflowEngine, not_found
+from tandem.blocks.workflows.engine import not_found
 from tandem.blocks.workflows.ids import check_instance_id, new_instance_id
 from tandem.blocks.workflows.listing import BadToken, Filter, matching, page
+from tandem.blocks.workflows.ownership import Workflows
 from tandem.blocks.workflows.record import STATUS_BY_NAME, STATUS_NAMES, Record
 
 COMPONENT = "dapr"  # Dapr's one built-in workflow engine component
@@ -88,10 +89,10 @@ def parse_filter(values: dict[str, list[str]]) -> Filter:
 
 
 class WorkflowApi:
-    def __init__(self, engine: Callable[[], WorkflowEngine | None]) -> None:
+    def __init__(self, engine: Callable[[], Workflows | None]) -> None:
         self._engine = engine
 
-    def engine(self, component: str) -> WorkflowEngine:
+    def engine(self, component: str) -> Workflows:
         if not component:
             raise bad_request("ERR_WORKFLOW_COMPONENT_MISSING", "no workflow component provided")
         if component != COMPONENT:
@@ -178,11 +179,11 @@ class WorkflowApi:
         self, component: str, where: Filter, page_size: int, token: str
     ) -> dict[str, Any]:
         engine = self.engine(component)
+        index = await engine.listing()
         try:
-            ids, next_token = page(engine.listing(), where, page_size, token)
+            ids, next_token = page(index, where, page_size, token)
         except BadToken as exc:
             raise bad_request("ERR_BAD_REQUEST", str(exc)) from None
-        index = engine.listing()
         out: dict[str, Any] = {
             "instances": [
                 {
@@ -210,7 +211,7 @@ class WorkflowApi:
         """Purge every finished instance the filter selects (running ones are skipped)."""
         engine = self.engine(component)
         purged: list[str] = []
-        for instance_id in matching(engine.listing(), where):
+        for instance_id in matching(await engine.listing(), where):
             rec = await engine.state(instance_id)
             if rec is not None and rec.terminal and await engine.purge(instance_id, True):
                 purged.append(instance_id)
@@ -220,7 +221,7 @@ class WorkflowApi:
         """Terminate every unfinished instance the filter selects."""
         engine = self.engine(component)
         done: list[str] = []
-        for instance_id in matching(engine.listing(), where):
+        for instance_id in matching(await engine.listing(), where):
             rec = await engine.state(instance_id)
             if rec is not None and not rec.terminal:
                 await engine.terminate(instance_id, None, True)
