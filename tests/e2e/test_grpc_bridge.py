@@ -248,6 +248,9 @@ def test_workflow_task_hub_calls_answer_alike_through_the_bridge(
     for transport in TRANSPORTS:
         with grpc.insecure_channel(f"127.0.0.1:{sidecars[transport].grpc_port}") as channel:
             hub = spb_grpc.TaskHubSidecarServiceStub(channel)  # type: ignore[no-untyped-call]
+            # A worker's stream, never answered: the sidecar hosts its app's workflows once a
+            # worker connects (as in Dapr), and the instance then waits for its turn forever.
+            worker = hub.GetWorkItems(spb.GetWorkItemsRequest(), metadata=AUTH)
             instance = f"wf-{uuid.uuid4().hex[:8]}"
             started = hub.StartInstance(
                 spb.CreateInstanceRequest(instanceId=instance, name="no_worker_for_this"),
@@ -271,6 +274,7 @@ def test_workflow_task_hub_calls_answer_alike_through_the_bridge(
             bad_name = _outcome(
                 hub.StartInstance, spb.CreateInstanceRequest(instanceId="x" + instance)
             )
+            worker.cancel()
             outcomes.append(
                 (
                     started.instanceId == instance,
