@@ -128,10 +128,13 @@ def test_a_killed_replicas_instances_complete_at_the_other(
         for i in ids:
             assert completed(c, i) == "before++"
     for i in ids:
-        assert [r["value"] for r in rows(log, activity="step", instance=i)] == [
-            "before",
-            "before+",
-        ]
-    # Replica 2's unfinished instances finished at replica 1.
+        # The first step was committed before the long one began: it never runs again. The
+        # last may have been in flight at replica 2 when it died (its result lost, so run
+        # again at replica 1: an activity is at least once).
+        values = [r["value"] for r in rows(log, activity="step", instance=i)]
+        assert values.count("before") == 1 and set(values) == {"before", "before+"}, values
+    # Replica 2's instances still in their long step finished at replica 1, the last step
+    # once (it could not have started before the kill).
     for i in on_r2:
-        assert rows(log, activity="step", instance=i, value="before+")[0]["replica"] == "r1"
+        last = rows(log, activity="step", instance=i, value="before+")
+        assert [r["replica"] for r in last] == ["r1"], last
