@@ -78,6 +78,26 @@ def distinct_free_ports(n: int) -> list[int]:
     return chosen
 
 
+def free_ports_below_ephemeral(n: int) -> list[int]:
+    """``n`` distinct ports free now and below Linux's range of random ports (32768-60999):
+    no other program's outgoing connection can take one before its app binds it."""
+    import random
+    import socket
+
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = random.randrange(20000, 32000)
+        if port in chosen:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    return chosen
+
+
 def start_sidecar(
     home: Path,
     app_id: str,

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import distinct_free_ports, wait_until
+from harness import free_ports_below_ephemeral, wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agents"
 TOPICS = ("history", "methods", "outlook")
@@ -21,13 +21,14 @@ TOPICS = ("history", "methods", "outlook")
 
 def copy_example(tmp_path: Path) -> Path:
     """The example as shipped, in a folder of its own (its report lands there), its three
-    app ports moved to free ones so that a busy machine does not collide with it."""
+    app ports moved to other free ones below the random-port range (as the shipped ones
+    are), so that a busy machine does not collide with it."""
     where = tmp_path / "agents"
     shutil.copytree(
         EXAMPLE, where, ignore=shutil.ignore_patterns(".dapr", "report.md", "__pycache__")
     )
     template = (where / "dapr.yaml").read_text()
-    for old, new in zip(("18311", "18312", "18313"), distinct_free_ports(3), strict=True):
+    for old, new in zip(("18311", "18312", "18313"), free_ports_below_ephemeral(3), strict=True):
         assert old in template
         template = template.replace(old, str(new))
     (where / "dapr.yaml").write_text(template)

@@ -199,7 +199,9 @@ class PlacementService:
             for task in (reader, getter):
                 if task is not None:
                     task.cancel()
-            await asyncio.gather(*(t for t in (reader, getter) if t), return_exceptions=True)
+            # The host leaves before anything here awaits: a second cancellation of this
+            # handler (the RPC ending as it is torn down) must not leave a dead host in the
+            # table, holding every change for good.
             # What was sent and not answered will not be: try it again at once rather than
             # at the delivery timeout (a firing may run twice: delivery is at least once).
             for fire_id in list(host.fires):
@@ -210,6 +212,7 @@ class PlacementService:
                 del self._streams[host.host]
                 self._send(self.coordinator.disconnect(host.host, self._clock()))
             log.info("placement host left", extra={"host": host.host})
+            await asyncio.gather(*(t for t in (reader, getter) if t), return_exceptions=True)
 
     async def _read(self, host: _Host, requests: AsyncIterator[dict[str, Any]]) -> None:
         async for message in requests:
