@@ -197,4 +197,5 @@ class Identities:
             certificates={
                 node_id: w.certificate.certificate_pem for node_id, w in self._workloads.items()
             },
+            certificate_ttl=self.settings.workload_cert_ttl,
         )

@@ -8,6 +8,7 @@ live. Translation (``tandem.xds.translate``) is a pure function of the two.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -665,6 +666,9 @@ class MeshSecurity:
     mtls: bool = False
     trust_bundle_pem: str = ""
     certificates: Mapping[str, str] = field(default_factory=dict)
+    # Workload certificates' lifetime: a connection between sidecars must not outlive its
+    # certificate (translate/clusters.py bounds its duration).
+    certificate_ttl: dt.timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,16 @@ def downstream_protocol_options() -> hpo_pb2.HttpProtocolOptions:
     )
 
 
+def peer_protocol_options() -> hpo_pb2.HttpProtocolOptions:
+    # Sidecar to sidecar is always HTTP/2: concurrent calls share one connection and
+    # Envoy batches their frames (the peer's inbound listener detects h2 or HTTP/1).
+    return hpo_pb2.HttpProtocolOptions(
+        explicit_http_config=hpo_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+
+
 def pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 
 from tandem.resources.resiliency import app_policy
 from tandem.xds.ir import Mesh, Sidecar
@@ -15,7 +16,7 @@ from tandem.xds.translate import (
     tls,
     traffic,
 )
-from tandem.xds.translate._protos import HPO_KEY, ads, downstream_protocol_options, pack, seconds
+from tandem.xds.translate._protos import HPO_KEY, ads, pack, peer_protocol_options, seconds
 from tandem.xds.translate.local_app import local_app
 from tandem.xds.translate.names import app_cluster
 
@@ -32,7 +33,7 @@ def app_cluster_for(app_id: str, mesh: Mesh, caller: Sidecar | None = None) -> c
             eds_config=ads(), service_name=name
         ),
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
-        typed_extension_protocol_options={HPO_KEY: pack(downstream_protocol_options())},
+        typed_extension_protocol_options={HPO_KEY: pack(peer_protocol_options())},
     )
     transport = tls.upstream_transport_socket(mesh, app_id)
     if transport is not None:
@@ -42,6 +43,16 @@ def app_cluster_for(app_id: str, mesh: Mesh, caller: Sidecar | None = None) -> c
         resiliency.apply_to_cluster(cluster, app_policy(caller.resiliencies, app_id))
         # Its BackendTrafficPolicy: thresholds, load balancer (translate/traffic.py).
         traffic.apply_to_cluster(cluster, caller, app_id)
+    ttl = mesh.security.certificate_ttl
+    if transport is not None and ttl is not None:
+        # Certificates rotate at half-life: a connection closed (drained) by then never runs
+        # on a certificate past its expiry, and the next one presents the new certificate.
+        options = hpo_pb2.HttpProtocolOptions()
+        cluster.typed_extension_protocol_options[HPO_KEY].Unpack(options)
+        options.common_http_protocol_options.max_connection_duration.CopyFrom(
+            seconds(ttl.total_seconds() / 2)
+        )
+        cluster.typed_extension_protocol_options[HPO_KEY].CopyFrom(pack(options))
     return cluster
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -87,16 +85,13 @@ def _app_meta(app_id: str) -> base_pb2.Metadata:
 
 def _path_invoke_route(sidecar: Sidecar, target: str) -> rc.Route:
     self_id = sidecar.app_id
-    prefix = f"^/v1\\.0/invoke/{re.escape(target)}/method/"
+    prefix = f"/v1.0/invoke/{target}/method/"
     action = _invoke_action(sidecar, target)
-    # The rewrite touches only the matched prefix; the query string stays as sent.
-    action.regex_rewrite.CopyFrom(
-        regex_pb2.RegexMatchAndSubstitute(pattern=_regex(prefix), substitution="/")
-    )
+    # A plain prefix and its rewrite: no regex runs per call (the query string stays as sent).
+    action.prefix_rewrite = "/"
     route = rc.Route(
         name=f"invoke:{target}",
-        # safe_regex must match the whole path (query string excluded).
-        match=rc.RouteMatch(safe_regex=_regex(prefix + ".*")),
+        match=rc.RouteMatch(prefix=prefix),
         route=action,
         request_headers_to_add=_invoke_headers(self_id, target),
         # The caller's API token is for its own sidecar; it never travels on.
@@ -220,9 +215,11 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
         routes.append(refused)
     # Declared HTTP endpoints first: the caller named that resource (translate/http_endpoints.py).
     routes += http_endpoints.routes(sidecar, _no_ext_proc(sidecar))
-    routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
     routes += _traffic_routes(sidecar, mesh, path_form=True, http=True)
     routes += [_path_invoke_route(sidecar, app) for app in apps]
+    # After the apps' plain prefixes (an app id holds no `/`, so none can match a URL form):
+    # an invocation of an app then runs no regex at all.
+    routes += http_endpoints.url_routes(sidecar, _no_ext_proc(sidecar))
     routes += _traffic_routes(sidecar, mesh, path_form=False, http=True)
     routes += [_header_invoke_route(sidecar, app, http=True) for app in apps]
     routes.append(

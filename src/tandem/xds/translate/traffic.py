@@ -55,7 +55,7 @@ from tandem.resources.resiliency import app_policy
 from tandem.resources.traffic_policy import BackendTrafficPolicy
 from tandem.xds.ir import Mesh, Sidecar
 from tandem.xds.translate import resiliency
-from tandem.xds.translate._protos import HPO_KEY, pack, seconds
+from tandem.xds.translate._protos import HPO_KEY, downstream_protocol_options, pack, seconds
 from tandem.xds.translate.local_reply import APP_ID_FORMAT, invoke_error_body
 from tandem.xds.translate.names import HEADER_APP_ID, app_cluster
 
@@ -512,6 +512,12 @@ def apply_to_cluster(cluster: cluster_pb2.Cluster, sidecar: Sidecar, app_id: str
             circuit_breaker_pb2.CircuitBreakers.Thresholds(priority=base_pb2.DEFAULT)
         )
     thresholds = cluster.circuit_breakers.thresholds[0]
+    if breaker.max_connections is not None or breaker.max_pending_requests is not None:
+        # Connection and pending-request limits count HTTP/1 connections: a caller that
+        # sets them keeps its own protocol to the peer instead of one shared h2 connection.
+        cluster.typed_extension_protocol_options[HPO_KEY].CopyFrom(
+            pack(downstream_protocol_options())
+        )
     for name, value in (
         ("max_connections", breaker.max_connections),
         ("max_pending_requests", breaker.max_pending_requests),
