@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tandem.cli.ports import free_port
+from tandem.cli.ports import free_listen_port, free_port
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
@@ -79,22 +79,11 @@ def distinct_free_ports(n: int) -> list[int]:
 
 
 def free_ports_below_ephemeral(n: int) -> list[int]:
-    """``n`` distinct ports free now and below Linux's range of random ports (32768-60999):
-    no other program's outgoing connection can take one before its app binds it."""
-    import random
-    import socket
-
+    """``n`` distinct ports free now and below the kernel's range of random ports: no other
+    program's outgoing connection can take one before its app binds it."""
     chosen: list[int] = []
     while len(chosen) < n:
-        port = random.randrange(20000, 32000)
-        if port in chosen:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        chosen.append(port)
+        chosen.append(free_listen_port(chosen))
     return chosen
 
 

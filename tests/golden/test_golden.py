@@ -11,6 +11,7 @@ validation mode has no ADS to fetch from.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -65,6 +66,11 @@ def _translate_case(data: dict[str, Any]) -> Resources:
             mtls=security["mtls"],
             trust_bundle_pem=security["trust_bundle"],
             certificates=security["certificates"],
+            certificate_ttl=(
+                dt.timedelta(seconds=security["certificate_ttl_s"])
+                if "certificate_ttl_s" in security
+                else None
+            ),
         )
         if security
         else None,

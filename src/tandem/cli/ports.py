@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _outgoing_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux's default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_listen_port(taken: Iterable[int] = ()) -> int:
+    """A free port below the kernel's range for outgoing connections.
+
+    A port is bound a moment after it is chosen; one from that range could meanwhile become
+    the local end of any program's outgoing connection, and the bind would fail.
+    """
+    low, _ = _outgoing_range()
+    avoid = set(taken)
+    if low > 2048:
+        start = max(1024, low - 12768)
+        for _ in range(200):
+            port = random.randrange(start, low)
+            if port not in avoid and is_free(port):
+                return port
+    while True:  # no room below the range (an odd kernel setting): any free port
+        port = free_port()
+        if port not in avoid:
+            return port
 
 
 class PortInUseError(Exception):
@@ -88,11 +118,9 @@ def choose(requested: int | None, taken: set[int], flag: str) -> int:
             raise PortInUseError(f"{flag} {requested}: the port is already in use{held}")
         taken.add(requested)
         return requested
-    while True:
-        port = free_port()
-        if port not in taken:
-            taken.add(port)
-            return port
+    port = free_listen_port(taken)
+    taken.add(port)
+    return port
 
 
 class PortBook:
