@@ -100,15 +100,7 @@ class ClusterFeed:
                     )
                 continue
             self._refused.pop(sidecar.node_id, None)
-            if self.registry.replace_sidecar(updated):
-                log.info(
-                    "resources reloaded",
-                    extra={
-                        "node": sidecar.node_id,
-                        "app_id": sidecar.app_id,
-                        "files": [f for f, _ in files],
-                    },
-                )
+            self.registry.reload_sidecar(updated)
 
 
 async def run_watchers(

@@ -158,6 +158,18 @@ class Registry:
             self._recompute()
         return True
 
+    def reload_sidecar(self, sidecar: Sidecar) -> None:
+        """A live sidecar's resource files read again (from disk or from Kubernetes)."""
+        if self.replace_sidecar(sidecar):
+            log.info(
+                "resources reloaded",
+                extra={
+                    "node": sidecar.node_id,
+                    "app_id": sidecar.app_id,
+                    "files": [f for f, _ in sidecar.resource_files],
+                },
+            )
+
     def rotate_certificates(self) -> list[str]:
         """Re-sign certificates past half-life and push them (as new SDS versions)."""
         rotated = [n for n in self._identities.rotate_due() if n in self._entries]

@@ -172,15 +172,7 @@ class ResourceWatcher:
                 extra={"node": sidecar.node_id, "app_id": sidecar.app_id},
             )
             return
-        if self._registry.replace_sidecar(updated):
-            log.info(
-                "resources reloaded",
-                extra={
-                    "node": sidecar.node_id,
-                    "app_id": sidecar.app_id,
-                    "files": [f for f, _ in files],
-                },
-            )
+        self._registry.reload_sidecar(updated)
 
 
 def _with_access_control(sidecar: Sidecar, config: Configuration) -> Sidecar:
