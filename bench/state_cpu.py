@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -56,27 +57,38 @@ spec:
 """
 
 
-async def component_alone(path: str, op: str, concurrency: int, seconds: float) -> float:
-    """CPU µs per operation of the ``state.sqlite`` component called in this process."""
-    store = SqliteStateStore(path)
-    await store.set(SetRequest("bench-k", b'{"n":1}'))
+async def _cpu_per_call(
+    call: Callable[[], Awaitable[object]], concurrency: int, seconds: float
+) -> float:
+    """CPU µs of this process per ``call``, with ``concurrency`` callers for ``seconds``."""
     done = 0
     stop = time.monotonic() + seconds
 
     async def worker() -> None:
         nonlocal done
         while time.monotonic() < stop:
-            if op == "GET":
-                await store.get(GetRequest("bench-k"))
-            else:
-                await store.set(SetRequest("bench-k", b'{"n":1}'))
+            await call()
             done += 1
 
     before = own_cpu()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    used = own_cpu() - before
-    await store.close()
-    return used * 1e6 / done
+    return (own_cpu() - before) * 1e6 / done
+
+
+async def component_alone(path: str, op: str, concurrency: int, seconds: float) -> float:
+    """CPU µs per operation of the ``state.sqlite`` component called in this process."""
+    store = SqliteStateStore(path)
+    await store.set(SetRequest("bench-k", b'{"n":1}'))
+
+    def call() -> Awaitable[object]:
+        if op == "GET":
+            return store.get(GetRequest("bench-k"))
+        return store.set(SetRequest("bench-k", b'{"n":1}'))
+
+    try:
+        return await _cpu_per_call(call, concurrency, seconds)
+    finally:
+        await store.close()
 
 
 async def client_alone(address: str, op: str, concurrency: int, seconds: float) -> float:
@@ -85,23 +97,16 @@ async def client_alone(address: str, op: str, concurrency: int, seconds: float) 
     client = aioredis.Redis(host=host, port=int(port))
     script = client.register_script(_SET)
     await client.hset("bench-k", mapping={"data": b'{"n":1}', "version": 1})
-    done = 0
-    stop = time.monotonic() + seconds
 
-    async def worker() -> None:
-        nonlocal done
-        while time.monotonic() < stop:
-            if op == "GET":
-                await client.hmget("bench-k", ["data", "version"])
-            else:
-                await script(keys=["bench-k"], args=["", "0", b'{"n":1}', 0])
-            done += 1
+    def call() -> Awaitable[object]:
+        if op == "GET":
+            return client.hmget("bench-k", ["data", "version"])
+        return script(keys=["bench-k"], args=["", "0", b'{"n":1}', 0])
 
-    before = own_cpu()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    used = own_cpu() - before
-    await client.aclose()
-    return used * 1e6 / done
+    try:
+        return await _cpu_per_call(call, concurrency, seconds)
+    finally:
+        await client.aclose()
 
 
 def sidecar(
