@@ -27,12 +27,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tandem.runtime")
 
+# state.in-memory, pubsub.in-memory: the data lives in the process.
+IN_PROCESS_SUFFIX = ".in-memory"
+
 
 async def start_worker(runtime: Runtime, wiring: Wiring, ctx: ComponentContext) -> None:
     """Finish starting ``runtime`` as a worker, its blocks already wired."""
+    from tandem.ext_proc.runtime import StartupError
     from tandem.observability.metrics_server import MetricsServer
 
     options = runtime.options
+    for component in wiring.components:
+        if component.type.endswith(IN_PROCESS_SUFFIX):
+            # Each process would hold its own copy: a save at one worker, unseen at another.
+            raise StartupError(
+                f"component {component.name} ({component.type}) keeps its data inside one "
+                "runtime process, so --runtime-workers above 1 would split it between them; "
+                "use one runtime process, or a store the processes share (sqlite, redis, ...)"
+            )
     runtime._start_reloader(wiring, ctx)
     resources = runtime._resources
     runtime._metrics.loaded(
