@@ -26,6 +26,7 @@ from harness import APPS, Sidecar, start_sidecar, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from pubsub_harness import Records
 
+from tandem.cli.home import Home
 from tandem.cli.ports import free_port
 
 TOPIC = "wk-orders"
@@ -37,17 +38,44 @@ def records(tandem_home: Path) -> Records:
     return Records(tandem_home / "deliveries.jsonl")
 
 
+RELOADED = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: reloaded}}
+spec:
+  type: state.sqlite
+  version: v1
+  metadata: [{{name: connectionString, value: "{path}"}}]
+"""
+
+
 @pytest.fixture(scope="module")
-def sidecars(tandem_home: Path, records: Records) -> Iterator[dict[str, Sidecar]]:
+def extra_resources(tandem_home: Path) -> Path:
+    """A second --resources-path with a state store the hot reload test removes."""
+    folder = tandem_home / "extra-resources"
+    folder.mkdir()
+    (folder / "reloaded.yaml").write_text(RELOADED.format(path=tandem_home / "reloaded.db"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sidecars(
+    tandem_home: Path, records: Records, extra_resources: Path
+) -> Iterator[dict[str, Sidecar]]:
     started: dict[str, Sidecar] = {}
     try:
         port = free_port()
+        defaults = Home(tandem_home).ensure_default_resources()
         subscriptions = [{"pubsubname": "pubsub", "topic": TOPIC, "route": "/orders"}]
         started["http"] = start_sidecar(
             tandem_home,
             "wk-http",
             "--api-transport",
             "http",
+            "--resources-path",
+            str(defaults),
+            "--resources-path",
+            str(extra_resources),
             "--runtime-workers",
             "2",
             "--app-port",
@@ -200,6 +228,32 @@ def test_actors_are_served_by_the_owner(sidecars: dict[str, Sidecar]) -> None:
     assert add(caller, 1).json() == 6
     metadata = httpx.get(f"{host.base}/v1.0/metadata", timeout=10).json()
     assert metadata["actorRuntime"]["hostReady"] is True
+
+
+def test_a_removed_component_leaves_every_runtime_process(
+    sidecars: dict[str, Sidecar], extra_resources: Path
+) -> None:
+    sidecar = sidecars["http"]
+
+    def saves(n: int) -> list[httpx.Response]:
+        with httpx.Client(base_url=sidecar.base, timeout=30) as api:
+            return [
+                api.post("/v1.0/state/reloaded", json=[{"key": f"r-{i}", "value": i}])
+                for i in range(n)
+            ]
+
+    assert {r.status_code for r in saves(20)} == {204}
+    before = served_by_worker(sidecar, "dapr_component_state_count", component="reloaded")
+    assert before.get("0", 0) > 0 and before.get("1", 0) > 0, before
+
+    (extra_resources / "reloaded.yaml").unlink()
+
+    # Each process reloads on its own; once both have, no call finds the store (20 calls
+    # land on one process alone about once in half a million).
+    wait_until(lambda: {r.status_code for r in saves(20)} == {400}, 30, "every process to drop it")
+    refused = saves(20)
+    assert {r.status_code for r in refused} == {400}
+    assert {r.json()["errorCode"] for r in refused} == {"ERR_STATE_STORE_NOT_FOUND"}
 
 
 def test_a_killed_worker_is_restarted_while_the_other_serves(sidecars: dict[str, Sidecar]) -> None:
