@@ -63,4 +63,18 @@ def add_worker_clusters(
                 "tcp_health_check": {},
             }
         ]
+        # A connection refused (a worker just killed) takes it out at once, before the next
+        # health check: ext_proc side streams are never retried, so this bounds the calls
+        # that fail to the ones already on their way. At least one process stays in.
+        processes = len(worker_sockets) + 1
+        cluster["outlier_detection"] = {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_local_origin_success_rate": 0,
+            "base_ejection_time": HEALTH_CHECK_INTERVAL,
+            "max_ejection_percent": 100 * (processes - 1) // processes,
+        }
         clusters.append(cluster)
