@@ -6,14 +6,16 @@ Both sidecars run side by side over the same Redis (state.redis, pubsub.redis); 
 alternate between them so the box's noise falls on both alike. Per round and sidecar, wrk
 with ``--concurrency`` connections does ``GET /v1.0/state/statestore/k``, a one-item save
 and a publish; reported: req/s, p50, the sidecar's CPU per request (every process under its
-`tandem run`), and the private memory (RssAnon) of those processes idle. Prints medians and
-the ratio 2 workers / 1 worker. A second worker can only help where a core is free for it:
+`tandem run`) in all and by part (Envoy, owner runtime, worker, other), and the
+private memory (RssAnon) of those processes idle. Prints medians and the ratio 2 workers /
+1 worker. A second worker can only help where a core is free for it:
 on a 2-core box it competes with Envoy and wrk for the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +72,33 @@ def tree(root: int) -> list[int]:
     return found
 
 
+def kind(pid: int) -> str:
+    """Which part of the sidecar ``pid`` is, from its command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "gone"
+    if b"tandem.ext_proc" in cmd:
+        return "worker" if b"--worker-index" in cmd else "owner runtime"
+    if b"envoy" in cmd:
+        return "envoy"
+    return "other"
+
+
+def cpu_by_kind(root: int) -> dict[str, float]:
+    """CPU seconds used so far, by part of the sidecar (every process under ``root``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        part = kind(pid)
+        out[part] = out.get(part, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def private_mb(root: int) -> float:
     total = 0
     for pid in tree(root):
@@ -124,7 +153,7 @@ def main() -> None:
                     ("SAVE", f"{base}/state/statestore", str(save)),
                     ("PUBLISH", f"{base}/publish/pubsub/bench", str(publish)),
                 ):
-                    before = tree_cpu([root])
+                    before, parts = tree_cpu([root]), cpu_by_kind(root)
                     r = wrk(
                         op,
                         url,
@@ -133,9 +162,13 @@ def main() -> None:
                         script=script,
                     )
                     used = tree_cpu([root]) - before
+                    requests = r.rps * args.seconds
+                    for part, seconds in cpu_by_kind(root).items():
+                        spent = seconds - parts.get(part, 0.0)
+                        add(f"{workers}: {op} CPU µs/req, {part}", spent * 1e6 / requests)
                     add(f"{workers}: {op} req/s", r.rps)
                     add(f"{workers}: {op} p50 ms", r.p50_ms)
-                    add(f"{workers}: {op} CPU µs/req", used * 1e6 / (r.rps * args.seconds))
+                    add(f"{workers}: {op} CPU µs/req", used * 1e6 / requests)
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(
         f"| figure (median of {args.rounds}, {args.concurrency} in flight, "
@@ -143,9 +176,13 @@ def main() -> None:
     )
     print("|---|---|---|---|")
     figures = [k.split(": ", 1)[1] for k in med if k.startswith("1: ")]
+    figures += [k.split(": ", 1)[1] for k in med if k.startswith("2: ") and "worker" in k]
     for figure in figures:
-        one, two = med[f"1: {figure}"], med[f"2: {figure}"]
-        print(f"| {figure} | {one:,.2f} | {two:,.2f} | {two / one:.2f}× |")
+        one, two = med.get(f"1: {figure}"), med[f"2: {figure}"]
+        if one is None:  # a worker's share: only with 2
+            print(f"| {figure} | – | {two:,.2f} | |")
+        else:
+            print(f"| {figure} | {one:,.2f} | {two:,.2f} | {two / one:.2f}× |")
 
 
 if __name__ == "__main__":
