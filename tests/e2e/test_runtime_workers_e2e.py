@@ -281,3 +281,28 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(sidecars: dict[str,
         return after.get("1", 0) > before
 
     wait_until(worker_serves_again, 60, f"worker 1 (pid {new}) to serve again", interval=0.2)
+
+
+def test_an_in_process_store_is_refused_with_workers(tandem_home: Path) -> None:
+    folder = tandem_home / "in-memory-resources"
+    folder.mkdir()
+    (folder / "memory.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: cache}\n"
+        "spec: {type: state.in-memory, version: v1}\n"
+    )
+    sidecar = start_sidecar(
+        tandem_home,
+        "wk-memory",
+        "--resources-path",
+        str(folder),
+        "--runtime-workers",
+        "2",
+        wait=False,
+    )
+    try:
+        code = sidecar.proc.wait(timeout=60)
+    finally:
+        sidecar.stop()
+
+    assert code != 0
+    assert "component cache (state.in-memory) keeps its data inside one" in sidecar.text()
