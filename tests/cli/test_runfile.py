@@ -116,3 +116,13 @@ def test_the_file_itself_is_checked(tmp_path):
         parse(twice, path)
     with pytest.raises(RunFileError, match="no multi-app run file"):
         load(tmp_path / "nothing-here")
+
+
+def test_runtime_workers_is_passed_on_and_a_bad_count_refused(tmp_path):
+    template(tmp_path, "version: 1\napps:\n  - appDirPath: ./web\n    runtimeWorkers: 2\n")
+    args = list(load(tmp_path).apps[0].args)
+    assert args[args.index("--runtime-workers") + 1] == "2"
+    for bad in ("0", "-1", "two", "true"):
+        template(tmp_path, f"version: 1\napps:\n  - appDirPath: ./web\n    runtimeWorkers: {bad}\n")
+        with pytest.raises(RunFileError, match=r"apps\[0\]\.runtimeWorkers: must be a whole"):
+            load(tmp_path)

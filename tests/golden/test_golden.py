@@ -189,7 +189,13 @@ def _static_bootstrap(resources: dict[str, Any], workdir: Path) -> dict[str, Any
             del cluster["eds_cluster_config"]
             cluster["load_assignment"] = assignments[cluster["name"]]
     # The bootstrap's static runtime clusters (ext_proc/gRPC and the HTTP/1.1 front door).
-    for name, path in (("tandem_runtime", "/tmp/rt"), ("tandem_runtime_http", "/tmp/rt-http")):
+    for name, path in (
+        ("tandem_runtime", "/tmp/rt"),
+        ("tandem_runtime_http", "/tmp/rt-http"),
+        # With --runtime-workers N > 1 (translate/workers.py).
+        ("tandem_runtime_workers", "/tmp/rt-1"),
+        ("tandem_runtime_http_workers", "/tmp/rt-http-1"),
+    ):
         clusters.append(
             {
                 "name": name,
@@ -230,7 +236,9 @@ def test_envoy_accepts_translated_resources(case: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("case", ["bootstrap-sidecar", "bootstrap-sidecar-http"])
+@pytest.mark.parametrize(
+    "case", ["bootstrap-sidecar", "bootstrap-sidecar-http", "bootstrap-sidecar-workers"]
+)
 def test_envoy_accepts_the_rendered_bootstrap(case: str, tmp_path: Path) -> None:
     config = _render(case)
     path = tmp_path / "bootstrap.json"

@@ -28,6 +28,7 @@ from tandem.cli.run import (
     run,
 )
 from tandem.cli.supervise import control_plane_summary, links
+from tandem.cli.workers import DEFAULT_WORKERS, worker_count
 from tandem.k8s.cli import add_parser as add_injector_parser
 from tandem.k8s.cli import run as run_injector
 from tandem.procs import pid_alive
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=API_TRANSPORTS,
         help="how Envoy hands the Dapr HTTP API to the runtime: HTTP/1.1 over a Unix socket "
         f"or ext_proc (default {DEFAULT_API_TRANSPORT})",
+    )
+    r.add_argument(
+        "--runtime-workers",
+        type=worker_count,
+        default=DEFAULT_WORKERS,
+        help="runtime processes; above 1, the stateless API paths (state, publish, bindings, "
+        "...) spread over them and the rest stays with the first (default 1)",
     )
     app_side.add_arguments(r)
     _add_dapr_run_flags(r)
@@ -370,6 +378,7 @@ def _run_options(a: argparse.Namespace, app_id: str) -> RunOptions:
         api_transport=a.api_transport,
         app_flags=app_side.AppSideOptions.from_args(a),
         graceful_shutdown_seconds=a.dapr_graceful_shutdown_seconds,
+        runtime_workers=a.runtime_workers,
     )
 
 

@@ -23,6 +23,7 @@ from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.supervise import watch_control_plane
+from tandem.cli.workers import RuntimeWorkers, WorkersError
 from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
@@ -58,6 +59,8 @@ class RunOptions:
     app_flags: app_side.AppSideOptions = app_side.AppSideOptions()
     # `dapr run` compatibility flags (see main._add_dapr_run_flags).
     graceful_shutdown_seconds: float = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
+    # Runtime processes; above 1, workers serve the stateless API paths (cli/workers.py).
+    runtime_workers: int = 1
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class Sidecar:
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
     _runtime_log_start: int = 0
+    workers: RuntimeWorkers | None = None  # --runtime-workers N > 1
 
     def choose_ports(self) -> Ports:
         o = self.options
@@ -188,6 +192,11 @@ class Sidecar:
             argv += ["--supervisor-pid", str(os.getpid())]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
             argv += observability.runtime_args(self.run_dir, admin_socket)
+            if o.runtime_workers > 1:
+                self.workers = RuntimeWorkers(
+                    tuple(argv), self.run_dir, logs, o.app_id, o.runtime_workers, self.progress
+                )
+                argv += self.workers.owner_args()
             runtime_log = logs / f"{o.app_id}.runtime.log"
             # The log is appended to across runs: this run's start-up warnings begin here.
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
@@ -199,6 +208,13 @@ class Sidecar:
             for path in app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port):
                 await self._wait_for(path.exists, runtime, f"the runtime's {path.name}")
         self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
+        if self.workers is not None:
+            with self.progress.step("runtime workers"):
+                try:
+                    await self.workers.start()
+                except WorkersError as exc:
+                    raise RunError(str(exc)) from exc
+            self.progress.done(f"runtime workers ready (pids {self.workers.pids()})")
 
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary, render_bootstrap
@@ -218,6 +234,7 @@ class Sidecar:
                 "max_body_bytes": o.max_body_mb << 20,
                 "pid": os.getpid(),
                 "actor_forward_socket": str(actor_forward_socket),
+                **({"runtime_workers": o.runtime_workers} if o.runtime_workers > 1 else {}),
             }
             if o.app_port is not None:
                 metadata["app_port"] = o.app_port
@@ -239,6 +256,7 @@ class Sidecar:
                 runtime_socket=runtime_socket,
                 admin_socket=admin_socket,
                 runtime_http_socket=http_socket,
+                worker_sockets=self.workers.envoy_sockets() if self.workers else (),
             )
             config_path = self.run_dir / "envoy.json"
             write_private_file(config_path, json.dumps(bootstrap).encode())
@@ -447,6 +465,8 @@ class Sidecar:
         for child in reversed(self.children):
             # The runtime finishes in-flight work for up to the graceful period (it knows it).
             await child.stop(self.options.graceful_shutdown_seconds + _STOP_MARGIN)
+        if self.workers is not None:
+            await self.workers.stop(self.options.graceful_shutdown_seconds + _STOP_MARGIN)
         if self._port_book is not None:
             self._port_book.release(os.getpid())
         if self.app_file is not None:

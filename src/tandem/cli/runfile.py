@@ -41,6 +41,8 @@ _VALUE_FLAGS = {
     "maxBodySize": "--max-body-size",
     "daprGracefulShutdownSeconds": "--dapr-graceful-shutdown-seconds",
     "unixDomainSocket": "--unix-domain-socket",
+    # Tandem's own: runtime processes for the stateless API paths (cli/workers.py).
+    "runtimeWorkers": "--runtime-workers",
     # Accepted as `dapr run` accepts them; `tandem run` says it has no use for them.
     "placementHostAddress": "--placement-host-address",
     "schedulerHostAddress": "--scheduler-host-address",
@@ -176,6 +178,8 @@ def _app(
     for name, flag in _VALUE_FLAGS.items():
         if name in merged and merged[name] is not None:
             args += [flag, _scalar(where, _origin(at, app, name), merged[name])]
+    if merged.get("runtimeWorkers") is not None:
+        _check_workers(where, _origin(at, app, "runtimeWorkers"), merged["runtimeWorkers"])
     for name, flag in _SWITCHES.items():
         if _bool(where, _origin(at, app, name), merged.get(name, False)):
             args.append(flag)
@@ -300,3 +304,12 @@ def _destination(
             f"{', '.join(LOG_DESTINATIONS)}, got {value!r}"
         )
     return value
+
+
+def _check_workers(where: str, field: str, value: object) -> None:
+    """Refused here, by file and field, rather than by the app's own `tandem run`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RunFileError(
+            f"{where}: field {field}: must be a whole number of runtime processes, "
+            f"1 or more, got {value!r}"
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -84,6 +84,7 @@ def render_bootstrap(
     runtime_socket: str | os.PathLike[str],
     admin_socket: str | os.PathLike[str],
     runtime_http_socket: str | os.PathLike[str] | None = None,
+    worker_sockets: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]] = (),
 ) -> dict[str, Any]:
     """The bootstrap dict for one sidecar; dump it as YAML/JSON for ``--config-yaml``.
 
@@ -93,6 +94,9 @@ def render_bootstrap(
     door: with it the static cluster ``tandem_runtime_http`` is kept, and it is required when
     the metadata says ``api_transport: http``. Raises ValueError on a malformed address, a
     socket path too long for a Unix socket, or ``api_transport: http`` without the socket.
+
+    ``worker_sockets`` (``--runtime-workers N`` > 1): the (gRPC, HTTP) sockets of workers
+    1..N-1; the clusters of every runtime process are added (tandem.envoy.workers).
     """
     if not node_id:
         raise ValueError("node_id is empty")
@@ -129,6 +133,10 @@ def render_bootstrap(
     else:
         clusters = config["static_resources"]["clusters"]
         clusters[:] = [c for c in clusters if c["name"] != RUNTIME_HTTP_CLUSTER]
+    if worker_sockets:
+        from tandem.envoy.workers import add_worker_clusters
+
+        add_worker_clusters(config, worker_sockets)
     return config
 
 

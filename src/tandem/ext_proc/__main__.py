@@ -65,6 +65,19 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         type=int,
         help="the `tandem run` to ask for a graceful stop on the Shutdown API",
     )
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        default=0,
+        help="0: the owner (default); above: a worker for the stateless API paths only",
+    )
+    p.add_argument(
+        "--worker-metrics-socket",
+        action="append",
+        type=Path,
+        default=[],
+        help="the owner: a worker's metrics socket, folded into /metrics",
+    )
     a = p.parse_args(argv)
     if a.app_protocol in ("https", "grpcs", "h2c") and not a.app_channel_socket:
         # TLS and h2c to the app are Envoy's (its app channel listener); alone we cannot.
@@ -100,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         metrics_socket=a.metrics_socket,
         supervisor_pid=a.supervisor_pid,
         proxy_admin_socket=a.proxy_admin_socket,
+        worker_index=a.worker_index,
+        worker_metrics_sockets=tuple(a.worker_metrics_socket),
     )
 
 

@@ -100,6 +100,11 @@ class RuntimeOptions:
     # The `tandem run` supervising this runtime: the Shutdown API asks it to stop the whole
     # sidecar and the app gracefully (alone, the runtime stops itself).
     supervisor_pid: int | None = None
+    # `tandem run --runtime-workers N`: 0 is the owner (everything), 1..N-1 serve only the
+    # stateless API paths (ext_proc/worker_role.py).
+    worker_index: int = 0
+    # The owner's: each worker's metrics socket, folded into its /metrics.
+    worker_metrics_sockets: tuple[Path, ...] = ()
 
 
 class StartupError(Exception):
@@ -167,6 +172,11 @@ class Runtime:
             wire_secrets(self.router, wiring, self._secrets, self._metrics)
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
+        if self.options.worker_index:
+            from tandem.ext_proc.worker_role import start_worker
+
+            await start_worker(self, wiring, ctx)
+            return
         assert wiring.state is not None
         try:
             actors = wire_actors(
@@ -216,7 +226,10 @@ class Runtime:
         )
         if self.options.metrics_socket is not None:
             metrics_server = MetricsServer(
-                self._metrics, self.options.metrics_socket, self.options.proxy_admin_socket
+                self._metrics,
+                self.options.metrics_socket,
+                self.options.proxy_admin_socket,
+                self.options.worker_metrics_sockets,
             )
             await metrics_server.start()
             self._closers.append(metrics_server.stop)
@@ -303,7 +316,8 @@ class Runtime:
                 if wiring.pubsub is not None
                 else None
             ),
-            version_dir=self.options.socket.parent,
+            # The owner's to write; workers reload on their own (worker_role.py).
+            version_dir=None if self.options.worker_index else self.options.socket.parent,
             resolve=self._resolver.spec if self._resolver is not None else spec_of,
             swaps=tuple(wiring.swaps),
         )

@@ -6,7 +6,7 @@ here, on a Unix socket; Envoy's stats come from its admin socket."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -116,9 +116,15 @@ class MetricsServer:
     """``GET /metrics`` on ``socket_path``; ``admin_socket`` is Envoy's admin."""
 
     def __init__(
-        self, metrics: RuntimeMetrics, socket_path: Path, admin_socket: Path | None
+        self,
+        metrics: RuntimeMetrics,
+        socket_path: Path,
+        admin_socket: Path | None,
+        workers: Sequence[Path] = (),
     ) -> None:
         self._metrics = metrics
+        # --runtime-workers: the workers' metrics sockets, folded in (metrics_fold.py).
+        self._workers = tuple(workers)
         self._socket = socket_path
         self._admin = admin_socket
         self._runner: web.AppRunner | None = None
@@ -143,6 +149,10 @@ class MetricsServer:
         body = self._metrics.render()
         if self._metrics.enabled:
             body += invocation_metrics(envoy, self._metrics.app_id, self._metrics.activations)
+            if self._workers:
+                from tandem.observability.metrics_fold import folded
+
+                body = await folded(body, self._workers)
         body += envoy.encode()
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 

@@ -164,6 +164,9 @@ class Sidecar:
     # Where the runtime serves GET /metrics (its Dapr metrics and Envoy's stats).
     runtime_metrics_socket: str | None = None
     api_access: ApiAccess | None = None
+    # `tandem run --runtime-workers N`: the stateless API paths spread over N runtime
+    # processes, the rest stays with worker 0 (translate/workers.py).
+    runtime_workers: int = 1
 
     @property
     def resource_namespace(self) -> str | None:
@@ -295,6 +298,7 @@ class Sidecar:
         runtime_metrics_socket = reader.string("runtime_metrics_socket") or None
         api_access = reader.api_access("api_access")
         pipelines = reader.pipelines("pipelines")
+        runtime_workers = reader.integer("runtime_workers", minimum=1)
         if problems:
             raise SidecarMetadataError(f"node {node_id!r}: " + "; ".join(problems))
         assert http_port is not None and grpc_port is not None and internal_port is not None
@@ -333,6 +337,7 @@ class Sidecar:
             tracing=tracing,
             runtime_metrics_socket=runtime_metrics_socket,
             api_access=api_access,
+            runtime_workers=runtime_workers or 1,
         )
         try:
             return sidecar.with_pipelines(*pipelines)
@@ -366,6 +371,7 @@ class Sidecar:
             ("unix_domain_socket", self.unix_domain_socket),
             ("actor_forward_socket", self.actor_forward_socket),
             ("runtime_metrics_socket", self.runtime_metrics_socket),
+            ("runtime_workers", self.runtime_workers if self.runtime_workers > 1 else None),
         ):
             if value is not None:
                 out[key] = value

@@ -19,6 +19,10 @@ APP_CHANNEL = "dapr_app_channel"
 RUNTIME_CLUSTER = "tandem_runtime"
 # The runtime's HTTP/1.1 front door (sidecars with api_transport: http).
 RUNTIME_HTTP_CLUSTER = "tandem_runtime_http"
+# With `--runtime-workers N` > 1: every runtime process, for the stateless API paths
+# (translate/workers.py); the two above then reach worker 0 (the owner) only.
+RUNTIME_WORKERS_CLUSTER = "tandem_runtime_workers"
+RUNTIME_HTTP_WORKERS_CLUSTER = "tandem_runtime_http_workers"
 XDS_CLUSTER = "xds_cluster"
 
 LOCAL_APP_CLUSTER = "local_app"

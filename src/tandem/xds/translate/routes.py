@@ -17,6 +17,7 @@ from tandem.xds.translate import (
     grpc_bridge,
     http_endpoints,
     traffic,
+    workers,
 )
 from tandem.xds.translate._protos import metadata, pack, seconds, set_header
 from tandem.xds.translate.ext_proc import MAX_MESSAGE_TIMEOUT_SECONDS, ext_proc_disabled
@@ -238,6 +239,7 @@ def dapr_http(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
             invoke_error_body(_UNKNOWN_HEADER_ID, f"couldn't find service: {_UNKNOWN_HEADER_ID}"),
         )
     )
+    routes += workers.http_routes(sidecar, _tripwire_action())  # --runtime-workers N
     routes.append(
         _runtime_route(
             sidecar,
@@ -272,7 +274,11 @@ def dapr_grpc(sidecar: Sidecar, mesh: Mesh) -> route_pb2.RouteConfiguration:
         )
     )
     if grpc_bridge.enabled(sidecar):
-        routes += grpc_bridge.routes()  # unary calls to the HTTP door (grpc_bridge.py)
+        bridged = grpc_bridge.routes()  # unary calls to the HTTP door (grpc_bridge.py)
+        unary = next(r for r in bridged if r.name == grpc_bridge.ROUTE_NAME)
+        routes += workers.grpc_routes(sidecar, unary) + bridged
+    else:
+        routes += workers.grpc_routes(sidecar, None)
     routes.append(
         rc.Route(
             name="runtime",
