@@ -12,7 +12,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +71,52 @@ class RunError(Exception):
     """Start-up failed; the message says what and where to look."""
 
 
+class _EnvoyConfigStep:
+    """``python -m tandem.cli.envoy_config``: writes envoy.json in its own short-lived
+    process, so `tandem run`, which lives as long as the app, never loads what that takes
+    (key generation, the resource parsers, secret stores)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, request: bytes, path: Path) -> None:
+        self.proc = proc
+        self._path = path
+        self._answer = asyncio.ensure_future(proc.communicate(request))
+
+    @classmethod
+    async def start(cls, request: dict[str, object]) -> _EnvoyConfigStep:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tandem.cli.envoy_config",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        path = Path(str(request["run_dir"])) / "envoy.json"
+        return cls(proc, json.dumps(request).encode(), path)
+
+    async def result(self) -> Path:
+        """envoy.json's path, once written; RunError with the step's reason otherwise."""
+        out, err = await self._answer
+        lines = out.decode(errors="replace").strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        if self.proc.returncode == 0 and answer.get("ok"):
+            return self._path
+        reason = answer.get("error") or (
+            f"making Envoy's configuration failed ({describe_exit(self.proc.returncode)}):\n"
+            + "\n".join(err.decode(errors="replace").strip().splitlines()[-20:])
+        )
+        raise RunError(str(reason))
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        self._answer.cancel()
+
+
 @dataclass(slots=True)
 class Sidecar:
     options: RunOptions
@@ -81,6 +126,7 @@ class Sidecar:
     run_dir: Path | None = None
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
+    _envoy_config: _EnvoyConfigStep | None = None
     _runtime_log_start: int = 0
 
     def choose_ports(self) -> Ports:
@@ -149,6 +195,26 @@ class Sidecar:
         except app_side.AppSideError as exc:
             raise RunError(str(exc)) from exc
 
+        # Holds the private key and (in envoy.json) the credential and tokens.
+        self.run_dir.chmod(0o700)
+        # Envoy's bootstrap is made in a short-lived process while the runtime starts.
+        envoy_config = await _EnvoyConfigStep.start(
+            {
+                "home": str(self.home.root),
+                "run_dir": str(self.run_dir),
+                "sidecar_id": sidecar_id,
+                "app_id": o.app_id,
+                "namespace": o.namespace,
+                "config": str(o.config) if o.config is not None else None,
+                "resources": [str(p) for p in resources],
+                "ads_address": cp.ads_address,
+                "runtime_socket": str(runtime_socket),
+                "admin_socket": str(admin_socket),
+                "runtime_http_socket": str(http_socket),
+                "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
+            }
+        )
+        self._envoy_config = envoy_config
         with self.progress.step("runtime"):
             argv = [
                 sys.executable,
@@ -201,47 +267,9 @@ class Sidecar:
         self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
 
         with self.progress.step("envoy"):
-            from tandem.envoy import envoy_binary, render_bootstrap
-            from tandem.xds.ca import write_private_file
+            from tandem.envoy import envoy_binary
 
-            metadata: dict[str, object] = {
-                "app_id": o.app_id,
-                # Left out when NAMESPACE is unset: resources of every namespace then apply.
-                **({"namespace": o.namespace} if o.namespace else {}),
-                "app_protocol": o.app_protocol,
-                "api_transport": o.api_transport,
-                "http_port": chosen.http,
-                "grpc_port": chosen.grpc,
-                "internal_port": chosen.internal,
-                "internal_address": "127.0.0.1",
-                "metrics_port": chosen.metrics,
-                "max_body_bytes": o.max_body_mb << 20,
-                "pid": os.getpid(),
-                "actor_forward_socket": str(actor_forward_socket),
-            }
-            if o.app_port is not None:
-                metadata["app_port"] = o.app_port
-            # Holds the private key and (in envoy.json) the credential and tokens.
-            self.run_dir.chmod(0o700)
-            metadata.update(self._security_metadata(sidecar_id))
-            metadata.update(await asyncio.to_thread(invocation_metadata, resources, o.config))
-            metadata.update(await asyncio.to_thread(self._endpoint_secrets, resources))
-            metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
-            try:
-                metadata.update(observability.node_metadata(o.config, self.run_dir))
-            except observability.ObservabilityError as exc:
-                raise RunError(str(exc)) from exc
-            bootstrap = render_bootstrap(
-                node_id=sidecar_id,
-                app_id=o.app_id,
-                metadata=metadata,
-                ads_address=cp.ads_address,
-                runtime_socket=runtime_socket,
-                admin_socket=admin_socket,
-                runtime_http_socket=http_socket,
-            )
-            config_path = self.run_dir / "envoy.json"
-            write_private_file(config_path, json.dumps(bootstrap).encode())
+            config_path = await envoy_config.result()
             envoy = await Child.start(
                 "envoy",
                 [
@@ -291,70 +319,32 @@ class Sidecar:
         tmp.replace(self.app_file)
         return chosen
 
-    def _security_metadata(self, sidecar_id: str) -> dict[str, object]:
-        """Identity, access control and API tokens for the node metadata.
-
-        The key pair is made here, next to the sidecar; the control plane sees only the CSR
-        and the credential minted for this node id, SPIFFE id and key (see
-        ``tandem.xds.enrolment``). The app's ``--config`` contributes its accessControl
-        (and trust domain) but not mTLS, which is the control plane's mesh-wide setting.
-        """
-        from tandem.resources import ResourceError, load_configuration
-        from tandem.xds.ca import DEFAULT_TRUST_DOMAIN, ca_dir, spiffe_id
-        from tandem.xds.enrolment import EnrolmentKey, WorkloadKey
-        from tandem.xds.ir import access_control_metadata
-
+    def _node_metadata(
+        self, chosen: Ports, api_log: app_side.ApiLog | None, actor_forward_socket: Path
+    ) -> dict[str, object]:
+        """What `tandem run` itself knows for Envoy's node metadata (the bootstrap step
+        adds identity, the resources' invocation documents and the --config's settings)."""
         o = self.options
         assert self.run_dir is not None
-        out: dict[str, object] = {}
-        trust_domain = DEFAULT_TRUST_DOMAIN
-        if o.config is not None:
-            try:
-                config = load_configuration(o.config)
-            except ResourceError as exc:
-                raise RunError(f"--config: {exc}") from exc
-            if config.access_control is not None:
-                trust_domain = config.access_control.trust_domain
-                out["access_control"] = access_control_metadata(config.access_control)
-            out["config_path"] = str(o.config.resolve())  # watched (hot reload)
-        try:
-            enrolment = EnrolmentKey.load(ca_dir(self.home.root))
-        except OSError as exc:
-            raise RunError(f"cannot enrol the sidecar with the control plane: {exc}") from exc
-        key = WorkloadKey.generate()
-        key_path = self.run_dir / "workload.key"
-        key.write_key(key_path)
-        spiffe = spiffe_id(trust_domain, o.namespace or "default", o.app_id)
-        out.update(
-            trust_domain=trust_domain,
-            key_path=str(key_path),
-            csr=key.csr_pem,
-            credential=enrolment.mint(sidecar_id, spiffe, key.csr_pem),
-        )
-        # Dapr's variables, read from `tandem run`'s environment as daprd reads its own.
-        for variable, key_name in (
-            ("DAPR_API_TOKEN", "dapr_api_token"),
-            ("APP_API_TOKEN", "app_api_token"),
-        ):
-            token = os.environ.get(variable)
-            if token:
-                out[key_name] = token
-        return out
-
-    def _endpoint_secrets(self, resources: Sequence[Path]) -> dict[str, object]:
-        """HTTPEndpoint secretKeyRef values for the control plane, in the owner-only
-        bootstrap only (tandem.blocks.secrets.endpoints)."""
-        from tandem.blocks.secrets.endpoints import endpoint_secrets
-        from tandem.resources import ResourceError
-
-        o = self.options
-        try:
-            found = endpoint_secrets(
-                resources, app_id=o.app_id, namespace=o.namespace, home=self.home.root
-            )
-        except (ResourceError, ValueError) as exc:
-            raise RunError(str(exc)) from exc
-        return {"http_endpoint_secrets": found} if found else {}
+        metadata: dict[str, object] = {
+            "app_id": o.app_id,
+            # Left out when NAMESPACE is unset: resources of every namespace then apply.
+            **({"namespace": o.namespace} if o.namespace else {}),
+            "app_protocol": o.app_protocol,
+            "api_transport": o.api_transport,
+            "http_port": chosen.http,
+            "grpc_port": chosen.grpc,
+            "internal_port": chosen.internal,
+            "internal_address": "127.0.0.1",
+            "metrics_port": chosen.metrics,
+            "max_body_bytes": o.max_body_mb << 20,
+            "pid": os.getpid(),
+            "actor_forward_socket": str(actor_forward_socket),
+        }
+        if o.app_port is not None:
+            metadata["app_port"] = o.app_port
+        metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
+        return metadata
 
     async def _wait_for(self, ready: object, child: Child, what: str) -> None:
         deadline = time.monotonic() + self.options.ready_timeout
@@ -444,6 +434,8 @@ class Sidecar:
         return out
 
     async def stop(self) -> None:
+        if self._envoy_config is not None:
+            self._envoy_config.kill()
         for child in reversed(self.children):
             # The runtime finishes in-flight work for up to the graceful period (it knows it).
             await child.stop(self.options.graceful_shutdown_seconds + _STOP_MARGIN)
@@ -467,29 +459,6 @@ _LOG_PLUMBING = frozenset(
 def _console_line(entry: dict[str, object]) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in _LOG_PLUMBING)
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
-
-
-def invocation_metadata(paths: Sequence[Path], config: Path | None = None) -> dict[str, object]:
-    """The Resiliency and HTTPEndpoint documents among the resources, for the node
-    metadata: the control plane parses them with the runtime's parser and filters them for
-    this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
-    endpoints. Only those documents travel; the runtime has already validated them. The
-    paths go too: the control plane watches them (hot reload)."""
-    from tandem.resources import ResourceError, load_configuration
-    from tandem.resources.loader import invocation_files
-    from tandem.resources.middleware import check_pipelines
-
-    try:
-        files = invocation_files(paths)
-        if config is not None:
-            # The --config's HTTP middleware must resolve here, not only in the control plane.
-            check_pipelines(load_configuration(config), files)
-    except (ResourceError, OSError) as exc:
-        raise RunError(str(exc)) from exc
-    out: dict[str, object] = {"resources_paths": [str(p.resolve()) for p in paths]}
-    if files:
-        out["resources"] = [{"file": f, "yaml": text} for f, text in files]
-    return out
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:
