@@ -161,10 +161,9 @@ def prepare(options: AppSideOptions, app_id: str, log: ApiLog | None, run_dir: P
 
 
 def cleanup(options: AppSideOptions, app_id: str) -> None:
-    for path in socket_paths(options, app_id) or ():
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(path.lstat().st_mode):
-                path.unlink()
+    from tandem.cli.watch import remove_sockets
+
+    remove_sockets(list(socket_paths(options, app_id) or ()))
 
 
 def runtime_args(options: AppSideOptions, run_dir: Path, app_port: int | None) -> list[str]:

@@ -10,6 +10,10 @@ import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tandem.cli.exits import describe_exit, log_tail
+
+__all__ = ["Child", "describe_exit"]
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -21,19 +25,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
-
-
-def describe_exit(returncode: int | None) -> str:
-    """``exited with code 3`` or ``was killed by SIGKILL``, as a person wants to read it."""
-    if returncode is None:
-        return "is still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by {name}"
-    return f"exited with code {returncode}"
 
 
 class Child:
@@ -109,19 +100,7 @@ class Child:
             return await self.proc.wait()
 
     def log_tail(self, lines: int = 20) -> str:
-        """What to show a person when this child failed: its `error:` lines if it printed
-        any (the runtime words its start-up failures that way), else the log's last lines."""
-        if self.log_path is None:
-            return ""
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(self.log_offset)
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return ""
-        tail = text.splitlines()[-lines:]
-        errors = [line for line in tail if line.startswith("error: ")]
-        return "\n".join(errors or tail)
+        return log_tail(self.log_path, self.log_offset, lines)
 
 
 def pid_of_self() -> int:

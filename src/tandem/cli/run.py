@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.cli import app_side, observability, ports
-from tandem.cli.children import Child, describe_exit
+from tandem.cli.children import Child
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
+from tandem.cli.exits import describe_exit
 from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
-from tandem.cli.supervise import watch_control_plane
 from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
@@ -127,6 +127,7 @@ class Sidecar:
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
     _envoy_config: _EnvoyConfigStep | None = None
+    ports: Ports | None = None
     _runtime_log_start: int = 0
 
     def choose_ports(self) -> Ports:
@@ -147,6 +148,7 @@ class Sidecar:
                 raise RunError(str(exc)) from exc
             book.book(os.getpid(), (chosen.http, chosen.grpc, chosen.internal, chosen.metrics))
         self._port_book = book
+        self.ports = chosen
         return chosen
 
     def _make_run_dir(self, sidecar_id: str) -> Path:
@@ -433,6 +435,10 @@ class Sidecar:
                 out.append(_console_line(entry))
         return out
 
+    def port_booking(self) -> Path:
+        assert self._port_book is not None
+        return self._port_book.booking(os.getpid())
+
     async def stop(self) -> None:
         if self._envoy_config is not None:
             self._envoy_config.kill()
@@ -459,6 +465,49 @@ _LOG_PLUMBING = frozenset(
 def _console_line(entry: dict[str, object]) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in _LOG_PLUMBING)
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _become_watcher(sidecar: Sidecar, ready: str, app_umask: int) -> None:
+    """Replace this process's image with the small watcher (``tandem.cli.watch``), which
+    runs the app and keeps the sidecar for the rest of its life: same pid, same children,
+    without the start-up's asyncio, parsers and loaders."""
+    o = sidecar.options
+    assert sidecar.run_dir is not None
+    chosen = sidecar.ports
+    assert chosen is not None
+    state = {
+        "app_id": o.app_id,
+        "home": str(sidecar.home.root),
+        "ready_line": ready,
+        "progress_started": sidecar.progress.started,
+        "graceful_shutdown_seconds": o.graceful_shutdown_seconds,
+        "stop_margin_seconds": _STOP_MARGIN,
+        "children": [
+            {
+                "name": c.name,
+                "pid": c.proc.pid,
+                "log_path": str(c.log_path) if c.log_path is not None else None,
+                "log_offset": c.log_offset,
+                "returncode": c.proc.returncode,
+            }
+            for c in sidecar.children
+        ],
+        "command": list(o.command),
+        "app_env": app_environment(o, chosen) if o.command else {},
+        "app_umask": app_umask,
+        "port_booking": str(sidecar.port_booking()),
+        "app_file": str(sidecar.app_file) if sidecar.app_file is not None else None,
+        "run_dir": str(sidecar.run_dir),
+        "app_sockets": [str(p) for p in app_side.socket_paths(o.app_flags, o.app_id) or ()],
+    }
+    path = sidecar.run_dir / "watch.json"
+    path.write_text(json.dumps(state))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "tandem.cli.watch", str(path)])
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:
@@ -490,7 +539,6 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
     # Everything the sidecar writes (databases, WAL files, logs, records, sockets) is the
     # owner's alone; the app keeps the umask it was given.
     app_umask = os.umask(0o077)
-    supervisor: asyncio.Future[None] | None = None
     try:
         try:
             chosen = await sidecar.start()
@@ -499,60 +547,21 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
             return 1
         for warning in sidecar.startup_warnings():
             progress.warn(warning)
-        progress.done(
+        ready = (
             f"sidecar {options.app_id} ready: HTTP 127.0.0.1:{chosen.http}, "
             f"gRPC 127.0.0.1:{chosen.grpc}, internal {chosen.internal}, "
             f"metrics {chosen.metrics}"
         )
-        watchers = [asyncio.ensure_future(c.wait()) for c in sidecar.children]
-        stopper = asyncio.ensure_future(stop.wait())
-        supervisor = asyncio.ensure_future(watch_control_plane(home, progress))
-        app: Child | None = None
-        if options.command:
-            try:
-                app = await Child.start(
-                    "app",
-                    options.command,
-                    log_path=None,
-                    env=app_environment(options, chosen),
-                    own_session=False,
-                    umask=app_umask,
-                )
-            except OSError as exc:
-                progress.fail(f"could not start {options.command[0]}: {exc}")
-                return 1
-            progress.done(f"app started (pid {app.proc.pid}): {' '.join(options.command)}")
-            watchers.append(asyncio.ensure_future(app.wait()))
-        done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
-        for task in [stopper, *watchers]:
-            if task not in done:
-                task.cancel()
-        code = 0
-        if app is not None:
-            if app.exited:
-                code = app.proc.returncode or 0
-                progress.done(f"app exited with code {code}")
-            else:
-                # A signal, or the sidecar died: the app goes too. The app has the graceful
-                # period to finish (its sidecar keeps serving it meanwhile).
-                code = await app.stop(
-                    options.graceful_shutdown_seconds,
-                    sig=received[-1] if received else signal.SIGTERM,
-                )
-                # Stopped on purpose (Ctrl-C, `tandem stop`) is a clean exit, as in `dapr run`.
-                code = 0 if received else code or 1
-        for child in sidecar.children:
-            if child.exited and not received and (app is None or not app.exited):
-                progress.fail(
-                    f"the {child.name} {describe_exit(child.proc.returncode)} unexpectedly "
-                    f"(pid {child.proc.pid}); its log from this run ({child.log_path}):\n"
-                    f"{child.log_tail()}"
-                )
-                code = code or 1
-        return code
+        # A Ctrl-C or `tandem stop` from here on waits, blocked, for the watcher's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        for _ in range(3):
+            await asyncio.sleep(0)  # one delivered just before is handled here
+        if received:
+            return 0  # stopped while starting
+        _become_watcher(sidecar, ready, app_umask)
+        return 1  # not reached: the exec does not return
     finally:
-        if supervisor is not None:
-            supervisor.cancel()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         progress.step_note("stopping sidecar")
         await sidecar.stop()
         os.umask(app_umask)
