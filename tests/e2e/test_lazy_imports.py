@@ -1,7 +1,8 @@
 """A sidecar loads what its app uses, when it uses it (issue 21, footprint): the idle
 supervisor (`tandem run`) and runtime load neither the workflow SDK nor `cryptography`, the
-control plane's modules, aiohttp or Envoy's config translators; the first workflow call loads
-the workflow engine and is answered as before.
+control plane's modules, aiohttp or Envoy's config translators; what `tandem run` keeps for
+the app's life loads no asyncio; the first workflow call loads the workflow engine and is
+answered as before.
 
 What each process imported is read from Python's own import trace
 (``PYTHONPROFILEIMPORTTIME=1`` reaches every process `tandem run` starts; the runtime's
@@ -26,6 +27,8 @@ HEAVY = (
 )
 # The supervisor lives as long as the app: none of the sidecar's machinery either.
 SUPERVISOR_ALSO = ("grpc", "tandem.resources", "tandem.blocks.secrets.endpoints")
+# What `tandem run` keeps for the app's life (tandem.cli.watch) does without the start-up's.
+WATCHER_NEVER = ("asyncio", "argparse", "tandem.cli.run", "tandem.envoy", "yaml")
 
 
 def imported(text: str) -> set[str]:
@@ -58,6 +61,11 @@ def test_an_idle_sidecar_loads_what_its_app_uses_and_workflows_on_first_call(
         assert "tandem.cli.run" in supervisor
         assert sorted(m for m in HEAVY if m in runtime) == []
         assert sorted(m for m in HEAVY + SUPERVISOR_ALSO if m in supervisor) == []
+        # The watcher's imports come between the start-up's last line and its own first.
+        output = sidecar.text()
+        watcher = imported(output[output.index("envoy ready") : output.index("sidecar lazy ready")])
+        assert "tandem.cli.watch" in watcher
+        assert sorted(m for m in WATCHER_NEVER if m in watcher) == []
 
         # The first workflow call builds the engine (loading the SDK) and answers as Dapr
         # (an id Dapr refuses: no worker is needed to answer that).
