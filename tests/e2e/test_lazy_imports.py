@@ -64,7 +64,7 @@ def test_an_idle_sidecar_loads_what_its_app_uses_and_workflows_on_first_call(
         # The watcher's imports come between the start-up's last line and its own first.
         output = sidecar.text()
         watcher = imported(output[output.index("envoy ready") : output.index("sidecar lazy ready")])
-        assert "tandem.cli.watch" in watcher
+        assert "tandem.cli.exits" in watcher  # the watcher (run as __main__) imported it
         assert sorted(m for m in WATCHER_NEVER if m in watcher) == []
 
         # The first workflow call builds the engine (loading the SDK) and answers as Dapr
