@@ -3,11 +3,16 @@
 beside the same-run baseline of a bare Python interpreter (what any Python process costs)
 and the targets of issue 21 (sidecar ≤ 64 MB idle, ≤ 96 MB loaded; control plane ≤ 40 MB).
 
-Usage: python bench/footprint.py
+Usage: python bench/footprint.py [--app]
+
+``--app`` gives the sidecar an app (the loopback HTTP app of bench/_common.py on
+``--app-port``): the runtime then opens its app channel at start (``GET /dapr/subscribe``,
+``/dapr/config``). The app's own process is not counted.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -16,7 +21,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import TandemMachine
+from _common import FAST_APP, TandemMachine
+
+from tandem.cli.ports import free_port
 
 TARGET_IDLE_MB, TARGET_LOADED_MB, TARGET_CP_MB = 64, 96, 40
 
@@ -44,7 +51,10 @@ def sidecar_processes(run_pid: int) -> dict[str, int]:
     named = {"tandem run": run_pid}
     for child in children(run_pid):
         cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-        named["runtime" if b"tandem.ext_proc" in cmd else "envoy"] = child
+        if b"tandem.ext_proc" in cmd:
+            named["runtime"] = child
+        elif b"envoy" in cmd.split(b"\0")[0]:
+            named["envoy"] = child
     return named
 
 
@@ -74,13 +84,21 @@ def report(name: str, procs: dict[str, int], baseline: float) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", action="store_true", help="give the sidecar an app")
+    args = parser.parse_args()
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     time.sleep(0.5)
     baseline = rss_anon_mb(bare.pid)
     bare.kill()
     print(f"baseline: a bare Python interpreter {baseline:.1f} MB")
     with TandemMachine() as machine:
-        ports = machine.run_sidecar("footprint")
+        extra: list[str] = []
+        if args.app:
+            app_port = free_port()
+            extra = ["--app-port", str(app_port), "--", sys.executable, "-c", FAST_APP]
+            extra.append(str(app_port))
+        ports = machine.run_sidecar("footprint", *extra)
         time.sleep(3)  # idle: start-up allocations settled
         procs = sidecar_processes(machine.procs[-1].pid)
         print("idle:")

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """For a child's ``preexec_fn``: if `tandem run` is killed outright, its runtime and
+    Envoy go with it instead of lingering on the ports (Linux only, best effort elsewhere)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def pid_alive(pid: int) -> bool:

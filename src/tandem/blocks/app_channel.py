@@ -17,8 +17,10 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("tandem.app_channel")
 
@@ -77,6 +79,10 @@ class AppChannel:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # aiohttp (~10 MB) loads with the first request: a sidecar without an app, or
+            # whose app it never calls, does without it.
+            import aiohttp
+
             connector: aiohttp.BaseConnector
             if self.socket_path is not None:
                 connector = aiohttp.UnixConnector(
@@ -129,6 +135,8 @@ class AppChannel:
         if self._token:
             hdrs["dapr-api-token"] = self._token
         url = self.base_url + (path if path.startswith("/") else "/" + path)
+        import aiohttp
+
         limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
         try:
             async with self._client().request(

@@ -14,8 +14,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.resources import ResourceError, load_configuration
-
 # A Unix socket path must fit sockaddr_un (108 bytes with the final NUL).
 MAX_SOCKET_PATH = 107
 APP_CHANNEL_SOCKET = "app.sock"
@@ -110,6 +108,9 @@ def api_log(
     the Configuration either way, as in Dapr)."""
     settings = None
     if config is not None:
+        # The resource parsers load only with a --config: `tandem run` outlives the app.
+        from tandem.resources import ResourceError, load_configuration
+
         try:
             settings = load_configuration(config).api_logging
         except ResourceError as exc:
@@ -160,10 +161,9 @@ def prepare(options: AppSideOptions, app_id: str, log: ApiLog | None, run_dir: P
 
 
 def cleanup(options: AppSideOptions, app_id: str) -> None:
-    for path in socket_paths(options, app_id) or ():
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(path.lstat().st_mode):
-                path.unlink()
+    from tandem.cli.watch import remove_sockets
+
+    remove_sockets(list(socket_paths(options, app_id) or ()))
 
 
 def runtime_args(options: AppSideOptions, run_dir: Path, app_port: int | None) -> list[str]:

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
+from tandem.cli.exits import describe_exit, log_tail
+from tandem.procs import die_with_parent
 
-
-def _die_with_parent() -> None:
-    # If `tandem run` is killed outright, its runtime and Envoy go with it instead of
-    # lingering on the ports; Linux only, best effort elsewhere.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
-def describe_exit(returncode: int | None) -> str:
-    """``exited with code 3`` or ``was killed by SIGKILL``, as a person wants to read it."""
-    if returncode is None:
-        return "is still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by {name}"
-    return f"exited with code {returncode}"
+__all__ = ["Child", "describe_exit"]
 
 
 class Child:
@@ -77,7 +56,7 @@ class Child:
                 stderr=out,  # type: ignore[arg-type]
                 env=dict(env) if env is not None else None,
                 start_new_session=own_session,
-                preexec_fn=_die_with_parent if own_session else None,
+                preexec_fn=die_with_parent if own_session else None,
                 umask=umask,  # -1: inherit ours
             )
         finally:
@@ -109,19 +88,7 @@ class Child:
             return await self.proc.wait()
 
     def log_tail(self, lines: int = 20) -> str:
-        """What to show a person when this child failed: its `error:` lines if it printed
-        any (the runtime words its start-up failures that way), else the log's last lines."""
-        if self.log_path is None:
-            return ""
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(self.log_offset)
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return ""
-        tail = text.splitlines()[-lines:]
-        errors = [line for line in tail if line.startswith("error: ")]
-        return "\n".join(errors or tail)
+        return log_tail(self.log_path, self.log_offset, lines)
 
 
 def pid_of_self() -> int:

@@ -6,10 +6,6 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from tandem.observability.export import TraceExportError, trace_export
-from tandem.resources import ResourceError, load_configuration
-from tandem.xds.ir import ApiAccess, pipelines_metadata
-
 
 class ObservabilityError(Exception):
     """A tracing setting that cannot be used, worded for the person who ran `tandem run`."""
@@ -38,6 +34,11 @@ def runtime_args(run_dir: Path, admin_socket: Path) -> list[str]:
 
 
 def node_metadata(config: Path | None, run_dir: Path) -> dict[str, object]:
+    # Called by the bootstrap step (cli/envoy_config.py), not by the long-lived `tandem run`.
+    from tandem.observability.export import TraceExportError, trace_export
+    from tandem.resources import ResourceError, load_configuration
+    from tandem.xds.ir import ApiAccess, pipelines_metadata
+
     out: dict[str, object] = {"runtime_metrics_socket": str(run_dir / METRICS_SOCKET)}
     if config is None:
         return out

@@ -161,5 +161,9 @@ class PortBook:
         tmp.write_text(json.dumps(sorted(ports)))
         tmp.replace(self._folder / f"{pid}.json")
 
+    def booking(self, pid: int) -> Path:
+        """The file holding ``pid``'s ports (removed to release them)."""
+        return self._folder / f"{pid}.json"
+
     def release(self, pid: int) -> None:
-        (self._folder / f"{pid}.json").unlink(missing_ok=True)
+        self.booking(pid).unlink(missing_ok=True)

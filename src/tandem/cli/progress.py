@@ -10,13 +10,16 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, app_id: str = "") -> None:
+    def __init__(
+        self, stream: TextIO | None = None, app_id: str = "", started: float | None = None
+    ) -> None:
         self._out = stream or sys.stderr
         self._prefix = f"tandem[{app_id}]" if app_id else "tandem"
-        self._started = time.monotonic()
+        # time.monotonic() of the start; given when `tandem run` continues in a new image.
+        self.started = time.monotonic() if started is None else started
 
     def _emit(self, mark: str, text: str) -> None:
-        elapsed = time.monotonic() - self._started
+        elapsed = time.monotonic() - self.started
         self._out.write(f"{self._prefix} {mark} {text} (+{elapsed:.2f}s)\n")
         self._out.flush()
 

@@ -12,18 +12,17 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.cli import app_side, observability, ports
-from tandem.cli.children import Child, describe_exit
+from tandem.cli.children import Child
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
+from tandem.cli.exits import describe_exit
 from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
-from tandem.cli.supervise import watch_control_plane
-from tandem.cli.workers import RuntimeWorkers, WorkersError
+from tandem.cli.workers import RuntimeWorkers, WorkersError, worker_sockets
 from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
@@ -75,6 +74,52 @@ class RunError(Exception):
     """Start-up failed; the message says what and where to look."""
 
 
+class _EnvoyConfigStep:
+    """``python -m tandem.cli.envoy_config``: writes envoy.json in its own short-lived
+    process, so `tandem run`, which lives as long as the app, never loads what that takes
+    (key generation, the resource parsers, secret stores)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, request: bytes, path: Path) -> None:
+        self.proc = proc
+        self._path = path
+        self._answer = asyncio.ensure_future(proc.communicate(request))
+
+    @classmethod
+    async def start(cls, request: dict[str, object]) -> _EnvoyConfigStep:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tandem.cli.envoy_config",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        path = Path(str(request["run_dir"])) / "envoy.json"
+        return cls(proc, json.dumps(request).encode(), path)
+
+    async def result(self) -> Path:
+        """envoy.json's path, once written; RunError with the step's reason otherwise."""
+        out, err = await self._answer
+        lines = out.decode(errors="replace").strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        if self.proc.returncode == 0 and answer.get("ok"):
+            return self._path
+        reason = answer.get("error") or (
+            f"making Envoy's configuration failed ({describe_exit(self.proc.returncode)}):\n"
+            + "\n".join(err.decode(errors="replace").strip().splitlines()[-20:])
+        )
+        raise RunError(str(reason))
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        self._answer.cancel()
+
+
 @dataclass(slots=True)
 class Sidecar:
     options: RunOptions
@@ -84,6 +129,8 @@ class Sidecar:
     run_dir: Path | None = None
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
+    _envoy_config: _EnvoyConfigStep | None = None
+    ports: Ports | None = None
     _runtime_log_start: int = 0
     workers: RuntimeWorkers | None = None  # --runtime-workers N > 1
 
@@ -105,6 +152,7 @@ class Sidecar:
                 raise RunError(str(exc)) from exc
             book.book(os.getpid(), (chosen.http, chosen.grpc, chosen.internal, chosen.metrics))
         self._port_book = book
+        self.ports = chosen
         return chosen
 
     def _make_run_dir(self, sidecar_id: str) -> Path:
@@ -153,6 +201,29 @@ class Sidecar:
         except app_side.AppSideError as exc:
             raise RunError(str(exc)) from exc
 
+        # Holds the private key and (in envoy.json) the credential and tokens.
+        self.run_dir.chmod(0o700)
+        # Envoy's bootstrap is made in a short-lived process while the runtime starts.
+        envoy_config = await _EnvoyConfigStep.start(
+            {
+                "home": str(self.home.root),
+                "run_dir": str(self.run_dir),
+                "sidecar_id": sidecar_id,
+                "app_id": o.app_id,
+                "namespace": o.namespace,
+                "config": str(o.config) if o.config is not None else None,
+                "resources": [str(p) for p in resources],
+                "ads_address": cp.ads_address,
+                "runtime_socket": str(runtime_socket),
+                "admin_socket": str(admin_socket),
+                "runtime_http_socket": str(http_socket),
+                "worker_sockets": [
+                    [str(a), str(b)] for a, b in worker_sockets(self.run_dir, o.runtime_workers)
+                ],
+                "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
+            }
+        )
+        self._envoy_config = envoy_config
         with self.progress.step("runtime"):
             argv = [
                 sys.executable,
@@ -217,49 +288,9 @@ class Sidecar:
             self.progress.done(f"runtime workers ready (pids {self.workers.pids()})")
 
         with self.progress.step("envoy"):
-            from tandem.envoy import envoy_binary, render_bootstrap
-            from tandem.xds.ca import write_private_file
+            from tandem.envoy import envoy_binary
 
-            metadata: dict[str, object] = {
-                "app_id": o.app_id,
-                # Left out when NAMESPACE is unset: resources of every namespace then apply.
-                **({"namespace": o.namespace} if o.namespace else {}),
-                "app_protocol": o.app_protocol,
-                "api_transport": o.api_transport,
-                "http_port": chosen.http,
-                "grpc_port": chosen.grpc,
-                "internal_port": chosen.internal,
-                "internal_address": "127.0.0.1",
-                "metrics_port": chosen.metrics,
-                "max_body_bytes": o.max_body_mb << 20,
-                "pid": os.getpid(),
-                "actor_forward_socket": str(actor_forward_socket),
-                **({"runtime_workers": o.runtime_workers} if o.runtime_workers > 1 else {}),
-            }
-            if o.app_port is not None:
-                metadata["app_port"] = o.app_port
-            # Holds the private key and (in envoy.json) the credential and tokens.
-            self.run_dir.chmod(0o700)
-            metadata.update(self._security_metadata(sidecar_id))
-            metadata.update(await asyncio.to_thread(invocation_metadata, resources, o.config))
-            metadata.update(await asyncio.to_thread(self._endpoint_secrets, resources))
-            metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
-            try:
-                metadata.update(observability.node_metadata(o.config, self.run_dir))
-            except observability.ObservabilityError as exc:
-                raise RunError(str(exc)) from exc
-            bootstrap = render_bootstrap(
-                node_id=sidecar_id,
-                app_id=o.app_id,
-                metadata=metadata,
-                ads_address=cp.ads_address,
-                runtime_socket=runtime_socket,
-                admin_socket=admin_socket,
-                runtime_http_socket=http_socket,
-                worker_sockets=self.workers.envoy_sockets() if self.workers else (),
-            )
-            config_path = self.run_dir / "envoy.json"
-            write_private_file(config_path, json.dumps(bootstrap).encode())
+            config_path = await envoy_config.result()
             envoy = await Child.start(
                 "envoy",
                 [
@@ -309,70 +340,33 @@ class Sidecar:
         tmp.replace(self.app_file)
         return chosen
 
-    def _security_metadata(self, sidecar_id: str) -> dict[str, object]:
-        """Identity, access control and API tokens for the node metadata.
-
-        The key pair is made here, next to the sidecar; the control plane sees only the CSR
-        and the credential minted for this node id, SPIFFE id and key (see
-        ``tandem.xds.enrolment``). The app's ``--config`` contributes its accessControl
-        (and trust domain) but not mTLS, which is the control plane's mesh-wide setting.
-        """
-        from tandem.resources import ResourceError, load_configuration
-        from tandem.xds.ca import DEFAULT_TRUST_DOMAIN, ca_dir, spiffe_id
-        from tandem.xds.enrolment import EnrolmentKey, WorkloadKey
-        from tandem.xds.ir import access_control_metadata
-
+    def _node_metadata(
+        self, chosen: Ports, api_log: app_side.ApiLog | None, actor_forward_socket: Path
+    ) -> dict[str, object]:
+        """What `tandem run` itself knows for Envoy's node metadata (the bootstrap step
+        adds identity, the resources' invocation documents and the --config's settings)."""
         o = self.options
         assert self.run_dir is not None
-        out: dict[str, object] = {}
-        trust_domain = DEFAULT_TRUST_DOMAIN
-        if o.config is not None:
-            try:
-                config = load_configuration(o.config)
-            except ResourceError as exc:
-                raise RunError(f"--config: {exc}") from exc
-            if config.access_control is not None:
-                trust_domain = config.access_control.trust_domain
-                out["access_control"] = access_control_metadata(config.access_control)
-            out["config_path"] = str(o.config.resolve())  # watched (hot reload)
-        try:
-            enrolment = EnrolmentKey.load(ca_dir(self.home.root))
-        except OSError as exc:
-            raise RunError(f"cannot enrol the sidecar with the control plane: {exc}") from exc
-        key = WorkloadKey.generate()
-        key_path = self.run_dir / "workload.key"
-        key.write_key(key_path)
-        spiffe = spiffe_id(trust_domain, o.namespace or "default", o.app_id)
-        out.update(
-            trust_domain=trust_domain,
-            key_path=str(key_path),
-            csr=key.csr_pem,
-            credential=enrolment.mint(sidecar_id, spiffe, key.csr_pem),
-        )
-        # Dapr's variables, read from `tandem run`'s environment as daprd reads its own.
-        for variable, key_name in (
-            ("DAPR_API_TOKEN", "dapr_api_token"),
-            ("APP_API_TOKEN", "app_api_token"),
-        ):
-            token = os.environ.get(variable)
-            if token:
-                out[key_name] = token
-        return out
-
-    def _endpoint_secrets(self, resources: Sequence[Path]) -> dict[str, object]:
-        """HTTPEndpoint secretKeyRef values for the control plane, in the owner-only
-        bootstrap only (tandem.blocks.secrets.endpoints)."""
-        from tandem.blocks.secrets.endpoints import endpoint_secrets
-        from tandem.resources import ResourceError
-
-        o = self.options
-        try:
-            found = endpoint_secrets(
-                resources, app_id=o.app_id, namespace=o.namespace, home=self.home.root
-            )
-        except (ResourceError, ValueError) as exc:
-            raise RunError(str(exc)) from exc
-        return {"http_endpoint_secrets": found} if found else {}
+        metadata: dict[str, object] = {
+            "app_id": o.app_id,
+            # Left out when NAMESPACE is unset: resources of every namespace then apply.
+            **({"namespace": o.namespace} if o.namespace else {}),
+            "app_protocol": o.app_protocol,
+            "api_transport": o.api_transport,
+            "http_port": chosen.http,
+            "grpc_port": chosen.grpc,
+            "internal_port": chosen.internal,
+            "internal_address": "127.0.0.1",
+            "metrics_port": chosen.metrics,
+            "max_body_bytes": o.max_body_mb << 20,
+            "pid": os.getpid(),
+            "actor_forward_socket": str(actor_forward_socket),
+            **({"runtime_workers": o.runtime_workers} if o.runtime_workers > 1 else {}),
+        }
+        if o.app_port is not None:
+            metadata["app_port"] = o.app_port
+        metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
+        return metadata
 
     async def _wait_for(self, ready: object, child: Child, what: str) -> None:
         deadline = time.monotonic() + self.options.ready_timeout
@@ -461,7 +455,13 @@ class Sidecar:
                 out.append(_console_line(entry))
         return out
 
+    def port_booking(self) -> Path:
+        assert self._port_book is not None
+        return self._port_book.booking(os.getpid())
+
     async def stop(self) -> None:
+        if self._envoy_config is not None:
+            self._envoy_config.kill()
         for child in reversed(self.children):
             # The runtime finishes in-flight work for up to the graceful period (it knows it).
             await child.stop(self.options.graceful_shutdown_seconds + _STOP_MARGIN)
@@ -489,27 +489,57 @@ def _console_line(entry: dict[str, object]) -> str:
     return f"{entry.get('msg', '')}" + (f" ({fields})" if fields else "")
 
 
-def invocation_metadata(paths: Sequence[Path], config: Path | None = None) -> dict[str, object]:
-    """The Resiliency and HTTPEndpoint documents among the resources, for the node
-    metadata: the control plane parses them with the runtime's parser and filters them for
-    this app, so invocations follow the caller's ``targets.apps`` and reach its HTTP
-    endpoints. Only those documents travel; the runtime has already validated them. The
-    paths go too: the control plane watches them (hot reload)."""
-    from tandem.resources import ResourceError, load_configuration
-    from tandem.resources.loader import invocation_files
-    from tandem.resources.middleware import check_pipelines
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    try:
-        files = invocation_files(paths)
-        if config is not None:
-            # The --config's HTTP middleware must resolve here, not only in the control plane.
-            check_pipelines(load_configuration(config), files)
-    except (ResourceError, OSError) as exc:
-        raise RunError(str(exc)) from exc
-    out: dict[str, object] = {"resources_paths": [str(p.resolve()) for p in paths]}
-    if files:
-        out["resources"] = [{"file": f, "yaml": text} for f, text in files]
+
+def _watched_children(sidecar: Sidecar) -> list[dict[str, object]]:
+    """The children the watcher keeps, in start order (it stops them in reverse): runtime
+    workers right after the runtime, so Envoy stops before them."""
+    out: list[dict[str, object]] = []
+    for c in sidecar.children:
+        out.append(
+            {
+                "name": c.name,
+                "pid": c.proc.pid,
+                "log_path": str(c.log_path) if c.log_path is not None else None,
+                "log_offset": c.log_offset,
+                "returncode": c.proc.returncode,
+            }
+        )
+        if c.name == "runtime" and sidecar.workers is not None:
+            out += sidecar.workers.for_watcher()
     return out
+
+
+def _become_watcher(sidecar: Sidecar, ready: str, app_umask: int) -> None:
+    """Replace this process's image with the small watcher (``tandem.cli.watch``), which
+    runs the app and keeps the sidecar for the rest of its life: same pid, same children,
+    without the start-up's asyncio, parsers and loaders."""
+    o = sidecar.options
+    assert sidecar.run_dir is not None
+    chosen = sidecar.ports
+    assert chosen is not None
+    state = {
+        "app_id": o.app_id,
+        "home": str(sidecar.home.root),
+        "ready_line": ready,
+        "progress_started": sidecar.progress.started,
+        "graceful_shutdown_seconds": o.graceful_shutdown_seconds,
+        "stop_margin_seconds": _STOP_MARGIN,
+        "children": _watched_children(sidecar),
+        "command": list(o.command),
+        "app_env": app_environment(o, chosen) if o.command else {},
+        "app_umask": app_umask,
+        "port_booking": str(sidecar.port_booking()),
+        "app_file": str(sidecar.app_file) if sidecar.app_file is not None else None,
+        "run_dir": str(sidecar.run_dir),
+        "app_sockets": [str(p) for p in app_side.socket_paths(o.app_flags, o.app_id) or ()],
+    }
+    path = sidecar.run_dir / "watch.json"
+    path.write_text(json.dumps(state))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "tandem.cli.watch", str(path)])
 
 
 def app_environment(options: RunOptions, chosen: Ports) -> dict[str, str]:
@@ -541,7 +571,6 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
     # Everything the sidecar writes (databases, WAL files, logs, records, sockets) is the
     # owner's alone; the app keeps the umask it was given.
     app_umask = os.umask(0o077)
-    supervisor: asyncio.Future[None] | None = None
     try:
         try:
             chosen = await sidecar.start()
@@ -550,60 +579,21 @@ async def run(options: RunOptions, home: Home, progress: Progress) -> int:
             return 1
         for warning in sidecar.startup_warnings():
             progress.warn(warning)
-        progress.done(
+        ready = (
             f"sidecar {options.app_id} ready: HTTP 127.0.0.1:{chosen.http}, "
             f"gRPC 127.0.0.1:{chosen.grpc}, internal {chosen.internal}, "
             f"metrics {chosen.metrics}"
         )
-        watchers = [asyncio.ensure_future(c.wait()) for c in sidecar.children]
-        stopper = asyncio.ensure_future(stop.wait())
-        supervisor = asyncio.ensure_future(watch_control_plane(home, progress))
-        app: Child | None = None
-        if options.command:
-            try:
-                app = await Child.start(
-                    "app",
-                    options.command,
-                    log_path=None,
-                    env=app_environment(options, chosen),
-                    own_session=False,
-                    umask=app_umask,
-                )
-            except OSError as exc:
-                progress.fail(f"could not start {options.command[0]}: {exc}")
-                return 1
-            progress.done(f"app started (pid {app.proc.pid}): {' '.join(options.command)}")
-            watchers.append(asyncio.ensure_future(app.wait()))
-        done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
-        for task in [stopper, *watchers]:
-            if task not in done:
-                task.cancel()
-        code = 0
-        if app is not None:
-            if app.exited:
-                code = app.proc.returncode or 0
-                progress.done(f"app exited with code {code}")
-            else:
-                # A signal, or the sidecar died: the app goes too. The app has the graceful
-                # period to finish (its sidecar keeps serving it meanwhile).
-                code = await app.stop(
-                    options.graceful_shutdown_seconds,
-                    sig=received[-1] if received else signal.SIGTERM,
-                )
-                # Stopped on purpose (Ctrl-C, `tandem stop`) is a clean exit, as in `dapr run`.
-                code = 0 if received else code or 1
-        for child in sidecar.children:
-            if child.exited and not received and (app is None or not app.exited):
-                progress.fail(
-                    f"the {child.name} {describe_exit(child.proc.returncode)} unexpectedly "
-                    f"(pid {child.proc.pid}); its log from this run ({child.log_path}):\n"
-                    f"{child.log_tail()}"
-                )
-                code = code or 1
-        return code
+        # A Ctrl-C or `tandem stop` from here on waits, blocked, for the watcher's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        for _ in range(3):
+            await asyncio.sleep(0)  # one delivered just before is handled here
+        if received:
+            return 0  # stopped while starting
+        _become_watcher(sidecar, ready, app_umask)
+        return 1  # not reached: the exec does not return
     finally:
-        if supervisor is not None:
-            supervisor.cancel()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         progress.step_note("stopping sidecar")
         await sidecar.stop()
         os.umask(app_umask)

@@ -1,15 +1,5 @@
-"""`tandem run` keeps the machine's control plane alive, and `tandem list` reports on it.
-
-Every `tandem run` watches the control plane's pid (a file read and a signal-0 per tick, so
-the watcher costs nothing measurable). When it is gone, the watcher restarts it through
-:func:`tandem.cli.controlplane.restart_if_gone`, whose start lock lets exactly one of the
-watching sidecars start it; the others find it running. The new control plane listens on
-the same Unix socket, so every Envoy reconnects on its own, is admitted again with the
-credential it already holds and gets fresh certificates from the persisted CA.
-
-A deliberate stop (SIGTERM to the control plane, or `tandem stop --all`) leaves
-``$TANDEM_HOME/stopping``: the watchers then leave it down.
-"""
+"""`tandem list`'s report on the control plane and each sidecar's link to it (every
+`tandem run` keeps the control plane alive: ``tandem.cli.watch``)."""
 
 from __future__ import annotations
 
@@ -17,51 +7,12 @@ import asyncio
 from pathlib import Path
 
 from tandem.cli.controlplane import (
-    ControlPlaneError,
     clear_dead_record,
-    restart_if_gone,
     stopping,
 )
 from tandem.cli.home import Home
-from tandem.cli.progress import Progress
 from tandem.procs import pid_alive
 from tandem.xds.record import read_info
-
-WATCH_INTERVAL_SECONDS = 0.5
-# After a failed restart, wait longer before the next try: its log says why it failed.
-RETRY_AFTER_FAILURE_SECONDS = 5.0
-
-
-async def watch_control_plane(
-    home: Home, progress: Progress, interval: float = WATCH_INTERVAL_SECONDS
-) -> None:
-    """Runs for the life of a `tandem run`; cancel it to stop watching."""
-    stopped_reported = False
-    while True:
-        await asyncio.sleep(interval)
-        info = read_info(home.root)
-        if info is not None and pid_alive(info.pid):
-            stopped_reported = False
-            continue
-        if stopping(home):
-            if not stopped_reported:
-                stopped_reported = True
-                await asyncio.to_thread(clear_dead_record, home)
-                progress.step_note(
-                    "the control plane was stopped deliberately; not restarting it (this "
-                    "sidecar keeps its configuration; the next `tandem run` starts a new one)"
-                )
-            continue
-        dead = info.pid if info is not None else None
-        try:
-            cp = await asyncio.to_thread(restart_if_gone, home)
-        except ControlPlaneError as exc:
-            progress.fail(f"the control plane died and could not be restarted: {exc}")
-            await asyncio.sleep(RETRY_AFTER_FAILURE_SECONDS)
-            continue
-        if cp is not None and cp.started_here:
-            lost = f" (pid {dead})" if dead is not None else ""
-            progress.done(f"the control plane{lost} was gone; restarted it (pid {cp.pid})")
 
 
 async def control_plane_link(run_dir: Path, timeout: float = 1.0) -> str:

@@ -56,6 +56,17 @@ def metrics_socket(run_dir: Path, index: int) -> Path:
     return run_dir / f"metrics-{index}.sock"
 
 
+def worker_sockets(run_dir: Path, count: int) -> list[tuple[Path, Path]]:
+    """(gRPC, HTTP) socket of workers 1..count-1, for the bootstrap's worker clusters."""
+    return [
+        (
+            run_dir / _OWN_SOCKETS["--socket"].format(i=i),
+            run_dir / _OWN_SOCKETS["--http-socket"].format(i=i),
+        )
+        for i in range(1, count)
+    ]
+
+
 def worker_argv(owner: Sequence[str], run_dir: Path, index: int) -> list[str]:
     """The owner's command line made worker ``index``'s (pure)."""
     out: list[str] = []
@@ -121,9 +132,29 @@ class RuntimeWorkers:
                 out += ["--worker-metrics-socket", str(metrics_socket(self.run_dir, w.index))]
         return out
 
-    def envoy_sockets(self) -> list[tuple[Path, Path]]:
-        """(gRPC, HTTP) socket of each worker, for the bootstrap's worker clusters."""
-        return [(w.socket, w.http_socket) for w in self._workers]
+    def for_watcher(self) -> list[dict[str, object]]:
+        """Each worker as tandem.cli.watch takes its children, with what restarting it takes:
+        the watcher supervises them once `tandem run` has become it."""
+        out: list[dict[str, object]] = []
+        for w in self._workers:
+            child = w.child
+            if child is None:
+                continue
+            out.append(
+                {
+                    "name": child.name,
+                    "pid": child.proc.pid,
+                    "log_path": str(child.log_path) if child.log_path is not None else None,
+                    "log_offset": child.log_offset,
+                    "returncode": child.proc.returncode,
+                    "restart": {
+                        "argv": w.argv,
+                        "sockets": [str(w.socket), str(w.http_socket)],
+                        "label": f"runtime worker {w.index}",
+                    },
+                }
+            )
+        return out
 
     def pids(self) -> list[int]:
         return [w.child.proc.pid for w in self._workers if w.child is not None]

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import aiohttp
 
 from tandem.blocks.actors.app_http import ACTOR_CALL_HEADERS
 from tandem.blocks.app_channel import AppResponse
@@ -17,6 +16,9 @@ from tandem.xds.contract import ACTOR_CLUSTER_HEADER as CLUSTER_HEADER
 from tandem.xds.contract import ACTOR_INBOUND_PREFIX as INBOUND_PREFIX
 from tandem.xds.contract import actor_host_cluster as host_cluster_name
 
+if TYPE_CHECKING:
+    import aiohttp
+
 
 class EnvoyForwarder:
     def __init__(self, socket_path: str, *, timeout: float = 60.0) -> None:
@@ -26,6 +28,8 @@ class EnvoyForwarder:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp  # ~10 MB: loaded by the first forwarded call
+
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=self._socket_path, limit=256),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
@@ -48,6 +52,8 @@ class EnvoyForwarder:
         sent = {k: v for k, v in headers.items() if k.lower() in ACTOR_CALL_HEADERS}
         sent[CLUSTER_HEADER] = host_cluster_name(host)
         sent[VERSION_HEADER] = str(version)
+        import aiohttp
+
         try:
             async with self._client().put("http://actors" + path, data=body, headers=sent) as resp:
                 data = await resp.read()

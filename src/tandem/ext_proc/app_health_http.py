@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from tandem.blocks.app_health import AppHealth
+    from tandem.blocks.app_health import AppHealth
 
 
 async def serve_app_health(health: AppHealth, path: Path) -> None:
     """Serve until cancelled."""
+    from aiohttp import web  # only with --enable-app-health-check
 
     async def verdict(_: web.Request) -> web.Response:
         return web.Response(status=200 if health.healthy else 503)

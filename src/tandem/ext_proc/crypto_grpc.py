@@ -9,7 +9,6 @@ from typing import Any
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import crypto_pb2
 
-from tandem.blocks.crypto import keys
 from tandem.blocks.crypto.service import CryptoService, EncryptOptions, bad_request, crypto_error
 from tandem.ext_proc.grpc_api import Rpc, StreamRpc
 
@@ -79,6 +78,8 @@ def rpcs(service: CryptoService) -> dict[str, Rpc]:
             yield response
 
     async def get_key(req: crypto_pb2.SubtleGetKeyRequest) -> crypto_pb2.SubtleGetKeyResponse:
+        from tandem.blocks.crypto import keys  # loads `cryptography`: only when used
+
         key = await service.key(req.component_name, req.name)
         try:
             text = (

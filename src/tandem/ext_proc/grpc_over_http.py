@@ -51,7 +51,7 @@ from tandem.ext_proc.grpc_api import (
 from tandem.ext_proc.grpc_decode import undecodable_message
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics
 from tandem.xds.contract import GRPC_BRIDGE_HEADER as BRIDGE_HEADER
-from tandem.xds.contract import TASK_HUB_SERVICE
+from tandem.xds.contract import TASK_HUB_PATH, TASK_HUB_SERVICE
 
 SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 GRPC_PREFIX = f"/{SERVICE.full_name}/"
@@ -178,7 +178,7 @@ class GrpcUnaryOverHttp:
         table: Mapping[str, Rpc],
         max_request_bytes: int | None = None,
         metrics: RuntimeMetrics = NO_METRICS,
-        task_hub: object | None = None,
+        task_hub: Callable[[], object] | None = None,
     ) -> None:
         self._max = max_request_bytes
         self._metrics = metrics
@@ -193,22 +193,29 @@ class GrpcUnaryOverHttp:
                 method.name,
                 dapr=True,
             )
-        if task_hub is not None:
-            from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2
+        # The task hub's servicer, loaded on its first call (it loads the workflow SDK).
+        self._task_hub = task_hub
 
-            service = orchestrator_service_pb2.DESCRIPTOR.services_by_name[TASK_HUB_SERVICE]
-            for method in service.methods:
-                if method.client_streaming or method.server_streaming:
-                    continue
-                self._methods[f"/{service.full_name}/{method.name}"] = _Method(
-                    getattr(task_hub, method.name),
-                    message_factory.GetMessageClass(method.input_type),
-                    method.name,
-                    dapr=False,
-                )
+    def _add_task_hub(self, task_hub: object) -> None:
+        from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2
+
+        service = orchestrator_service_pb2.DESCRIPTOR.services_by_name[TASK_HUB_SERVICE]
+        for method in service.methods:
+            if method.client_streaming or method.server_streaming:
+                continue
+            self._methods[f"/{service.full_name}/{method.name}"] = _Method(
+                getattr(task_hub, method.name),
+                message_factory.GetMessageClass(method.input_type),
+                method.name,
+                dapr=False,
+            )
 
     async def __call__(self, req: ApiRequest) -> ApiResponse:
         method = self._methods.get(req.path)
+        if method is None and self._task_hub is not None and req.path.startswith(TASK_HUB_PATH):
+            self._add_task_hub(self._task_hub())
+            self._task_hub = None
+            method = self._methods.get(req.path)
         if method is None:
             return error_response(CallStatus(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
         start = time.perf_counter()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import aiohttp
-import yarl
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import invoke_pb2
 
@@ -23,6 +22,9 @@ from tandem.blocks.invoke_translate import (
     invoke_response_of_http,
 )
 from tandem.ext_proc.grpc_api import invocation_metadata
+
+if TYPE_CHECKING:
+    import aiohttp
 
 API_TOKEN_ENV = "DAPR_API_TOKEN"
 # gRPC call metadata that describes the gRPC hop (or our own plumbing), not the call.
@@ -62,6 +64,8 @@ class InvokeService:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp  # ~10 MB: loaded by the first call, not by every sidecar
+
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
                 # Invocations may legitimately take long; the caller's gRPC deadline rules.
@@ -89,6 +93,9 @@ class InvokeService:
         url = f"http://127.0.0.1:{self._port}{call.path}"
         if call.query:
             url += "?" + call.query
+        import aiohttp
+        import yarl
+
         try:
             async with self._client().request(
                 call.method,

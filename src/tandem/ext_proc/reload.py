@@ -57,6 +57,13 @@ def spec_of(component: Component) -> ComponentSpec:
 
 def invocation_warnings(loaded: ResourceSet) -> list[str]:
     """What of the Resiliency and HTTPEndpoint resources Envoy cannot apply."""
+    if not (
+        loaded.resiliencies
+        or loaded.http_routes
+        or loaded.traffic_policies
+        or loaded.http_endpoints
+    ):
+        return []  # the translators (Envoy's config protos) load only to check some
     from tandem.xds.translate import http_endpoints, resiliency, traffic
 
     lines = [w for r in loaded.resiliencies for w in resiliency.warnings(r)]

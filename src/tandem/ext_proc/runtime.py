@@ -28,7 +28,6 @@ from tandem.ext_proc import (
     invoke_grpc_app,
     meta_http,
     unimplemented,
-    workflow_grpc,
 )
 from tandem.ext_proc.actors_wiring import wire_actors
 from tandem.ext_proc.blocks_wiring import (
@@ -50,6 +49,7 @@ from tandem.ext_proc.invoke_service import InvokeService
 from tandem.ext_proc.jobs_wiring import wire_jobs
 from tandem.ext_proc.reload import PubSubReload, RuntimeReloader, invocation_warnings, spec_of
 from tandem.ext_proc.router import Router
+from tandem.ext_proc.task_hub import LazyTaskHub
 from tandem.ext_proc.workflows_wiring import WorkflowWiring, wire_workflows
 from tandem.observability.metrics import NO_METRICS, RuntimeMetrics, runtime_metrics
 from tandem.observability.metrics_server import MetricsServer
@@ -217,7 +217,6 @@ class Runtime:
         )
         self._workflows = workflows
         workflows.register(self.router, wiring.rpcs)
-        workflows.start()
         self._closers.append(workflows.close)
         self._start_reloader(wiring, ctx)
         self._metrics.loaded(
@@ -401,9 +400,8 @@ class Runtime:
         )
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
         workflows = self._workflows
-        task_hub = workflow_grpc.add_to_server(
-            server, lambda: workflows.engine if workflows else None
-        )
+        task_hub = LazyTaskHub(lambda: workflows.engine if workflows else None)
+        server.add_generic_rpc_handlers((task_hub,))
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
@@ -417,7 +415,7 @@ class Runtime:
                 socket_path=self.options.http_socket,
                 # Unary gRPC API calls, bridged by Envoy, from the servicer's own table.
                 grpc_unary=GrpcUnaryOverHttp(
-                    servicer.table, self.options.max_body_bytes, self._metrics, task_hub
+                    servicer.table, self.options.max_body_bytes, self._metrics, task_hub.servicer
                 ),
             )
             await self._http.start()

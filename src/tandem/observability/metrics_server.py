@@ -1,7 +1,8 @@
 """The sidecar's ``GET /metrics``: the runtime's Dapr metrics, Dapr's service-invocation
 metrics computed from Envoy's own counters (invocations never enter the runtime), then
 Envoy's stats as they were served before. Envoy's metrics listener forwards ``/metrics``
-here, on a Unix socket; Envoy's stats come from its admin socket."""
+here, on a Unix socket; Envoy's stats come from its admin socket. Served by the runtime's
+own HTTP/1.1 server (``tandem.ext_proc.http_server``): no HTTP framework is loaded for it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -20,11 +19,16 @@ from prometheus_client.metrics_core import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from tandem.envoy.admin import AdminError, admin_request
+from tandem.ext_proc.api import ApiRequest, ApiResponse
+from tandem.ext_proc.http_server import HttpApiServer
 from tandem.observability.metrics import RuntimeMetrics
 
 log = logging.getLogger("tandem.metrics")
 
 ENVOY_PROMETHEUS = "/stats/prometheus"
+_TEXT = b"text/plain; charset=utf-8"
+_MAX_BODY = 64 << 10  # GET /metrics has no body
 # Envoy clusters that carry invocations to callees: app:X (Envoy's Prometheus output writes
 # the name as app_X; app ids have no ':').
 _CALLEE_PREFIX = "app_"
@@ -127,24 +131,22 @@ class MetricsServer:
         self._workers = tuple(workers)
         self._socket = socket_path
         self._admin = admin_socket
-        self._runner: web.AppRunner | None = None
+        self._server: HttpApiServer | None = None
 
     async def _envoy(self) -> str:
         if self._admin is None:
             return ""
         try:
-            connector = aiohttp.UnixConnector(path=str(self._admin))
-            timeout = aiohttp.ClientTimeout(total=5)
-            async with (
-                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                session.get(f"http://envoy{ENVOY_PROMETHEUS}") as resp,
-            ):
-                return await resp.text()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return (await admin_request(str(self._admin), ENVOY_PROMETHEUS, timeout=5)).text()
+        except AdminError as exc:
             log.warning("cannot read Envoy's stats: %s", exc)
             return ""
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: ApiRequest) -> ApiResponse:
+        if request.path != "/metrics":
+            return ApiResponse(status=404, body=b"404: Not Found", content_type=_TEXT)
+        if request.method != "GET":
+            return ApiResponse(status=405, body=b"405: Method Not Allowed", content_type=_TEXT)
         envoy = await self._envoy()
         body = self._metrics.render()
         if self._metrics.enabled:
@@ -154,16 +156,17 @@ class MetricsServer:
 
                 body = await folded(body, self._workers)
         body += envoy.encode()
-        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+        return ApiResponse(status=200, body=body, content_type=_TEXT)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self._socket.unlink(missing_ok=True)
-        await web.UnixSite(self._runner, str(self._socket)).start()
+        self._server = HttpApiServer(
+            self._handle,
+            app_id=self._metrics.app_id,
+            max_body_bytes=_MAX_BODY,
+            socket_path=self._socket,
+        )
+        await self._server.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.stop()

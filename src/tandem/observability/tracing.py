@@ -14,23 +14,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tandem.observability.export import TraceExport, trace_export
 from tandem.resources.configuration import Configuration
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tandem.observability.tracing_sdk import CountingBatchProcessor
 
 log = logging.getLogger("tandem.tracing")
 
@@ -40,70 +36,20 @@ MAX_QUEUE = 2048
 EXPORT_TIMEOUT_MS = 5000
 
 
-class _CountingBatchProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting the spans its full queue pushes out (it drops the
-    oldest silently) and those in batches the collector did not take."""
-
-    def __init__(self, exporter: SpanExporter) -> None:
-        super().__init__(
-            exporter, max_queue_size=MAX_QUEUE, export_timeout_millis=EXPORT_TIMEOUT_MS
-        )
-        self._exporter_ref = exporter
-        self.queue_dropped = 0
-
-    def on_end(self, span: ReadableSpan) -> None:
-        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
-        if queue is not None and len(queue) >= MAX_QUEUE:
-            self.queue_dropped += 1
-        super().on_end(span)
-
-    @property
-    def dropped(self) -> int:
-        return self.queue_dropped + int(getattr(self._exporter_ref, "failed_spans", 0) or 0)
-
-
-def _exporter(export: TraceExport) -> SpanExporter | None:
-    if export.exporter is None:
-        return None
-    if export.exporter == "zipkin":
-        from opentelemetry.exporter.zipkin.json import ZipkinExporter
-
-        return ZipkinExporter(endpoint=export.url, timeout=EXPORT_TIMEOUT_MS // 1000)
-    from tandem.observability.otlp import OtlpSpanExporter
-
-    if export.exporter == "otlp_grpc":
-        return OtlpSpanExporter(
-            grpc_target=f"{export.host}:{export.port}",
-            secure=export.secure,
-            headers=export.headers,
-            timeout=EXPORT_TIMEOUT_MS / 1000,
-        )
-    return OtlpSpanExporter(
-        http_url=export.url, headers=export.headers, timeout=EXPORT_TIMEOUT_MS / 1000
-    )
-
-
 class Tracing:
     """One runtime's tracer. ``Tracing(None, app_id)`` makes no spans at all."""
 
     def __init__(self, export: TraceExport | None, app_id: str) -> None:
         self._provider: TracerProvider | None = None
-        self._batch: _CountingBatchProcessor | None = None
+        self._batch: CountingBatchProcessor | None = None
         if export is None or not export.on:
             self.tracer: trace.Tracer = trace.NoOpTracer()
             return
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": app_id}),
-            sampler=ParentBased(TraceIdRatioBased(export.sampling_rate)),
-        )
-        exporter = _exporter(export)
-        if exporter is not None:
-            self._batch = _CountingBatchProcessor(exporter)
-            provider.add_span_processor(self._batch)
-        if export.stdout:
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-        self._provider = provider
-        self.tracer = provider.get_tracer("tandem")
+        # The SDK (with psutil) loads only when tracing is configured.
+        from tandem.observability.tracing_sdk import provider_for
+
+        self._provider, self._batch = provider_for(export, app_id)
+        self.tracer = self._provider.get_tracer("tandem")
 
     @property
     def enabled(self) -> bool:

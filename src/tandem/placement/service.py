@@ -33,6 +33,7 @@ from tandem.scheduler.engine import Scheduler
 from tandem.scheduler.schedule import ScheduleError, reminder_schedule
 from tandem.scheduler.store import Entry, FailurePolicy, Outcome, SchedulerStore, Trigger
 from tandem.xds.ca import write_private_file
+from tandem.xds.contract import WORKFLOW_TIMER_KIND
 
 log = logging.getLogger("tandem.placement")
 
@@ -40,9 +41,6 @@ EPOCH_FILE = "placement.json"
 SCHEDULER_FILE = "scheduler.db"
 DEFAULT_LEASE = 5.0
 REMINDER_KIND = "actor-reminder"
-# A workflow's durable timer: routed like a reminder, to the owner of the instance (an id
-# of the app's internal workflow actor type), which adds TimerFired to its inbox.
-WORKFLOW_TIMER_KIND = "workflow-timer"
 
 
 def next_epoch(home: Path) -> tuple[int, bool]:

@@ -24,3 +24,9 @@ GRPC_BRIDGE_HEADER = "x-tandem-grpc-bridge"
 
 # The durable-task service of the SDK's workflow client and worker.
 TASK_HUB_SERVICE = "TaskHubSidecarService"
+TASK_HUB_PATH = f"/{TASK_HUB_SERVICE}/"  # the prefix of its methods' gRPC paths
+
+# A workflow's durable timer in the control plane's scheduler: routed like a reminder, to
+# the owner of the instance (an id of the app's internal workflow actor type), which adds
+# TimerFired to its inbox.
+WORKFLOW_TIMER_KIND = "workflow-timer"

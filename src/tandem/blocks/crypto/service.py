@@ -7,12 +7,17 @@ import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from tandem.blocks.crypto import ops, scheme
-from tandem.blocks.crypto.keys import CryptoKeyError, Key
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
+
+if TYPE_CHECKING:
+    from tandem.blocks.crypto import scheme
+    from tandem.blocks.crypto.keys import Key
+
+# The operations load `cryptography` (and jwcrypto): imported by the calls that use them,
+# so a sidecar with no crypto component never loads them.
 
 
 class KeyProvider(Protocol):
@@ -79,6 +84,9 @@ class CryptoService:
         self, component: str, options: EncryptOptions, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
         """The encrypted stream: the header, then each sealed segment as it fills."""
+        from tandem.blocks.crypto import ops, scheme
+        from tandem.blocks.crypto.keys import CryptoKeyError
+
         provider = self.provider(component)
         if not options.key_name:
             raise bad_request("missing key name")
@@ -126,6 +134,9 @@ class CryptoService:
         self, component: str, key_name: str, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
         """The plaintext, segment by segment, each verified before it is given out."""
+        from tandem.blocks.crypto import ops, scheme
+        from tandem.blocks.crypto.keys import CryptoKeyError
+
         provider = self.provider(component)
         buffer = b""
         header = None
@@ -162,6 +173,8 @@ class CryptoService:
     async def _decrypting(
         decryptor: scheme.Decryptor, rest: bytes, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
+        from tandem.blocks.crypto import scheme
+
         try:
             out = decryptor.update(rest)
             if out:
@@ -179,6 +192,8 @@ class CryptoService:
     # -- subtle ------------------------------------------------------------------------------
 
     async def key(self, component: str, name: str) -> Key:
+        from tandem.blocks.crypto.keys import CryptoKeyError
+
         provider = self.provider(component)
         try:
             return await provider.get_key(name)
@@ -188,6 +203,8 @@ class CryptoService:
     async def subtle_encrypt(
         self, component: str, key_name: str, algorithm: str, data: bytes, nonce: bytes, aad: bytes
     ) -> tuple[bytes, bytes]:
+        from tandem.blocks.crypto import ops
+
         key = await self.key(component, key_name)
         try:
             return ops.encrypt(key, algorithm, data, nonce, aad)
@@ -204,6 +221,8 @@ class CryptoService:
         tag: bytes,
         aad: bytes,
     ) -> bytes:
+        from tandem.blocks.crypto import ops
+
         key = await self.key(component, key_name)
         try:
             return ops.decrypt(key, algorithm, data, nonce, tag, aad)
@@ -213,6 +232,8 @@ class CryptoService:
     async def subtle_sign(
         self, component: str, key_name: str, algorithm: str, digest: bytes
     ) -> bytes:
+        from tandem.blocks.crypto import ops
+
         key = await self.key(component, key_name)
         try:
             return ops.sign(key, algorithm, digest)
@@ -222,6 +243,8 @@ class CryptoService:
     async def subtle_verify(
         self, component: str, key_name: str, algorithm: str, digest: bytes, signature: bytes
     ) -> bool:
+        from tandem.blocks.crypto import ops
+
         key = await self.key(component, key_name)
         # A verifier needs only the public part.
         public = dataclasses.replace(key, private=None)

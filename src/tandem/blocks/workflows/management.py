@@ -7,17 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tandem.blocks.errors import DaprError
-from tandem.blocks.workflows.engine import not_found
 from tandem.blocks.workflows.ids import check_instance_id, new_instance_id
-from tandem.blocks.workflows.listing import BadToken, Filter, matching, page
-from tandem.blocks.workflows.ownership import Workflows
-from tandem.blocks.workflows.record import STATUS_BY_NAME, STATUS_NAMES, Record
+
+if TYPE_CHECKING:
+    from tandem.blocks.workflows.listing import Filter
+    from tandem.blocks.workflows.ownership import Workflows
+    from tandem.blocks.workflows.record import Record
+
+# The engine, its records and the listing load the SDK's durable-task protos (the whole
+# `dapr.ext.workflow` package): imported on first use, so a sidecar whose app runs no
+# workflow never loads them (tests/ext_proc/test_lazy_imports.py).
 
 COMPONENT = "dapr"  # Dapr's one built-in workflow engine component
 START_TIME_OPTION = "dapr.workflow.start_time"
+
+
+def _not_found(instance_id: str) -> DaprError:
+    from tandem.blocks.workflows.engine import not_found
+
+    return not_found(instance_id)
 
 
 def bad_request(code: str, message: str) -> DaprError:
@@ -30,6 +41,8 @@ def rfc3339(at: datetime) -> str:
 
 def view(rec: Record) -> dict[str, Any]:
     """Dapr's answer to a get: the instance and its properties."""
+    from tandem.blocks.workflows.record import STATUS_NAMES
+
     props: dict[str, str] = {}
     if rec.input is not None:
         props["dapr.workflow.input"] = rec.input
@@ -55,6 +68,9 @@ def view(rec: Record) -> dict[str, Any]:
 
 def parse_filter(values: dict[str, list[str]]) -> Filter:
     """``runtimeStatus`` (repeatable or comma-separated), ``name``, ``createdFrom``/``createdTo``."""
+    from tandem.blocks.workflows.listing import Filter
+    from tandem.blocks.workflows.record import STATUS_BY_NAME
+
     statuses: set[str] = set()
     for raw in values.get("runtimeStatus", []):
         for item in raw.split(","):
@@ -145,7 +161,7 @@ class WorkflowApi:
         async with engine.measure("get_workflow"):
             rec = await engine.state(self._instance(instance_id))
             if rec is None:
-                raise not_found(instance_id)
+                raise _not_found(instance_id)
         return view(rec)
 
     async def terminate(self, component: str, instance_id: str, recursive: bool = True) -> None:
@@ -171,18 +187,20 @@ class WorkflowApi:
         engine = self.engine(component)
         async with engine.measure("purge_workflow"):
             if await engine.purge(self._instance(instance_id), recursive) == 0:
-                raise not_found(instance_id)
+                raise _not_found(instance_id)
 
     # --- beyond Dapr -----------------------------------------------------------------------
 
     async def list_instances(
         self, component: str, where: Filter, page_size: int, token: str
     ) -> dict[str, Any]:
+        from tandem.blocks.workflows import listing
+
         engine = self.engine(component)
         index = await engine.listing()
         try:
-            ids, next_token = page(index, where, page_size, token)
-        except BadToken as exc:
+            ids, next_token = listing.page(index, where, page_size, token)
+        except listing.BadToken as exc:
             raise bad_request("ERR_BAD_REQUEST", str(exc)) from None
         out: dict[str, Any] = {
             "instances": [
@@ -209,9 +227,11 @@ class WorkflowApi:
 
     async def purge_where(self, component: str, where: Filter) -> dict[str, Any]:
         """Purge every finished instance the filter selects (running ones are skipped)."""
+        from tandem.blocks.workflows import listing
+
         engine = self.engine(component)
         purged: list[str] = []
-        for instance_id in matching(await engine.listing(), where):
+        for instance_id in listing.matching(await engine.listing(), where):
             rec = await engine.state(instance_id)
             if rec is not None and rec.terminal and await engine.purge(instance_id, True):
                 purged.append(instance_id)
@@ -219,9 +239,11 @@ class WorkflowApi:
 
     async def terminate_where(self, component: str, where: Filter) -> dict[str, Any]:
         """Terminate every unfinished instance the filter selects."""
+        from tandem.blocks.workflows import listing
+
         engine = self.engine(component)
         done: list[str] = []
-        for instance_id in matching(await engine.listing(), where):
+        for instance_id in listing.matching(await engine.listing(), where):
             rec = await engine.state(instance_id)
             if rec is not None and not rec.terminal:
                 await engine.terminate(instance_id, None, True)

@@ -1,0 +1,83 @@
+"""A sidecar loads what its app uses, when it uses it (issue 21, footprint): the idle
+supervisor (`tandem run`) and runtime load neither the workflow SDK nor `cryptography`, the
+control plane's modules, aiohttp or Envoy's config translators; what `tandem run` keeps for
+the app's life loads no asyncio; the first workflow call loads the workflow engine and is
+answered as before.
+
+What each process imported is read from Python's own import trace
+(``PYTHONPROFILEIMPORTTIME=1`` reaches every process `tandem run` starts; the runtime's
+lands in its log), so the real entry points run unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from harness import start_sidecar, wait_until
+
+# Loaded by a sidecar only for an app that uses them (or never, for the control plane's).
+HEAVY = (
+    "dapr.ext.workflow",
+    "cryptography",
+    "jwcrypto",
+    "tandem.placement.service",
+    "tandem.blocks.workflows.engine",
+    "aiohttp",
+    "tandem.xds.translate",
+)
+# The supervisor lives as long as the app: none of the sidecar's machinery either.
+SUPERVISOR_ALSO = ("grpc", "tandem.resources", "tandem.blocks.secrets.endpoints")
+# What `tandem run` keeps for the app's life (tandem.cli.watch) does without the start-up's.
+WATCHER_NEVER = ("asyncio", "argparse", "tandem.cli.run", "tandem.envoy", "yaml")
+
+
+def imported(text: str) -> set[str]:
+    """Module names from a ``-X importtime`` trace."""
+    out = set()
+    for line in text.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            out.add(line.rsplit("|", 1)[1].strip())
+    return out
+
+
+def test_an_idle_sidecar_loads_what_its_app_uses_and_workflows_on_first_call(
+    tandem_home: Path,
+) -> None:
+    sidecar = start_sidecar(tandem_home, "lazy", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        wait_until(lambda: "sidecar lazy ready" in sidecar.text(), 30, "start-up to finish")
+        base = sidecar.base
+        # Some ordinary traffic: state and publish on the default components.
+        saved = httpx.post(f"{base}/v1.0/state/statestore", json=[{"key": "k", "value": 1}])
+        assert saved.status_code == 204
+        assert httpx.get(f"{base}/v1.0/state/statestore/k").json() == 1
+        published = httpx.post(f"{base}/v1.0/publish/pubsub/orders", json={"n": 1})
+        assert published.status_code == 204
+        runtime_log = tandem_home / "logs" / "lazy.runtime.log"
+
+        runtime = imported(runtime_log.read_text(errors="replace"))
+        supervisor = imported(sidecar.text())
+        assert "tandem.ext_proc.runtime" in runtime  # the trace is there at all
+        assert "tandem.cli.run" in supervisor
+        assert sorted(m for m in HEAVY if m in runtime) == []
+        assert sorted(m for m in HEAVY + SUPERVISOR_ALSO if m in supervisor) == []
+        # The watcher's imports come between the start-up's last line and its own first.
+        output = sidecar.text()
+        watcher = imported(output[output.index("envoy ready") : output.index("sidecar lazy ready")])
+        assert "tandem.cli.exits" in watcher  # the watcher (run as __main__) imported it
+        assert sorted(m for m in WATCHER_NEVER if m in watcher) == []
+
+        # The first workflow call builds the engine (loading the SDK) and answers as Dapr
+        # (an id Dapr refuses: no worker is needed to answer that).
+        refused = httpx.post(
+            f"{base}/v1.0-beta1/workflows/dapr/wf/start", params={"instanceID": "a b"}
+        )
+        assert refused.status_code == 400
+        assert refused.json()["errorCode"] == "ERR_INSTANCE_ID_INVALID"
+        wait_until(
+            lambda: "dapr.ext.workflow" in imported(runtime_log.read_text(errors="replace")),
+            10,
+            "the workflow SDK to load on the first workflow call",
+        )
+    finally:
+        sidecar.stop()
