@@ -257,6 +257,45 @@ def tree_cpu(roots: list[int]) -> float:
     return sum(stats[pid][1] for pid in keep if pid in stats)
 
 
+def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """Like :func:`tree_cpu`, split by role: ``runtime`` (``tandem.ext_proc``), ``envoy``,
+    ``tandem run`` (the supervisor) and ``app`` (anything else)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        stats[int(entry)] = (int(fields[1]), cpu, cmd)
+    keep = set(roots)
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in stats.items() if ppid in keep} - keep
+        grew = bool(more)
+        keep |= more
+    for pid in keep & stats.keys():
+        cmd = stats[pid][2]
+        role = (
+            "runtime"
+            if "tandem.ext_proc" in cmd
+            else "envoy"
+            if "envoy" in cmd.split(" ", 1)[0]
+            else "tandem run"
+            if "tandem.cli.main" in cmd
+            else "app"
+        )
+        out[role] = out.get(role, 0.0) + stats[pid][1]
+    return out
+
+
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system

@@ -44,7 +44,7 @@ from typing import Protocol
 
 import aiohttp
 import orjson
-from _common import TandemMachine, own_cpu, tree_cpu
+from _common import TandemMachine, own_cpu, tree_cpu, tree_cpu_by_role
 
 from tandem.blocks.pubsub.broker import Message, Outcome, PubSub, SubscribeOptions
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component
@@ -69,6 +69,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     cpu_ms: float | None = None  # CPU per message (loaded run)
+    cpu_split: tuple[tuple[str, float], ...] = ()  # per process (loaded run, tandem path)
 
     @property
     def rate(self) -> float:
@@ -306,16 +307,20 @@ async def _measure(
     consumer: Consumer,
     args: argparse.Namespace,
     cpu: Callable[[], float],
+    split: Callable[[], dict[str, float]] = dict,
 ) -> list[Result]:
     await drive(publish, consumer, 50, 4, -100_000)  # warm-up (connections, topic, group)
     one = await drive(publish, consumer, args.latency_messages, 0, 0)
-    before = cpu()
+    before, split_before = cpu(), split()
     many = await drive(publish, consumer, args.messages, args.concurrency, 1_000_000)
     loaded = summarize(broker, label, f"{args.concurrency} in flight", many)
     per_msg = (cpu() - before) * 1000 / args.messages
+    per_process = tuple(
+        (k, (v - split_before.get(k, 0.0)) * 1000 / args.messages) for k, v in split().items()
+    )
     return [
         summarize(broker, label, "one at a time", one),
-        dataclasses.replace(loaded, cpu_ms=per_msg),
+        dataclasses.replace(loaded, cpu_ms=per_msg, cpu_split=per_process),
     ]
 
 
@@ -333,12 +338,23 @@ def measure_tandem(
     app = (sys.executable, APP, str(app_port), "pubsub", topic)
     first = len(machine.procs)
     sub = machine.run(f"sub-{broker.name}", *extra, "--app-port", str(app_port), "--", *app)
+    sub_pid = machine.procs[-1].pid
     pub = sub if broker.name == "in-memory" else machine.run(f"pub-{broker.name}", *extra)
+    pub_pid = machine.procs[-1].pid
 
     async def run() -> list[Result]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             publish = http_publisher(session, pub, topic)
             pids = [p.pid for p in machine.procs[first:]]
+            roles = {"sub": [sub_pid]} if pub == sub else {"sub": [sub_pid], "pub": [pub_pid]}
+
+            def split() -> dict[str, float]:
+                return {
+                    f"{side} {role}": seconds
+                    for side, roots in roles.items()
+                    for role, seconds in tree_cpu_by_role(roots).items()
+                }
+
             return await _measure(
                 broker.name,
                 "tandem",
@@ -346,6 +362,7 @@ def measure_tandem(
                 Arrivals(app_port, session),
                 args,
                 lambda: tree_cpu(pids),
+                split,
             )
 
     return asyncio.run(run())
@@ -372,6 +389,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(r.row())
+    print()
+    for r in results:
+        if r.cpu_split:
+            parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r.cpu_split))
+            print(f"{r.broker} tandem CPU ms/msg by process: {parts}")
     print()
     print(
         "| broker | tandem / direct msg/s | unloaded p50: tandem − direct ms | "

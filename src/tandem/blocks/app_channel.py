@@ -1,10 +1,11 @@
 """The runtime's HTTP channel to its app (``127.0.0.1:<app port>``).
 
 One pooled aiohttp session for the runtime's lifetime, used for pub/sub deliveries and
-``GET /dapr/subscribe`` (later: input bindings, actors). Under `tandem run` the requests go
-through the sidecar's Envoy (``socket_path``, its ``dapr_app_channel`` listener), which
-speaks the app's protocol (TLS, h2c) and holds ``--app-max-concurrency`` for every caller
-of the app; without it they go straight to the port. Every request carries
+``GET /dapr/subscribe`` (later: input bindings, actors). Under `tandem run` the requests can
+go through the sidecar's Envoy (``socket_path``, its ``dapr_app_channel`` listener), which
+speaks the app's protocol (TLS, h2c), holds ``--app-max-concurrency`` for every caller
+of the app and runs the ``appHttpPipeline``; when none of that applies (:meth:`route`,
+``tandem.blocks.app_route``) and without a socket they go straight to the port. Every request carries
 ``dapr-api-token`` when ``APP_API_TOKEN`` is set in the runtime's environment; callers add
 W3C trace context per request.
 """
@@ -70,32 +71,48 @@ class AppChannel:
         self._token = token or None
         self._max_connections = max_connections
         self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        # One session per way to the app (True: through Envoy's socket), made on first use.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._via_envoy = socket_path is not None
         self.ready = asyncio.Event()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def via_envoy(self) -> bool:
+        return self._via_envoy
+
+    def route(self, via_envoy: bool) -> None:
+        """Send the next requests through Envoy's app channel (when there is one) or
+        straight to the app's port; requests in flight finish on the way they took."""
+        via = via_envoy and self.socket_path is not None
+        if via != self._via_envoy:
+            log.info("requests to the app go %s", "through Envoy" if via else "to its port")
+        self._via_envoy = via
+
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        via = self._via_envoy
+        session = self._sessions.get(via)
+        if session is None:
             # aiohttp (~10 MB) loads with the first request: a sidecar without an app, or
             # whose app it never calls, does without it.
             import aiohttp
 
             connector: aiohttp.BaseConnector
-            if self.socket_path is not None:
+            if via and self.socket_path is not None:
                 connector = aiohttp.UnixConnector(
                     path=self.socket_path, limit=self._max_connections, keepalive_timeout=30
                 )
             else:
                 connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[via] = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 auto_decompress=True,
             )
-        return self._session
+        return session
 
     async def port_open(self) -> bool:
         """The app port accepts connections (and so does Envoy's app channel, if used)."""
@@ -148,6 +165,6 @@ class AppChannel:
             raise AppChannelError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()

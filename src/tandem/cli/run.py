@@ -252,7 +252,8 @@ class Sidecar:
             if o.config is not None:
                 argv += ["--config", str(o.config)]
             if o.app_port is not None:
-                argv += ["--app-port", str(o.app_port)]
+                # Every Configuration of this sidecar is --config, which the runtime follows.
+                argv += ["--app-port", str(o.app_port), "--app-channel-direct"]
             if http_socket is not None:
                 argv += ["--http-socket", str(http_socket)]
             argv += ["--dapr-http-port", str(chosen.http)]

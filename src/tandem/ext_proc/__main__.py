@@ -39,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--dapr-http-port", type=int, help="the sidecar's Dapr HTTP port (Envoy)")
     # App-facing `tandem run` flags (README "App-facing flags").
     p.add_argument("--app-channel-socket", help="reach the app through Envoy's listener here")
+    p.add_argument(
+        "--app-channel-direct",
+        action="store_true",
+        help="call an HTTP app straight at its port while no Envoy-only setting applies "
+        "(the launcher knows every Configuration that applies: it is --config)",
+    )
     p.add_argument("--app-max-concurrency", type=int, help="reported in the metadata API")
     p.add_argument("--enable-app-health-check", action="store_true")
     p.add_argument("--app-health-check-path", default="/healthz")
@@ -96,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         http_socket=a.http_socket,
         dapr_http_port=a.dapr_http_port,
         app_channel_socket=a.app_channel_socket,
+        app_channel_direct=a.app_channel_direct,
         app_max_concurrency=a.app_max_concurrency,
         app_health=AppHealthConfig(
             path=a.app_health_check_path,

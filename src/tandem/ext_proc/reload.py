@@ -135,6 +135,9 @@ class RuntimeReloader:
     # Component → the spec its factory gets, secretKeyRef resolved (secrets/resolve.py).
     resolve: Callable[[Component], ComponentSpec] = spec_of
     swaps: tuple[SwapReload, ...] = ()
+    # Told each valid reload of ``config`` (the Configuration), after the resources apply.
+    on_config: Callable[[Any], None] | None = None
+    _config_loaded: Any = None
     _swapped: dict[str, _Store] = field(default_factory=dict)  # the swap blocks', by name
     _seen: _Signature | None = None
     _stores: dict[str, _Store] = field(default_factory=dict)
@@ -185,11 +188,13 @@ class RuntimeReloader:
             log.warning("resources not reloaded, the last good ones stay: %s", exc)
             return
         await self._apply(loaded, specs)
+        if self.on_config is not None and self.config is not None:
+            self.on_config(self._config_loaded)
         await asyncio.to_thread(self._write_version)
 
     def _load(self) -> tuple[ResourceSet, dict[str, ComponentSpec]]:
         if self.config is not None:
-            load_configuration(self.config)  # validated, as at start
+            self._config_loaded = load_configuration(self.config)  # validated, as at start
         loaded = load_resources(list(self.paths), app_id=self.app_id, namespace=self.namespace)
         # Here, on the worker thread: resolving a secretKeyRef may ask a server; one that no
         # longer resolves is a ResourceError like any invalid edit.

@@ -85,6 +85,8 @@ class RuntimeOptions:
     # App-facing flags: the runtime reaches its app through Envoy's app channel listener;
     # app health checks hold deliveries while the app is unhealthy.
     app_channel_socket: str | None = None
+    # ... or straight to its port when nothing needs Envoy there (blocks/app_route.py).
+    app_channel_direct: bool = False
     app_max_concurrency: int | None = None
     app_health: AppHealthConfig | None = None
     app_health_socket: Path | None = None  # where Envoy reads the verdict
@@ -263,6 +265,7 @@ class Runtime:
                     on_app_ready=() if app_grpc else (actors.on_app_ready,),
                 )
             )
+        self._route_app_channel(wiring, self._config)
         if self.options.app_port is None or app_grpc:
             await actors.start_placement(ActorConfig.none())  # routes calls, hosts nothing
         log.info(
@@ -290,6 +293,19 @@ class Runtime:
 
         log.info("shutdown requested through the API")
         asyncio.get_running_loop().call_later(0.1, stop)
+
+    def _route_app_channel(self, wiring: Wiring, config: Any) -> None:
+        """Requests to the app through Envoy's app channel, or straight to the port
+        (blocks/app_route.py); called at start and on each reload of ``--config``."""
+        from tandem.blocks.app_route import needs_envoy
+
+        o = self.options
+        if wiring.app_channel is None:
+            return
+        pipeline = bool(config is not None and config.app_http_pipeline)
+        wiring.app_channel.route(
+            not o.app_channel_direct or needs_envoy(o.app_protocol, o.app_max_concurrency, pipeline)
+        )
 
     def _start_reloader(self, wiring: Wiring, ctx: ComponentContext) -> None:
         """Hot reload of the resources (ext_proc/reload.py); closers run in reverse, so the
@@ -319,6 +335,7 @@ class Runtime:
             version_dir=None if self.options.worker_index else self.options.socket.parent,
             resolve=self._resolver.spec if self._resolver is not None else spec_of,
             swaps=tuple(wiring.swaps),
+            on_config=functools.partial(self._route_app_channel, wiring),
         )
         reloader.start(self._resources)
         task = asyncio.create_task(reloader.run(), name="hot-reload")
