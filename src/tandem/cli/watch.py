@@ -240,7 +240,10 @@ class Watch:
     def _listen(self) -> int:
         """Signal handlers, and the pipe their arrival wakes (its reading end)."""
         wake_r, wake_w = os.pipe()
+        # Both ends: a read after select's timeout must find the pipe empty, not wait for
+        # the next signal (the control plane watch and restarts run on that timeout).
         os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
         signal.set_wakeup_fd(wake_w)
         for sig in STOP_SIGNALS:
             signal.signal(sig, lambda sig, _: self.received.append(sig))
