@@ -235,34 +235,10 @@ def compare_with_plain_route(policy_yaml: str, guarded: str, label: str) -> None
     )
 
 
-def tree_cpu(roots: list[int]) -> float:
-    """CPU seconds (user + system) used so far by ``roots`` and their live descendants."""
-    stats: dict[int, tuple[int, float]] = {}  # pid: (ppid, seconds)
+def _processes() -> dict[int, tuple[int, float, str]]:
+    """Every process now: pid -> (parent pid, CPU seconds used, command line)."""
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    keep = set(roots)
-    grew = True
-    while grew:
-        more = {pid for pid, (ppid, _) in stats.items() if ppid in keep} - keep
-        grew = bool(more)
-        keep |= more
-    return sum(stats[pid][1] for pid in keep if pid in stats)
-
-
-def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
-    """Like :func:`tree_cpu`, split by role: ``runtime`` (``tandem.ext_proc``), ``envoy``,
-    ``tandem run`` (the supervisor) and ``app`` (anything else)."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float, str]] = {}
+    out: dict[int, tuple[int, float, str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -273,27 +249,53 @@ def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        cpu = (int(fields[11]) + int(fields[12])) / tick
-        stats[int(entry)] = (int(fields[1]), cpu, cmd)
+        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
+    return out
+
+
+def _tree(procs: dict[int, tuple[int, float, str]], roots: list[int]) -> set[int]:
+    """``roots`` and their live descendants."""
     keep = set(roots)
     grew = True
     while grew:
-        more = {pid for pid, (ppid, _, _) in stats.items() if ppid in keep} - keep
+        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in keep} - keep
         grew = bool(more)
         keep |= more
-    for pid in keep & stats.keys():
-        cmd = stats[pid][2]
-        role = (
-            "runtime"
-            if "tandem.ext_proc" in cmd
-            else "envoy"
-            if "envoy" in cmd.split(" ", 1)[0]
-            else "tandem run"
-            if "tandem.cli.main" in cmd
-            else "app"
-        )
-        out[role] = out.get(role, 0.0) + stats[pid][1]
+    return keep & procs.keys()
+
+
+def role(cmd: str) -> str:
+    """``runtime`` (``tandem.ext_proc``), ``envoy``, ``tandem run`` (the supervisor, or the
+    watcher it becomes) or ``app`` (anything else)."""
+    if "tandem.ext_proc" in cmd:
+        return "runtime"
+    if "envoy" in cmd.split(" ", 1)[0]:
+        return "envoy"
+    if "tandem.cli.main" in cmd or "tandem.cli.watch" in cmd:
+        return "tandem run"
+    return "app"
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``roots`` and their live descendants."""
+    procs = _processes()
+    return sum(procs[pid][1] for pid in _tree(procs, roots))
+
+
+def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """Like :func:`tree_cpu`, split by :func:`role`."""
+    procs = _processes()
+    out: dict[str, float] = {}
+    for pid in _tree(procs, roots):
+        name = role(procs[pid][2])
+        out[name] = out.get(name, 0.0) + procs[pid][1]
     return out
+
+
+def tree_pids(roots: list[int], of_role: str) -> list[int]:
+    """The processes of one :func:`role` among ``roots`` and their descendants."""
+    procs = _processes()
+    return [pid for pid in _tree(procs, roots) if role(procs[pid][2]) == of_role]
 
 
 def own_cpu() -> float:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import resource
 import shutil
 import statistics
@@ -37,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import TandemMachine
+from _common import TandemMachine, tree_cpu
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2, pubsub_pb2, state_pb2
 from google.protobuf import message_factory
@@ -127,15 +126,6 @@ def need_h2load() -> str:
     return path
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time so far of these processes (all their threads)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | None,
            work: Path, sidecar: list[int],
            profile: tuple[int, Path] | None = None) -> Run:  # fmt: skip
@@ -152,8 +142,8 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
     if body is not None:
         argv += ["-d", str(body)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sidecar_before = cpu_seconds(sidecar)
-    runtime_before = cpu_seconds(sidecar[:1])
+    sidecar_before = tree_cpu(sidecar)
+    runtime_before = tree_cpu(sidecar[:1])
     start = time.perf_counter()
     spy = None
     if profile is not None:
@@ -167,8 +157,8 @@ def h2load(url: str, *, inflight: int, seconds: int, grpc: bool, body: Path | No
     if spy is not None:
         spy.wait(30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sidecar_cpu = cpu_seconds(sidecar) - sidecar_before
-    runtime_cpu = cpu_seconds(sidecar[:1]) - runtime_before
+    sidecar_cpu = tree_cpu(sidecar) - sidecar_before
+    runtime_cpu = tree_cpu(sidecar[:1]) - runtime_before
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [line.split("\t") for line in log.read_text().splitlines() if line]
     bad = [r for r in lines if not r[1].startswith("2")]

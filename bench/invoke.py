@@ -11,36 +11,18 @@ the bare mTLS pair and the Tandem pair alternate N times and the medians are pri
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
-from _common import TandemMachine, WrkResult, start_fast_app, tree_cpu, wait_http, wrk
+from _common import (
+    TandemMachine,
+    WrkResult,
+    start_fast_app,
+    tree_cpu,
+    tree_pids,
+    wait_http,
+    wrk,
+)
 from envoy_floor import EnvoyPair
-
-
-def _envoys_under(roots: list[int]) -> list[int]:
-    """The Envoy processes among ``roots`` and their descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rpartition(")")[2].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], list(roots)
-    while stack:
-        pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().startswith("envoy"):
-                    found.append(pid)
-        except OSError:
-            pass
-        stack += children.get(pid, [])
-    return found
 
 
 def _timed(
@@ -108,7 +90,7 @@ def main() -> None:
                 front = m.run("bench-a", *workers)
                 url = f"http://127.0.0.1:{front}/v1.0/invoke/bench-b/method/x"
                 wait_http(url, 200)
-                envoys = _envoys_under([p.pid for p in m.procs])
+                envoys = tree_pids([p.pid for p in m.procs], "envoy")
                 tandem = _timed(f"two Tandem sidecars{suffix}", url, envoys, a)
             rows += [floor, tandem]
             latency_ratios.append(

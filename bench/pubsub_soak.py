@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from _common import TandemMachine
+from _common import TandemMachine, tree_pids
 
 from tandem.cli.ports import free_port
 
@@ -61,20 +61,10 @@ def delivered(record: Path) -> Counter[int]:
 
 def runtime_pid(tandem_run_pid: int) -> int:
     """The runtime (`python -m tandem.ext_proc`) started by that `tandem run`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if (
-            int(stat.rsplit(")", 1)[1].split()[1]) == tandem_run_pid
-            and b"tandem.ext_proc" in cmdline
-        ):
-            return int(proc.name)
-    sys.exit(f"bench: no runtime under tandem run {tandem_run_pid}")
+    found = tree_pids([tandem_run_pid], "runtime")
+    if not found:
+        sys.exit(f"bench: no runtime under tandem run {tandem_run_pid}")
+    return found[0]
 
 
 def wait_for(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from _common import TandemMachine, own_cpu, tree_cpu, wrk
+from _common import TandemMachine, own_cpu, tree_cpu, tree_pids, wrk
 
 from tandem.blocks.state.redis import _SET
 from tandem.blocks.state.sqlite import SqliteStateStore
@@ -123,22 +123,6 @@ def sidecar(
     )
 
 
-def runtime_pids(root: int) -> list[int]:
-    """The runtime process under a `tandem run` (its command line names tandem.ext_proc)."""
-    found = []
-    for pid in Path("/proc").iterdir():
-        if not pid.name.isdigit():
-            continue
-        try:
-            cmd = (pid / "cmdline").read_bytes()
-            stat = (pid / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if b"tandem.ext_proc" in cmd and int(stat[1]) == root:
-            found.append(int(pid.name))
-    return found
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=5)
@@ -165,7 +149,7 @@ def main() -> None:
         (resources / "statestore.yaml").write_text(COMPONENT.format(**md))
         port = machine.run("state-cpu", "--resources-path", str(resources))
         root = machine.procs[-1].pid
-        runtime = runtime_pids(root)
+        runtime = tree_pids([root], "runtime")
         base = f"http://127.0.0.1:{port}/v1.0"
         wrk("warm-up", f"{base}/state/statestore", seconds=1, script=str(lua))
         for _ in range(args.rounds):
