@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import APPS, Sidecar, start_sidecar
+from harness import APPS, Sidecar, child_processes, start_sidecar
 
 from tandem.cli.ports import free_port
 
@@ -64,17 +64,7 @@ class ClientFailed(AssertionError):
 
 
 def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            out.append(int(entry.name))
-    return out
+    return [child for child, _ in child_processes(pid)]
 
 
 def kill_replica(sidecar: Sidecar) -> None:

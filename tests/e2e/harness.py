@@ -78,6 +78,22 @@ def distinct_free_ports(n: int) -> list[int]:
     return chosen
 
 
+def child_processes(parent: int) -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of each live child of ``parent``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            out.append((int(proc.name), argv))
+    return out
+
+
 def free_ports_below_ephemeral(n: int) -> list[int]:
     """``n`` distinct ports free now and below the kernel's range of random ports: no other
     program's outgoing connection can take one before its app binds it."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, child_processes, start_sidecar, wait_until
 
 from tandem.cli.home import Home
 from tandem.cli.ports import free_port
@@ -96,15 +96,7 @@ def start_subscriber(
 
 def runtime_pid(sidecar: Sidecar) -> int:
     """The pid of the runtime process (`python -m tandem.ext_proc`) of this `tandem run`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == sidecar.proc.pid and b"tandem.ext_proc" in cmdline:
-            return int(proc.name)
+    for pid, argv in child_processes(sidecar.proc.pid):
+        if b"tandem.ext_proc" in argv:
+            return pid
     raise AssertionError(f"no runtime process under tandem run pid {sidecar.proc.pid}")

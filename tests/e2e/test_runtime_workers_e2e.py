@@ -22,7 +22,7 @@ import httpx
 import pytest
 from dapr.clients import DaprClient
 from dapr.conf import settings
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, child_processes, start_sidecar, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from pubsub_harness import Records
 
@@ -125,21 +125,12 @@ def served_by_worker(sidecar: Sidecar, family: str, **labels: str) -> dict[str, 
 
 def worker_pid(sidecar: Sidecar, index: int) -> int | None:
     """The pid of runtime worker ``index`` under this `tandem run`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != sidecar.proc.pid:
-            continue
+    for pid, argv in child_processes(sidecar.proc.pid):
         if (
-            b"--worker-index" in cmdline
-            and cmdline[cmdline.index(b"--worker-index") + 1] == str(index).encode()
+            b"--worker-index" in argv
+            and argv[argv.index(b"--worker-index") + 1] == str(index).encode()
         ):
-            return int(proc.name)
+            return pid
     return None
 
 
