@@ -1,7 +1,9 @@
 """The runtime's HTTP channel to its app (``127.0.0.1:<app port>``).
 
-One pooled aiohttp session for the runtime's lifetime, used for pub/sub deliveries and
-``GET /dapr/subscribe`` (later: input bindings, actors). Under `tandem run` the requests can
+One keep-alive connection pool per way to the app (``tandem.blocks.http_client``, our small
+HTTP/1.1 client: aiohttp would cost every sidecar with an app several MB, issue 21) for the
+runtime's lifetime, used for ``GET /dapr/subscribe`` and ``/dapr/config``, pub/sub deliveries,
+input bindings, actors, jobs and configuration updates. Under `tandem run` the requests can
 go through the sidecar's Envoy (``socket_path``, its ``dapr_app_channel`` listener), which
 speaks the app's protocol (TLS, h2c), holds ``--app-max-concurrency`` for every caller
 of the app and runs the ``appHttpPipeline``; when none of that applies (:meth:`route`,
@@ -14,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import aiohttp
+from tandem.blocks.http_client import HttpClientError, HttpPool
 
 log = logging.getLogger("tandem.app_channel")
 
@@ -71,8 +72,8 @@ class AppChannel:
         self._token = token or None
         self._max_connections = max_connections
         self._timeout = timeout
-        # One session per way to the app (True: through Envoy's socket), made on first use.
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        # One pool per way to the app (True: through Envoy's socket), made on first use.
+        self._pools: dict[bool, HttpPool] = {}
         self._via_envoy = socket_path is not None
         self.ready = asyncio.Event()
 
@@ -92,27 +93,22 @@ class AppChannel:
             log.info("requests to the app go %s", "through Envoy" if via else "to its port")
         self._via_envoy = via
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> HttpPool:
         via = self._via_envoy
-        session = self._sessions.get(via)
-        if session is None:
-            # aiohttp (~10 MB) loads with the first request: a sidecar without an app, or
-            # whose app it never calls, does without it.
-            import aiohttp
-
-            connector: aiohttp.BaseConnector
-            if via and self.socket_path is not None:
-                connector = aiohttp.UnixConnector(
-                    path=self.socket_path, limit=self._max_connections, keepalive_timeout=30
-                )
+        pool = self._pools.get(via)
+        if pool is None:
+            socket_path = self.socket_path
+            if via and socket_path is not None:
+                opener = functools.partial(asyncio.open_unix_connection, socket_path)
             else:
-                connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-            session = self._sessions[via] = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                auto_decompress=True,
+                opener = functools.partial(asyncio.open_connection, self.host, self.port)
+            pool = self._pools[via] = HttpPool(
+                opener,
+                host=f"{self.host}:{self.port}",
+                limit=self._max_connections,
+                idle_timeout=30.0,
             )
-        return session
+        return pool
 
     async def port_open(self) -> bool:
         """The app port accepts connections (and so does Envoy's app channel, if used)."""
@@ -151,20 +147,20 @@ class AppChannel:
         hdrs.setdefault("dapr-app-id", self._app_id)
         if self._token:
             hdrs["dapr-api-token"] = self._token
-        url = self.base_url + (path if path.startswith("/") else "/" + path)
-        import aiohttp
-
-        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
+        target = path if path.startswith("/") else "/" + path
         try:
-            async with self._client().request(
-                method, url, data=body or None, headers=hdrs, timeout=limit
-            ) as resp:
-                data = await resp.read()
-                return AppResponse(resp.status, data, dict(resp.headers))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            resp = await self._client().request(
+                method,
+                target,
+                body=body,
+                headers=hdrs,
+                timeout=timeout if timeout is not None else self._timeout,
+            )
+        except (HttpClientError, TimeoutError, OSError) as exc:
             raise AppChannelError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return AppResponse(resp.status, resp.body, resp.headers)
 
     async def close(self) -> None:
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            await session.close()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.close()
