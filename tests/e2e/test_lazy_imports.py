@@ -2,7 +2,8 @@
 supervisor (`tandem run`) and runtime load neither the workflow SDK nor `cryptography`, the
 control plane's modules, aiohttp or Envoy's config translators; what `tandem run` keeps for
 the app's life loads no asyncio; the first workflow call loads the workflow engine and is
-answered as before.
+answered as before. A sidecar with an app that subscribes (its runtime calls the app at start
+and delivers to it) does without aiohttp too: the app channel is our own small client.
 
 What each process imported is read from Python's own import trace
 (``PYTHONPROFILEIMPORTTIME=1`` reaches every process `tandem run` starts; the runtime's
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 from harness import start_sidecar, wait_until
+from pubsub_harness import Records, start_subscriber, subscription
 
 # Loaded by a sidecar only for an app that uses them (or never, for the control plane's).
 HEAVY = (
@@ -79,5 +81,27 @@ def test_an_idle_sidecar_loads_what_its_app_uses_and_workflows_on_first_call(
             10,
             "the workflow SDK to load on the first workflow call",
         )
+    finally:
+        sidecar.stop()
+
+
+def test_a_sidecar_whose_app_subscribes_delivers_without_aiohttp(tandem_home: Path) -> None:
+    records = Records(tandem_home / "lazy-sub.jsonl")
+    sidecar = start_subscriber(
+        tandem_home,
+        "lazy-sub",
+        [subscription("pubsub", "orders", "/orders")],
+        records,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    try:
+        published = httpx.post(f"{sidecar.base}/v1.0/publish/pubsub/orders", json={"n": 1})
+        assert published.status_code == 204
+        # Delivered: the runtime read the app's subscriptions and called it back.
+        records.wait_for(lambda r: r["path"] == "/orders")
+        runtime_log = tandem_home / "logs" / "lazy-sub.runtime.log"
+        runtime = imported(runtime_log.read_text(errors="replace"))
+        assert "tandem.blocks.app_channel" in runtime  # the trace is there at all
+        assert sorted(m for m in HEAVY if m in runtime) == []
     finally:
         sidecar.stop()
