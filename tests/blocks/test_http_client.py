@@ -120,6 +120,11 @@ class App:
         elif path == "/nobody":
             status = 204 if method != "HEAD" else 200
             writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 7\r\n\r\n".encode())
+        elif path == "/extra":
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine"
+                b"HTTP/1.1 200 OK\r\nX-Not: asked\r\nContent-Length: 5\r\n\r\nstray"
+            )
         elif path == "/interim":
             writer.write(
                 b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
@@ -275,6 +280,18 @@ async def test_a_truncated_answer_is_an_error_and_not_retried() -> None:
         finally:
             await pool.close()
     assert len(app.seen) == 2
+
+
+async def test_bytes_after_the_answer_stay_out_of_it_and_end_the_connection() -> None:
+    async with tcp_app() as (app, port):
+        pool = pool_to(port)
+        try:
+            extra = await pool.request("GET", "/extra", timeout=5)
+            after = await pool.request("GET", "/after", timeout=5)
+        finally:
+            await pool.close()
+    assert (extra.body, "x-not" in extra.headers) == (b"mine", False)
+    assert after.body == b"GET /after 0 on 2"
 
 
 async def test_a_timed_out_connection_is_closed_not_reused() -> None:

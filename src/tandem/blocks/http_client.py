@@ -113,17 +113,27 @@ class _Reading:
         self.sized = False  # Content-Length or chunked: EOF before the end is an error.
         # Read at the head: once the message is complete llhttp no longer knows it.
         self.keep_alive = False
+        # Bytes after the answer (nothing was asked for them): kept out of it, and the
+        # connection is not reused.
+        self.trailing = False
 
     def on_message_begin(self) -> None:
+        if self.done:
+            self.trailing = True
+            return
         self.status = 0
         self.pairs = []
         self.chunks = []
         self.headers_done = self.sized = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.done:
+            return
         self.pairs.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.done:
+            return
         self.status = self.parser.get_status_code()
         if self._interim():
             return
@@ -137,10 +147,12 @@ class _Reading:
             self.done = True  # llhttp does not know the request was HEAD: stop at the head
 
     def on_body(self, body: bytes) -> None:
+        if self.done:
+            return
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._interim():
+        if not self.done and not self._interim():
             self.done = True
 
     def _interim(self) -> bool:
@@ -278,7 +290,12 @@ class HttpPool:
                 # No length given: the body ran to the close.
             headers = Headers(reading.pairs)
             body_out = _decoded(b"".join(reading.chunks), headers.get("content-encoding", ""))
-            keep = reading.done and reading.keep_alive and not conn.reader.at_eof()
+            keep = (
+                reading.done
+                and reading.keep_alive
+                and not reading.trailing
+                and not conn.reader.at_eof()
+            )
             return Response(reading.status, headers, body_out)
         finally:
             if keep:
