@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tandem.cli.exits import describe_exit, log_tail
 from tandem.procs import die_with_parent
 
-__all__ = ["Child", "describe_exit"]
+__all__ = ["Child", "NotReady", "describe_exit"]
 
 
 class Child:
@@ -89,6 +90,25 @@ class Child:
 
     def log_tail(self, lines: int = 20) -> str:
         return log_tail(self.log_path, self.log_offset, lines)
+
+    async def wait_until(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        """Until ``ready()`` holds; NotReady, saying why, if this child exits first or
+        ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if self.exited:
+                raise NotReady(
+                    f"the {self.name} {describe_exit(self.proc.returncode)} before {what} "
+                    f"appeared:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.02)
+        raise NotReady(f"timed out waiting for {what}; see {self.log_path}")
+
+
+class NotReady(Exception):
+    """A child did not get ready (it exited, or took too long); the message says which."""
 
 
 def pid_of_self() -> int:

@@ -12,11 +12,12 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.cli import app_side, observability, ports
-from tandem.cli.children import Child
+from tandem.cli.children import Child, NotReady
 from tandem.cli.controlplane import ControlPlaneError, ensure_running
 from tandem.cli.exits import describe_exit
 from tandem.cli.home import Home
@@ -266,7 +267,7 @@ class Sidecar:
             argv += observability.runtime_args(self.run_dir, admin_socket)
             if o.runtime_workers > 1:
                 self.workers = RuntimeWorkers(
-                    tuple(argv), self.run_dir, logs, o.app_id, o.runtime_workers, self.progress
+                    tuple(argv), self.run_dir, logs, o.app_id, o.runtime_workers
                 )
                 argv += self.workers.owner_args()
             runtime_log = logs / f"{o.app_id}.runtime.log"
@@ -369,18 +370,11 @@ class Sidecar:
         metadata.update(app_side.node_metadata(o.app_flags, self.run_dir, o.app_port, api_log))
         return metadata
 
-    async def _wait_for(self, ready: object, child: Child, what: str) -> None:
-        deadline = time.monotonic() + self.options.ready_timeout
-        while time.monotonic() < deadline:
-            if callable(ready) and ready():
-                return
-            if child.exited:
-                raise RunError(
-                    f"the {child.name} {describe_exit(child.proc.returncode)} before {what} "
-                    f"appeared:\n{child.log_tail()}"
-                )
-            await asyncio.sleep(0.02)
-        raise RunError(f"timed out waiting for {what}; see {child.log_path}")
+    async def _wait_for(self, ready: Callable[[], bool], child: Child, what: str) -> None:
+        try:
+            await child.wait_until(ready, what, self.options.ready_timeout)
+        except NotReady as exc:
+            raise RunError(str(exc)) from exc
 
     async def _wait_for_health(self, http_port: int) -> None:
         deadline = time.monotonic() + self.options.ready_timeout

@@ -3,29 +3,22 @@
 Each worker is ``python -m tandem.ext_proc`` with the owner's arguments, its own sockets
 (``runtime-{i}.sock``, ``runtime-http-{i}.sock``, ``metrics-{i}.sock`` in the run directory)
 and ``--worker-index i``; it serves only the stateless API paths Envoy routes to it
-(tandem.xds.translate.workers). They are supervised here, apart from the sidecar's other
-children: a worker that dies is started again alone (it carries no delivery or actor
-state), while Envoy's health check keeps calls on the others meanwhile.
+(tandem.xds.translate.workers). They are started here; once `tandem run` has become its
+watcher (tandem.cli.watch), a worker that dies is started again alone (it carries no
+delivery or actor state), while Envoy's health check keeps calls on the others meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.cli.children import Child, describe_exit
-from tandem.cli.progress import Progress
+from tandem.cli.children import Child, NotReady
 
 DEFAULT_WORKERS = 1
-# A worker that keeps dying is started again at most this often.
-RESTART_BACKOFF_SECONDS = (0.2, 1.0, 5.0)
-# A worker that ran this long before dying starts again without waiting.
-STABLE_SECONDS = 30.0
 # The owner's arguments a worker gets its own value for.
 _OWN_SOCKETS = {"--socket": "runtime-{i}.sock", "--http-socket": "runtime-http-{i}.sock"}
 _METRICS = "--metrics-socket"
@@ -93,8 +86,6 @@ class _Worker:
     socket: Path
     http_socket: Path
     child: Child | None = None
-    started: float = 0.0
-    failures: int = 0
 
 
 @dataclass(slots=True)
@@ -106,11 +97,8 @@ class RuntimeWorkers:
     logs_dir: Path
     app_id: str
     count: int
-    progress: Progress
     ready_timeout: float = 30.0
     _workers: list[_Worker] = field(default_factory=list)
-    _supervisor: asyncio.Task[None] | None = None
-    _stopping: bool = False
 
     def __post_init__(self) -> None:
         for i in range(1, self.count):
@@ -160,84 +148,32 @@ class RuntimeWorkers:
         return [w.child.proc.pid for w in self._workers if w.child is not None]
 
     async def start(self) -> None:
-        """Start every worker, wait until each serves, then supervise them."""
+        """Start every worker and wait until each serves (tandem.cli.watch restarts one
+        that dies, once `tandem run` has become it)."""
         for worker in self._workers:
             await self._spawn(worker)
         for worker in self._workers:
             await self._wait_ready(worker)
-        self._supervisor = asyncio.create_task(self._supervise(), name="runtime-workers")
 
     async def _spawn(self, worker: _Worker) -> None:
-        # Stale sockets of a killed worker: the restart waits for fresh ones.
+        # Stale sockets of an earlier run: readiness waits for fresh ones.
         for path in (worker.socket, worker.http_socket):
             path.unlink(missing_ok=True)
         worker.child = await Child.start(
             f"runtime worker {worker.index}", worker.argv, log_path=worker.log_path
         )
-        worker.started = time.monotonic()
 
     async def _wait_ready(self, worker: _Worker) -> None:
         child = worker.child
         assert child is not None
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if worker.socket.exists() and worker.http_socket.exists():
-                return
-            if child.exited:
-                raise WorkersError(
-                    f"the {child.name} {describe_exit(child.proc.returncode)} before its "
-                    f"sockets appeared:\n{child.log_tail()}"
-                )
-            await asyncio.sleep(0.02)
-        raise WorkersError(f"timed out waiting for {child.name}; see {child.log_path}")
-
-    async def _supervise(self) -> None:
-        while not self._stopping:
-            waits = {
-                asyncio.ensure_future(w.child.wait()): w
-                for w in self._workers
-                if w.child is not None
-            }
-            if not waits:
-                return
-            try:
-                done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in waits:
-                    if not task.done():
-                        task.cancel()
-            for task in done:
-                await self._restart(waits[task])
-
-    async def _restart(self, worker: _Worker) -> None:
-        child = worker.child
-        assert child is not None
-        if self._stopping:
-            return
-        ran = time.monotonic() - worker.started
-        worker.failures = 0 if ran >= STABLE_SECONDS else worker.failures + 1
-        delay = RESTART_BACKOFF_SECONDS[min(worker.failures, len(RESTART_BACKOFF_SECONDS) - 1)]
-        self.progress.warn(
-            f"the {child.name} (pid {child.proc.pid}) {describe_exit(child.proc.returncode)}; "
-            f"the other runtime processes serve its calls; restarting it "
-            f"(log {child.log_path})"
-        )
-        await asyncio.sleep(delay if worker.failures else 0)
-        if self._stopping:
-            return
         try:
-            await self._spawn(worker)
-            await self._wait_ready(worker)
-        except (OSError, WorkersError) as exc:
-            self.progress.fail(f"runtime worker {worker.index} did not start again: {exc}")
-            return
-        assert worker.child is not None
-        self.progress.done(f"runtime worker {worker.index} restarted (pid {worker.child.proc.pid})")
+            await child.wait_until(
+                lambda: worker.socket.exists() and worker.http_socket.exists(),
+                "its sockets",
+                self.ready_timeout,
+            )
+        except NotReady as exc:
+            raise WorkersError(str(exc)) from exc
 
     async def stop(self, timeout: float) -> None:
-        self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
         await asyncio.gather(*(w.child.stop(timeout) for w in self._workers if w.child is not None))
