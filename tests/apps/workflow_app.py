@@ -22,6 +22,9 @@ from dapr.ext.workflow import (
 
 LOG = os.environ.get("WF_LOG", "")
 REPLICA = os.environ.get("REPLICA", "")  # which of an app's replicas ran an activity
+# When set, a `slow` step also ends as soon as this file exists: a test holds every
+# instance in its long step for as long as it needs, whatever the machine's speed.
+RELEASE = os.environ.get("WF_RELEASE", "")
 wfr = WorkflowRuntime()
 
 
@@ -45,7 +48,12 @@ def square(ctx: WorkflowActivityContext, n: int) -> int:
 @wfr.activity(name="slow")
 def slow(ctx: WorkflowActivityContext, seconds: float) -> str:
     note(activity="slow-start", instance=ctx.workflow_id)
-    time.sleep(seconds)
+    if RELEASE:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not os.path.exists(RELEASE):
+            time.sleep(0.05)
+    else:
+        time.sleep(seconds)
     note(activity="slow-end", instance=ctx.workflow_id)
     return "slept"
 

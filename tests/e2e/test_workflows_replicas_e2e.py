@@ -35,6 +35,11 @@ def rows(log: Path, **match: object) -> list[dict]:
     return out
 
 
+def release(log: Path) -> Path:
+    """The file whose creation ends every `slow` step (tests/apps/workflow_app.py)."""
+    return log.with_name("release-slow-steps")
+
+
 def placed(sidecar: Sidecar) -> bool:
     """The sidecar's committed placement table gives it a share of the workflow type."""
     try:
@@ -56,7 +61,7 @@ def replicas(tandem_home: Path) -> Iterator[tuple[Sidecar, Sidecar, Path]]:
                     tandem_home,
                     APP_ID,
                     command=[sys.executable, str(APPS / "workflow_app.py")],
-                    env={"WF_LOG": str(log), "REPLICA": name},
+                    env={"WF_LOG": str(log), "REPLICA": name, "WF_RELEASE": str(release(log))},
                 )
             )
         for sidecar in started:
@@ -113,18 +118,20 @@ def test_a_killed_replicas_instances_complete_at_the_other(
     ids = [f"kill-{i}" for i in range(10)]
     with contextlib.closing(DaprWorkflowClient(host="127.0.0.1", port=str(r1.grpc_port))) as c:
         for i in ids:
-            c.schedule_new_workflow(workflow="long", input=6.0, instance_id=i)
+            # Each long step lasts until the test releases it (at most 60 s).
+            c.schedule_new_workflow(workflow="long", input=60.0, instance_id=i)
         # Every instance has committed its first step and is in its long second one.
         wait_until(
             lambda: all(rows(log, activity="slow-start", instance=i) for i in ids),
             WAIT,
             "every instance's long step",
         )
-        # Those still in their long step at replica 2 when its sidecar dies.
-        ended = {r["instance"] for r in rows(log, activity="slow-end")}
-        on_r2 = {r["instance"] for r in rows(log, activity="slow-start", replica="r2")} - ended
+        # Those in their long step at replica 2 (held there until released) when it dies.
+        assert not rows(log, activity="slow-end")
+        on_r2 = {r["instance"] for r in rows(log, activity="slow-start", replica="r2")}
         assert on_r2, "replica 2 runs some of the instances"
         os.kill(runtime_pid(r2), signal.SIGKILL)
+        release(log).touch()
         for i in ids:
             assert completed(c, i) == "before++"
     for i in ids:
