@@ -25,7 +25,10 @@ REPLICA = os.environ.get("REPLICA", "")  # which of an app's replicas ran an act
 # When set, a `slow` step also ends as soon as this file exists: a test holds every
 # instance in its long step for as long as it needs, whatever the machine's speed.
 RELEASE = os.environ.get("WF_RELEASE", "")
-wfr = WorkflowRuntime()
+# The SDK runs activities on a thread pool (cpu count + 4 threads by default): a test that
+# holds many activities at once asks for more.
+THREADS = os.environ.get("WF_THREADS")
+wfr = WorkflowRuntime(maximum_thread_pool_workers=int(THREADS) if THREADS else None)
 
 
 def note(**fields: object) -> None:

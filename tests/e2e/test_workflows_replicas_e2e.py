@@ -61,7 +61,13 @@ def replicas(tandem_home: Path) -> Iterator[tuple[Sidecar, Sidecar, Path]]:
                     tandem_home,
                     APP_ID,
                     command=[sys.executable, str(APPS / "workflow_app.py")],
-                    env={"WF_LOG": str(log), "REPLICA": name, "WF_RELEASE": str(release(log))},
+                    env={
+                        "WF_LOG": str(log),
+                        "REPLICA": name,
+                        "WF_RELEASE": str(release(log)),
+                        # Every instance may be held in its long step at one replica.
+                        "WF_THREADS": "16",
+                    },
                 )
             )
         for sidecar in started:
