@@ -103,7 +103,7 @@ class Child:
                     f"the {self.name} {describe_exit(self.proc.returncode)} before {what} "
                     f"appeared:\n{self.log_tail()}"
                 )
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         raise NotReady(f"timed out waiting for {what}; see {self.log_path}")
 
 

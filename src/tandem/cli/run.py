@@ -24,7 +24,6 @@ from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.workers import RuntimeWorkers, WorkersError, worker_sockets
-from tandem.logs import parse_line
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 5.0
@@ -275,19 +274,30 @@ class Sidecar:
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
             runtime = await Child.start("runtime", argv, log_path=runtime_log)
             self.children.append(runtime)
-            await self._wait_for(lambda: runtime_socket.exists(), runtime, "the runtime socket")
-            if http_socket is not None:
-                await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
-            for path in app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port):
+
+        async def runtime_ready() -> None:
+            await self._wait_for(runtime_socket.exists, runtime, "the runtime socket")
+            await self._wait_for(http_socket.exists, runtime, "the runtime HTTP socket")
+            for path in gates:
                 await self._wait_for(path.exists, runtime, f"the runtime's {path.name}")
-        self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
-        if self.workers is not None:
-            with self.progress.step("runtime workers"):
-                try:
-                    await self.workers.start()
-                except WorkersError as exc:
-                    raise RunError(str(exc)) from exc
-            self.progress.done(f"runtime workers ready (pids {self.workers.pids()})")
+            self.progress.done(f"runtime ready (pid {runtime.proc.pid}, log {runtime.log_path})")
+            if self.workers is not None:
+                with self.progress.step("runtime workers"):
+                    try:
+                        await self.workers.start()
+                    except WorkersError as exc:
+                        raise RunError(str(exc)) from exc
+                self.progress.done(f"runtime workers ready (pids {self.workers.pids()})")
+
+        # Envoy starts while the runtime imports and loads its components: until the
+        # runtime's sockets exist Envoy answers 503, and nothing calls it before this
+        # start returns. Not when Envoy health-checks a runtime socket (the app's health
+        # through the runtime, the workers' cluster): a failed first probe would hold
+        # calls for a whole interval.
+        gates = app_side.runtime_sockets(o.app_flags, self.run_dir, o.app_port)
+        sequential = bool(gates) or self.workers is not None
+        if sequential:
+            await runtime_ready()
 
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary
@@ -316,6 +326,8 @@ class Sidecar:
                 log_path=logs / f"{o.app_id}.envoy.log",
             )
             self.children.append(envoy)
+            if not sequential:
+                await runtime_ready()
             await self._wait_for_health(chosen.http)
             await self._wait_for_listeners(admin_socket)
         self.progress.done(f"envoy ready (pid {envoy.proc.pid}, log {envoy.log_path})")
@@ -391,7 +403,7 @@ class Sidecar:
             last = await http_status("127.0.0.1", http_port, "/v1.0/healthz/outbound")
             if last == 204:
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
         raise RunError(
             f"the sidecar did not become healthy within {self.options.ready_timeout:.0f}s "
             f"(last /v1.0/healthz/outbound status: {last}); see {self.home.logs_dir}"
@@ -443,6 +455,8 @@ class Sidecar:
                 lines = f.read().splitlines()
         except OSError:
             return []
+        from tandem.logs import parse_line  # the runtime's log format, read only here
+
         out = []
         for line in lines:
             entry = parse_line(line)

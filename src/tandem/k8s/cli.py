@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 from tandem import __version__
-from tandem.envoy.bootstrap import parse_address
-from tandem.logs import setup_logging
 
 DEFAULT_IMAGE = f"ghcr.io/tandem-runtime/tandem:{__version__}"
 DEFAULT_CONTROL_PLANE = "tandem-controlplane.tandem-system.svc:50005"
@@ -46,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(a: argparse.Namespace) -> int:
+    # Here, not at the top: every `tandem` command builds this parser, and only the injector
+    # needs these (and the webhook server below).
+    from tandem.envoy.bootstrap import parse_address
+    from tandem.k8s.inject import InjectorSettings
+    from tandem.k8s.webhook import serve
+    from tandem.logs import setup_logging
+
     try:
         host, port = parse_address(a.address)
         parse_address(a.control_plane_address)
@@ -58,11 +63,6 @@ def run(a: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"tandem injector: {path}: no such file", file=sys.stderr)
             return 2
-    # Here, not at the top: every `tandem` command builds this parser, and only the injector
-    # needs the webhook server.
-    from tandem.k8s.inject import InjectorSettings
-    from tandem.k8s.webhook import serve
-
     setup_logging(a.log_level, "injector")
     settings = InjectorSettings(
         image=a.sidecar_image,
