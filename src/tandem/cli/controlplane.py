@@ -138,7 +138,7 @@ def _ensure(home: Home, log_level: str, timeout: float, restart: bool) -> Contro
                     f"the control plane exited with code {proc.returncode}; see {log_path}:\n"
                     + _tail(log_path)
                 )
-            time.sleep(0.05)
+            time.sleep(0.01)
         proc.kill()
         raise ControlPlaneError(
             f"the control plane did not start within {timeout:.0f}s; see {log_path}"

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from tandem.cli import app_side, observability, ports
 from tandem.cli.children import Child, NotReady
-from tandem.cli.controlplane import ControlPlaneError, ensure_running
+from tandem.cli.controlplane import ControlPlane, ControlPlaneError, ensure_running, read_running
 from tandem.cli.exits import describe_exit
 from tandem.cli.home import Home
 from tandem.cli.probe import http_status
 from tandem.cli.progress import Progress
 from tandem.cli.workers import RuntimeWorkers, WorkersError, worker_sockets
+from tandem.xds.record import ads_socket_path
 
 # daprd's default for --dapr-graceful-shutdown-seconds.
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 5.0
@@ -130,6 +131,7 @@ class Sidecar:
     app_file: Path | None = None
     _port_book: ports.PortBook | None = None
     _envoy_config: _EnvoyConfigStep | None = None
+    _cp_starting: asyncio.Task[ControlPlane] | None = None
     ports: Ports | None = None
     _runtime_log_start: int = 0
     workers: RuntimeWorkers | None = None  # --runtime-workers N > 1
@@ -167,15 +169,19 @@ class Sidecar:
         o = self.options
         self.home.ensure()
         with self.progress.step("control plane"):
-            try:
-                # The control plane is shared by every sidecar: it keeps its own log level.
-                cp = await asyncio.to_thread(ensure_running, self.home)
-            except ControlPlaneError as exc:
-                raise RunError(str(exc)) from exc
-        self.progress.done(
-            f"control plane {'started' if cp.started_here else 'running'} "
-            f"(pid {cp.pid}, xDS {cp.ads_address})"
-        )
+            found = read_running(self.home)
+        cp_starting: asyncio.Task[ControlPlane] | None = None
+        if found is None:
+            # Cold: the runtime imports while the control plane starts, told the address a
+            # control plane started by `tandem run` serves (the same across restarts); its
+            # placement stream retries until it answers.
+            # The control plane is shared by every sidecar: it keeps its own log level.
+            cp_starting = asyncio.create_task(asyncio.to_thread(ensure_running, self.home))
+            self._cp_starting = cp_starting
+            ads_address = f"unix:{ads_socket_path(self.home.root)}"
+        else:
+            self._control_plane_found(found)
+            ads_address = found.ads_address
         chosen = self.choose_ports()
         resources = o.resources_paths or (self.home.ensure_default_resources(),)
         for path in resources:
@@ -203,27 +209,33 @@ class Sidecar:
 
         # Holds the private key and (in envoy.json) the credential and tokens.
         self.run_dir.chmod(0o700)
-        # Envoy's bootstrap is made in a short-lived process while the runtime starts.
-        envoy_config = await _EnvoyConfigStep.start(
-            {
-                "home": str(self.home.root),
-                "run_dir": str(self.run_dir),
-                "sidecar_id": sidecar_id,
-                "app_id": o.app_id,
-                "namespace": o.namespace,
-                "config": str(o.config) if o.config is not None else None,
-                "resources": [str(p) for p in resources],
-                "ads_address": cp.ads_address,
-                "runtime_socket": str(runtime_socket),
-                "admin_socket": str(admin_socket),
-                "runtime_http_socket": str(http_socket),
-                "worker_sockets": [
-                    [str(a), str(b)] for a, b in worker_sockets(self.run_dir, o.runtime_workers)
-                ],
-                "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
-            }
-        )
-        self._envoy_config = envoy_config
+        run_dir = self.run_dir
+
+        async def make_envoy_config(ads_address: str) -> _EnvoyConfigStep:
+            # Envoy's bootstrap is made in a short-lived process while the runtime starts.
+            self._envoy_config = await _EnvoyConfigStep.start(
+                {
+                    "home": str(self.home.root),
+                    "run_dir": str(run_dir),
+                    "sidecar_id": sidecar_id,
+                    "app_id": o.app_id,
+                    "namespace": o.namespace,
+                    "config": str(o.config) if o.config is not None else None,
+                    "resources": [str(p) for p in resources],
+                    "ads_address": ads_address,
+                    "runtime_socket": str(runtime_socket),
+                    "admin_socket": str(admin_socket),
+                    "runtime_http_socket": str(http_socket),
+                    "worker_sockets": [
+                        [str(a), str(b)] for a, b in worker_sockets(run_dir, o.runtime_workers)
+                    ],
+                    "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
+                }
+            )
+            return self._envoy_config
+
+        # It needs the control plane's CA files: started now when the control plane runs.
+        envoy_config = None if cp_starting is not None else await make_envoy_config(ads_address)
         with self.progress.step("runtime"):
             argv = [
                 sys.executable,
@@ -259,7 +271,7 @@ class Sidecar:
             argv += ["--dapr-http-port", str(chosen.http)]
             # Actors: placement and reminders at the control plane, calls to other owners
             # through this sidecar's Envoy.
-            argv += ["--node-id", sidecar_id, "--control-plane", cp.ads_address]
+            argv += ["--node-id", sidecar_id, "--control-plane", ads_address]
             argv += ["--actor-forward-socket", str(actor_forward_socket)]
             argv += ["--supervisor-pid", str(os.getpid())]
             argv += app_side.runtime_args(o.app_flags, self.run_dir, o.app_port)
@@ -274,6 +286,16 @@ class Sidecar:
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
             runtime = await Child.start("runtime", argv, log_path=runtime_log)
             self.children.append(runtime)
+        if cp_starting is not None:
+            cp = await self._control_plane_started(cp_starting)
+            if cp.ads_address != ads_address:
+                # Another control plane (on TCP) won the start: the runtime must follow it.
+                await runtime.stop()
+                self.children.remove(runtime)
+                argv[argv.index(ads_address)] = cp.ads_address
+                runtime = await Child.start("runtime", argv, log_path=runtime_log)
+                self.children.append(runtime)
+            envoy_config = await make_envoy_config(cp.ads_address)
 
         async def runtime_ready() -> None:
             await self._wait_for(runtime_socket.exists, runtime, "the runtime socket")
@@ -302,6 +324,7 @@ class Sidecar:
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary
 
+            assert envoy_config is not None
             config_path = await envoy_config.result()
             envoy = await Child.start(
                 "envoy",
@@ -353,6 +376,20 @@ class Sidecar:
         tmp.write_text(json.dumps(record))
         tmp.replace(self.app_file)
         return chosen
+
+    def _control_plane_found(self, cp: ControlPlane) -> None:
+        self.progress.done(
+            f"control plane {'started' if cp.started_here else 'running'} "
+            f"(pid {cp.pid}, xDS {cp.ads_address})"
+        )
+
+    async def _control_plane_started(self, starting: asyncio.Task[ControlPlane]) -> ControlPlane:
+        try:
+            cp = await starting
+        except ControlPlaneError as exc:
+            raise RunError(str(exc)) from exc
+        self._control_plane_found(cp)
+        return cp
 
     def _node_metadata(
         self, chosen: Ports, api_log: app_side.ApiLog | None, actor_forward_socket: Path
@@ -469,6 +506,9 @@ class Sidecar:
         return self._port_book.booking(os.getpid())
 
     async def stop(self) -> None:
+        if self._cp_starting is not None:
+            # Its thread holds the start lock until the control plane answers or fails.
+            await asyncio.gather(self._cp_starting, return_exceptions=True)
         if self._envoy_config is not None:
             self._envoy_config.kill()
         for child in reversed(self.children):
