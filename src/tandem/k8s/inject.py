@@ -262,21 +262,25 @@ def _mounts(spec: SidecarSpec) -> list[dict[str, Any]]:
     return mounts
 
 
-def enrol_container(
-    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+def _control_plane_client(
+    name: str,
+    module: str,
+    args: list[str],
+    spec: SidecarSpec,
+    settings: InjectorSettings,
+    namespace: str,
 ) -> dict[str, Any]:
-    """The init container that enrols the sidecar with its projected token (runs once,
-    before the sidecar; see tandem.k8s.enrol)."""
+    """A container of ours that talks to the control plane as this pod's sidecar: the
+    image, identity arguments, downward env, mounts and security every such one shares."""
     return {
-        "name": ENROL,
+        "name": name,
         "image": spec.image or settings.image,
         "imagePullPolicy": settings.pull_policy,
-        "command": ["python", "-m", "tandem.k8s.enrol"],
+        "command": ["python", "-m", module],
         "args": [
             "--control-plane",
             settings.control_plane_address,
-            "--token-file",
-            f"{TOKEN_DIR}/token",
+            *args,
             "--run-dir",
             str(RUN_DIR),
             "--app-id",
@@ -291,6 +295,15 @@ def enrol_container(
         "securityContext": _security(spec),
         **({"resources": _resources(spec)} if _resources(spec) else {}),
     }
+
+
+def enrol_container(
+    spec: SidecarSpec, settings: InjectorSettings, namespace: str
+) -> dict[str, Any]:
+    """The init container that enrols the sidecar with its projected token (runs once,
+    before the sidecar; see tandem.k8s.enrol)."""
+    args = ["--token-file", f"{TOKEN_DIR}/token"]
+    return _control_plane_client(ENROL, "tandem.k8s.enrol", args, spec, settings, namespace)
 
 
 def resources_container(
@@ -298,44 +311,30 @@ def resources_container(
 ) -> dict[str, Any]:
     """The sidecar that keeps the runtime's resources folder equal to the namespace's
     dapr.io objects; ready once the first set is written."""
-    return {
-        "name": RESOURCES,
-        "image": spec.image or settings.image,
-        "imagePullPolicy": settings.pull_policy,
-        "command": ["python", "-m", "tandem.k8s.resources_sync"],
-        "args": [
-            "--control-plane",
-            settings.control_plane_address,
-            "--run-dir",
-            str(RUN_DIR),
-            "--out",
-            str(RESOURCES_DIR),
-            "--app-id",
-            spec.app_id,
-            "--namespace",
-            namespace,
-            "--node-id",
-            POD_NAME,
-        ],
-        "env": _downward_env(),
-        "volumeMounts": _mounts(spec),
-        "securityContext": _security(spec),
-        "startupProbe": {
-            "exec": {
-                "command": [
-                    "python",
-                    "-c",
-                    "import os,sys;sys.exit(not os.path.exists(sys.argv[1]))",
-                    str(RESOURCES_DIR / ".synced"),
-                ]
-            },
-            "periodSeconds": 1,
-            "timeoutSeconds": 5,
-            "failureThreshold": 120,
+    container = _control_plane_client(
+        RESOURCES,
+        "tandem.k8s.resources_sync",
+        ["--out", str(RESOURCES_DIR)],
+        spec,
+        settings,
+        namespace,
+    )
+    container["startupProbe"] = {
+        "exec": {
+            "command": [
+                "python",
+                "-c",
+                "import os,sys;sys.exit(not os.path.exists(sys.argv[1]))",
+                str(RESOURCES_DIR / ".synced"),
+            ]
         },
-        **({"resources": _resources(spec)} if _resources(spec) else {}),
-        **({"restartPolicy": "Always"} if spec.native_sidecar else {}),
+        "periodSeconds": 1,
+        "timeoutSeconds": 5,
+        "failureThreshold": 120,
     }
+    if spec.native_sidecar:
+        container["restartPolicy"] = "Always"
+    return container
 
 
 def containers(
