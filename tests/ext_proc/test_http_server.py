@@ -522,3 +522,81 @@ async def test_stop_lets_an_answer_in_progress_finish(harness: Harness) -> None:
     assert await client.at_eof()
     assert not harness.server.socket_path.exists()
     await client.close()
+
+
+async def test_a_bridged_grpc_call_is_cancelled_when_its_caller_goes_but_http_calls_run_on() -> (
+    None
+):
+    """A gRPC client that gives up (deadline, cancel) makes Envoy reset the bridged stream and
+    close the connection: the handler stops there, as under grpc.aio. An HTTP API call whose
+    client hangs up still runs to its end."""
+    from tandem.ext_proc.grpc_over_http import BRIDGE_HEADER
+
+    started = {"grpc": asyncio.Event(), "http": asyncio.Event()}
+    ended: dict[str, str] = {}
+    release = asyncio.Event()
+
+    async def wait(kind: str) -> ApiResponse:
+        started[kind].set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            ended[kind] = "cancelled"
+            raise
+        ended[kind] = "finished"
+        return ApiResponse.empty()
+
+    async def grpc_unary(req: ApiRequest) -> ApiResponse:
+        return await wait("grpc")
+
+    async def dispatch(req: ApiRequest) -> ApiResponse:
+        return await wait("http")
+
+    workdir = Path(tempfile.mkdtemp(prefix="th", dir="/tmp"))
+    server = HttpApiServer(
+        dispatch,
+        app_id="a",
+        max_body_bytes=LIMIT,
+        socket_path=workdir / "h.sock",
+        grpc_unary=grpc_unary,
+    )
+    await server.start()
+    try:
+        for kind, request in (
+            (
+                "grpc",
+                post(
+                    "/dapr.proto.runtime.v1.Dapr/GetState",
+                    b"\0\0\0\0\0",
+                    "content-type: application/grpc",
+                    f"{BRIDGE_HEADER}: 1",
+                ),
+            ),
+            ("http", post("/v1.0/state/s", b"[]")),
+        ):
+            reader, writer = await asyncio.open_unix_connection(str(server.socket_path))
+            client = Client(reader, writer)
+            await client.send(request)
+            await asyncio.wait_for(started[kind].wait(), 5)
+            await client.close()
+        for _ in range(500):  # the cancellation lands within a few loop turns
+            if "grpc" in ended:
+                break
+            await asyncio.sleep(0.01)
+        assert ended == {"grpc": "cancelled"}
+        release.set()
+        for _ in range(500):
+            if "http" in ended:
+                break
+            await asyncio.sleep(0.01)
+        assert ended == {"grpc": "cancelled", "http": "finished"}
+        # Still serving.
+        reader, writer = await asyncio.open_unix_connection(str(server.socket_path))
+        client = Client(reader, writer)
+        reply = await client.request(post("/v1.0/state/s", b"[]"))
+        await client.close()
+        assert reply.status == 204
+    finally:
+        release.set()
+        await server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -16,7 +16,10 @@ gRPC stream per request (see ``docs/design/sidecar-contract.md``).
 - A malformed request gets 400 ``ERR_MALFORMED_REQUEST`` and a close; a handler that raises
   gets 500 ``ERR_INTERNAL`` and the connection keeps serving. A client that goes away while a
   handler runs does not cancel it (a state write either happens or not, as with any client
-  that hangs up); its answer is dropped.
+  that hangs up); its answer is dropped. A unary gRPC call bridged by Envoy is the
+  exception: a cancelled or timed-out gRPC call resets the stream, Envoy closes this
+  connection, and the handler is cancelled, as grpc.aio cancels a handler whose call ends
+  (a wait on a workflow, an invocation of a slow app stop there and then).
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class _Connection(asyncio.Protocol):
         "_refusal",
         "_grpc",
         "_limit",
+        "_answering_grpc",
     )
 
     def __init__(self, server: HttpApiServer) -> None:
@@ -160,6 +164,8 @@ class _Connection(asyncio.Protocol):
         # it may be as large as grpc.aio would take, and its refusals are gRPC's.
         self._grpc = False
         self._limit = server.max_body_bytes
+        # The answer in progress is to a bridged gRPC call: cancelled if the peer goes.
+        self._answering_grpc = False
 
     # --- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,6 +175,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._answering_grpc and self._task is not None:
+            self._task.cancel()
         if self._lingering is not None:
             self._lingering.cancel()
             self._lingering = None
@@ -297,7 +305,9 @@ class _Connection(asyncio.Protocol):
         try:
             while self._ready and not self._closing:
                 req, keep_alive = self._ready.popleft()
+                self._answering_grpc = self._server.bridged(req)
                 resp = await self._server.answer(req)
+                self._answering_grpc = False
                 if self._closing:
                     return
                 self._write(resp, keep_alive, to_head=req.method == "HEAD")
@@ -313,8 +323,13 @@ class _Connection(asyncio.Protocol):
                     self._transport.resume_reading()
             if self._refusal is not None and not self._closing:
                 self._send_refusal()
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # connection_lost cancelled an abandoned gRPC call: nothing is owed to anyone.
         finally:
             self._task = None
+            self._answering_grpc = False
 
     def _write(self, resp: ApiResponse, keep_alive: bool, *, to_head: bool = False) -> None:
         assert self._transport is not None
@@ -424,13 +439,17 @@ class HttpApiServer:
     def spawn(self, coro: Coroutine[None, None, None]) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro)
 
+    def bridged(self, req: ApiRequest) -> bool:
+        """Whether ``req`` is a unary gRPC call Envoy bridged here (and served as one)."""
+        return (
+            self._grpc_unary is not None
+            and BRIDGE_HEADER in req.headers
+            and is_grpc(req.headers.get("content-type", ""))
+        )
+
     async def answer(self, req: ApiRequest) -> ApiResponse:
         try:
-            if (
-                self._grpc_unary is not None
-                and BRIDGE_HEADER in req.headers
-                and is_grpc(req.headers.get("content-type", ""))
-            ):
+            if self._grpc_unary is not None and self.bridged(req):
                 return await self._grpc_unary(req)
             return await self._dispatch(req)
         except Exception as exc:  # the Dispatcher maps errors; this guards the guard
