@@ -1,6 +1,6 @@
 """The Envoy bootstrap of one `tandem run` sidecar, made in a short-lived process.
 
-    python -m tandem.cli.envoy_config   (a JSON request on stdin; see :func:`make`)
+    python -m tandem.cli.envoy_config   (two JSON lines on stdin; see :func:`main`)
 
 Making it loads what the supervisor never needs again: the workload key and its CSR
 (``cryptography``), the Configuration and resource parsers, secret stores for HTTPEndpoint
@@ -8,6 +8,11 @@ headers, trace export settings. `tandem run` stays up for the app's whole life, 
 starts this step beside the runtime (both load while the other works) and keeps none of
 that weight. The answer is one JSON line on stdout: ``{"ok": true}`` once ``envoy.json``
 is written, or ``{"error": "..."}`` worded for the person who ran `tandem run`.
+
+On a cold start the control plane is starting meanwhile: everything that does not need it
+(imports, the workload key, the resources) is done before the second line, which says the
+control plane answers and where; only the credential (signed with the control plane's
+enrolment key) and the bootstrap's xDS address wait for it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ def security_metadata(
     app_id: str,
     namespace: str | None,
     config: Path | None,
+    control_plane_ready: Callable[[], object] = lambda: None,
 ) -> dict[str, object]:
     """Identity, access control and API tokens for the node metadata.
 
@@ -56,14 +62,15 @@ def security_metadata(
             trust_domain = configuration.access_control.trust_domain
             out["access_control"] = access_control_metadata(configuration.access_control)
         out["config_path"] = str(config.resolve())  # watched (hot reload)
-    try:
-        enrolment = EnrolmentKey.load(ca_dir(home))
-    except OSError as exc:
-        raise EnvoyConfigError(f"cannot enrol the sidecar with the control plane: {exc}") from exc
     key = WorkloadKey.generate()
     key_path = run_dir / "workload.key"
     key.write_key(key_path)
     spiffe = spiffe_id(trust_domain, namespace or "default", app_id)
+    control_plane_ready()  # its enrolment key exists from here on
+    try:
+        enrolment = EnrolmentKey.load(ca_dir(home))
+    except OSError as exc:
+        raise EnvoyConfigError(f"cannot enrol the sidecar with the control plane: {exc}") from exc
     out.update(
         trust_domain=trust_domain,
         key_path=str(key_path),
@@ -119,9 +126,12 @@ def invocation_metadata(paths: Sequence[Path], config: Path | None = None) -> di
     return out
 
 
-def make(request: Mapping[str, Any]) -> Path:
+def make(request: Mapping[str, Any], control_plane: Callable[[], str] | None = None) -> Path:
     """Write the sidecar's ``envoy.json`` from ``request`` (what `tandem run` knows: ids,
-    paths, ports and the node metadata it made itself); returns its path."""
+    paths, ports and the node metadata it made itself); returns its path.
+
+    ``control_plane`` returns the control plane's xDS address once it answers (blocking
+    until then); without it the control plane runs and ``request["ads_address"]`` is it."""
     from tandem.cli import observability
     from tandem.envoy.bootstrap import render_bootstrap
     from tandem.xds.ca import write_private_file
@@ -133,6 +143,19 @@ def make(request: Mapping[str, Any]) -> Path:
     app_id: str = request["app_id"]
     namespace: str | None = request.get("namespace")
     metadata: dict[str, object] = dict(request["metadata"])
+    metadata.update(invocation_metadata(resources, config))
+    metadata.update(endpoint_secrets(resources, app_id=app_id, namespace=namespace, home=home))
+    try:
+        metadata.update(observability.node_metadata(config, run_dir))
+    except observability.ObservabilityError as exc:
+        raise EnvoyConfigError(str(exc)) from exc
+    ads_address: str = request["ads_address"]
+
+    def control_plane_ready() -> None:
+        nonlocal ads_address
+        if control_plane is not None:
+            ads_address = control_plane()
+
     metadata.update(
         security_metadata(
             home=home,
@@ -141,19 +164,14 @@ def make(request: Mapping[str, Any]) -> Path:
             app_id=app_id,
             namespace=namespace,
             config=config,
+            control_plane_ready=control_plane_ready,
         )
     )
-    metadata.update(invocation_metadata(resources, config))
-    metadata.update(endpoint_secrets(resources, app_id=app_id, namespace=namespace, home=home))
-    try:
-        metadata.update(observability.node_metadata(config, run_dir))
-    except observability.ObservabilityError as exc:
-        raise EnvoyConfigError(str(exc)) from exc
     bootstrap = render_bootstrap(
         node_id=request["sidecar_id"],
         app_id=app_id,
         metadata=metadata,
-        ads_address=request["ads_address"],
+        ads_address=ads_address,
         runtime_socket=Path(request["runtime_socket"]),
         admin_socket=Path(request["admin_socket"]),
         runtime_http_socket=Path(request["runtime_http_socket"]),
@@ -164,9 +182,26 @@ def make(request: Mapping[str, Any]) -> Path:
     return path
 
 
+class _ControlPlaneGone(Exception):
+    pass
+
+
+def _read_control_plane() -> str:
+    """The second line: ``{"ads_address": ...}`` once the control plane answers."""
+    line = sys.stdin.readline()
+    if not line:
+        raise _ControlPlaneGone  # `tandem run` gave up (its control plane failed)
+    return str(json.loads(line)["ads_address"])
+
+
 def main() -> int:
+    """Line 1: the request, as soon as `tandem run` has chosen ports and paths. Line 2:
+    ``{"ads_address": ...}`` when the control plane answers (at once when it was running)."""
     try:
-        make(json.load(sys.stdin))
+        request = json.loads(sys.stdin.readline())
+        make(request, _read_control_plane)
+    except _ControlPlaneGone:
+        return 3
     except EnvoyConfigError as exc:
         print(json.dumps({"error": str(exc)}))
         return 2

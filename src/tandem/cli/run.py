@@ -78,12 +78,15 @@ class RunError(Exception):
 class _EnvoyConfigStep:
     """``python -m tandem.cli.envoy_config``: writes envoy.json in its own short-lived
     process, so `tandem run`, which lives as long as the app, never loads what that takes
-    (key generation, the resource parsers, secret stores)."""
+    (key generation, the resource parsers, secret stores). It starts at once and waits for
+    :meth:`control_plane` only where it needs the control plane (a cold start)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, request: bytes, path: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, path: Path) -> None:
         self.proc = proc
         self._path = path
-        self._answer = asyncio.ensure_future(proc.communicate(request))
+        assert proc.stdout is not None and proc.stderr is not None
+        self._out = asyncio.ensure_future(proc.stdout.read())
+        self._err = asyncio.ensure_future(proc.stderr.read())
 
     @classmethod
     async def start(cls, request: dict[str, object]) -> _EnvoyConfigStep:
@@ -95,12 +98,21 @@ class _EnvoyConfigStep:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        path = Path(str(request["run_dir"])) / "envoy.json"
-        return cls(proc, json.dumps(request).encode(), path)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request).encode() + b"\n")
+        return cls(proc, Path(str(request["run_dir"])) / "envoy.json")
+
+    def control_plane(self, ads_address: str) -> None:
+        """The control plane answers at ``ads_address``: the step may enrol and finish."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it failed already: result() says why
+            self.proc.stdin.write(json.dumps({"ads_address": ads_address}).encode() + b"\n")
+            self.proc.stdin.close()
 
     async def result(self) -> Path:
         """envoy.json's path, once written; RunError with the step's reason otherwise."""
-        out, err = await self._answer
+        out, err = await asyncio.gather(self._out, self._err)
+        await self.proc.wait()
         lines = out.decode(errors="replace").strip().splitlines()
         try:
             answer = json.loads(lines[-1]) if lines else {}
@@ -118,7 +130,8 @@ class _EnvoyConfigStep:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-        self._answer.cancel()
+        self._out.cancel()
+        self._err.cancel()
 
 
 @dataclass(slots=True)
@@ -211,31 +224,28 @@ class Sidecar:
         self.run_dir.chmod(0o700)
         run_dir = self.run_dir
 
-        async def make_envoy_config(ads_address: str) -> _EnvoyConfigStep:
-            # Envoy's bootstrap is made in a short-lived process while the runtime starts.
-            self._envoy_config = await _EnvoyConfigStep.start(
-                {
-                    "home": str(self.home.root),
-                    "run_dir": str(run_dir),
-                    "sidecar_id": sidecar_id,
-                    "app_id": o.app_id,
-                    "namespace": o.namespace,
-                    "config": str(o.config) if o.config is not None else None,
-                    "resources": [str(p) for p in resources],
-                    "ads_address": ads_address,
-                    "runtime_socket": str(runtime_socket),
-                    "admin_socket": str(admin_socket),
-                    "runtime_http_socket": str(http_socket),
-                    "worker_sockets": [
-                        [str(a), str(b)] for a, b in worker_sockets(run_dir, o.runtime_workers)
-                    ],
-                    "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
-                }
-            )
-            return self._envoy_config
-
-        # It needs the control plane's CA files: started now when the control plane runs.
-        envoy_config = None if cp_starting is not None else await make_envoy_config(ads_address)
+        # Envoy's bootstrap is made in a short-lived process while the runtime starts.
+        envoy_config = self._envoy_config = await _EnvoyConfigStep.start(
+            {
+                "home": str(self.home.root),
+                "run_dir": str(run_dir),
+                "sidecar_id": sidecar_id,
+                "app_id": o.app_id,
+                "namespace": o.namespace,
+                "config": str(o.config) if o.config is not None else None,
+                "resources": [str(p) for p in resources],
+                "ads_address": ads_address,
+                "runtime_socket": str(runtime_socket),
+                "admin_socket": str(admin_socket),
+                "runtime_http_socket": str(http_socket),
+                "worker_sockets": [
+                    [str(a), str(b)] for a, b in worker_sockets(run_dir, o.runtime_workers)
+                ],
+                "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
+            }
+        )
+        if cp_starting is None:
+            envoy_config.control_plane(ads_address)
         with self.progress.step("runtime"):
             argv = [
                 sys.executable,
@@ -295,7 +305,7 @@ class Sidecar:
                 argv[argv.index(ads_address)] = cp.ads_address
                 runtime = await Child.start("runtime", argv, log_path=runtime_log)
                 self.children.append(runtime)
-            envoy_config = await make_envoy_config(cp.ads_address)
+            envoy_config.control_plane(cp.ads_address)
 
         async def runtime_ready() -> None:
             await self._wait_for(runtime_socket.exists, runtime, "the runtime socket")
@@ -324,7 +334,6 @@ class Sidecar:
         with self.progress.step("envoy"):
             from tandem.envoy import envoy_binary
 
-            assert envoy_config is not None
             config_path = await envoy_config.result()
             envoy = await Child.start(
                 "envoy",
