@@ -14,6 +14,8 @@ right after it, so both share each round's load. Same-run floor: ``python -c pas
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -108,7 +110,7 @@ def main() -> None:
     if args.baseline_src is not None:
         variants["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
     keys = ("python -c pass", "exec → sockets", "exec → healthz 204")
-    results = {name: {k: [] for k in keys} for name in variants}  # type: dict[str, dict[str, list[float]]]
+    results: dict[str, dict[str, list[float]]] = {name: {k: [] for k in keys} for name in variants}
     home = Path(tempfile.mkdtemp(prefix="tbr", dir="/tmp"))
     env = {**os.environ, "TANDEM_HOME": str(home)}
     port = free_port()
@@ -139,12 +141,8 @@ def main() -> None:
         sidecar.wait(30)
         record = home / "controlplane.json"
         if record.exists():
-            import json
-
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
                 os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
-            except (ProcessLookupError, ValueError, KeyError):
-                pass
         shutil.rmtree(home, ignore_errors=True)
     print("| variant | measure | median s | min s | max s |")
     print("|---|---|---|---|---|")
