@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from tandem.blocks.actors.config import ActorConfig
 from tandem.blocks.app_health import AppHealthConfig
@@ -39,7 +38,7 @@ from tandem.ext_proc.blocks_wiring import (
     wire_secrets,
 )
 from tandem.ext_proc.dispatch import Dispatcher
-from tandem.ext_proc.extproc import ExtProcServicer
+from tandem.ext_proc.extproc_lazy import LazyExtProc
 from tandem.ext_proc.grpc_api import DaprGrpcServicer, Rpc, StreamRpc
 from tandem.ext_proc.grpc_decode import InvalidMessageInterceptor
 from tandem.ext_proc.grpc_over_http import GrpcUnaryOverHttp
@@ -405,9 +404,6 @@ class Runtime:
             ],
         )
         dispatcher = Dispatcher(self.router, self._metrics)
-        ep_grpc.add_ExternalProcessorServicer_to_server(
-            ExtProcServicer(dispatcher, self.options.app_id), server
-        )
         servicer = DaprGrpcServicer(
             self.metadata,
             grpc_rpcs,
@@ -418,7 +414,7 @@ class Runtime:
         dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)
         workflows = self._workflows
         task_hub = LazyTaskHub(lambda: workflows.engine if workflows else None)
-        server.add_generic_rpc_handlers((task_hub,))
+        server.add_generic_rpc_handlers((LazyExtProc(dispatcher, self.options.app_id), task_hub))
         sock = self.options.socket
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)

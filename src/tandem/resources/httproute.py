@@ -19,9 +19,6 @@ from ._fields import only
 from ._parse import Node
 from .common import parse_object_meta
 
-GROUP = "gateway.networking.k8s.io"
-VERSIONS = ("v1", "v1beta1")
-
 PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
 ValueType = Literal["Exact", "RegularExpression"]
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import yaml
 
@@ -20,15 +20,15 @@ from .component import Component, parse_component
 from .configuration import Configuration, parse_configuration
 from .errors import ResourceError
 from .http_endpoint import HTTPEndpoint, parse_http_endpoint
-from .httproute import GROUP as ROUTE_GROUP
-from .httproute import VERSIONS as ROUTE_VERSIONS
-from .httproute import HTTPRoute, parse_http_route
 from .resiliency import Resiliency, parse_resiliency
 from .subscription import VERSIONS as SUBSCRIPTION_VERSIONS
 from .subscription import Subscription, parse_subscription
-from .traffic_policy import GROUP as POLICY_GROUP
-from .traffic_policy import VERSIONS as POLICY_VERSIONS
-from .traffic_policy import BackendTrafficPolicy, parse_backend_traffic_policy
+
+if TYPE_CHECKING:
+    # Their parsers load with the first such document: Envoy enforces them, the runtime only
+    # validates them, and most apps have none (issue 21, start-up).
+    from .httproute import HTTPRoute
+    from .traffic_policy import BackendTrafficPolicy
 
 GROUP = "dapr.io"
 SUFFIXES = (".yaml", ".yml")
@@ -47,19 +47,14 @@ KINDS = MappingProxyType(
 # the Gateway API and Envoy Gateway (docs in README "Traffic policy").
 TRAFFIC_KINDS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
-        ROUTE_GROUP: {"HTTPRoute": ROUTE_VERSIONS},
-        POLICY_GROUP: {"BackendTrafficPolicy": POLICY_VERSIONS},
+        "gateway.networking.k8s.io": {"HTTPRoute": ("v1", "v1beta1")},
+        "gateway.envoyproxy.io": {"BackendTrafficPolicy": ("v1alpha1",)},
     }
 )
 
-Resource = (
-    Component
-    | Configuration
-    | Resiliency
-    | Subscription
-    | HTTPEndpoint
-    | HTTPRoute
-    | BackendTrafficPolicy
+Resource: TypeAlias = (
+    "Component | Configuration | Resiliency | Subscription | HTTPEndpoint | HTTPRoute"
+    " | BackendTrafficPolicy"
 )
 
 log = logging.getLogger("tandem.resources")
@@ -165,7 +160,11 @@ def _parse_traffic(doc: Node, group: str, version: str) -> Resource:
         supported = ", ".join(f"{group}/{v}" for v in kinds[kind])
         raise doc.get("apiVersion").error(f"{kind} does not support {version!r} (use {supported})")
     if kind == "HTTPRoute":
+        from .httproute import parse_http_route
+
         return parse_http_route(doc)
+    from .traffic_policy import parse_backend_traffic_policy
+
     return parse_backend_traffic_policy(doc)
 
 
@@ -281,20 +280,16 @@ def load_resources(
     API groups are skipped silently. Resources for another namespace (only when
     ``namespace`` is given) or not scoped for ``app_id`` are dropped, each with a log line.
     """
-    buckets: dict[type[Any], list[Any]] = {
-        Component: [],
-        Configuration: [],
-        Resiliency: [],
-        Subscription: [],
-        HTTPEndpoint: [],
-        HTTPRoute: [],
-        BackendTrafficPolicy: [],
+    # By kind name: the traffic kinds' classes load only with a document of theirs.
+    buckets: dict[str, list[Any]] = {
+        kind: []
+        for kind in (*KINDS, *(k for kinds in TRAFFIC_KINDS.values() for k in kinds))
     }
     for path in _files(paths):
         for resource in read_file(path):
             skip = _skip_reason(resource, app_id, namespace)
             if skip is None:
-                buckets[type(resource)].append(resource)
+                buckets[type(resource).__name__].append(resource)
             else:
                 level, reason = skip
                 log.log(
@@ -305,15 +300,15 @@ def load_resources(
                     getattr(resource, "source", "") or path,
                     reason,
                 )
-    _check_unique_components(buckets[Component])
+    _check_unique_components(buckets["Component"])
     return ResourceSet(
-        components=tuple(buckets[Component]),
-        configurations=tuple(buckets[Configuration]),
-        resiliencies=tuple(buckets[Resiliency]),
-        subscriptions=tuple(buckets[Subscription]),
-        http_endpoints=tuple(buckets[HTTPEndpoint]),
-        http_routes=tuple(buckets[HTTPRoute]),
-        traffic_policies=tuple(buckets[BackendTrafficPolicy]),
+        components=tuple(buckets["Component"]),
+        configurations=tuple(buckets["Configuration"]),
+        resiliencies=tuple(buckets["Resiliency"]),
+        subscriptions=tuple(buckets["Subscription"]),
+        http_endpoints=tuple(buckets["HTTPEndpoint"]),
+        http_routes=tuple(buckets["HTTPRoute"]),
+        traffic_policies=tuple(buckets["BackendTrafficPolicy"]),
     )
 
 

@@ -17,9 +17,6 @@ from ._fields import only
 from ._parse import Node
 from .common import parse_object_meta
 
-GROUP = "gateway.envoyproxy.io"
-VERSIONS = ("v1alpha1",)
-
 TargetKind = Literal["HTTPRoute", "Service"]
 LoadBalancer = Literal["RoundRobin", "LeastRequest", "Random", "ConsistentHash"]
 UNIT_SECONDS = {"Second": 1, "Minute": 60, "Hour": 3600}

@@ -24,7 +24,6 @@ from tandem.blocks.app_channel import AppChannelError, AppResponse
 from tandem.blocks.errors import DaprError
 from tandem.blocks.resiliency import CircuitOpenError
 from tandem.placement.table import Version
-from tandem.scheduler.schedule import ScheduleError, reminder_schedule
 
 log = logging.getLogger("tandem.actors")
 
@@ -362,6 +361,10 @@ class ActorService:
             raise DaprError(
                 "ERR_ACTOR_TIMER_CREATE", f"actor type {actor_type} is not hosted by this app"
             )
+        # Loaded on the first timer: the schedule parser's cron and ISO 8601 libraries are
+        # start-up time an app without actor timers never needs (issue 21).
+        from tandem.scheduler.schedule import ScheduleError, reminder_schedule
+
         now = datetime.now(UTC)
         try:
             schedule = reminder_schedule(
