@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tandem.blocks.registry import ComponentContext
-from tandem.blocks.secrets.resolve import lookup_secret, open_secret_stores
-from tandem.blocks.secrets.store import SecretStore
 from tandem.resources import HTTPEndpoint, ResourceError, SecretKeyRef, load_resources
+
+if TYPE_CHECKING:
+    from tandem.blocks.secrets.store import SecretStore
 
 TLS_FIELDS = ("rootCA", "certificate", "privateKey")
 
@@ -49,6 +50,8 @@ def references(ep: HTTPEndpoint) -> list[tuple[str, str, SecretKeyRef]]:
 
 
 def resolve_endpoint(ep: HTTPEndpoint, stores: dict[str, SecretStore]) -> dict[str, str]:
+    from tandem.blocks.secrets.resolve import lookup_secret
+
     out = {}
     for key, where, ref in references(ep):
         if not ep.secret_store:
@@ -77,6 +80,11 @@ def endpoint_secrets(
     wanted = [ep for ep in loaded.http_endpoints if references(ep)]
     if not wanted:
         return {}
+    # Here, not at the top: most sidecars have no such endpoint, and the secret stores'
+    # modules are a good part of the bootstrap step's start.
+    from tandem.blocks.registry import ComponentContext
+    from tandem.blocks.secrets.resolve import open_secret_stores
+
     ctx = ComponentContext(app_id=app_id, namespace=namespace or "", home=home)
     service, _ = open_secret_stores(loaded.components, ctx)
     try:
