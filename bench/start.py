@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tandem.cli.ports import free_port
+from tandem.cli.ports import free_listen_port
 
 TARGETS = {"warm": 0.5, "cold": 1.0}
 
@@ -49,17 +49,27 @@ def healthy(port: int) -> bool:
 def start(
     home: Path, app_id: str, extra_env: dict[str, str], deadline: float = 60.0
 ) -> tuple[subprocess.Popen[bytes], float]:
-    port = free_port()
+    # Below the kernel's range for outgoing connections: this bench's own polling opens
+    # hundreds of them, and one could take a port before Envoy binds it.
+    chosen: list[int] = []
+    for _ in range(4):
+        chosen.append(free_listen_port(chosen))
+    port = chosen[0]
     argv = [sys.executable, "-m", "tandem.cli.main", "run", "--app-id", app_id]
-    for flag in ("--dapr-grpc-port", "--dapr-internal-port", "--metrics-port"):
-        argv += [flag, str(free_port())]
+    for flag, value in zip(
+        ("--dapr-grpc-port", "--dapr-internal-port", "--metrics-port"), chosen[1:], strict=True
+    ):
+        argv += [flag, str(value)]
     argv += ["--dapr-http-port", str(port), "--log-level", "warn"]
     env = {**os.environ, **extra_env, "TANDEM_HOME": str(home)}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = home / f"{app_id}.out"
+    with open(out, "wb") as sink:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
     while not healthy(port):
         if proc.poll() is not None or time.perf_counter() - t0 > deadline:
-            sys.exit(f"bench: `tandem run` of {app_id} never became healthy")
+            said = out.read_text(errors="replace")[-3000:]
+            sys.exit(f"bench: `tandem run` of {app_id} never became healthy:\n{said}")
         time.sleep(0.005)  # polling for health, with a deadline
     return proc, time.perf_counter() - t0
 
