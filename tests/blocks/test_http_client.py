@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tandem.blocks.app_channel import AppChannel, AppChannelError
-from tandem.blocks.http_client import HttpPool
+from tandem.blocks.http_client import HttpClientError, HttpPool
 
 
 @dataclass
@@ -387,3 +387,39 @@ async def test_app_channel_through_a_socket_and_back_to_the_port(tmp_path: Path)
     assert [s.path for s in via_socket.seen] == ["/one"]
     assert [s.path for s in direct.seen] == ["/two"]
     assert via_socket.seen[0].headers["host"] == f"127.0.0.1:{port}"
+
+
+async def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
+    async with tcp_app() as (app, port):
+        pool = HttpPool(
+            functools.partial(asyncio.open_connection, "127.0.0.1", port),
+            host=f"127.0.0.1:{port}",
+            idle_timeout=0.3,
+        )
+        try:
+            await pool.request("GET", "/a", timeout=5)
+            await pool.request("GET", "/b", timeout=5)  # reused while fresh
+            await wait_for(lambda: app.serving == 0, "the idle connection to be closed")
+            after = await pool.request("GET", "/c", timeout=5)
+        finally:
+            await pool.close()
+    assert [s.conn for s in app.seen] == [1, 1, 2]
+    assert after.body == b"GET /c 0 on 2"
+
+
+async def test_targets_are_percent_encoded_and_header_breaks_refused() -> None:
+    async with tcp_app() as (app, port):
+        pool = pool_to(port)
+        try:
+            await pool.request("GET", "/say hi/ünï?q=a b", timeout=5)
+            await pool.request("GET", "/plain/a-b_c.d~e?x=1&y=%20", timeout=5)
+            for name, value in (("x-evil", "a\r\nx-injected: 1"), ("", "v"), ("x-nul", "a\0")):
+                with pytest.raises(HttpClientError, match="invalid header"):
+                    await pool.request("GET", "/a", headers={name: value}, timeout=5)
+        finally:
+            await pool.close()
+    assert [s.path for s in app.seen] == [
+        "/say%20hi/%C3%BCn%C3%AF?q=a%20b",
+        "/plain/a-b_c.d~e?x=1&y=%20",
+    ]
+    assert all("x-injected" not in s.headers for s in app.seen)

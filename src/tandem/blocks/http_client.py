@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ _READ_SIZE = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Characters left as they are in a request target (the rest are percent-encoded).
 _TARGET_SAFE = "/?&=%:@!$'()*+,;~-._[]"
+# A target made only of those (and alphanumerics) needs no quoting: the common case.
+_SAFE_TARGET = re.compile(r"[A-Za-z0-9/?&=%:@!$'()*+,;~._\[\]-]*\Z")
+_FORBIDDEN = re.compile("[\r\n\0]")
 
 
 class HttpClientError(Exception):
@@ -77,12 +81,12 @@ class Response:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer", "idle_timer")
+    __slots__ = ("reader", "writer", "idle_since")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     def usable(self) -> bool:
         # An idle connection the server closed (EOF seen) or wrote to unasked is dropped.
@@ -93,9 +97,6 @@ class _Connection:
         )
 
     def close(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
         self.writer.close()
 
 
@@ -176,14 +177,19 @@ def _decoded(body: bytes, encoding: str) -> bytes:
 
 
 def _head(method: str, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {quote(target, safe=_TARGET_SAFE)} HTTP/1.1"]
-    for name, value in headers.items():
-        if any(c in name or c in value for c in "\r\n\0") or not name:
-            raise HttpClientError(f"invalid header {name!r}")
-        lines.append(f"{name}: {value}")
+    if not _SAFE_TARGET.match(target):
+        target = quote(target, safe=_TARGET_SAFE)
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     if body or method in _BODY_METHODS:
         lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="strict")
+    # One scan of all the lines (the request line has none: ours, or quoted) instead of
+    # one per character and header: every delivery builds a head.
+    if "" in headers or _FORBIDDEN.search("".join(lines)):
+        bad = next(n for n, v in headers.items() if not n or _FORBIDDEN.search(n + v))
+        raise HttpClientError(f"invalid header {bad!r}")
+    text = "\r\n".join(lines)
+    return (text + "\r\n\r\n").encode("latin-1", errors="strict")
 
 
 class HttpPool:
@@ -195,8 +201,12 @@ class HttpPool:
         self._open = opener
         self._host = host
         self._slots = asyncio.Semaphore(limit)
-        self._idle: list[_Connection] = []
+        self._idle: list[_Connection] = []  # the most recently used last
         self._idle_timeout = idle_timeout
+        # One timer closes expired idle connections (not one per request); the loop is kept
+        # as on Python 3.11 each get_running_loop() is a getpid syscall.
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     async def request(
@@ -210,10 +220,12 @@ class HttpPool:
     ) -> Response:
         if self._closed:
             raise HttpClientError("the client is closed")
-        hdrs = {"Host": self._host, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
-        given = {k.lower() for k in headers or ()}
-        hdrs = {k: v for k, v in hdrs.items() if k.lower() not in given}
-        hdrs.update({k: v for k, v in (headers or {}).items() if k.lower() != "content-length"})
+        headers = headers or {}
+        given = {k.lower() for k in headers}
+        hdrs = {k: v for k, v in self._defaults() if k.lower() not in given}
+        hdrs.update(headers)
+        if "content-length" in given:
+            hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
         if body and "content-type" not in given:
             hdrs["Content-Type"] = "application/octet-stream"
         head = _head(method, target, hdrs, body)
@@ -230,12 +242,12 @@ class HttpPool:
             except _NothingReceived as exc:
                 raise exc.__cause__ or ServerDisconnectedError("no response") from None
 
+    def _defaults(self) -> tuple[tuple[str, str], ...]:
+        return (("Host", self._host), ("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"))
+
     def _take(self) -> _Connection | None:
         while self._idle:
             conn = self._idle.pop()
-            if conn.idle_timer is not None:
-                conn.idle_timer.cancel()
-                conn.idle_timer = None
             if conn.usable():
                 return conn
             conn.close()
@@ -245,16 +257,25 @@ class HttpPool:
         if self._closed or not conn.usable():
             conn.close()
             return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self._idle.append(conn)
-        conn.idle_timer = asyncio.get_running_loop().call_later(
-            self._idle_timeout, self._expire, conn
-        )
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._idle_timeout, self._sweep)
 
-    def _expire(self, conn: _Connection) -> None:
-        with contextlib.suppress(ValueError):
-            self._idle.remove(conn)
-        conn.idle_timer = None
-        conn.close()
+    def _sweep(self) -> None:
+        """Close the connections idle for ``idle_timeout``; come back for the next one."""
+        self._sweeper = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        while self._idle and self._idle[0].idle_since + self._idle_timeout <= now:
+            self._idle.pop(0).close()
+        if self._idle and not self._closed:
+            due = self._idle[0].idle_since + self._idle_timeout - now
+            self._sweeper = loop.call_later(due, self._sweep)
 
     async def _exchange(self, conn: _Connection, method: str, head: bytes, body: bytes) -> Response:
         """One request and its response on ``conn``; the connection goes back to the pool or
@@ -305,6 +326,9 @@ class HttpPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -423,9 +423,12 @@ class HttpApiServer:
         self.socket_path = socket_path
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
+        # The serving loop, kept: on Python 3.11 each get_running_loop() is a getpid
+        # syscall, and ``spawn`` runs once per request (issue 21).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         path = self.socket_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
@@ -437,7 +440,7 @@ class HttpApiServer:
             os.umask(old)
 
     def spawn(self, coro: Coroutine[None, None, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(coro)
+        return (self._loop or asyncio.get_running_loop()).create_task(coro)
 
     def bridged(self, req: ApiRequest) -> bool:
         """Whether ``req`` is a unary gRPC call Envoy bridged here (and served as one)."""

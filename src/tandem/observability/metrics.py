@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -85,6 +86,10 @@ class RuntimeMetrics:
         self.enabled = enabled
         self.path_label = path_label
         self.registry = CollectorRegistry(auto_describe=True)  # recorded into
+        # The labelled series of the per-request and per-message metrics, by label values:
+        # prometheus_client's labels() validates and locks on every call (issue 21: ~7
+        # calls per published and delivered message). Series are never removed.
+        self._series: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._exported = CollectorRegistry()
         self._exported.register(_DaprNames(self.registry))
         buckets = tuple(sorted(buckets_ms)) or DEFAULT_BUCKETS_MS
@@ -257,9 +262,17 @@ class RuntimeMetrics:
         if not self.enabled:
             return
         path = path if self.path_label else ""
-        self.http_requests.labels(self.app_id, method, path).inc()
-        self.http_responses.labels(self.app_id, method, path, str(status)).inc()
-        self.http_latency.labels(self.app_id, method, path, str(status)).observe(ms)
+        key = ("http", method, path, str(status))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self.http_requests.labels(self.app_id, method, path),
+                self.http_responses.labels(self.app_id, method, path, str(status)),
+                self.http_latency.labels(self.app_id, method, path, str(status)),
+            )
+        series[0].inc()
+        series[1].inc()
+        series[2].observe(ms)
 
     def grpc(self, method: str, status: str, ms: float) -> None:
         if not self.enabled:
@@ -310,16 +323,30 @@ class RuntimeMetrics:
     def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
         if not self.enabled:
             return
-        labels = (self.app_id, component, self.namespace, str(success).lower(), topic)
-        self.pubsub_egress.labels(*labels).inc()
-        self.pubsub_egress_latency.labels(*labels).observe(ms)
+        key = ("egress", component, topic, str(success).lower())
+        series = self._series.get(key)
+        if series is None:
+            labels = (self.app_id, component, self.namespace, key[3], topic)
+            series = self._series[key] = (
+                self.pubsub_egress.labels(*labels),
+                self.pubsub_egress_latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(ms)
 
     def ingress(self, component: str, topic: str, process_status: str, ms: float) -> None:
         if not self.enabled:
             return
-        labels = (self.app_id, component, self.namespace, process_status, topic)
-        self.pubsub_ingress.labels(*labels).inc()
-        self.pubsub_ingress_latency.labels(*labels).observe(ms)
+        key = ("ingress", component, topic, process_status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (self.app_id, component, self.namespace, process_status, topic)
+            series = self._series[key] = (
+                self.pubsub_ingress.labels(*labels),
+                self.pubsub_ingress_latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(ms)
 
     def actor_activation(self, actor_type: str, active: bool) -> None:
         """An actor was activated (``active``) or deactivated."""

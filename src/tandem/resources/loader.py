@@ -282,8 +282,7 @@ def load_resources(
     """
     # By kind name: the traffic kinds' classes load only with a document of theirs.
     buckets: dict[str, list[Any]] = {
-        kind: []
-        for kind in (*KINDS, *(k for kinds in TRAFFIC_KINDS.values() for k in kinds))
+        kind: [] for kind in (*KINDS, *(k for kinds in TRAFFIC_KINDS.values() for k in kinds))
     }
     for path in _files(paths):
         for resource in read_file(path):

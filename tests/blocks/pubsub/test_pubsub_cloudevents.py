@@ -163,3 +163,46 @@ def test_non_cloudevent_messages_and_raw_subscriptions_get_a_synthetic_event(raw
         "pubsub",
         "1.0",
     )
+
+
+def test_a_stored_cloudevent_is_delivered_as_the_stored_bytes():
+    # As Dapr: the app receives the broker's bytes, not a re-encoding of them.
+    stored = b'{ "specversion": "1.0", "id": "x",  "data": {"n": 1.50}, "t\\u00e9": 1 }'
+    event, body = ce.read_message(stored, topic="orders", pubsub_name="pubsub")
+    assert body == stored
+    assert event == orjson.loads(stored)
+
+
+@pytest.mark.parametrize("raw_subscription", [True, False])
+def test_a_synthetic_event_is_delivered_encoded(raw_subscription):
+    data = b"plain bytes" if not raw_subscription else ce.encode(build(b"x"))
+    event, body = ce.read_message(data, topic="orders", pubsub_name="pubsub", raw=raw_subscription)
+    assert orjson.loads(body) == event
+    assert base64.b64decode(event["data_base64"]) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "18446744073709551615",  # the largest integer orjson keeps
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "1796069893798123456",
+        "NaN",
+        "1e400",
+        '"\\ud800"',
+        '{"a": [1, 2.5, "x", null, true]}',
+    ],
+)
+def test_json_data_is_read_as_the_stdlib_reads_it(text):
+    import json
+
+    event = build(text.encode(), "application/json")
+    expected = json.loads(text)
+    if expected != expected:  # NaN
+        assert event["data"] != event["data"]
+    else:
+        assert event["data"] == expected
+        assert type(event["data"]) is type(expected)

@@ -39,6 +39,9 @@ class InFlight:
         self._tasks: dict[asyncio.Task[None], Message] = {}
         self._started: set[asyncio.Task[None]] = set()  # past the slot: handling or settling
         self._freed = asyncio.Event()
+        # Kept: on Python 3.11 get_running_loop() and current_task() are a getpid syscall
+        # each, and every message starts a task.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def free(self) -> int:
@@ -60,13 +63,17 @@ class InFlight:
             await self._freed.wait()
 
     def start(self, msg: Message) -> None:
-        task = asyncio.create_task(self._run(msg))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        me: list[asyncio.Task[None]] = []
+        task = loop.create_task(self._run(msg, me))
+        me.append(task)
         self._tasks[task] = msg
         task.add_done_callback(self._done)
 
-    async def _run(self, msg: Message) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _run(self, msg: Message, me: list[asyncio.Task[None]]) -> None:
+        task = me[0]  # set before the task first runs
         async with self._slots:
             self._started.add(task)
             if len(self._started) == len(self._tasks):

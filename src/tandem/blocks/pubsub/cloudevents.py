@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,9 @@ RAW_PAYLOAD = "rawPayload"
 TTL_IN_SECONDS = "ttlInSeconds"
 _OVERRIDE_PREFIX = "cloudevent."
 _OVERRIDABLE = ("id", "source", "type", "subject")
+# Maybe an integer orjson cannot hold (below -2**63 or above 2**64 - 1): 20 digits in a
+# row, or 19 after a minus (or only digits in a string: the slower path, same value).
+_LONG_DIGITS = re.compile(rb"-[0-9]{19}|[0-9]{20}")
 
 
 class EnvelopeError(ValueError):
@@ -178,14 +182,24 @@ def from_raw(
 def from_message(data: bytes, *, topic: str, pubsub_name: str, raw: bool = False) -> dict[str, Any]:
     """A broker message as the event to deliver: the stored CloudEvent, or — for raw
     subscriptions and for messages that are not CloudEvents — a synthetic one."""
+    return read_message(data, topic=topic, pubsub_name=pubsub_name, raw=raw)[0]
+
+
+def read_message(
+    data: bytes, *, topic: str, pubsub_name: str, raw: bool = False
+) -> tuple[dict[str, Any], bytes]:
+    """:func:`from_message`, and the body an HTTP app receives for it: the stored bytes
+    themselves when they are the CloudEvent (as Dapr sends them; no decode and re-encode
+    per delivery), else the synthetic event encoded."""
     if not raw:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
             value = None
         if isinstance(value, dict) and "specversion" in value and "id" in value:
-            return value
-    return from_raw(data, topic=topic, pubsub_name=pubsub_name)
+            return value, data
+    event = from_raw(data, topic=topic, pubsub_name=pubsub_name)
+    return event, encode(event)
 
 
 def expired(event: Mapping[str, Any], now: datetime | None = None) -> bool:
@@ -215,7 +229,14 @@ def _user_event(data: bytes) -> dict[str, Any]:
 
 
 def _json_or_text(data: bytes) -> Any:
-    # The stdlib parser keeps integers of any size exact (orjson turns big ones into floats).
+    # orjson when no number could be past 64 bits (it turns those into floats), else the
+    # stdlib parser, which keeps integers of any size exact and takes what orjson refuses
+    # (NaN, lone surrogates): the same value either way, orjson ~15x faster per publish.
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(data)
     except ValueError:

@@ -68,10 +68,10 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
         username=lookup(md, "redisUsername") or None,
         password=lookup(md, "redisPassword") or None,
         socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
-        # Reads block up to READ_BLOCK_MS on the server, so the socket waits longer.
-        socket_timeout=max(
-            as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0), READ_BLOCK_MS / 1000 + 5
-        ),
+        # No socket timeout: with one, redis-py sends every command through
+        # asyncio.wait_for (a task and a loop turn more before each write, on the way of
+        # every publish). readTimeout bounds each call here instead (RedisPubSub.bounded).
+        socket_timeout=None,
         max_connections=as_int("poolSize", lookup(md, "poolSize"), 50),
         timeout=30,
         **_tls(as_bool(lookup(md, "enableTLS"))),
@@ -85,6 +85,7 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
         processing_timeout=as_seconds("processingTimeout", lookup(md, "processingTimeout"), 60.0),
         redeliver_interval=as_seconds("redeliverInterval", lookup(md, "redeliverInterval"), 60.0),
         max_len=max_len or None,
+        read_timeout=as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0),
     )
 
 
@@ -119,13 +120,15 @@ class _Subscription:
         while not self._closing:
             await self._inflight.wait_free()
             try:
-                res: Any = await client.xreadgroup(
-                    self._group,
-                    self._consumer,
-                    {self._topic: ">"},
-                    count=self._inflight.free,
-                    block=READ_BLOCK_MS,
-                )
+                # Reads block up to READ_BLOCK_MS on the server, so they may take longer.
+                async with self._b.bounded(READ_BLOCK_MS / 1000):
+                    res: Any = await client.xreadgroup(
+                        self._group,
+                        self._consumer,
+                        {self._topic: ">"},
+                        count=self._inflight.free,
+                        block=READ_BLOCK_MS,
+                    )
             except Exception as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     # The stream was deleted under us: recreate the group and go on.
@@ -135,12 +138,19 @@ class _Subscription:
                 log.warning("redis read of %s failed, retrying: %s", self._topic, exc)
                 await asyncio.sleep(1.0)
                 continue
+            started = False
             for _stream, entries in res or ():
                 for entry_id, fields in entries:
                     if self._closing:
                         self._unstarted.append(entry_id)
                     else:
                         self._inflight.start(_message(self._topic, entry_id, fields, 0))
+                        started = True
+            if started:
+                # Let the handlers just started send their deliveries before this loop
+                # spends ~0.1 ms of redis-py getting the next read out (it suspends only
+                # once the command is written): off the path of a message to its app.
+                await asyncio.sleep(0)
 
     async def _reclaim(self) -> None:
         client = self._b.client
@@ -156,18 +166,20 @@ class _Subscription:
             try:
                 while self._inflight.free > 0:
                     held = {m.id for m in self._inflight.messages()}
-                    res = await client.xautoclaim(
-                        self._topic,
-                        self._group,
-                        self._consumer,
-                        idle_ms,
-                        start_id=start,
-                        count=self._inflight.free,
-                    )
+                    async with self._b.bounded():
+                        res = await client.xautoclaim(
+                            self._topic,
+                            self._group,
+                            self._consumer,
+                            idle_ms,
+                            start_id=start,
+                            count=self._inflight.free,
+                        )
                     start, entries = res[0], res[1]
                     deleted = res[2] if len(res) > 2 else []
                     if deleted:  # trimmed away while pending: nothing left to deliver
-                        await client.xack(self._topic, self._group, *deleted)
+                        async with self._b.bounded():
+                            await client.xack(self._topic, self._group, *deleted)
                     for entry_id, fields in entries:
                         if fields is None or entry_id.decode() in held:
                             continue
@@ -190,7 +202,10 @@ class _Subscription:
             if not ids:
                 continue
             with contextlib.suppress(Exception):
-                await client.xclaim(self._topic, self._group, self._consumer, 0, ids, justid=True)
+                async with self._b.bounded():
+                    await client.xclaim(
+                        self._topic, self._group, self._consumer, 0, ids, justid=True
+                    )
 
     async def _settle(self, msg: Message, outcome: Outcome) -> None:
         if outcome is not Outcome.RETRY:
@@ -209,9 +224,10 @@ class _Subscription:
         if left:
             idle = int(self._b.processing_timeout * 1000) + 1
             with contextlib.suppress(Exception):
-                await self._b.client.xclaim(
-                    self._topic, self._group, self._consumer, 0, left, idle=idle, justid=True
-                )
+                async with self._b.bounded():
+                    await self._b.client.xclaim(
+                        self._topic, self._group, self._consumer, 0, left, idle=idle, justid=True
+                    )
         self._b.forget(self)
 
 
@@ -225,8 +241,10 @@ class RedisPubSub:
         processing_timeout: float = 60.0,
         redeliver_interval: float = 60.0,
         max_len: int | None = None,
+        read_timeout: float | None = 5.0,
     ) -> None:
         self.client = client
+        self._read_timeout = read_timeout
         self._default_group = group
         self._concurrency = concurrency
         self.processing_timeout = processing_timeout
@@ -240,6 +258,11 @@ class RedisPubSub:
     def features(self) -> frozenset[Feature]:
         return frozenset()  # as Dapr's Redis Streams component: none
 
+    def bounded(self, extra: float = 0.0) -> asyncio.Timeout:
+        """The time a Redis call may take: ``readTimeout`` (plus ``extra``), as the socket
+        timeout bounded it before (redis-py closes a connection whose call is cut short)."""
+        return asyncio.timeout(None if self._read_timeout is None else self._read_timeout + extra)
+
     def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
         return {"data": data, "metadata": orjson.dumps(dict(metadata))}
 
@@ -249,14 +272,15 @@ class RedisPubSub:
     async def _write_adds(
         self, items: list[tuple[str, dict[Any, Any]]]
     ) -> list[BaseException | None]:
-        if len(items) == 1:
-            topic, fields = items[0]
-            await self.client.xadd(topic, fields, maxlen=self._max_len, approximate=True)
-            return [None]
-        pipe = self.client.pipeline(transaction=False)
-        for topic, fields in items:
-            pipe.xadd(topic, fields, maxlen=self._max_len, approximate=True)
-        results = await pipe.execute(raise_on_error=False)
+        async with self.bounded():
+            if len(items) == 1:
+                topic, fields = items[0]
+                await self.client.xadd(topic, fields, maxlen=self._max_len, approximate=True)
+                return [None]
+            pipe = self.client.pipeline(transaction=False)
+            for topic, fields in items:
+                pipe.xadd(topic, fields, maxlen=self._max_len, approximate=True)
+            results = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, Exception) else None for r in results]
 
     async def ack(self, topic: str, group: str, msg_id: str) -> None:
@@ -266,14 +290,15 @@ class RedisPubSub:
         ids: dict[tuple[str, str], list[str]] = {}
         for topic, group, msg_id in items:
             ids.setdefault((topic, group), []).append(msg_id)
-        if len(ids) == 1:
-            ((topic, group), same), *_ = ids.items()
-            await self.client.xack(topic, group, *same)
-            return [None] * len(items)
-        pipe = self.client.pipeline(transaction=False)
-        for (topic, group), some in ids.items():
-            pipe.xack(topic, group, *some)
-        results = await pipe.execute(raise_on_error=False)
+        async with self.bounded():
+            if len(ids) == 1:
+                ((topic, group), same), *_ = ids.items()
+                await self.client.xack(topic, group, *same)
+                return [None] * len(items)
+            pipe = self.client.pipeline(transaction=False)
+            for (topic, group), some in ids.items():
+                pipe.xack(topic, group, *some)
+            results = await pipe.execute(raise_on_error=False)
         failed = {key: r for key, r in zip(ids, results, strict=True) if isinstance(r, Exception)}
         return [failed.get((topic, group)) for topic, group, _ in items]
 
@@ -283,14 +308,16 @@ class RedisPubSub:
             pipe.xadd(
                 topic, self._fields(e.data, e.metadata), maxlen=self._max_len, approximate=True
             )
-        results = await pipe.execute(raise_on_error=False)
+        async with self.bounded():
+            results = await pipe.execute(raise_on_error=False)
         return [
             e.entry_id for e, r in zip(entries, results, strict=True) if isinstance(r, Exception)
         ]
 
     async def ensure_group(self, topic: str, group: str) -> None:
         try:
-            await self.client.xgroup_create(topic, group, id="0", mkstream=True)
+            async with self.bounded():
+                await self.client.xgroup_create(topic, group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -188,7 +188,7 @@ class Subscriber:
 
     async def handle(self, active: _Active, msg: Message) -> Outcome:
         sub = active.sub
-        event = cloudevents.from_message(
+        event, body = cloudevents.read_message(
             msg.data, topic=sub.topic, pubsub_name=sub.pubsub_name, raw=active.raw
         )
         if cloudevents.expired(event):
@@ -201,7 +201,7 @@ class Subscriber:
             topic=sub.topic,
             path=path,
             event=event,
-            body=cloudevents.encode(event),
+            body=body,
             content_type=cloudevents.CLOUDEVENT_CONTENT_TYPE,
             metadata=msg.metadata,
             traceparent=str(event.get("traceparent") or ""),

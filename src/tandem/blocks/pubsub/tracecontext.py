@@ -18,7 +18,8 @@ def parse(traceparent: str) -> tuple[str, str, str] | None:
 
 def new() -> str:
     """A fresh sampled ``traceparent`` (a new trace)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = secrets.token_hex(24)  # trace and span id from one draw: one syscall per publish
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def child(traceparent: str) -> str:
