@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.cli.ports import free_port
+from tandem.cli.ports import free_listen_port, free_port
 
 FAST_APP = r"""
 import asyncio, sys
@@ -139,7 +139,12 @@ class TandemMachine:
 
     def run_sidecar(self, app_id: str, *extra: str) -> SidecarPorts:
         """Like :meth:`run`, returning both API ports."""
-        http, grpc = free_port(), free_port()
+        # Below the kernel's range for outgoing connections, as `tandem run` picks its own:
+        # a bench's clients open many, and one could take a port before Envoy binds it.
+        chosen: list[int] = []
+        for _ in range(4):
+            chosen.append(free_listen_port(chosen))
+        http, grpc, internal, metrics = chosen
         argv = [
             sys.executable,
             "-m",
@@ -152,9 +157,9 @@ class TandemMachine:
             "--dapr-grpc-port",
             str(grpc),
             "--dapr-internal-port",
-            str(free_port()),
+            str(internal),
             "--metrics-port",
-            str(free_port()),
+            str(metrics),
             "--log-level",
             "warn",
             *extra,
