@@ -4,11 +4,11 @@ hands the API to the HTTP/1.1 door (`tandem run`'s default) never needs (issue 2
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import grpc
 
-from tandem.ext_proc.task_hub import _Registrations
+from tandem.ext_proc.lazy_service import LazyService
 
 if TYPE_CHECKING:
     from tandem.ext_proc.extproc import Dispatch
@@ -16,34 +16,17 @@ if TYPE_CHECKING:
 EXT_PROC_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/"
 
 
-class LazyExtProc(grpc.GenericRpcHandler):
+class LazyExtProc(LazyService):
     def __init__(self, dispatch: Dispatch, default_app_id: str) -> None:
+        super().__init__(EXT_PROC_PATH)
         self._dispatch = dispatch
         self._app_id = default_app_id
-        self._handlers: list[grpc.GenericRpcHandler] | None = None
 
-    def _load(self) -> list[grpc.GenericRpcHandler]:
+    def register(self, server: grpc.aio.Server) -> None:
         from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
         from tandem.ext_proc.extproc import ExtProcServicer
 
-        registrations = _Registrations()
         ep_grpc.add_ExternalProcessorServicer_to_server(
-            ExtProcServicer(self._dispatch, self._app_id),
-            cast(grpc.aio.Server, registrations),
+            ExtProcServicer(self._dispatch, self._app_id), server
         )
-        return registrations.handlers
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method = cast(str, handler_call_details.method)  # type: ignore[attr-defined]
-        if not method.startswith(EXT_PROC_PATH):
-            return None
-        if self._handlers is None:
-            self._handlers = self._load()
-        for handler in self._handlers:
-            found = handler.service(handler_call_details)
-            if found is not None:
-                return found
-        return None
