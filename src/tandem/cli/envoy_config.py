@@ -37,7 +37,7 @@ def security_metadata(
     app_id: str,
     namespace: str | None,
     config: Path | None,
-    control_plane_ready: Callable[[], object] = lambda: None,
+    control_plane_ready: Callable[[], object],
 ) -> dict[str, object]:
     """Identity, access control and API tokens for the node metadata.
 
@@ -126,12 +126,12 @@ def invocation_metadata(paths: Sequence[Path], config: Path | None = None) -> di
     return out
 
 
-def make(request: Mapping[str, Any], control_plane: Callable[[], str] | None = None) -> Path:
+def make(request: Mapping[str, Any], control_plane: Callable[[], str]) -> Path:
     """Write the sidecar's ``envoy.json`` from ``request`` (what `tandem run` knows: ids,
     paths, ports and the node metadata it made itself); returns its path.
 
     ``control_plane`` returns the control plane's xDS address once it answers (blocking
-    until then); without it the control plane runs and ``request["ads_address"]`` is it."""
+    until then)."""
     from tandem.cli import observability
     from tandem.envoy.bootstrap import render_bootstrap
     from tandem.xds.ca import write_private_file
@@ -149,12 +149,11 @@ def make(request: Mapping[str, Any], control_plane: Callable[[], str] | None = N
         metadata.update(observability.node_metadata(config, run_dir))
     except observability.ObservabilityError as exc:
         raise EnvoyConfigError(str(exc)) from exc
-    ads_address: str = request["ads_address"]
+    ads_address = ""
 
     def control_plane_ready() -> None:
         nonlocal ads_address
-        if control_plane is not None:
-            ads_address = control_plane()
+        ads_address = control_plane()
 
     metadata.update(
         security_metadata(

@@ -183,14 +183,12 @@ class Sidecar:
         self.home.ensure()
         with self.progress.step("control plane"):
             found = read_running(self.home)
-        cp_starting: asyncio.Task[ControlPlane] | None = None
         if found is None:
             # Cold: the runtime imports while the control plane starts, told the address a
             # control plane started by `tandem run` serves (the same across restarts); its
             # placement stream retries until it answers.
             # The control plane is shared by every sidecar: it keeps its own log level.
-            cp_starting = asyncio.create_task(asyncio.to_thread(ensure_running, self.home))
-            self._cp_starting = cp_starting
+            self._cp_starting = asyncio.create_task(asyncio.to_thread(ensure_running, self.home))
             ads_address = f"unix:{ads_socket_path(self.home.root)}"
         else:
             self._control_plane_found(found)
@@ -222,29 +220,26 @@ class Sidecar:
 
         # Holds the private key and (in envoy.json) the credential and tokens.
         self.run_dir.chmod(0o700)
-        run_dir = self.run_dir
-
         # Envoy's bootstrap is made in a short-lived process while the runtime starts.
         envoy_config = self._envoy_config = await _EnvoyConfigStep.start(
             {
                 "home": str(self.home.root),
-                "run_dir": str(run_dir),
+                "run_dir": str(self.run_dir),
                 "sidecar_id": sidecar_id,
                 "app_id": o.app_id,
                 "namespace": o.namespace,
                 "config": str(o.config) if o.config is not None else None,
                 "resources": [str(p) for p in resources],
-                "ads_address": ads_address,
                 "runtime_socket": str(runtime_socket),
                 "admin_socket": str(admin_socket),
                 "runtime_http_socket": str(http_socket),
                 "worker_sockets": [
-                    [str(a), str(b)] for a, b in worker_sockets(run_dir, o.runtime_workers)
+                    [str(a), str(b)] for a, b in worker_sockets(self.run_dir, o.runtime_workers)
                 ],
                 "metadata": self._node_metadata(chosen, api_log, actor_forward_socket),
             }
         )
-        if cp_starting is None:
+        if self._cp_starting is None:
             envoy_config.control_plane(ads_address)
         with self.progress.step("runtime"):
             argv = [
@@ -296,8 +291,8 @@ class Sidecar:
             self._runtime_log_start = runtime_log.stat().st_size if runtime_log.exists() else 0
             runtime = await Child.start("runtime", argv, log_path=runtime_log)
             self.children.append(runtime)
-        if cp_starting is not None:
-            cp = await self._control_plane_started(cp_starting)
+        if self._cp_starting is not None:
+            cp = await self._control_plane_started(self._cp_starting)
             if cp.ads_address != ads_address:
                 # Another control plane (on TCP) won the start: the runtime must follow it.
                 await runtime.stop()
