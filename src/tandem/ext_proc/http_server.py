@@ -305,8 +305,8 @@ class _Connection(asyncio.Protocol):
         try:
             while self._ready and not self._closing:
                 req, keep_alive = self._ready.popleft()
-                self._answering_grpc = self._server.bridged(req)
-                resp = await self._server.answer(req)
+                self._answering_grpc = bridged = self._server.bridged(req)
+                resp = await self._server.answer(req, bridged)
                 self._answering_grpc = False
                 if self._closing:
                     return
@@ -450,9 +450,10 @@ class HttpApiServer:
             and is_grpc(req.headers.get("content-type", ""))
         )
 
-    async def answer(self, req: ApiRequest) -> ApiResponse:
+    async def answer(self, req: ApiRequest, bridged: bool) -> ApiResponse:
+        """``bridged``: :meth:`bridged` of ``req``, which the connection has asked already."""
         try:
-            if self._grpc_unary is not None and self.bridged(req):
+            if bridged and self._grpc_unary is not None:
                 return await self._grpc_unary(req)
             return await self._dispatch(req)
         except Exception as exc:  # the Dispatcher maps errors; this guards the guard
