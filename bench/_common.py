@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.cli.ports import free_listen_port, free_port
+from tandem.cli.ports import free_listen_ports, free_port
 
 FAST_APP = r"""
 import asyncio, sys
@@ -141,10 +141,7 @@ class TandemMachine:
         """Like :meth:`run`, returning both API ports."""
         # Below the kernel's range for outgoing connections, as `tandem run` picks its own:
         # a bench's clients open many, and one could take a port before Envoy binds it.
-        chosen: list[int] = []
-        for _ in range(4):
-            chosen.append(free_listen_port(chosen))
-        http, grpc, internal, metrics = chosen
+        http, grpc, internal, metrics = free_listen_ports(4)
         argv = [
             sys.executable,
             "-m",

@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tandem.cli.ports import free_listen_port
+from tandem.cli.ports import free_listen_ports
 
 TARGETS = {"warm": 0.5, "cold": 1.0}
 
@@ -51,9 +51,7 @@ def start(
 ) -> tuple[subprocess.Popen[bytes], float]:
     # Below the kernel's range for outgoing connections: this bench's own polling opens
     # hundreds of them, and one could take a port before Envoy binds it.
-    chosen: list[int] = []
-    for _ in range(4):
-        chosen.append(free_listen_port(chosen))
+    chosen = free_listen_ports(4)
     port = chosen[0]
     argv = [sys.executable, "-m", "tandem.cli.main", "run", "--app-id", app_id]
     for flag, value in zip(

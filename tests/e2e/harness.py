@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tandem.cli.ports import free_listen_port, free_port
+from tandem.cli.ports import free_port
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
@@ -92,15 +92,6 @@ def child_processes(parent: int) -> list[tuple[int, list[bytes]]]:
         if ppid == parent:
             out.append((int(proc.name), argv))
     return out
-
-
-def free_ports_below_ephemeral(n: int) -> list[int]:
-    """``n`` distinct ports free now and below the kernel's range of random ports: no other
-    program's outgoing connection can take one before its app binds it."""
-    chosen: list[int] = []
-    while len(chosen) < n:
-        chosen.append(free_listen_port(chosen))
-    return chosen
 
 
 def start_sidecar(

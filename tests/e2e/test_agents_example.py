@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import free_ports_below_ephemeral, wait_until
+from harness import wait_until
+
+from tandem.cli.ports import free_listen_ports
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agents"
 TOPICS = ("history", "methods", "outlook")
@@ -28,7 +30,7 @@ def copy_example(tmp_path: Path) -> Path:
         EXAMPLE, where, ignore=shutil.ignore_patterns(".dapr", "report.md", "__pycache__")
     )
     template = (where / "dapr.yaml").read_text()
-    for old, new in zip(("18311", "18312", "18313"), free_ports_below_ephemeral(3), strict=True):
+    for old, new in zip(("18311", "18312", "18313"), free_listen_ports(3), strict=True):
         assert old in template
         template = template.replace(old, str(new))
     (where / "dapr.yaml").write_text(template)

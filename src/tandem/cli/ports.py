@@ -60,6 +60,15 @@ def free_listen_port(taken: Iterable[int] = ()) -> int:
             return port
 
 
+def free_listen_ports(n: int) -> list[int]:
+    """``n`` distinct ports from :func:`free_listen_port` (none is bound yet, so each
+    choice must avoid the ones before it)."""
+    chosen: list[int] = []
+    while len(chosen) < n:
+        chosen.append(free_listen_port(chosen))
+    return chosen
+
+
 class PortInUseError(Exception):
     pass
 
