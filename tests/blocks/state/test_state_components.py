@@ -287,6 +287,26 @@ async def test_postgresql_uses_one_bounded_pool_per_component(
         await svc.close()
 
 
+async def test_postgresql_write_the_database_refuses_fails_alone_among_writes_in_flight(
+    postgres_server: PostgresServer,
+) -> None:
+    """Last-write saves in flight together share one statement; a key PostgreSQL cannot
+    hold (a NUL character) fails its own save only, and the others are stored."""
+    svc = pg_service(postgres_server)
+    try:
+        keys = ["a", "b", "bad\x00key", "c", "d"]
+        results = await asyncio.gather(
+            *(svc.save(STORE, [SetRequest(key, key[:1].encode())]) for key in keys),
+            return_exceptions=True,
+        )
+        failed = [key for key, r in zip(keys, results, strict=True) if r is not None]
+        assert failed == ["bad\x00key"]
+        for key in ("a", "b", "c", "d"):
+            assert (await svc.get(STORE, key)).data == key.encode()
+    finally:
+        await svc.close()
+
+
 async def test_postgresql_component_loads_while_the_database_is_down() -> None:
     md = {"connectionString": f"postgres://postgres@127.0.0.1:{free_port()}/x", "timeout": "2s"}
     svc = StateService.from_specs([ComponentSpec(STORE, "state.postgresql", metadata=md)], CTX)

@@ -141,6 +141,30 @@ async def test_concurrent_saves_and_reads_each_get_their_own_answer(svc: StateSe
     assert reads == [b"0" if i == 3 else b"1" for i in range(8)]
 
 
+async def test_reads_and_last_writes_in_flight_together_each_get_their_key(
+    svc: StateService,
+) -> None:
+    """Reads in flight together (one statement or pipeline in the SQL and Redis stores)
+    each get their own key, missing and expired keys included; writes in flight together,
+    two per key, all succeed and leave each key one of its values and a working etag."""
+    await svc.save(STORE, [SetRequest("expired", b"x", metadata={"ttlInSeconds": "1"})])
+    await svc.save(STORE, [SetRequest(f"r{i}", str(i).encode()) for i in range(6)])
+    await eventually(lambda: _is_gone(svc, "expired"))
+    keys = ["r0", "missing", "r1", "expired", "r2", "r3", "r0", "r4", "r5"]
+    reads = await asyncio.gather(*(value(svc, key) for key in keys))
+    assert reads == [b"0", None, b"1", None, b"2", b"3", b"0", b"4", b"5"]
+
+    saves = [svc.save(STORE, [SetRequest(f"w{i % 5}", f"{i}".encode())]) for i in range(10)]
+    assert await asyncio.gather(*saves) == [None] * 10
+    got = await asyncio.gather(*(svc.get(STORE, f"w{i}") for i in range(5)))
+    assert [r.data in (f"{i}".encode(), f"{i + 5}".encode()) for i, r in enumerate(got)] == [
+        True
+    ] * 5
+    # The etag read back is the stored generation: a write holding it succeeds.
+    await svc.save(STORE, [SetRequest("w0", b"next", etag=got[0].etag)])
+    assert await value(svc, "w0") == b"next"
+
+
 # -- first-write / last-write -----------------------------------------------------------
 
 

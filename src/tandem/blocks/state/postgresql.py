@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from tandem.blocks.coalesce import Coalescer
 from tandem.blocks.component_metadata import ComponentConfigError, as_int, as_seconds, lookup
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state.query import (
@@ -182,6 +183,11 @@ class PostgresStateStore:
         self._init_lock = asyncio.Lock()
         self._cleanup_task: asyncio.Task[None] | None = None
         self._closed = False
+        # Concurrent reads share one statement: under load, one query and one round trip
+        # per batch instead of per key (the server's work per read dominated the path).
+        self._gets: Coalescer[str, GetResponse] = Coalescer(self._get_many)
+        # Likewise last-write upserts (no etag, not first-write): one statement per batch.
+        self._sets: Coalescer[SetRequest, None] = Coalescer(self._set_many)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -189,26 +195,81 @@ class PostgresStateStore:
         return frozenset(base | {Feature.QUERY_API} if self._queryable else base)
 
     async def get(self, req: GetRequest) -> GetResponse:
+        return await self._gets.submit(req.key)
+
+    async def _get_many(self, keys: list[str]) -> list[GetResponse]:
         pool = await self._ready()
-        row = await pool.fetchrow(
-            f"SELECT value, version FROM {self._t} WHERE key = $1 AND {_LIVE}", req.key
-        )
-        return GetResponse(None) if row is None else GetResponse(row[0], str(row[1]))
+        if len(keys) == 1:
+            row = await pool.fetchrow(
+                f"SELECT value, version FROM {self._t} WHERE key = $1 AND {_LIVE}", keys[0]
+            )
+            return [GetResponse(None) if row is None else GetResponse(row[0], str(row[1]))]
+        found = await self._fetch_keys(pool, keys)
+        return [found.get(key) or GetResponse(None) for key in keys]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
-        pool = await self._ready()
+        found = await self._fetch_keys(await self._ready(), [r.key for r in reqs])
+        return [BulkGetItem(r.key, found.get(r.key) or GetResponse(None)) for r in reqs]
+
+    async def _fetch_keys(self, pool: asyncpg.Pool, keys: list[str]) -> dict[str, GetResponse]:
+        """The live rows of ``keys``, in one statement."""
         rows = await pool.fetch(
             f"SELECT key, value, version FROM {self._t} WHERE key = ANY($1::text[]) AND {_LIVE}",
-            [r.key for r in reqs],
+            keys,
         )
-        found = {key: GetResponse(value, str(version)) for key, value, version in rows}
-        return [BulkGetItem(r.key, found.get(r.key, GetResponse(None))) for r in reqs]
+        return {key: GetResponse(value, str(version)) for key, value, version in rows}
 
     async def set(self, req: SetRequest) -> None:
+        if req.etag is None and not req.insert_only:
+            return await self._sets.submit(req)
         _check_etags([req])
         pool = await self._ready()
         async with pool.acquire(timeout=self._timeout) as conn:
             await self._apply(conn, req)
+
+    async def _set_many(self, reqs: list[SetRequest]) -> list[None | BaseException]:
+        pool = await self._ready()
+        if len(reqs) == 1:
+            async with pool.acquire(timeout=self._timeout) as conn:
+                await self._apply(conn, reqs[0])
+            return [None]
+        # One row per key: of a key's writes in one batch the last wins, as if each had
+        # committed in turn (an upsert cannot touch one row twice in one statement).
+        last = {req.key: req for req in reqs}
+        try:
+            await pool.execute(
+                f"INSERT INTO {self._t} (key, value, value_json, version, expires_at) "
+                f"SELECT u.key, u.value, u.doc::jsonb, nextval('{self._seq}'), "
+                f"{_EXPIRES.format(ttl='u.ttl')} "
+                "FROM unnest($1::text[], $2::bytea[], $3::text[], $4::int[]) "
+                "AS u(key, value, doc, ttl) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+                "value_json = EXCLUDED.value_json, version = EXCLUDED.version, "
+                "expires_at = EXCLUDED.expires_at, updated_at = now()",
+                list(last),
+                [req.value for req in last.values()],
+                [self._document(req) for req in last.values()],
+                [_ttl(req) for req in last.values()],
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresConnectionError):
+            raise  # the database is out of reach: each write alone would fail the same way
+        except Exception:
+            # One item the database refuses (a key it cannot hold, say) must fail alone,
+            # as it would have on its own: the batch goes again one write at a time.
+            return [await self._set_one(pool, req) for req in reqs]
+        return [None] * len(reqs)
+
+    async def _set_one(self, pool: asyncpg.Pool, req: SetRequest) -> None | BaseException:
+        try:
+            async with pool.acquire(timeout=self._timeout) as conn:
+                await self._apply(conn, req)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _document(self, op: SetRequest) -> str | None:
+        """The value as text for ``value_json`` when it is a JSON document (v1 only)."""
+        return op.value.decode() if self._queryable and json_document(op.value) else None
 
     async def delete(self, req: DeleteRequest) -> None:
         _check_etags([req])
@@ -291,8 +352,8 @@ class PostgresStateStore:
             if hit is None:
                 raise ETagMismatch(op.key)
             return
-        doc = op.value.decode() if self._queryable and json_document(op.value) else None
-        ttl = op.ttl if op.ttl is not None and op.ttl > 0 else 0
+        doc = self._document(op)
+        ttl = _ttl(op)
         if op.etag is not None:
             hit = await conn.fetchval(
                 f"UPDATE {t} SET value = $2, value_json = $3::jsonb, "
@@ -392,6 +453,11 @@ class PostgresStateStore:
                 await conn.execute(
                     f"DELETE FROM {self._t} WHERE expires_at IS NOT NULL AND expires_at <= now()"
                 )
+
+
+def _ttl(op: SetRequest) -> int:
+    """Seconds to live, 0 for never."""
+    return op.ttl if op.ttl is not None and op.ttl > 0 else 0
 
 
 def _check_etags(ops: Sequence[TransactionOperation]) -> None:
