@@ -141,6 +141,11 @@ class RedisProcess:
         if proc is not None:
             _stop(proc)
 
+    def freeze(self, frozen: bool) -> None:
+        """Stop (SIGSTOP) or resume (SIGCONT) the server: connections stay open, no answers."""
+        assert self._proc is not None, "redis-server is not running"
+        self._proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
 
 @contextlib.contextmanager
 def run_redis(workdir: Path) -> Iterator[RedisServer]:

@@ -89,7 +89,7 @@ class RuntimeMetrics:
         # The labelled series of the per-request and per-message metrics, by label values:
         # prometheus_client's labels() validates and locks on every call (issue 21: ~7
         # calls per published and delivered message). Series are never removed.
-        self._series: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._series: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._exported = CollectorRegistry()
         self._exported.register(_DaprNames(self.registry))
         buckets = tuple(sorted(buckets_ms)) or DEFAULT_BUCKETS_MS
@@ -274,39 +274,42 @@ class RuntimeMetrics:
         series[1].inc()
         series[2].observe(ms)
 
+    def _count_and_time(
+        self, count: Counter, latency: Histogram, labels: tuple[str, ...], ms: float
+    ) -> None:
+        """One more of ``labels`` in ``count`` and its time in ``latency``. The labelled
+        series are kept: prometheus_client's ``labels()`` validates and locks on each call."""
+        key = (count, *labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (count.labels(*labels), latency.labels(*labels))
+        series[0].inc()
+        series[1].observe(ms)
+
     def grpc(self, method: str, status: str, ms: float) -> None:
-        if not self.enabled:
-            return
-        self.grpc_completed.labels(self.app_id, method, status).inc()
-        self.grpc_latency.labels(self.app_id, method, status).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, method, status)
+            self._count_and_time(self.grpc_completed, self.grpc_latency, labels, ms)
 
     def state(self, component: str, operation: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
-        self.state_count.labels(*labels).inc()
-        self.state_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, operation, _bool(success))
+            self._count_and_time(self.state_count, self.state_latency, labels, ms)
 
     def secret(self, component: str, operation: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
-        self.secret_count.labels(*labels).inc()
-        self.secret_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, operation, _bool(success))
+            self._count_and_time(self.secret_count, self.secret_latency, labels, ms)
 
     def configuration(self, component: str, operation: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
-        self.configuration_count.labels(*labels).inc()
-        self.configuration_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, operation, _bool(success))
+            self._count_and_time(self.configuration_count, self.configuration_latency, labels, ms)
 
     def input_binding(self, component: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, component, self.namespace, str(success).lower())
-        self.input_binding_count.labels(*labels).inc()
-        self.input_binding_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, _bool(success))
+            self._count_and_time(self.input_binding_count, self.input_binding_latency, labels, ms)
 
     def job_trigger_lateness(self, ms: float) -> None:
         if not self.enabled:
@@ -314,39 +317,19 @@ class RuntimeMetrics:
         self.job_lateness.labels(self.app_id).observe(max(ms, 0.0))
 
     def output_binding(self, component: str, operation: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, component, self.namespace, operation, str(success).lower())
-        self.output_binding_count.labels(*labels).inc()
-        self.output_binding_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, operation, _bool(success))
+            self._count_and_time(self.output_binding_count, self.output_binding_latency, labels, ms)
 
     def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        key = ("egress", component, topic, str(success).lower())
-        series = self._series.get(key)
-        if series is None:
-            labels = (self.app_id, component, self.namespace, key[3], topic)
-            series = self._series[key] = (
-                self.pubsub_egress.labels(*labels),
-                self.pubsub_egress_latency.labels(*labels),
-            )
-        series[0].inc()
-        series[1].observe(ms)
+        if self.enabled:
+            labels = (self.app_id, component, self.namespace, _bool(success), topic)
+            self._count_and_time(self.pubsub_egress, self.pubsub_egress_latency, labels, ms)
 
     def ingress(self, component: str, topic: str, process_status: str, ms: float) -> None:
-        if not self.enabled:
-            return
-        key = ("ingress", component, topic, process_status)
-        series = self._series.get(key)
-        if series is None:
+        if self.enabled:
             labels = (self.app_id, component, self.namespace, process_status, topic)
-            series = self._series[key] = (
-                self.pubsub_ingress.labels(*labels),
-                self.pubsub_ingress_latency.labels(*labels),
-            )
-        series[0].inc()
-        series[1].observe(ms)
+            self._count_and_time(self.pubsub_ingress, self.pubsub_ingress_latency, labels, ms)
 
     def actor_activation(self, actor_type: str, active: bool) -> None:
         """An actor was activated (``active``) or deactivated."""
@@ -378,30 +361,30 @@ class RuntimeMetrics:
 
     def workflow_operation(self, operation: str, success: bool, ms: float) -> None:
         """A workflow API request: create_workflow, get_workflow, add_event, purge_workflow."""
-        if not self.enabled:
-            return
-        labels = (self.app_id, self.namespace, operation, "success" if success else "failed")
-        self.workflow_operations.labels(*labels).inc()
-        self.workflow_operation_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, self.namespace, operation, "success" if success else "failed")
+            self._count_and_time(
+                self.workflow_operations, self.workflow_operation_latency, labels, ms
+            )
 
     def workflow_ended(self, name: str, status: str, ms: float) -> None:
         """An instance ended: ``status`` success, failed or terminated."""
-        if not self.enabled:
-            return
-        labels = (self.app_id, self.namespace, name, status)
-        self.workflow_executions.labels(*labels).inc()
-        self.workflow_execution_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, self.namespace, name, status)
+            self._count_and_time(
+                self.workflow_executions, self.workflow_execution_latency, labels, ms
+            )
 
     def workflow_scheduled(self, name: str, ms: float) -> None:
         if self.enabled:
             self.workflow_scheduling_latency.labels(self.app_id, self.namespace, name).observe(ms)
 
     def activity_ended(self, name: str, success: bool, ms: float) -> None:
-        if not self.enabled:
-            return
-        labels = (self.app_id, self.namespace, name, "success" if success else "failed")
-        self.activity_executions.labels(*labels).inc()
-        self.activity_execution_latency.labels(*labels).observe(ms)
+        if self.enabled:
+            labels = (self.app_id, self.namespace, name, "success" if success else "failed")
+            self._count_and_time(
+                self.activity_executions, self.activity_execution_latency, labels, ms
+            )
 
     def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
         if not self.enabled:
@@ -433,3 +416,8 @@ def runtime_metrics(config: Configuration | None, app_id: str, namespace: str) -
         # only when asked for; otherwise the label is empty.
         path_label=settings.http_increased_cardinality is True if settings else False,
     )
+
+
+def _bool(value: bool) -> str:
+    """A boolean label as Dapr writes it."""
+    return "true" if value else "false"

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from state_helpers import STORE, eventually
 
-from servers import PostgresServer, RedisServer, free_port
+from servers import PostgresServer, RedisServer, free_port, run_redis_process
 from tandem.blocks.component_metadata import ComponentConfigError
 from tandem.blocks.errors import DaprError
 from tandem.blocks.registry import ComponentContext, ComponentSpec
@@ -103,6 +103,31 @@ async def test_redis_reads_and_counts_on_from_hashes_written_by_the_old_global_c
     finally:
         await client.aclose()
         await svc.close()
+
+
+async def test_redis_call_without_an_answer_fails_after_read_timeout_and_the_store_recovers(
+    tmp_path: Path,
+) -> None:
+    """``readTimeout`` bounds every call (the store sets it, not the client's socket): a
+    frozen server costs a read and a write Dapr's 500 in about that time, and both work
+    again once it answers."""
+    with run_redis_process(tmp_path) as redis:
+        md = {"redisHost": redis.server.address, "readTimeout": "500ms", "maxRetries": "0"}
+        svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+        try:
+            await svc.save(STORE, [SetRequest("k", b"1")])
+            redis.freeze(True)
+            try:
+                for call in (svc.get(STORE, "k"), svc.save(STORE, [SetRequest("k", b"2")])):
+                    with pytest.raises(DaprError) as err:
+                        await asyncio.wait_for(call, timeout=5)
+                    assert err.value.http_status == 500 and "timed out" in str(err.value)
+            finally:
+                redis.freeze(False)
+            await svc.save(STORE, [SetRequest("k", b"3")])
+            assert (await svc.get(STORE, "k")).data == b"3"
+        finally:
+            await svc.close()
 
 
 async def test_redis_transaction_over_a_corrupt_version_writes_nothing(

@@ -13,6 +13,7 @@ simply count on from their version.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,9 +111,20 @@ return #KEYS
 """
 
 
-def redis_client(md: Mapping[str, str], what: str) -> aioredis.Redis:
+def read_timeout(md: Mapping[str, str]) -> float:
+    """Dapr's ``readTimeout``: how long one call may wait for Redis's answer."""
+    return as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0)
+
+
+def redis_client(
+    md: Mapping[str, str], what: str, *, caller_bounds_calls: bool = False
+) -> aioredis.Redis:
     """A client from Dapr's Redis metadata (``redisHost``, ``redisDB``, credentials, TLS,
-    timeouts, retries), for every Redis component that talks plain commands."""
+    timeouts, retries), for every Redis component that talks plain commands.
+
+    ``caller_bounds_calls``: no socket timeout, the component bounds each call (or batch)
+    with ``readTimeout`` itself. With one, redis-py sends every command through
+    ``asyncio.wait_for`` (a task more per command) and reads under a timer of its own."""
     host, port = redis_address(md, what)
     return aioredis.Redis(
         host=host,
@@ -122,7 +134,7 @@ def redis_client(md: Mapping[str, str], what: str) -> aioredis.Redis:
         password=lookup(md, "redisPassword") or None,
         ssl=as_bool(lookup(md, "enableTLS")),
         socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
-        socket_timeout=as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0),
+        socket_timeout=None if caller_bounds_calls else read_timeout(md),
         decode_responses=False,
         # Dapr's knobs and defaults: 3 retries of connection errors, backoff capped at 2s.
         retry=Retry(
@@ -137,15 +149,21 @@ def redis_client(md: Mapping[str, str], what: str) -> aioredis.Redis:
 
 def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
     md = spec.metadata
-    client = redis_client(md, f"state store {spec.name}")
+    client = redis_client(md, f"state store {spec.name}", caller_bounds_calls=True)
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
-    return RedisStateStore(client, default_ttl=default_ttl)
+    return RedisStateStore(client, default_ttl=default_ttl, timeout=read_timeout(md))
 
 
 class RedisStateStore:
-    def __init__(self, client: aioredis.Redis, *, default_ttl: int = 0) -> None:
+    """Every call to Redis is bounded by ``timeout`` here (a batch of coalesced calls by
+    one): the client is built without a socket timeout of its own."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, default_ttl: int = 0, timeout: float = 5.0
+    ) -> None:
         self._client = client
         self._default_ttl = default_ttl
+        self._timeout = timeout
         # Registered once: the client sends EVALSHA and loads a script only when missing.
         self._set = client.register_script(_SET)
         self._delete = client.register_script(_DELETE)
@@ -164,12 +182,14 @@ class RedisStateStore:
 
     async def _get_many(self, keys: list[str]) -> list[GetResponse | BaseException]:
         if len(keys) == 1:
-            data, version = await self._client.hmget(keys[0], ["data", "version"])
+            async with asyncio.timeout(self._timeout):
+                data, version = await self._client.hmget(keys[0], ["data", "version"])
             return [_response(data, version)]
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key, ["data", "version"])
-        results = await pipe.execute(raise_on_error=False)
+        async with asyncio.timeout(self._timeout):
+            results = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, Exception) else _response(r[0], r[1]) for r in results]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
@@ -177,7 +197,8 @@ class RedisStateStore:
         pipe = self._client.pipeline(transaction=False)
         for r in reqs:
             pipe.hmget(r.key, ["data", "version"])
-        results = await pipe.execute(raise_on_error=False)
+        async with asyncio.timeout(self._timeout):
+            results = await pipe.execute(raise_on_error=False)
         items = []
         for r, res in zip(reqs, results, strict=True):
             if isinstance(res, Exception):
@@ -203,7 +224,8 @@ class RedisStateStore:
         pipe = self._client.pipeline(transaction=False)
         for req in reqs:
             pipe.evalsha(self._set.sha, 1, req.key, *self._set_args(req))
-        results = await pipe.execute(raise_on_error=False)
+        async with asyncio.timeout(self._timeout):
+            results = await pipe.execute(raise_on_error=False)
         out: list[None | BaseException] = []
         for req, r in zip(reqs, results, strict=True):
             if isinstance(r, NoScriptError):
@@ -241,10 +263,10 @@ class RedisStateStore:
     def _ttl(self, req: SetRequest) -> int:
         return self._default_ttl if req.ttl is None else req.ttl
 
-    @staticmethod
-    async def _run(script: Any, keys: list[str], args: list[Any], what: str) -> None:
+    async def _run(self, script: Any, keys: list[str], args: list[Any], what: str) -> None:
         try:
-            await script(keys=keys, args=args)
+            async with asyncio.timeout(self._timeout):
+                await script(keys=keys, args=args)
         except ResponseError as exc:
             raise _script_error(exc, what) from None
 

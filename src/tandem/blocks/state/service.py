@@ -438,7 +438,8 @@ def _failure(code: str, prefix: str, exc: Exception, *, etag_status: bool = True
     """A component exception as Dapr reports it: 409 on etag mismatch, 400 on a bad etag."""
     if isinstance(exc, DaprError):
         return exc
-    message = f"{prefix}: {exc}"
+    detail = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+    message = f"{prefix}: {detail}"
     if etag_status and isinstance(exc, ETagMismatch):
         return DaprError(code, message, http_status=409, grpc_status=grpc.StatusCode.ABORTED)
     if etag_status and isinstance(exc, ETagInvalid):
