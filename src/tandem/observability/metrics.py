@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import collections
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from tandem.resources.configuration import Configuration
 
@@ -71,6 +72,76 @@ class _DaprNames(Collector):
             yield out
 
 
+class _Series:
+    __slots__ = ("count", "total", "buckets")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * buckets  # per bucket, not cumulative; the last is +Inf
+
+
+class _Timed(Collector):
+    """A count and its latency histogram under the same labels (Dapr pairs them: requests
+    and their latency, calls and theirs), kept as plain numbers and turned into Prometheus
+    families only when scraped. Recording is a dict lookup and three additions: with
+    prometheus_client's Counter and Histogram each request took four lock round trips and
+    a label check per metric (~5 µs of the runtime's ~70 µs per state call, issue 21).
+    Recorded from the event loop; a lost update between threads would only miscount."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        count: tuple[str, str],
+        latency: tuple[str, str] | None,
+        labels: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        self._count, self._latency, self._labels = count, latency, tuple(labels)
+        self._bounds = tuple(float(b) for b in buckets)
+        self._les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        self._series: dict[tuple[str, ...], _Series] = {}
+        registry.register(self)
+
+    def inc(self, labels: tuple[str, ...]) -> None:
+        """Count one (for a count without a latency)."""
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(len(self._les))
+        series.count += 1
+
+    def record(self, labels: tuple[str, ...], ms: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(len(self._les))
+        series.count += 1
+        series.total += ms
+        series.buckets[bisect_left(self._bounds, ms)] += 1  # le: the first bound >= ms
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(*self._count, "counter")
+        if self._latency is not None:
+            yield Metric(*self._latency, "histogram")
+
+    def collect(self) -> Iterator[Metric]:
+        count = Metric(*self._count, "counter")
+        latency = None if self._latency is None else Metric(*self._latency, "histogram")
+        for values, series in list(self._series.items()):
+            labels = dict(zip(self._labels, values, strict=True))
+            count.add_sample(self._count[0], labels, series.count)
+            if latency is None:
+                continue
+            name, below = latency.name, 0
+            for le, n in zip(self._les, series.buckets, strict=True):
+                below += n
+                latency.add_sample(f"{name}_bucket", {**labels, "le": le}, below)
+            latency.add_sample(f"{name}_count", labels, series.count)
+            latency.add_sample(f"{name}_sum", labels, series.total)
+        yield count
+        if latency is not None:
+            yield latency
+
+
 class RuntimeMetrics:
     def __init__(
         self,
@@ -86,42 +157,24 @@ class RuntimeMetrics:
         self.enabled = enabled
         self.path_label = path_label
         self.registry = CollectorRegistry(auto_describe=True)  # recorded into
-        # The labelled series of the per-request and per-message metrics, by label values:
-        # prometheus_client's labels() validates and locks on every call (issue 21: ~7
-        # calls per published and delivered message). Series are never removed.
-        self._series: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._exported = CollectorRegistry()
         self._exported.register(_DaprNames(self.registry))
         buckets = tuple(sorted(buckets_ms)) or DEFAULT_BUCKETS_MS
         r = self.registry
         http = ["app_id", "method", "path"]
-        self.http_requests = Counter(
-            "dapr_http_server_request_count", "HTTP API requests received", http, registry=r
-        )
-        self.http_responses = Counter(
-            "dapr_http_server_response_count",
-            "HTTP API responses sent",
-            [*http, "status"],
-            registry=r,
-        )
-        self.http_latency = Histogram(
-            "dapr_http_server_latency",
-            "HTTP API latency (ms)",
-            [*http, "status"],
-            buckets=buckets,
-            registry=r,
-        )
+        self.http_requests = _Timed(
+            r, ("dapr_http_server_request_count", "HTTP API requests received"), None, http,
+            buckets,
+        )  # fmt: skip
+        self.http_responses = _Timed(
+            r, ("dapr_http_server_response_count", "HTTP API responses sent"),
+            ("dapr_http_server_latency", "HTTP API latency (ms)"), [*http, "status"], buckets,
+        )  # fmt: skip
         grpc = ["app_id", "grpc_server_method", "grpc_server_status"]
-        self.grpc_completed = Counter(
-            "dapr_grpc_io_server_completed_rpcs", "gRPC API calls completed", grpc, registry=r
-        )
-        self.grpc_latency = Histogram(
-            "dapr_grpc_io_server_server_latency",
-            "gRPC API latency (ms)",
-            grpc,
-            buckets=buckets,
-            registry=r,
-        )
+        self.grpc_calls = _Timed(
+            r, ("dapr_grpc_io_server_completed_rpcs", "gRPC API calls completed"),
+            ("dapr_grpc_io_server_server_latency", "gRPC API latency (ms)"), grpc, buckets,
+        )  # fmt: skip
         self.components_loaded = Gauge(
             "dapr_component_loaded", "Components loaded", ["app_id"], registry=r
         )
@@ -130,52 +183,37 @@ class RuntimeMetrics:
             ["app_id", "type", "name"], registry=r,
         )  # fmt: skip
         ingress = ["app_id", "component", "namespace", "process_status", "topic"]
-        self.pubsub_ingress = Counter(
-            "dapr_component_pubsub_ingress_count", "Events delivered to the app", ingress,
-            registry=r,
-        )  # fmt: skip
-        self.pubsub_ingress_latency = Histogram(
-            "dapr_component_pubsub_ingress_latencies", "Delivery latency (ms)", ingress,
-            buckets=buckets, registry=r,
+        self.pubsub_ingress = _Timed(
+            r, ("dapr_component_pubsub_ingress_count", "Events delivered to the app"),
+            ("dapr_component_pubsub_ingress_latencies", "Delivery latency (ms)"), ingress,
+            buckets,
         )  # fmt: skip
         egress = ["app_id", "component", "namespace", "success", "topic"]
-        self.pubsub_egress = Counter(
-            "dapr_component_pubsub_egress_count", "Events published", egress, registry=r
-        )
-        self.pubsub_egress_latency = Histogram(
-            "dapr_component_pubsub_egress_latencies", "Publish latency (ms)", egress,
-            buckets=buckets, registry=r,
+        self.pubsub_egress = _Timed(
+            r, ("dapr_component_pubsub_egress_count", "Events published"),
+            ("dapr_component_pubsub_egress_latencies", "Publish latency (ms)"), egress, buckets,
         )  # fmt: skip
         state = ["app_id", "component", "namespace", "operation", "success"]
-        self.state_count = Counter(
-            "dapr_component_state_count", "State store calls", state, registry=r
-        )
-        self.state_latency = Histogram(
-            "dapr_component_state_latencies", "State store call latency (ms)", state,
-            buckets=buckets, registry=r,
+        self.state_calls = _Timed(
+            r, ("dapr_component_state_count", "State store calls"),
+            ("dapr_component_state_latencies", "State store call latency (ms)"), state, buckets,
         )  # fmt: skip
         # Secret and configuration store calls, labelled as the state store's.
-        self.secret_count = Counter(
-            "dapr_component_secret_count", "Secret store calls", state, registry=r
-        )
-        self.secret_latency = Histogram(
-            "dapr_component_secret_latencies", "Secret store call latency (ms)", state,
-            buckets=buckets, registry=r,
+        self.secret_calls = _Timed(
+            r, ("dapr_component_secret_count", "Secret store calls"),
+            ("dapr_component_secret_latencies", "Secret store call latency (ms)"), state,
+            buckets,
         )  # fmt: skip
-        self.configuration_count = Counter(
-            "dapr_component_configuration_count", "Configuration store calls", state, registry=r
-        )
-        self.configuration_latency = Histogram(
-            "dapr_component_configuration_latencies", "Configuration store call latency (ms)",
-            state, buckets=buckets, registry=r,
+        self.configuration_calls = _Timed(
+            r, ("dapr_component_configuration_count", "Configuration store calls"),
+            ("dapr_component_configuration_latencies", "Configuration store call latency (ms)"),
+            state, buckets,
         )  # fmt: skip
         binding_in = ["app_id", "component", "namespace", "success"]
-        self.input_binding_count = Counter(
-            "dapr_component_input_binding_count", "Input binding events", binding_in, registry=r
-        )
-        self.input_binding_latency = Histogram(
-            "dapr_component_input_binding_latencies", "Input binding event latency (ms)",
-            binding_in, buckets=buckets, registry=r,
+        self.input_binding_events = _Timed(
+            r, ("dapr_component_input_binding_count", "Input binding events"),
+            ("dapr_component_input_binding_latencies", "Input binding event latency (ms)"),
+            binding_in, buckets,
         )  # fmt: skip
         # Tandem's own: how long after its due time a job trigger reached this runtime.
         self.job_lateness = Histogram(
@@ -183,12 +221,10 @@ class RuntimeMetrics:
             buckets=buckets, registry=r,
         )  # fmt: skip
         binding_out = ["app_id", "component", "namespace", "operation", "success"]
-        self.output_binding_count = Counter(
-            "dapr_component_output_binding_count", "Output binding calls", binding_out, registry=r
-        )
-        self.output_binding_latency = Histogram(
-            "dapr_component_output_binding_latencies", "Output binding call latency (ms)",
-            binding_out, buckets=buckets, registry=r,
+        self.output_binding_calls = _Timed(
+            r, ("dapr_component_output_binding_count", "Output binding calls"),
+            ("dapr_component_output_binding_latencies", "Output binding call latency (ms)"),
+            binding_out, buckets,
         )  # fmt: skip
         self.resiliency_loaded = Counter(
             "dapr_resiliency_loaded", "Resiliency policies loaded",
@@ -223,33 +259,24 @@ class RuntimeMetrics:
             registry=r,
         )  # fmt: skip
         wf = ["app_id", "namespace"]
-        self.workflow_operations = Counter(
-            "dapr_runtime_workflow_operation_count", "Workflow operation requests",
-            [*wf, "operation", "status"], registry=r,
+        self.workflow_operations = _Timed(
+            r, ("dapr_runtime_workflow_operation_count", "Workflow operation requests"),
+            ("dapr_runtime_workflow_operation_latency", "Workflow operation latency (ms)"),
+            [*wf, "operation", "status"], buckets,
         )  # fmt: skip
-        self.workflow_operation_latency = Histogram(
-            "dapr_runtime_workflow_operation_latency", "Workflow operation latency (ms)",
-            [*wf, "operation", "status"], buckets=buckets, registry=r,
-        )  # fmt: skip
-        self.workflow_executions = Counter(
-            "dapr_runtime_workflow_execution_count", "Workflow executions ended",
-            [*wf, "workflow_name", "status"], registry=r,
-        )  # fmt: skip
-        self.workflow_execution_latency = Histogram(
-            "dapr_runtime_workflow_execution_latency", "Workflow run time to the end (ms)",
-            [*wf, "workflow_name", "status"], buckets=buckets, registry=r,
+        self.workflow_executions = _Timed(
+            r, ("dapr_runtime_workflow_execution_count", "Workflow executions ended"),
+            ("dapr_runtime_workflow_execution_latency", "Workflow run time to the end (ms)"),
+            [*wf, "workflow_name", "status"], buckets,
         )  # fmt: skip
         self.workflow_scheduling_latency = Histogram(
             "dapr_runtime_workflow_scheduling_latency", "From start request to first run (ms)",
             [*wf, "workflow_name"], buckets=buckets, registry=r,
         )  # fmt: skip
-        self.activity_executions = Counter(
-            "dapr_runtime_workflow_activity_execution_count", "Activity executions ended",
-            [*wf, "activity_name", "status"], registry=r,
-        )  # fmt: skip
-        self.activity_execution_latency = Histogram(
-            "dapr_runtime_workflow_activity_execution_latency", "Activity run time (ms)",
-            [*wf, "activity_name", "status"], buckets=buckets, registry=r,
+        self.activity_executions = _Timed(
+            r, ("dapr_runtime_workflow_activity_execution_count", "Activity executions ended"),
+            ("dapr_runtime_workflow_activity_execution_latency", "Activity run time (ms)"),
+            [*wf, "activity_name", "status"], buckets,
         )  # fmt: skip
         self.components_loaded.labels(app_id).set(0)
 
@@ -259,57 +286,34 @@ class RuntimeMetrics:
 
     # --- recording (no-ops when metrics are off) ------------------------------------------
     def http(self, method: str, path: str, status: int, ms: float) -> None:
-        if not self.enabled:
-            return
-        path = path if self.path_label else ""
-        key = ("http", method, path, str(status))
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = (
-                self.http_requests.labels(self.app_id, method, path),
-                self.http_responses.labels(self.app_id, method, path, str(status)),
-                self.http_latency.labels(self.app_id, method, path, str(status)),
-            )
-        series[0].inc()
-        series[1].inc()
-        series[2].observe(ms)
-
-    def _count_and_time(
-        self, count: Counter, latency: Histogram, labels: tuple[str, ...], ms: float
-    ) -> None:
-        """One more of ``labels`` in ``count`` and its time in ``latency``. The labelled
-        series are kept: prometheus_client's ``labels()`` validates and locks on each call."""
-        key = (count, *labels)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = (count.labels(*labels), latency.labels(*labels))
-        series[0].inc()
-        series[1].observe(ms)
+        if self.enabled:
+            labels = (self.app_id, method, path if self.path_label else "")
+            self.http_requests.inc(labels)
+            self.http_responses.record((*labels, str(status)), ms)
 
     def grpc(self, method: str, status: str, ms: float) -> None:
         if self.enabled:
-            labels = (self.app_id, method, status)
-            self._count_and_time(self.grpc_completed, self.grpc_latency, labels, ms)
+            self.grpc_calls.record((self.app_id, method, status), ms)
 
     def state(self, component: str, operation: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, operation, _bool(success))
-            self._count_and_time(self.state_count, self.state_latency, labels, ms)
+            self.state_calls.record(labels, ms)
 
     def secret(self, component: str, operation: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, operation, _bool(success))
-            self._count_and_time(self.secret_count, self.secret_latency, labels, ms)
+            self.secret_calls.record(labels, ms)
 
     def configuration(self, component: str, operation: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, operation, _bool(success))
-            self._count_and_time(self.configuration_count, self.configuration_latency, labels, ms)
+            self.configuration_calls.record(labels, ms)
 
     def input_binding(self, component: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, _bool(success))
-            self._count_and_time(self.input_binding_count, self.input_binding_latency, labels, ms)
+            self.input_binding_events.record(labels, ms)
 
     def job_trigger_lateness(self, ms: float) -> None:
         if not self.enabled:
@@ -319,17 +323,17 @@ class RuntimeMetrics:
     def output_binding(self, component: str, operation: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, operation, _bool(success))
-            self._count_and_time(self.output_binding_count, self.output_binding_latency, labels, ms)
+            self.output_binding_calls.record(labels, ms)
 
     def egress(self, component: str, topic: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, _bool(success), topic)
-            self._count_and_time(self.pubsub_egress, self.pubsub_egress_latency, labels, ms)
+            self.pubsub_egress.record(labels, ms)
 
     def ingress(self, component: str, topic: str, process_status: str, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, component, self.namespace, process_status, topic)
-            self._count_and_time(self.pubsub_ingress, self.pubsub_ingress_latency, labels, ms)
+            self.pubsub_ingress.record(labels, ms)
 
     def actor_activation(self, actor_type: str, active: bool) -> None:
         """An actor was activated (``active``) or deactivated."""
@@ -363,17 +367,13 @@ class RuntimeMetrics:
         """A workflow API request: create_workflow, get_workflow, add_event, purge_workflow."""
         if self.enabled:
             labels = (self.app_id, self.namespace, operation, "success" if success else "failed")
-            self._count_and_time(
-                self.workflow_operations, self.workflow_operation_latency, labels, ms
-            )
+            self.workflow_operations.record(labels, ms)
 
     def workflow_ended(self, name: str, status: str, ms: float) -> None:
         """An instance ended: ``status`` success, failed or terminated."""
         if self.enabled:
             labels = (self.app_id, self.namespace, name, status)
-            self._count_and_time(
-                self.workflow_executions, self.workflow_execution_latency, labels, ms
-            )
+            self.workflow_executions.record(labels, ms)
 
     def workflow_scheduled(self, name: str, ms: float) -> None:
         if self.enabled:
@@ -382,9 +382,7 @@ class RuntimeMetrics:
     def activity_ended(self, name: str, success: bool, ms: float) -> None:
         if self.enabled:
             labels = (self.app_id, self.namespace, name, "success" if success else "failed")
-            self._count_and_time(
-                self.activity_executions, self.activity_execution_latency, labels, ms
-            )
+            self.activity_executions.record(labels, ms)
 
     def loaded(self, components: int, resiliencies: Sequence[str] = ()) -> None:
         if not self.enabled:

@@ -104,12 +104,19 @@ def traceparent_of(span: trace.Span) -> str:
     return carrier.get("traceparent", "")
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def incoming(carrier: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+    """Make the caller's trace context (``traceparent``/``tracestate``) current.
+
+    Without a ``traceparent`` (no tracing in front): a shared no-op, not a generator per
+    request (this runs for every API request)."""
+    return _attached(carrier) if "traceparent" in carrier else _NO_CONTEXT
+
+
 @contextlib.contextmanager
-def incoming(carrier: Mapping[str, str]) -> Iterator[None]:
-    """Make the caller's trace context (``traceparent``/``tracestate``) current."""
-    if "traceparent" not in carrier:
-        yield
-        return
+def _attached(carrier: Mapping[str, str]) -> Iterator[None]:
     token = otel_context.attach(_PROPAGATOR.extract(carrier))
     try:
         yield
