@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tandem.cli.ports import free_port
+from tandem.procs import pid_alive
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
@@ -27,6 +29,20 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def remove_home(home: Path, timeout: float = 10.0) -> None:
+    """Remove a $TANDEM_HOME after its sidecars have stopped, stopping its control plane
+    first (`tandem run` leaves it running on purpose). The control plane marks the home as
+    it stops, so it is waited for: that mark would otherwise land in a half-removed home,
+    which then stays behind."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        pid = json.loads((home / "controlplane.json").read_text())["pid"]
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling for its exit, with a deadline
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass

@@ -4,11 +4,6 @@ environment of `tandem run`, as daprd reads them from its own."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, remove_home, start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
 
@@ -46,11 +41,7 @@ def _home() -> Path:
 def _cleanup(home: Path, sidecars: list[Sidecar]) -> None:
     for sidecar in sidecars:
         sidecar.stop()
-    info = home / "controlplane.json"
-    if info.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.kill(json.loads(info.read_text())["pid"], signal.SIGTERM)
-    shutil.rmtree(home, ignore_errors=True)
+    remove_home(home)
 
 
 def _echo(home: Path, app_id: str, *extra: str, env: dict[str, str] | None = None) -> Sidecar:
