@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,23 @@ def start_sidecar(
             wait_healthy(sidecar)
             return sidecar
     raise AssertionError(f"tandem run {app_id}: ports taken three times:\n{sidecar.text()}")
+
+
+def start_app_sidecar(
+    home: Path, app_id: str, app: Path, *extra: str, app_args: Sequence[str] = (), **options
+) -> Sidecar:
+    """:func:`start_sidecar` of ``app_id`` with its app: the Python script ``app`` run with
+    a free port (passed to ``--app-port`` too) and then ``app_args`` as its arguments."""
+    port = free_port()
+    return start_sidecar(
+        home,
+        app_id,
+        "--app-port",
+        str(port),
+        *extra,
+        command=[sys.executable, str(app), str(port), *app_args],
+        **options,
+    )
 
 
 class PortTaken(AssertionError):

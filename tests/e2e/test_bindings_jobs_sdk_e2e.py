@@ -5,7 +5,6 @@ gets cron ticks (``ListInputBindings``/``OnBindingEvent``) and a job (``OnJobEve
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._jobs import Job
 from google.protobuf.any_pb2 import Any as GrpcAny
 from google.protobuf.wrappers_pb2 import StringValue
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, wait_until
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -51,17 +50,15 @@ def sidecar(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("files")
     (resources / "bindings.yaml").write_text(RESOURCES.format(root=root))
     log = tandem_home / "sdk-triggers.jsonl"
-    (port,) = distinct_free_ports(1)
-    s: Sidecar = start_sidecar(
+    s: Sidecar = start_app_sidecar(
         tandem_home,
         "sdk-triggers",
-        "--app-port",
-        str(port),
+        APPS / "sdk_triggers_app.py",
         "--app-protocol",
         "grpc",
         "--resources-path",
         str(resources),
-        command=[sys.executable, str(APPS / "sdk_triggers_app.py"), str(port), str(log)],
+        app_args=[str(log)],
     )
     try:
         yield s, log, root

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, wait_until
 
-from tandem.cli.ports import free_port
 from tandem.xds.ca import ca_dir, csr_public_key, load_or_create_ca, spiffe_id
 from tandem.xds.enrolment import WorkloadKey
 
@@ -52,14 +51,7 @@ def _alive(pid: int) -> bool:
 
 
 def _echo_sidecar(home: Path, app_id: str) -> Sidecar:
-    port = free_port()
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
-    )
+    return start_app_sidecar(home, app_id, APPS / "echo_app.py")
 
 
 def _invoke(caller: Sidecar, callee: str) -> str | None:

@@ -22,21 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 from actors_harness import children
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, wait_until
 
 TRANSPORTS = ("http", "ext_proc")
 
 
 def app_sidecar(home: Path, app_id: str, log: Path, *extra: str) -> Sidecar:
-    (port,) = distinct_free_ports(1)
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        *extra,
-        command=[sys.executable, str(APPS / "binding_app.py"), str(port), str(log)],
-    )
+    return start_app_sidecar(home, app_id, APPS / "binding_app.py", *extra, app_args=[str(log)])
 
 
 def triggers(name: str, *logs: Path) -> list[dict]:

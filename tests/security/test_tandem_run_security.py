@@ -4,16 +4,13 @@ environment of `tandem run`, as daprd reads them from its own."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, remove_home, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
+from harness import APPS, Sidecar, remove_home, start_app_sidecar, start_sidecar, wait_until
 
 APP_CONFIG_TRYING_TO_DISABLE_MTLS = """\
 apiVersion: dapr.io/v1alpha1
@@ -45,16 +42,7 @@ def _cleanup(home: Path, sidecars: list[Sidecar]) -> None:
 
 
 def _echo(home: Path, app_id: str, *extra: str, env: dict[str, str] | None = None) -> Sidecar:
-    port = free_port()
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        *extra,
-        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
-        env=env,
-    )
+    return start_app_sidecar(home, app_id, APPS / "echo_app.py", *extra, env=env)
 
 
 def _reaches(caller: Sidecar, callee: str, headers: dict[str, str]) -> httpx.Response | None:
