@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,9 @@ from tandem.cli.ports import free_port
 from tandem.procs import pid_alive
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
+# The two front doors of the Dapr HTTP API (`tandem run --api-transport`): every HTTP route
+# is tested through both.
+TRANSPORTS = ("http", "ext_proc")
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -147,6 +150,40 @@ def start_app_sidecar(
         command=[sys.executable, str(app), str(port), *app_args],
         **options,
     )
+
+
+def door_app_id(prefix: str, transport: str) -> str:
+    """The app id :func:`sidecar_per_door` gives the sidecar of ``transport``."""
+    return f"{prefix}-{transport.replace('_', '-')}"
+
+
+@contextlib.contextmanager
+def sidecar_per_door(
+    home: Path,
+    prefix: str,
+    *extra: str,
+    per_door: Callable[[str], Sequence[str]] = lambda transport: (),
+    **options,
+) -> Iterator[dict[str, Sidecar]]:
+    """A sidecar for each of :data:`TRANSPORTS`, by transport (app id: :func:`door_app_id`),
+    with ``extra`` and ``per_door(transport)`` as further arguments; those started are
+    stopped when the block ends."""
+    started: dict[str, Sidecar] = {}
+    try:
+        for transport in TRANSPORTS:
+            started[transport] = start_sidecar(
+                home,
+                door_app_id(prefix, transport),
+                "--api-transport",
+                transport,
+                *extra,
+                *per_door(transport),
+                **options,
+            )
+        yield started
+    finally:
+        for sidecar in started.values():
+            sidecar.stop()
 
 
 class PortTaken(AssertionError):

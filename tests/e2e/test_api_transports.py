@@ -14,35 +14,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Sidecar, start_sidecar
+from harness import TRANSPORTS, Sidecar, sidecar_per_door
 
 TOKEN = "transport-test-token"
 MiB = 1 << 20
-TRANSPORTS = ("http", "ext_proc")
 
 
 @pytest.fixture(scope="module")
 def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
-    started: dict[str, Sidecar] = {}
-    try:
-        for transport in TRANSPORTS:
-            started[transport] = start_sidecar(
-                tandem_home,
-                f"door-{transport.replace('_', '-')}",
-                "--api-transport",
-                transport,
-                # The same limit in both of dapr run's spellings (older CLIs: MB).
-                *(
-                    ("--dapr-http-max-request-size", "1")
-                    if transport == "http"
-                    else ("--max-body-size", "1Mi")
-                ),
-                env={"DAPR_API_TOKEN": TOKEN},
-            )
+    with sidecar_per_door(
+        tandem_home,
+        "door",
+        # The same limit in both of dapr run's spellings (older CLIs: MB).
+        per_door=lambda transport: (
+            ("--dapr-http-max-request-size", "1")
+            if transport == "http"
+            else ("--max-body-size", "1Mi")
+        ),
+        env={"DAPR_API_TOKEN": TOKEN},
+    ) as started:
         yield started
-    finally:
-        for s in started.values():
-            s.stop()
 
 
 @pytest.fixture(params=TRANSPORTS)

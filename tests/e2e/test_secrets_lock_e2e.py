@@ -25,11 +25,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, TRANSPORTS, Sidecar, distinct_free_ports, sidecar_per_door, wait_until
 
 from servers import PostgresServer, postgres_process, postgres_server, run_redis_process  # noqa: F401
 
-TRANSPORTS = ("http", "ext_proc")
 PASSWORD = "pw-7c1f0e2d-never-logged"
 API_KEY = "key-e2e-9d1c-never-logged"
 ENV_VALUE = "env-4b9a-value"
@@ -190,29 +189,22 @@ def setup(
         )
         config = work / "config.yaml"
         config.write_text(CONFIG)
-        started: dict[str, Sidecar] = {}
         app = subprocess.Popen(
             [sys.executable, str(APPS / "config_app.py"), *map(str, app_ports.values())]
         )
         try:
-            for transport in TRANSPORTS:
-                started[transport] = start_sidecar(
-                    tandem_home,
-                    f"secrets-{transport.replace('_', '-')}",
-                    "--app-port",
-                    str(app_ports[transport]),
-                    "--api-transport",
-                    transport,
-                    "--resources-path",
-                    str(folder),
-                    "--config",
-                    str(config),
-                    env={"TANDEM_E2E_TOKEN": ENV_VALUE},
-                )
-            yield Setup(started, server, app_ports, work / "config.db", postgres_server.url)
+            with sidecar_per_door(
+                tandem_home,
+                "secrets",
+                "--resources-path",
+                str(folder),
+                "--config",
+                str(config),
+                per_door=lambda transport: ("--app-port", str(app_ports[transport])),
+                env={"TANDEM_E2E_TOKEN": ENV_VALUE},
+            ) as started:
+                yield Setup(started, server, app_ports, work / "config.db", postgres_server.url)
         finally:
-            for s in started.values():
-                s.stop()
             app.terminate()
             app.wait(10)
 
