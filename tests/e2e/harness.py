@@ -186,6 +186,28 @@ def sidecar_per_door(
             sidecar.stop()
 
 
+def tandem_run_argv(app_id: str, ports: Sequence[int], *extra: str) -> list[str]:
+    """`tandem run` of ``app_id`` on ``ports`` (HTTP, gRPC, internal, metrics), then ``extra``."""
+    http, grpc, internal, metrics = ports
+    return [
+        sys.executable,
+        "-m",
+        "tandem.cli.main",
+        "run",
+        "--app-id",
+        app_id,
+        "--dapr-http-port",
+        str(http),
+        "--dapr-grpc-port",
+        str(grpc),
+        "--dapr-internal-port",
+        str(internal),
+        "--metrics-port",
+        str(metrics),
+        *extra,
+    ]
+
+
 class PortTaken(AssertionError):
     """`tandem run` refused a port that another process took after the test chose it."""
 
@@ -198,25 +220,9 @@ def _launch(
     env: dict[str, str] | None,
     cwd: Path | None,
 ) -> Sidecar:
-    http_port, grpc_port, internal_port, metrics_port = distinct_free_ports(4)
+    http_port, grpc_port, internal_port, metrics_port = ports = distinct_free_ports(4)
     output = home / f"{app_id}-{http_port}.out"
-    argv = [
-        sys.executable,
-        "-m",
-        "tandem.cli.main",
-        "run",
-        "--app-id",
-        app_id,
-        "--dapr-http-port",
-        str(http_port),
-        "--dapr-grpc-port",
-        str(grpc_port),
-        "--dapr-internal-port",
-        str(internal_port),
-        "--metrics-port",
-        str(metrics_port),
-        *extra,
-    ]
+    argv = tandem_run_argv(app_id, ports, *extra)
     if command:
         argv += ["--", *command]
     full_env = {**os.environ, "TANDEM_HOME": str(home), **(env or {})}
