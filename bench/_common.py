@@ -4,6 +4,7 @@ work folders, per-round figures and this code vs a baseline ``src``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +184,34 @@ class TandemMachine:
         self.close()
 
 
+@contextlib.contextmanager
+def work_folder(prefix: str) -> Iterator[Path]:
+    """A fresh folder under /tmp (a short path: Unix sockets may live in it), removed after."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def resources_folder(work: Path, **documents: str) -> Path:
+    """``work/resources`` holding each document as ``<keyword>.yaml``, for ``--resources-path``."""
+    folder = work / "resources"
+    folder.mkdir()
+    for name, text in documents.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def post_script(path: Path, body: str) -> str:
+    """Write a wrk script to ``path`` that POSTs the JSON ``body``; its path, for :func:`wrk`."""
+    path.write_text(
+        f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return str(path)
+
+
 class Samples(dict[str, list[float]]):
     """Each figure's values, one a round, in the order the figures first came."""
 
@@ -316,14 +346,25 @@ def tree_cpu(roots: list[int]) -> float:
     return sum(procs[pid][1] for pid in _tree(procs, roots))
 
 
-def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
-    """Like :func:`tree_cpu`, split by :func:`role`."""
+def tree_cpu_by_role(roots: list[int], of: Callable[[str], str] = role) -> dict[str, float]:
+    """Like :func:`tree_cpu`, split by :func:`role` (or by ``of`` a command line)."""
     procs = _processes()
     out: dict[str, float] = {}
     for pid in _tree(procs, roots):
-        name = role(procs[pid][2])
+        name = of(procs[pid][2])
         out[name] = out.get(name, 0.0) + procs[pid][1]
     return out
+
+
+def tree_private_mb(roots: list[int]) -> float:
+    """Private memory (RssAnon), MB, of ``roots`` and their live descendants."""
+    kib = 0
+    for pid in _tree(_processes(), roots):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    kib += int(line.split()[1])
+    return kib / 1024
 
 
 def tree_pids(roots: list[int], of_role: str) -> list[int]:
