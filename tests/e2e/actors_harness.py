@@ -14,16 +14,6 @@ from harness import APPS, Sidecar, child_processes, start_sidecar
 from tandem.cli.ports import free_port
 
 
-def read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # the app may be mid-line
-            out.append(json.loads(line))
-    return out
-
-
 def actor_host(
     home: Path, app_id: str, replica: str, log: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Sidecar:

@@ -49,6 +49,21 @@ def remove_home(home: Path, timeout: float = 10.0) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def json_lines(path: Path, **match: object) -> list[dict]:
+    """The JSON lines a test app has written to ``path`` so far (none before the file
+    exists), those whose fields equal ``match``. A line the app is still writing does not
+    parse yet and is left out."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            row = json.loads(line)
+            if all(row.get(k) == v for k, v in match.items()):
+                rows.append(row)
+    return rows
+
+
 @dataclass
 class Sidecar:
     app_id: str
