@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,6 +63,21 @@ def json_lines(path: Path, **match: object) -> list[dict]:
             if all(row.get(k) == v for k, v in match.items()):
                 rows.append(row)
     return rows
+
+
+def workflow_output(client: Any, instance: str, timeout: float) -> object:
+    """The output of workflow ``instance`` (a ``DaprWorkflowClient`` asks) once it has
+    completed; any other end fails the test, naming how."""
+    from dapr.ext.workflow import WorkflowStatus  # only the workflow tests load this
+
+    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=timeout)
+    assert state is not None, instance
+    assert state.runtime_status == WorkflowStatus.COMPLETED, (
+        instance,
+        state.runtime_status,
+        state.failure_details,
+    )
+    return json.loads(state.serialized_output)
 
 
 @dataclass

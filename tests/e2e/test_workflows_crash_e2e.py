@@ -5,7 +5,6 @@ instance completes with the right output and every committed step ran once."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until
+from dapr.ext.workflow import DaprWorkflowClient
+from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
 from pubsub_harness import runtime_pid
 
 WAIT = 90
@@ -31,16 +30,6 @@ def start_app(sidecar: Sidecar, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(APPS / "workflow_app.py")], env=env, stdout=out, stderr=out
     )
-
-
-def completed(client: DaprWorkflowClient, instance: str) -> object:
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
 
 
 @pytest.fixture
@@ -62,7 +51,7 @@ def test_app_killed_during_a_long_activity(tandem_home: Path, log: Path) -> None
             app.send_signal(signal.SIGKILL)
             app.wait(10)
             app = start_app(sidecar, log)
-            assert completed(client, "app-crash") == "before++"
+            assert workflow_output(client, "app-crash", WAIT) == "before++"
         # The interrupted activity ran again (at least once); committed steps once.
         assert len(json_lines(log, activity="slow-start")) == 2
         assert [r["value"] for r in json_lines(log, activity="step")] == ["before", "before+"]
@@ -96,8 +85,8 @@ def test_sidecar_killed_between_steps_and_a_timer_fires_after_the_restart(
         with contextlib.closing(
             DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
         ) as client:
-            assert completed(client, "car-crash") == "before++"
-            assert completed(client, "timer") == "after-timer+"
+            assert workflow_output(client, "car-crash", WAIT) == "before++"
+            assert workflow_output(client, "timer", WAIT) == "after-timer+"
         steps = [r["value"] for r in json_lines(log, activity="step", instance="car-crash")]
         assert steps == ["before", "before+"]
         assert len(json_lines(log, activity="step", instance="timer")) == 1
@@ -125,7 +114,7 @@ def test_configuration_limits_activities_and_purges_after_retention(
             DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
         ) as client:
             client.schedule_new_workflow(workflow="napfan", input=6, instance_id="limited")
-            assert completed(client, "limited") == 6
+            assert workflow_output(client, "limited", WAIT) == 6
             # Never more than two activities ran at once.
             events = sorted(
                 (r["t"], 1 if r["at"] == "start" else -1) for r in json_lines(log, activity="nap")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until
+from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
 
 WAIT = 60
 
@@ -63,13 +63,7 @@ def client(app: tuple[Sidecar, Path]) -> Iterator[DaprWorkflowClient]:
 
 def run(client: DaprWorkflowClient, name: str, input: object = None, **kw: object) -> object:
     instance = client.schedule_new_workflow(workflow=name, input=input, **kw)
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
+    return workflow_output(client, instance, WAIT)
 
 
 def test_chain_of_three_activities(client: DaprWorkflowClient, app: tuple[Sidecar, Path]) -> None:

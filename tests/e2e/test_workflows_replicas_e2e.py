@@ -7,7 +7,6 @@ committed step running again."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until
+from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
 from pubsub_harness import runtime_pid
 
 APP_ID = "wfrep"
@@ -68,17 +67,6 @@ def replicas(tandem_home: Path) -> Iterator[tuple[Sidecar, Sidecar, Path]]:
             sidecar.stop()
 
 
-def completed(client: DaprWorkflowClient, instance: str) -> object:
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None, instance
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        instance,
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
-
-
 def test_instances_are_split_and_each_step_runs_once(
     replicas: tuple[Sidecar, Sidecar, Path],
 ) -> None:
@@ -88,7 +76,7 @@ def test_instances_are_split_and_each_step_runs_once(
         for i in ids:
             c.schedule_new_workflow(workflow="chain", input=i, instance_id=i)
         for i in ids:
-            assert completed(c, i) == f"{i}+++"
+            assert workflow_output(c, i, WAIT) == f"{i}+++"
     for i in ids:
         steps = json_lines(log, activity="step", instance=i)
         assert [r["value"] for r in steps] == [i, f"{i}+", f"{i}++"]
@@ -129,7 +117,7 @@ def test_a_killed_replicas_instances_complete_at_the_other(
         os.kill(runtime_pid(r2), signal.SIGKILL)
         release(log).touch()
         for i in ids:
-            assert completed(c, i) == "before++"
+            assert workflow_output(c, i, WAIT) == "before++"
     for i in ids:
         # The first step was committed before the long one began: it never runs again. The
         # last may have been in flight at replica 2 when it died (its result lost, so run
