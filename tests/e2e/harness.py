@@ -65,6 +65,20 @@ def json_lines(path: Path, **match: object) -> list[dict]:
     return rows
 
 
+def tandem_cli(
+    home: Path, *args: str, check: bool = False, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """`tandem ARGS` on ``home``, run to its end, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "tandem.cli.main", *args],
+        env={**os.environ, "TANDEM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
 def workflow_output(client: Any, instance: str, timeout: float) -> object:
     """The output of workflow ``instance`` (a ``DaprWorkflowClient`` asks) once it has
     completed; any other end fails the test, naming how."""

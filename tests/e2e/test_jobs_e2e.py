@@ -13,8 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from actors_harness import children
-from harness import APPS, Sidecar, start_app_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, tandem_cli, wait_until
 
 TRANSPORTS = ("http", "ext_proc")
 
@@ -96,13 +94,7 @@ def test_delete_stops_a_job(mesh) -> None:
     listed = httpx.get(f"{a.base}/v1.0-alpha1/jobs", timeout=10).json()["jobs"]
     (ticker,) = [j for j in listed if j["name"] == "ticker"]
     assert ticker["schedule"] == "@every 1s" and ticker["nextFireTime"]
-    cli = subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "jobs", "list", "-o", "json"],
-        env={**os.environ, "TANDEM_HOME": str(a.home)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    cli = tandem_cli(a.home, "jobs", "list", "-o", "json", timeout=30)
     assert cli.returncode == 0, cli.stderr
     assert {"appId": "jobs-app", "name": "ticker"}.items() <= next(
         j for j in json.loads(cli.stdout) if j["name"] == "ticker"

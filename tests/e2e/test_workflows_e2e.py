@@ -13,7 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
+from harness import (
+    APPS,
+    Sidecar,
+    json_lines,
+    start_sidecar,
+    tandem_cli,
+    wait_until,
+    workflow_output,
+)
 
 WAIT = 60
 
@@ -354,16 +362,7 @@ def test_sdk_listing_history_and_rerun(
 
 
 def tandem(home: Path, *args: str) -> object:
-    import os
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "workflow", *args, "--output", "json"],
-        env={**os.environ, "TANDEM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = tandem_cli(home, "workflow", *args, "--output", "json", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 
