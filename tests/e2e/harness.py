@@ -79,6 +79,29 @@ def tandem_cli(
     )
 
 
+def run_sdk_app(
+    sidecar: Sidecar,
+    app: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """The Python SDK app ``app`` run to its end against ``sidecar`` (``DAPR_HTTP_PORT``,
+    ``DAPR_GRPC_PORT``; ``env`` adds to them), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(app), *args],
+        env={
+            **os.environ,
+            "DAPR_HTTP_PORT": str(sidecar.http_port),
+            "DAPR_GRPC_PORT": str(sidecar.grpc_port),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def workflow_output(client: Any, instance: str, timeout: float) -> object:
     """The output of workflow ``instance`` (a ``DaprWorkflowClient`` asks) once it has
     completed; any other end fails the test, naming how."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import TRANSPORTS, Sidecar, sidecar_per_door
+from harness import APPS, TRANSPORTS, Sidecar, run_sdk_app, sidecar_per_door
 
 TOKEN = "transport-test-token"
 MiB = 1 << 20
@@ -234,25 +234,11 @@ def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar
 def test_sdk_lock_and_workflow_calls_answer_without_hanging(
     sidecars: dict[str, Sidecar],
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from harness import APPS
-
-    s = sidecars["http"]
-    env = {
-        **os.environ,
-        "DAPR_HTTP_PORT": str(s.http_port),
-        "DAPR_GRPC_PORT": str(s.grpc_port),
-        "DAPR_API_TOKEN": TOKEN,
-    }
     # The deadline is the test: before, the SDK's worker retried "Method not found!" forever.
-    done = subprocess.run(
-        [sys.executable, str(APPS / "sdk_unimplemented.py")],
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_sdk_app(
+        sidecars["http"],
+        APPS / "sdk_unimplemented.py",
+        env={"DAPR_API_TOKEN": TOKEN},
         timeout=90,
     )
     out = done.stdout
