@@ -1,22 +1,29 @@
-"""Shared pieces of the benchmarks: a fast loopback app, wrk, `tandem run` launchers."""
+"""Shared pieces of the benchmarks: a fast loopback app, wrk, `tandem run` launchers,
+work folders, per-round figures and this code vs a baseline ``src``."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tandem.cli.ports import free_listen_ports, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+import harness  # noqa: E402
 
 FAST_APP = r"""
 import asyncio, sys
@@ -127,6 +134,15 @@ class SidecarPorts:
     grpc: int
 
 
+def tandem_run_argv(app_id: str, *extra: str) -> tuple[list[str], SidecarPorts]:
+    """`tandem run` of ``app_id`` on fresh ports, logging warnings only, and its API ports."""
+    # Below the kernel's range for outgoing connections, as `tandem run` picks its own:
+    # a bench's clients open many, and one could take a port before Envoy binds it.
+    ports = free_listen_ports(4)
+    argv = harness.tandem_run_argv(app_id, ports, "--log-level", "warn", *extra)
+    return argv, SidecarPorts(ports[0], ports[1])
+
+
 class TandemMachine:
     """A private $TANDEM_HOME with `tandem run` sidecars; everything stops on exit."""
 
@@ -139,43 +155,27 @@ class TandemMachine:
 
     def run_sidecar(self, app_id: str, *extra: str) -> SidecarPorts:
         """Like :meth:`run`, returning both API ports."""
-        # Below the kernel's range for outgoing connections, as `tandem run` picks its own:
-        # a bench's clients open many, and one could take a port before Envoy binds it.
-        http, grpc, internal, metrics = free_listen_ports(4)
-        argv = [
-            sys.executable,
-            "-m",
-            "tandem.cli.main",
-            "run",
-            "--app-id",
-            app_id,
-            "--dapr-http-port",
-            str(http),
-            "--dapr-grpc-port",
-            str(grpc),
-            "--dapr-internal-port",
-            str(internal),
-            "--metrics-port",
-            str(metrics),
-            "--log-level",
-            "warn",
-            *extra,
-        ]
-        env = {**os.environ, "TANDEM_HOME": str(self.home)}
-        self.procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
-        wait_http(f"http://127.0.0.1:{http}/v1.0/healthz", 204)
-        return SidecarPorts(http, grpc)
+        argv, ports = tandem_run_argv(app_id, *extra)
+        self.spawn(argv, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{ports.http}/v1.0/healthz", 204)
+        return ports
+
+    def spawn(
+        self, argv: list[str], extra_env: dict[str, str] | None = None, **popen: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (e.g. from :func:`tandem_run_argv`) on this machine's home; it
+        is stopped with the machine."""
+        env = {**os.environ, **(extra_env or {}), "TANDEM_HOME": str(self.home)}
+        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, env=env, **popen)
+        self.procs.append(proc)
+        return proc
 
     def close(self) -> None:
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
         for p in self.procs:
             p.wait(30)
-        cp = self.home / "controlplane.json"
-        if cp.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-                os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-        shutil.rmtree(self.home, ignore_errors=True)
+        harness.remove_home(self.home)
 
     def __enter__(self) -> TandemMachine:
         return self
@@ -184,16 +184,78 @@ class TandemMachine:
         self.close()
 
 
+@contextlib.contextmanager
+def work_folder(prefix: str) -> Iterator[Path]:
+    """A fresh folder under /tmp (a short path: Unix sockets may live in it), removed after."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def resources_folder(work: Path, **documents: str) -> Path:
+    """``work/resources`` holding each document as ``<keyword>.yaml``, for ``--resources-path``."""
+    folder = work / "resources"
+    folder.mkdir()
+    for name, text in documents.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def post_script(path: Path, body: str) -> str:
+    """Write a wrk script to ``path`` that POSTs the JSON ``body``; its path, for :func:`wrk`."""
+    path.write_text(
+        f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return str(path)
+
+
+class Samples(dict[str, list[float]]):
+    """Each figure's values, one a round, in the order the figures first came."""
+
+    def add(self, name: str, value: float) -> None:
+        self.setdefault(name, []).append(value)
+
+    def medians(self) -> dict[str, float]:
+        return {name: statistics.median(values) for name, values in self.items()}
+
+
+def variants_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """The command line of a bench that times this code and a baseline in the same rounds:
+    ``[--rounds N] [--baseline-src DIR]``, described by the first line of ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--baseline-src", type=Path, help="another commit's src folder")
+    return parser
+
+
+def code_variants(
+    baseline_src: Path | None, baseline: str = "baseline"
+) -> dict[str, dict[str, str]]:
+    """Each code a round times, by name: its extra environment. "this code" needs none; with
+    ``baseline_src`` (another commit's ``src``, e.g. from ``git archive``) the ``baseline``
+    has it first on ``PYTHONPATH``, for every process it starts."""
+    variants: dict[str, dict[str, str]] = {"this code": {}}
+    if baseline_src is not None:
+        variants[baseline] = {"PYTHONPATH": str(baseline_src.resolve())}
+    return variants
+
+
+def timed(argv: list[str], extra_env: dict[str, str]) -> float:
+    """Seconds ``argv`` takes to run to its end (it must succeed)."""
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, env={**os.environ, **extra_env})
+    return time.perf_counter() - t0
+
+
 def compare_with_plain_route(policy_yaml: str, guarded: str, label: str) -> None:
     """Invocation of app id ``guarded`` (shaped by ``policy_yaml`` in the caller's resources)
     vs the plain app id ``plain``, both on one fast app, in one run; rounds alternate the
     order and the ratio is the guarded route's median p50 over the plain one's.
 
     Command line: ``[--seconds 5] [--connections 1] [--rounds 2]``."""
-    import argparse
-    import statistics
-    import tempfile
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=1)
@@ -284,14 +346,25 @@ def tree_cpu(roots: list[int]) -> float:
     return sum(procs[pid][1] for pid in _tree(procs, roots))
 
 
-def tree_cpu_by_role(roots: list[int]) -> dict[str, float]:
-    """Like :func:`tree_cpu`, split by :func:`role`."""
+def tree_cpu_by_role(roots: list[int], of: Callable[[str], str] = role) -> dict[str, float]:
+    """Like :func:`tree_cpu`, split by :func:`role` (or by ``of`` a command line)."""
     procs = _processes()
     out: dict[str, float] = {}
     for pid in _tree(procs, roots):
-        name = role(procs[pid][2])
+        name = of(procs[pid][2])
         out[name] = out.get(name, 0.0) + procs[pid][1]
     return out
+
+
+def tree_private_mb(roots: list[int]) -> float:
+    """Private memory (RssAnon), MB, of ``roots`` and their live descendants."""
+    kib = 0
+    for pid in _tree(_processes(), roots):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    kib += int(line.split()[1])
+    return kib / 1024
 
 
 def tree_pids(roots: list[int], of_role: str) -> list[int]:

@@ -19,16 +19,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import TandemMachine, start_fast_app, wait_http, wrk
+from _common import (
+    TandemMachine,
+    post_script,
+    resources_folder,
+    start_fast_app,
+    wait_http,
+    work_folder,
+    wrk,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import free_port  # noqa: E402
@@ -43,11 +49,6 @@ spec:
   version: v1
   metadata:
   - {{name: url, value: "http://127.0.0.1:{port}/x"}}
-"""
-POST_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"operation":"get"}'
-wrk.headers["Content-Type"] = "application/json"
 """
 
 
@@ -125,14 +126,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--rate", type=float, default=100.0)
     a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="tbb", dir="/tmp"))
     app, app_port = start_fast_app()
     try:
-        with TandemMachine() as m:
-            resources = work / "res"
-            resources.mkdir()
-            (resources / "binding.yaml").write_text(COMPONENT.format(port=app_port))
-            (work / "post.lua").write_text(POST_SCRIPT)
+        with work_folder("tbb") as work, TandemMachine() as m:
+            resources = resources_folder(work, binding=COMPONENT.format(port=app_port))
+            script = post_script(work / "post.lua", '{"operation":"get"}')
             http = m.run("bench-bindings", "--resources-path", str(resources))
             url = f"http://127.0.0.1:{http}/v1.0/bindings/target"
             wait_http(f"http://127.0.0.1:{app_port}/x", 200)
@@ -145,7 +143,7 @@ def main() -> None:
                 seconds=a.seconds,
             )
             floor = wrk("sidecar: GET /v1.0/healthz (runtime floor)", f"http://127.0.0.1:{http}/v1.0/healthz", connections=c, seconds=a.seconds)  # fmt: skip
-            binding = wrk("bindings.http get → same app", url, connections=c, seconds=a.seconds, script=str(work / "post.lua"))  # fmt: skip
+            binding = wrk("bindings.http get → same app", url, connections=c, seconds=a.seconds, script=script)  # fmt: skip
             print(f"\noutput binding round trip, connections={c} seconds={a.seconds}\n")
             print("| path | req/s | p50 ms | p90 ms | p99 ms |")
             print("|---|---|---|---|---|")
@@ -159,7 +157,6 @@ def main() -> None:
             jobs(m, work, a.jobs, a.rate)
     finally:
         app.terminate()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

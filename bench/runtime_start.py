@@ -13,9 +13,6 @@ right after it, so both share each round's load. Same-run floor: ``python -c pas
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -26,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import Samples, TandemMachine, code_variants, timed, variants_parser
 
 from tandem.cli.ports import free_port
 
@@ -102,48 +101,19 @@ def one_start(home: Path, extra_env: dict[str, str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--baseline-src", type=Path, help="another commit's src folder")
-    args = parser.parse_args()
-    variants: dict[str, dict[str, str]] = {"this code": {}}
-    if args.baseline_src is not None:
-        variants["baseline"] = {"PYTHONPATH": str(args.baseline_src.resolve())}
-    keys = ("python -c pass", "exec → sockets", "exec → healthz 204")
-    results: dict[str, dict[str, list[float]]] = {name: {k: [] for k in keys} for name in variants}
-    home = Path(tempfile.mkdtemp(prefix="tbr", dir="/tmp"))
-    env = {**os.environ, "TANDEM_HOME": str(home)}
-    port = free_port()
-    # An idle app's sidecar: makes the home (default components) and the control plane.
-    sidecar = subprocess.Popen(
-        [sys.executable, "-m", "tandem.cli.main", "run", "--app-id", "seed"]
-        + ["--dapr-http-port", str(port), "--log-level", "warn"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.perf_counter() + 60
-        while not (home / "run" / "xds.sock").exists() or not (home / "components").is_dir():
-            if sidecar.poll() is not None or time.perf_counter() > deadline:
-                sys.exit("bench: the seed sidecar never started")
-            time.sleep(0.05)  # polling for the control plane, with a deadline
+    args = variants_parser(__doc__, rounds=10).parse_args()
+    variants = code_variants(args.baseline_src)
+    results = {name: Samples() for name in variants}
+    # An idle app's sidecar makes the home (default components) and the control plane.
+    with TandemMachine() as machine:
+        machine.run("seed")
         for _ in range(args.rounds):
             for name, extra_env in variants.items():
-                t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "pass"], check=True)
-                results[name]["python -c pass"].append(time.perf_counter() - t0)
-                sockets, healthy = one_start(home, extra_env)
-                results[name]["exec → sockets"].append(sockets)
-                results[name]["exec → healthz 204"].append(healthy)
-    finally:
-        sidecar.send_signal(signal.SIGTERM)
-        sidecar.wait(30)
-        record = home / "controlplane.json"
-        if record.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-                os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
-        shutil.rmtree(home, ignore_errors=True)
+                pass_s = timed([sys.executable, "-c", "pass"], extra_env)
+                results[name].add("python -c pass", pass_s)
+                sockets, healthy = one_start(machine.home, extra_env)
+                results[name].add("exec → sockets", sockets)
+                results[name].add("exec → healthz 204", healthy)
     print("| variant | measure | median s | min s | max s |")
     print("|---|---|---|---|---|")
     for name, figures in results.items():
@@ -153,7 +123,7 @@ def main() -> None:
                 f"{min(values):.3f} | {max(values):.3f} |"
             )
     if "baseline" in results:
-        for key in keys[1:]:
+        for key in ("exec → sockets", "exec → healthz 204"):
             this = statistics.median(results["this code"][key])
             base = statistics.median(results["baseline"][key])
             print(f"{key}: this code − baseline = {(this - base) * 1000:+.0f} ms")

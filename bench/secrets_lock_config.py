@@ -14,11 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import tempfile
 import urllib.request
-from pathlib import Path
 
-from _common import TandemMachine, WrkResult, wait_http, wrk
+from _common import (
+    TandemMachine,
+    WrkResult,
+    post_script,
+    resources_folder,
+    wait_http,
+    work_folder,
+    wrk,
+)
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -48,29 +54,22 @@ spec:
   metadata:
   - {{name: connectionString, value: "{configdb}"}}
 """
-LOCK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"resourceId":"r","lockOwner":"bench","expiryInSeconds":600}'
-wrk.headers["Content-Type"] = "application/json"
-"""
+LOCK_BODY = '{"resourceId":"r","lockOwner":"bench","expiryInSeconds":600}'
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="tbs"))
-    (work / "secrets.json").write_text(json.dumps({"db": {"password": "x" * 24}}))
-    res = work / "res"
-    res.mkdir()
-    (res / "c.yaml").write_text(
-        RESOURCES.format(
-            file=work / "secrets.json", lockdb=work / "lock.db", configdb=work / "config.db"
+    with work_folder("tbs") as work, TandemMachine() as m:
+        (work / "secrets.json").write_text(json.dumps({"db": {"password": "x" * 24}}))
+        res = resources_folder(
+            work,
+            c=RESOURCES.format(
+                file=work / "secrets.json", lockdb=work / "lock.db", configdb=work / "config.db"
+            ),
         )
-    )
-    script = work / "lock.lua"
-    script.write_text(LOCK_SCRIPT)
-    with TandemMachine() as m:
+        script = post_script(work / "lock.lua", LOCK_BODY)
         port = m.run("bench", "--resources-path", str(res))
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/v1.0/configuration/config?key=k", 204)  # creates the table
@@ -78,7 +77,7 @@ def main() -> None:
             db.execute("INSERT INTO configuration (key, value, version) VALUES ('k', 'on', '1')")
         urllib.request.urlopen(
             urllib.request.Request(
-                f"{base}/v1.0-alpha1/lock/locks", data=LOCK_SCRIPT.split("'")[1].encode(),
+                f"{base}/v1.0-alpha1/lock/locks", data=LOCK_BODY.encode(),
                 headers={"content-type": "application/json"}, method="POST",
             ),
             timeout=10,
@@ -89,7 +88,7 @@ def main() -> None:
             wrk("configuration GET", f"{base}/v1.0/configuration/config?key=k",
                 seconds=args.seconds),
             wrk("lock (held, same owner)", f"{base}/v1.0-alpha1/lock/locks",
-                seconds=args.seconds, script=str(script)),
+                seconds=args.seconds, script=script),
         ]  # fmt: skip
     print("| request | req/s | p50 ms | p90 ms | p99 ms | p50 / healthz |")
     print("|---|---|---|---|---|---|")

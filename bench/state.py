@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from _common import TandemMachine, WrkResult, start_fast_app, wait_http, wrk
+from _common import (
+    TandemMachine,
+    WrkResult,
+    post_script,
+    resources_folder,
+    start_fast_app,
+    wait_http,
+    work_folder,
+    wrk,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import run_redis  # noqa: E402
 
 SAVE_BODY = '[{"key":"k","value":{"order":7,"total":42.5,"items":["a","b"]}}]'
-POST_SCRIPT = f"""
-wrk.method = "POST"
-wrk.body = '{SAVE_BODY}'
-wrk.headers["Content-Type"] = "application/json"
-"""
 REDIS_COMPONENT = """\
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -57,10 +59,7 @@ spec:
 def redis_resources(workdir: Path) -> Iterator[Path]:
     """A resources folder whose `statestore` is `state.redis` on a throwaway Redis."""
     with run_redis(workdir / "redis") as server:
-        resources = workdir / "resources"
-        resources.mkdir()
-        (resources / "statestore.yaml").write_text(REDIS_COMPONENT.format(address=server.address))
-        yield resources
+        yield resources_folder(workdir, statestore=REDIS_COMPONENT.format(address=server.address))
 
 
 def seed(http_port: int) -> None:
@@ -139,12 +138,11 @@ def main() -> None:
         help="the front door(s) of the Dapr HTTP API to measure (default: both)",
     )
     a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="tbs", dir="/tmp"))
-    script = work / "post.lua"
-    script.write_text(POST_SCRIPT)
     app, app_port = start_fast_app()
     stack = contextlib.ExitStack()
     try:
+        work = stack.enter_context(work_folder("tbs"))
+        script = post_script(work / "post.lua", SAVE_BODY)
         # Redis first, so it stops after the sidecar that uses it.
         resources = stack.enter_context(redis_resources(work)) if a.redis else None
         m = stack.enter_context(TandemMachine())
@@ -172,16 +170,15 @@ def main() -> None:
             direct = [
                 wrk("direct app call (GET)", direct_url, connections=c, seconds=a.seconds),
                 wrk("direct app call (POST)", direct_url, connections=c, seconds=a.seconds,
-                    script=str(script)),
+                    script=script),
             ]  # fmt: skip
             rows = []
             for label, port in sidecars:
-                rows += measure(label, port, str(script), c, a.seconds)
+                rows += measure(label, port, script, c, a.seconds)
             report(c, a.seconds, direct, rows)
     finally:
         stack.close()
         app.terminate()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from _common import TandemMachine, own_cpu, tree_cpu, tree_pids, wrk
+from _common import (
+    Samples,
+    TandemMachine,
+    own_cpu,
+    post_script,
+    resources_folder,
+    tree_cpu,
+    tree_pids,
+    work_folder,
+    wrk,
+)
 
 from tandem.blocks.state.redis import _SET
 from tandem.blocks.state.sqlite import SqliteStateStore
@@ -40,12 +48,6 @@ from tandem.blocks.state.store import GetRequest, SetRequest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import run_redis  # noqa: E402
 
-SAVE_BODY = '[{"key": "k", "value": {"n": 1}}]'
-POST_LUA = f"""
-wrk.method = "POST"
-wrk.body = '{SAVE_BODY}'
-wrk.headers["Content-Type"] = "application/json"
-"""
 COMPONENT = """apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata: {{name: statestore}}
@@ -130,38 +132,34 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bsc", dir="/tmp"))
-    lua = work / "post.lua"
-    lua.write_text(POST_LUA)
-    rows: dict[str, list[float]] = {}
-
-    def add(name: str, value: float) -> None:
-        rows.setdefault(name, []).append(value)
-
-    with run_redis(work / "redis") as server, TandemMachine() as machine:
-        resources = work / "resources"
-        resources.mkdir()
+    rows = Samples()
+    with (
+        work_folder("bsc") as work,
+        run_redis(work / "redis") as server,
+        TandemMachine() as machine,
+    ):
+        lua = post_script(work / "post.lua", '[{"key": "k", "value": {"n": 1}}]')
         db = str(work / "state.db")
         if args.store == "redis":
             md = {"store": "redis", "key": "redisHost", "value": server.address}
         else:
             md = {"store": "sqlite", "key": "connectionString", "value": db}
-        (resources / "statestore.yaml").write_text(COMPONENT.format(**md))
+        resources = resources_folder(work, statestore=COMPONENT.format(**md))
         port = machine.run("state-cpu", "--resources-path", str(resources))
         root = machine.procs[-1].pid
         runtime = tree_pids([root], "runtime")
         base = f"http://127.0.0.1:{port}/v1.0"
-        wrk("warm-up", f"{base}/state/statestore", seconds=1, script=str(lua))
+        wrk("warm-up", f"{base}/state/statestore", seconds=1, script=lua)
         for _ in range(args.rounds):
             for op, url, script in (
                 ("healthz", f"{base}/healthz", ""),
                 ("GET", f"{base}/state/statestore/k", ""),
-                ("SAVE", f"{base}/state/statestore", str(lua)),
+                ("SAVE", f"{base}/state/statestore", lua),
             ):
                 rps, cpu, cpu_rt = sidecar(url, op, [root], runtime, args, script)
-                add(f"{op} sidecar req/s", rps)
-                add(f"{op} sidecar CPU µs/req", cpu)
-                add(f"{op} runtime CPU µs/req", cpu_rt)
+                rows.add(f"{op} sidecar req/s", rps)
+                rows.add(f"{op} sidecar CPU µs/req", cpu)
+                rows.add(f"{op} runtime CPU µs/req", cpu_rt)
                 if op != "healthz":
                     if args.store == "redis":
                         alone = asyncio.run(
@@ -173,8 +171,8 @@ def main() -> None:
                                 str(work / "alone.db"), op, args.concurrency, args.seconds
                             )
                         )
-                    add(f"{op} client alone CPU µs/op", alone)
-    med = {k: statistics.median(v) for k, v in rows.items()}
+                    rows.add(f"{op} client alone CPU µs/op", alone)
+    med = rows.medians()
     print(f"| figure (median of {args.rounds}, {args.concurrency} in flight) | value |")
     print("|---|---|")
     for k, v in med.items():

@@ -8,7 +8,6 @@ Redis instead of ``localhost:6379``; nothing else changes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from servers import RedisServer, redis_server  # noqa: F401  (fixture re-export)
 
 # The end-to-end harness's polling helper, shared rather than written twice.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-from harness import wait_until  # noqa: E402
+from harness import remove_home, wait_until  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "apps"
 QUICKSTART_REDIS = "localhost:6379"
@@ -104,11 +103,7 @@ def compat_home() -> Iterator[Path]:
     """One $TANDEM_HOME for the suite (short path: Unix sockets live under it)."""
     home = Path(tempfile.mkdtemp(prefix="tc", dir="/tmp"))
     yield home
-    cp = home / "controlplane.json"
-    if cp.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-    shutil.rmtree(home, ignore_errors=True)
+    remove_home(home)
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,8 @@ a user following the quickstart would.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-from harness import Sidecar, wait_healthy  # noqa: E402
+from harness import Sidecar, remove_home, wait_healthy  # noqa: E402
 
 from tandem.cli.ports import free_port  # noqa: E402
 
@@ -41,11 +38,7 @@ def home() -> Iterator[Path]:
     """A fresh $TANDEM_HOME for this module; its control plane stops at the end."""
     path = Path(tempfile.mkdtemp(prefix="thc", dir="/tmp"))
     yield path
-    cp = path / "controlplane.json"
-    if cp.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-    shutil.rmtree(path, ignore_errors=True)
+    remove_home(path)
 
 
 def dapr_run(home: Path, app_id: str, *flags: str, app: list[str]) -> Sidecar:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from harness import APPS, Sidecar, child_processes, start_sidecar
+from harness import APPS, Sidecar, child_processes, run_sdk_app, start_sidecar
 
 from tandem.cli.ports import free_port
-
-
-def read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # the app may be mid-line
-            out.append(json.loads(line))
-    return out
 
 
 def actor_host(
@@ -41,19 +30,7 @@ def actor_host(
 
 def client(sidecar: Sidecar, *args: str, env: dict[str, str] | None = None) -> object:
     """Run tests/apps/actor_client.py against ``sidecar``; its JSON answer."""
-    env = {
-        **os.environ,
-        "DAPR_HTTP_PORT": str(sidecar.http_port),
-        "DAPR_GRPC_PORT": str(sidecar.grpc_port),
-        **(env or {}),
-    }
-    done = subprocess.run(
-        [sys.executable, str(APPS / "actor_client.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_sdk_app(sidecar, APPS / "actor_client.py", *args, env=env)
     if done.returncode != 0:
         raise ClientFailed(done.stdout + done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])

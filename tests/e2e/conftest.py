@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import shutil
-import signal
 import tempfile
 from pathlib import Path
 
 import pytest
+from harness import remove_home
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +14,7 @@ def tandem_home():
     stopped at the end, since `tandem run` leaves it running on purpose."""
     home = Path(tempfile.mkdtemp(prefix="th", dir="/tmp"))
     yield home
-    cp = home / "controlplane.json"
-    if cp.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.kill(json.loads(cp.read_text())["pid"], signal.SIGTERM)
-    shutil.rmtree(home, ignore_errors=True)
+    remove_home(home)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,8 +9,8 @@ import time
 
 import httpx
 import pytest
-from actors_harness import actor_host, client, read_log
-from harness import start_sidecar, wait_until
+from actors_harness import actor_host, client
+from harness import json_lines, start_sidecar, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_fifty_concurrent_calls_to_one_actor_never_overlap(mesh, actor_log):
     results = client(caller, "slow-burst", "turns-1", "50", "5")
     assert results == ["host-1"] * 50
     inside = 0
-    for entry in read_log(actor_log):
+    for entry in json_lines(actor_log):
         if entry["id"] != "turns-1" or entry.get("method") != "Slow":
             continue
         inside += 1 if entry["event"] == "enter" else -1
@@ -79,10 +79,12 @@ def test_a_periodic_reminder_fires_until_deleted(mesh, actor_log):
     client(caller, "remind", "r-1", "300")
 
     def beats() -> int:
-        return sum(1 for e in read_log(actor_log) if e["event"] == "reminder" and e["id"] == "r-1")
+        return sum(
+            1 for e in json_lines(actor_log) if e["event"] == "reminder" and e["id"] == "r-1"
+        )
 
     wait_until(lambda: beats() >= 3, 20, "three reminder fires")
-    assert all(e["state"] == "payload" for e in read_log(actor_log) if e["event"] == "reminder")
+    assert all(e["state"] == "payload" for e in json_lines(actor_log) if e["event"] == "reminder")
     client(caller, "forget", "r-1")
     settled = beats()
     time.sleep(1.5)  # a window in which a deleted reminder must not fire
@@ -94,7 +96,7 @@ def test_a_timer_fires_on_the_owner(mesh, actor_log):
     client(caller, "tick", "t-1", "200")
     wait_until(
         lambda: (
-            sum(1 for e in read_log(actor_log) if e["event"] == "timer" and e["id"] == "t-1") >= 2
+            sum(1 for e in json_lines(actor_log) if e["event"] == "timer" and e["id"] == "t-1") >= 2
         ),
         20,
         "two timer fires",
@@ -177,7 +179,7 @@ def test_grpc_actor_api_invokes_saves_state_and_registers_reminders(mesh, actor_
         wait_until(
             lambda: any(
                 e["event"] == "reminder" and e["id"] == "g-2" and e["state"] == "payload"
-                for e in read_log(actor_log)
+                for e in json_lines(actor_log)
             ),
             20,
             "the reminder registered over gRPC",

@@ -8,8 +8,8 @@ import sys
 
 import httpx
 import pytest
-from actors_harness import client, read_log
-from harness import APPS, start_sidecar, wait_until
+from actors_harness import client
+from harness import APPS, json_lines, start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
 
@@ -52,16 +52,16 @@ def test_methods_state_reminders_and_timers_over_the_actor_stream(mesh):
     client(caller, "remind", "gs-3", "300")
     wait_until(
         lambda: (
-            sum(1 for e in read_log(log) if e["event"] == "reminder" and e["id"] == "gs-3") >= 2
+            sum(1 for e in json_lines(log) if e["event"] == "reminder" and e["id"] == "gs-3") >= 2
         ),
         20,
         "reminders over the stream",
     )
-    assert all(e["state"] == "payload" for e in read_log(log) if e["event"] == "reminder")
+    assert all(e["state"] == "payload" for e in json_lines(log) if e["event"] == "reminder")
     client(caller, "forget", "gs-3")
     client(caller, "tick", "gs-4", "200")
     wait_until(
-        lambda: sum(1 for e in read_log(log) if e["event"] == "timer" and e["id"] == "gs-4") >= 2,
+        lambda: sum(1 for e in json_lines(log) if e["event"] == "timer" and e["id"] == "gs-4") >= 2,
         20,
         "timers over the stream",
     )

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 import httpx
-from actors_harness import actor_host, client, kill_replica, read_log
-from harness import start_sidecar, wait_until
+from actors_harness import actor_host, client, kill_replica
+from harness import json_lines, start_sidecar, wait_until
 
 
 def fires(log, actor_id: str, replica: str | None = None) -> int:
     return sum(
         1
-        for e in read_log(log)
+        for e in json_lines(log)
         if e["event"] == "reminder"
         and e["id"] == actor_id
         and (replica is None or e["replica"] == replica)

@@ -14,35 +14,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Sidecar, start_sidecar
+from harness import APPS, TRANSPORTS, Sidecar, run_sdk_app, sidecar_per_door
 
 TOKEN = "transport-test-token"
 MiB = 1 << 20
-TRANSPORTS = ("http", "ext_proc")
 
 
 @pytest.fixture(scope="module")
 def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
-    started: dict[str, Sidecar] = {}
-    try:
-        for transport in TRANSPORTS:
-            started[transport] = start_sidecar(
-                tandem_home,
-                f"door-{transport.replace('_', '-')}",
-                "--api-transport",
-                transport,
-                # The same limit in both of dapr run's spellings (older CLIs: MB).
-                *(
-                    ("--dapr-http-max-request-size", "1")
-                    if transport == "http"
-                    else ("--max-body-size", "1Mi")
-                ),
-                env={"DAPR_API_TOKEN": TOKEN},
-            )
+    with sidecar_per_door(
+        tandem_home,
+        "door",
+        # The same limit in both of dapr run's spellings (older CLIs: MB).
+        per_door=lambda transport: (
+            ("--dapr-http-max-request-size", "1")
+            if transport == "http"
+            else ("--max-body-size", "1Mi")
+        ),
+        env={"DAPR_API_TOKEN": TOKEN},
+    ) as started:
         yield started
-    finally:
-        for s in started.values():
-            s.stop()
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -243,25 +234,11 @@ def test_unbuilt_grpc_api_is_unimplemented_naming_it(sidecars: dict[str, Sidecar
 def test_sdk_lock_and_workflow_calls_answer_without_hanging(
     sidecars: dict[str, Sidecar],
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from harness import APPS
-
-    s = sidecars["http"]
-    env = {
-        **os.environ,
-        "DAPR_HTTP_PORT": str(s.http_port),
-        "DAPR_GRPC_PORT": str(s.grpc_port),
-        "DAPR_API_TOKEN": TOKEN,
-    }
     # The deadline is the test: before, the SDK's worker retried "Method not found!" forever.
-    done = subprocess.run(
-        [sys.executable, str(APPS / "sdk_unimplemented.py")],
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_sdk_app(
+        sidecars["http"],
+        APPS / "sdk_unimplemented.py",
+        env={"DAPR_API_TOKEN": TOKEN},
         timeout=90,
     )
     out = done.stdout

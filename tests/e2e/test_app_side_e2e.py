@@ -10,7 +10,6 @@ over TLS (``--app-protocol grpcs``) probed with ``AppCallbackHealthCheck.HealthC
 from __future__ import annotations
 
 import datetime
-import json
 import stat
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
-from harness import APPS, start_sidecar, wait_until
+from harness import APPS, json_lines, start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
 
@@ -144,10 +143,7 @@ def _publish(sidecar, topic: str, data: dict) -> None:
 
 
 def _api_log(tandem_home: Path, app_id: str) -> list[dict]:
-    path = tandem_home / "logs" / f"{app_id}.api.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json_lines(tandem_home / "logs" / f"{app_id}.api.log")
 
 
 def test_unhealthy_app_gets_no_messages_or_calls_until_it_is_healthy_again(guarded):

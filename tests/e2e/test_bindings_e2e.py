@@ -8,14 +8,13 @@ Dapr's errors answer alike through both HTTP doors (HTTP/1.1 and ext_proc).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, Sidecar, distinct_free_ports, json_lines, start_sidecar, wait_until
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -87,12 +86,6 @@ spec:
 TRANSPORTS = ("http", "ext_proc")
 
 
-def requests_seen(log: Path) -> list[dict]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def setup(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     resources = tmp_path_factory.mktemp("res")
@@ -126,9 +119,7 @@ def test_cron_ticks_reach_the_app_at_its_route(setup: tuple) -> None:
     _, log, _ = setup
 
     def ticks() -> list[dict]:
-        return [
-            r for r in requests_seen(log) if r["method"] == "POST" and r["path"] == "/cron-ticks"
-        ]
+        return [r for r in json_lines(log) if r["method"] == "POST" and r["path"] == "/cron-ticks"]
 
     wait_until(lambda: len(ticks()) >= 3, 30, "three cron ticks at /cron-ticks")
     first = ticks()[0]
@@ -140,7 +131,7 @@ def test_cron_ticks_reach_the_app_at_its_route(setup: tuple) -> None:
         'dapr_component_input_binding_count{app_id="bind-http",component="ticks",'
         'namespace="default",success="true"}'
     ) in scraped.text
-    probes = [r for r in requests_seen(log) if r["method"] == "OPTIONS"]
+    probes = [r for r in json_lines(log) if r["method"] == "OPTIONS"]
     assert {"/cron-ticks", "/flaky", "/unserved"} <= {r["path"] for r in probes}
 
 
@@ -148,14 +139,14 @@ def test_a_refused_tick_is_retried_and_an_unserved_binding_is_ignored(setup: tup
     sidecars, log, _ = setup
 
     def retried() -> bool:
-        flaky = [r for r in requests_seen(log) if r["path"] == "/flaky" and r["method"] == "POST"]
+        flaky = [r for r in json_lines(log) if r["path"] == "/flaky" and r["method"] == "POST"]
         by_tick: dict[str, list[int]] = {}
         for r in flaky:
             by_tick.setdefault(r["headers"]["readtimeutc"], []).append(r["status"])
         return any(statuses == [500, 200] for statuses in by_tick.values())
 
     wait_until(retried, 30, "a tick refused with 500, then taken on its retry")
-    assert not [r for r in requests_seen(log) if r["method"] == "POST" and r["path"] == "/unserved"]
+    assert not [r for r in json_lines(log) if r["method"] == "POST" and r["path"] == "/unserved"]
     noisy = [
         line
         for line in sidecars["http"].text().splitlines()

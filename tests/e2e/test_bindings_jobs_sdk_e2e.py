@@ -4,8 +4,6 @@ gets cron ticks (``ListInputBindings``/``OnBindingEvent``) and a job (``OnJobEve
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._jobs import Job
 from google.protobuf.any_pb2 import Any as GrpcAny
 from google.protobuf.wrappers_pb2 import StringValue
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, Sidecar, json_lines, start_app_sidecar, wait_until
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -39,29 +37,21 @@ spec:
 """
 
 
-def seen(log: Path) -> list[dict]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def sidecar(tandem_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     resources = tmp_path_factory.mktemp("res")
     root = tmp_path_factory.mktemp("files")
     (resources / "bindings.yaml").write_text(RESOURCES.format(root=root))
     log = tandem_home / "sdk-triggers.jsonl"
-    (port,) = distinct_free_ports(1)
-    s: Sidecar = start_sidecar(
+    s: Sidecar = start_app_sidecar(
         tandem_home,
         "sdk-triggers",
-        "--app-port",
-        str(port),
+        APPS / "sdk_triggers_app.py",
         "--app-protocol",
         "grpc",
         "--resources-path",
         str(resources),
-        command=[sys.executable, str(APPS / "sdk_triggers_app.py"), str(port), str(log)],
+        app_args=[str(log)],
     )
     try:
         yield s, log, root
@@ -79,7 +69,9 @@ def sdk_env(sidecar: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_grpc_sdk_app_gets_binding_events_and_jobs(sidecar: tuple) -> None:
     s, log, _ = sidecar
     wait_until(
-        lambda: len([e for e in seen(log) if e["kind"] == "binding"]) >= 2, 30, "two cron ticks"
+        lambda: len([e for e in json_lines(log) if e["kind"] == "binding"]) >= 2,
+        30,
+        "two cron ticks",
     )
     data = GrpcAny()
     data.Pack(StringValue(value="from the sdk"))
@@ -87,8 +79,8 @@ def test_a_grpc_sdk_app_gets_binding_events_and_jobs(sidecar: tuple) -> None:
         client.schedule_job(Job(name="sdk-job", due_time="1s", data=data))
         got = client.get_job("sdk-job")
         assert (got.name, got.due_time) == ("sdk-job", "1s")
-        wait_until(lambda: [e for e in seen(log) if e["kind"] == "job"], 30, "the job")
-        jobs = [e for e in seen(log) if e["kind"] == "job"]
+        wait_until(lambda: [e for e in json_lines(log) if e["kind"] == "job"], 30, "the job")
+        jobs = [e for e in json_lines(log) if e["kind"] == "job"]
         assert jobs[0]["name"] == "sdk-job" and "from the sdk" in jobs[0]["data"]
         with pytest.raises(DaprGrpcError):
             client.get_job("sdk-job")  # a one-shot job is gone once it fired

@@ -3,16 +3,13 @@ through both HTTP doors and gRPC, spec.components.deny, warnings for fields not 
 
 from __future__ import annotations
 
-import sys
-
 import grpc
 import httpx
 import pytest
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
 from google.protobuf import empty_pb2
-from harness import APPS, start_sidecar, wait_until
+from harness import APPS, start_app_sidecar, start_sidecar, wait_until
 
-from tandem.cli.ports import free_port
 from tandem.logs import parse_line
 
 DENY_STATE = """\
@@ -35,14 +32,7 @@ spec:
 def mesh(tandem_home):
     config = tandem_home / "nostate.yaml"
     config.write_text(DENY_STATE)
-    b_port = free_port()
-    b = start_sidecar(
-        tandem_home,
-        "b",
-        "--app-port",
-        str(b_port),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
-    )
+    b = start_app_sidecar(tandem_home, "b", APPS / "echo_app.py")
     # The first logs JSON (--log-as-json), the second Dapr's text shape.
     doors = [
         start_sidecar(tandem_home, f"a-{t}", "--api-transport", t, "--config", str(config), *extra)

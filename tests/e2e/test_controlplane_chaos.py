@@ -16,17 +16,14 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, tandem_cli, wait_until
 
-from tandem.cli.ports import free_port
 from tandem.xds.ca import ca_dir, csr_public_key, load_or_create_ca, spiffe_id
 from tandem.xds.enrolment import WorkloadKey
 
@@ -52,14 +49,7 @@ def _alive(pid: int) -> bool:
 
 
 def _echo_sidecar(home: Path, app_id: str) -> Sidecar:
-    port = free_port()
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
-    )
+    return start_app_sidecar(home, app_id, APPS / "echo_app.py")
 
 
 def _invoke(caller: Sidecar, callee: str) -> str | None:
@@ -240,28 +230,15 @@ def test_the_mesh_survives_control_plane_crashes(chaos_home):
         assert pid is not None
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not _alive(pid), 10, "the control plane to stop")
-        env = {**os.environ, "TANDEM_HOME": str(home)}
 
         def listed() -> list[dict]:
-            out = subprocess.run(
-                [sys.executable, "-m", "tandem.cli.main", "list", "--output", "json"],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-            ).stdout
+            out = tandem_cli(home, "list", "--output", "json", check=True).stdout
             return list(json.loads(out))
 
         wait_until(
             lambda: {x["control_plane"] for x in listed()} == {"lost"}, 10, "every link lost"
         )
-        table = subprocess.run(
-            [sys.executable, "-m", "tandem.cli.main", "list"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout
+        table = tandem_cli(home, "list", check=True).stdout
         assert "control plane: stopped" in table
         assert _control_plane_pid(home) is None  # no watcher brought it back
         assert (home / "stopping").exists()

@@ -22,11 +22,10 @@ from dapr.clients import DaprClient
 from dapr.clients.grpc import conversation as conv
 from dapr.clients.grpc._crypto import DecryptOptions, EncryptOptions
 from dapr.conf import settings
-from harness import Sidecar, start_sidecar
+from harness import TRANSPORTS, Sidecar, sidecar_per_door
 
 from openai_server import MODEL, OpenAIServer
 
-TRANSPORTS = ("http", "ext_proc")
 pytestmark = pytest.mark.filterwarnings("ignore:The (Encrypt|Decrypt) API is an Alpha")
 
 RESOURCES = """\
@@ -96,23 +95,10 @@ def sidecars(
     (resources / "components.yaml").write_text(
         RESOURCES.format(endpoint=llm.endpoint, model=MODEL, keys=keys)
     )
-    started: dict[str, Sidecar] = {}
-    try:
-        for transport in TRANSPORTS:
-            started[transport] = start_sidecar(
-                tandem_home,
-                f"ai-{transport.replace('_', '-')}",
-                "--api-transport",
-                transport,
-                "--resources-path",
-                str(resources),
-                "--dapr-http-max-request-size",
-                "16",
-            )
+    with sidecar_per_door(
+        tandem_home, "ai", "--resources-path", str(resources), "--dapr-http-max-request-size", "16"
+    ) as started:
         yield started
-    finally:
-        for s in started.values():
-            s.stop()
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import APPS, start_sidecar, wait_until
+from harness import APPS, start_sidecar, tandem_cli, wait_until
 
 # A setting Tandem cannot honour, which it must say on the console at start.
 RESILIENCY = """\
@@ -42,13 +42,7 @@ def _tandem(home: Path, *args: str, out: Path) -> subprocess.Popen[bytes]:
 
 
 def _stop(home: Path, app_id: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "stop", "--app-id", app_id],
-        env={**os.environ, "TANDEM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return tandem_cli(home, "stop", "--app-id", app_id, timeout=90)
 
 
 def test_dapr_run_line_without_app_id_or_ports(tandem_home, tmp_path):

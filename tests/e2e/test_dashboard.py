@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, start_sidecar, wait_until
+from harness import APPS, start_app_sidecar, start_sidecar, wait_until
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -61,15 +61,8 @@ def mesh(tandem_home, tmp_path_factory):
     resources = folder / "res"
     resources.mkdir()
     (resources / "resiliency.yaml").write_text(RESILIENCY)
-    port = free_port()
-    callee = start_sidecar(
-        tandem_home,
-        "dash-callee",
-        "--app-port",
-        str(port),
-        "--config",
-        str(folder / "config.yaml"),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
+    callee = start_app_sidecar(
+        tandem_home, "dash-callee", APPS / "echo_app.py", "--config", str(folder / "config.yaml")
     )
     caller = start_sidecar(tandem_home, "dash-caller", "--resources-path", str(resources))
     workflows = start_sidecar(

@@ -22,32 +22,19 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-from harness import Sidecar, start_sidecar
+from harness import TRANSPORTS, Sidecar, door_app_id, sidecar_per_door
 
 TOKEN = "bridge-test-token"
 MiB = 1 << 20
 AUTH = (("dapr-api-token", TOKEN),)
-TRANSPORTS = ("http", "ext_proc")
 
 
 @pytest.fixture(scope="module")
 def sidecars(tandem_home: Path) -> Iterator[dict[str, Sidecar]]:
-    started: dict[str, Sidecar] = {}
-    try:
-        for transport in TRANSPORTS:
-            started[transport] = start_sidecar(
-                tandem_home,
-                _app_id(transport),
-                "--api-transport",
-                transport,
-                "--max-body-size",
-                "1Mi",
-                env={"DAPR_API_TOKEN": TOKEN},
-            )
+    with sidecar_per_door(
+        tandem_home, "bridge", "--max-body-size", "1Mi", env={"DAPR_API_TOKEN": TOKEN}
+    ) as started:
         yield started
-    finally:
-        for s in started.values():
-            s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +57,7 @@ def _outcome(call: Any, request: Any) -> tuple[str, Any, Any]:
 
 
 def _app_id(transport: str) -> str:
-    return f"bridge-{transport.replace('_', '-')}"
+    return door_app_id("bridge", transport)
 
 
 def _both(stubs: dict[str, dapr_pb2_grpc.DaprStub], method: str, request: Any) -> list[Any]:

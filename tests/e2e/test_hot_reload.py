@@ -4,7 +4,6 @@ restart, a broken edit changes nothing, and traffic flowing meanwhile sees no fa
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ from itertools import count
 
 import httpx
 import pytest
-from harness import APPS, start_sidecar, wait_until
+from harness import APPS, start_sidecar, tandem_cli, wait_until
 
 from tandem.cli.ports import free_port
 
@@ -134,13 +133,7 @@ spec:
 
 
 def config_version(home) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "list", "--output", "json"],
-        env={**os.environ, "TANDEM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = tandem_cli(home, "list", "--output", "json", check=True).stdout
     [caller] = [a for a in json.loads(out) if a["app_id"] == "caller"]
     return caller["config_version"]
 

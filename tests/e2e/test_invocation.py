@@ -8,21 +8,12 @@ import sys
 
 import httpx
 import pytest
-from harness import APPS, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
+from harness import APPS, start_app_sidecar, start_sidecar, wait_until
 
 
 @pytest.fixture(scope="module")
 def mesh(tandem_home):
-    b_port = free_port()
-    b = start_sidecar(
-        tandem_home,
-        "b",
-        "--app-port",
-        str(b_port),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
-    )
+    b = start_app_sidecar(tandem_home, "b", APPS / "echo_app.py")
     a = start_sidecar(tandem_home, "a")
     yield a, b
     for s in (a, b):
@@ -137,14 +128,7 @@ def test_app_exit_code_is_tandem_runs_exit_code(tandem_home):
 
 
 def test_stopping_one_sidecar_leaves_the_others_serving(tandem_home):
-    b_port = free_port()
-    b = start_sidecar(
-        tandem_home,
-        "b2",
-        "--app-port",
-        str(b_port),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
-    )
+    b = start_app_sidecar(tandem_home, "b2", APPS / "echo_app.py")
     first = start_sidecar(tandem_home, "first")
     wait_until(lambda: _invoke_ready(first, "b2"), 30, "first to reach b2")
     stop = subprocess.run(

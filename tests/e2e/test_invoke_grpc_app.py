@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from dapr.clients import DaprClient
 from google.protobuf import wrappers_pb2
-from harness import start_sidecar, wait_until
+from harness import start_app_sidecar, start_sidecar, wait_until
 
 from tandem.cli.ports import free_port
 
@@ -31,17 +30,14 @@ COMPAT_APPS = Path(__file__).resolve().parent.parent / "compat" / "apps"
 
 
 def _grpc_receiver(home: Path, app_id: str, transport: str):
-    port = free_port()
-    return start_sidecar(
+    return start_app_sidecar(
         home,
         app_id,
-        "--app-port",
-        str(port),
+        COMPAT_APPS / "invoke_grpc_receiver.py",
         "--app-protocol",
         "grpc",
         "--api-transport",
         transport,
-        command=[sys.executable, str(COMPAT_APPS / "invoke_grpc_receiver.py"), str(port)],
     )
 
 
@@ -51,16 +47,7 @@ def mesh(tandem_home):
     try:
         for app_id, transport in (("g-http", "http"), ("g-ext", "ext_proc")):
             started.append(_grpc_receiver(tandem_home, app_id, transport))
-        h_port = free_port()
-        started.append(
-            start_sidecar(
-                tandem_home,
-                "h",
-                "--app-port",
-                str(h_port),
-                command=[sys.executable, str(COMPAT_APPS / "invoke_http_receiver.py"), str(h_port)],
-            )
-        )
+        started.append(start_app_sidecar(tandem_home, "h", COMPAT_APPS / "invoke_http_receiver.py"))
         # A gRPC app that never starts: its sidecar has an app port with nothing behind it.
         started.append(
             start_sidecar(

@@ -13,8 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,21 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 from actors_harness import children
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import APPS, Sidecar, start_app_sidecar, tandem_cli, wait_until
 
 TRANSPORTS = ("http", "ext_proc")
 
 
 def app_sidecar(home: Path, app_id: str, log: Path, *extra: str) -> Sidecar:
-    (port,) = distinct_free_ports(1)
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        *extra,
-        command=[sys.executable, str(APPS / "binding_app.py"), str(port), str(log)],
-    )
+    return start_app_sidecar(home, app_id, APPS / "binding_app.py", *extra, app_args=[str(log)])
 
 
 def triggers(name: str, *logs: Path) -> list[dict]:
@@ -104,13 +94,7 @@ def test_delete_stops_a_job(mesh) -> None:
     listed = httpx.get(f"{a.base}/v1.0-alpha1/jobs", timeout=10).json()["jobs"]
     (ticker,) = [j for j in listed if j["name"] == "ticker"]
     assert ticker["schedule"] == "@every 1s" and ticker["nextFireTime"]
-    cli = subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "jobs", "list", "-o", "json"],
-        env={**os.environ, "TANDEM_HOME": str(a.home)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    cli = tandem_cli(a.home, "jobs", "list", "-o", "json", timeout=30)
     assert cli.returncode == 0, cli.stderr
     assert {"appId": "jobs-app", "name": "ticker"}.items() <= next(
         j for j in json.loads(cli.stdout) if j["name"] == "ticker"

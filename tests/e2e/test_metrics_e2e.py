@@ -5,15 +5,12 @@ Configuration; metrics.enabled false turns Dapr's off."""
 from __future__ import annotations
 
 import re
-import sys
 
 import grpc
 import httpx
 import pytest
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
-from harness import APPS, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
+from harness import APPS, start_app_sidecar, start_sidecar, wait_until
 
 CONFIG = """\
 apiVersion: dapr.io/v1alpha1
@@ -31,16 +28,7 @@ def mesh(tandem_home):
     on, off = tandem_home / "on.yaml", tandem_home / "off.yaml"
     on.write_text(CONFIG.format(enabled="true"))
     off.write_text(CONFIG.format(enabled="false"))
-    b_port = free_port()
-    b = start_sidecar(
-        tandem_home,
-        "b",
-        "--app-port",
-        str(b_port),
-        "--config",
-        str(on),
-        command=[sys.executable, str(APPS / "echo_app.py"), str(b_port)],
-    )
+    b = start_app_sidecar(tandem_home, "b", APPS / "echo_app.py", "--config", str(on))
     a = start_sidecar(tandem_home, "a", "--config", str(on))
     c = start_sidecar(tandem_home, "c", "--config", str(off))
     yield a, b, c

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from harness import APPS, distinct_free_ports, wait_until
+from harness import APPS, distinct_free_ports, tandem_cli, wait_until
 
 TEMPLATE = """\
 version: 1
@@ -95,13 +95,7 @@ def test_a_template_runs_every_app_and_ctrl_c_stops_them_all(tandem_home, tmp_pa
             30,
             "back's sidecar to be healthy",
         )
-        listed = subprocess.run(
-            [sys.executable, "-m", "tandem.cli.main", "list", "--output", "json"],
-            env={**os.environ, "TANDEM_HOME": str(tandem_home)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        listed = tandem_cli(tandem_home, "list", "--output", "json", check=True).stdout
         assert {"mr-back", "mr-front"} <= {a["app_id"] for a in json.loads(listed)}
         wait_until(lambda: "front says hello" in out.read_text(), 30, "front's output")
         line = next(ln for ln in out.read_text().splitlines() if "front says hello" in ln)

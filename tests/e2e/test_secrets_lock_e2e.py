@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -25,11 +24,18 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from harness import APPS, Sidecar, distinct_free_ports, start_sidecar, wait_until
+from harness import (
+    APPS,
+    TRANSPORTS,
+    Sidecar,
+    distinct_free_ports,
+    run_sdk_app,
+    sidecar_per_door,
+    wait_until,
+)
 
 from servers import PostgresServer, postgres_process, postgres_server, run_redis_process  # noqa: F401
 
-TRANSPORTS = ("http", "ext_proc")
 PASSWORD = "pw-7c1f0e2d-never-logged"
 API_KEY = "key-e2e-9d1c-never-logged"
 ENV_VALUE = "env-4b9a-value"
@@ -190,29 +196,22 @@ def setup(
         )
         config = work / "config.yaml"
         config.write_text(CONFIG)
-        started: dict[str, Sidecar] = {}
         app = subprocess.Popen(
             [sys.executable, str(APPS / "config_app.py"), *map(str, app_ports.values())]
         )
         try:
-            for transport in TRANSPORTS:
-                started[transport] = start_sidecar(
-                    tandem_home,
-                    f"secrets-{transport.replace('_', '-')}",
-                    "--app-port",
-                    str(app_ports[transport]),
-                    "--api-transport",
-                    transport,
-                    "--resources-path",
-                    str(folder),
-                    "--config",
-                    str(config),
-                    env={"TANDEM_E2E_TOKEN": ENV_VALUE},
-                )
-            yield Setup(started, server, app_ports, work / "config.db", postgres_server.url)
+            with sidecar_per_door(
+                tandem_home,
+                "secrets",
+                "--resources-path",
+                str(folder),
+                "--config",
+                str(config),
+                per_door=lambda transport: ("--app-port", str(app_ports[transport])),
+                env={"TANDEM_E2E_TOKEN": ENV_VALUE},
+            ) as started:
+                yield Setup(started, server, app_ports, work / "config.db", postgres_server.url)
         finally:
-            for s in started.values():
-                s.stop()
             app.terminate()
             app.wait(10)
 
@@ -297,15 +296,7 @@ def test_the_password_is_in_no_log_and_not_in_the_metadata(sidecar: Sidecar) -> 
 
 
 def test_the_sdk_reads_secrets_over_grpc(sidecars: dict[str, Sidecar]) -> None:
-    s = sidecars["http"]
-    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
-    done = subprocess.run(
-        [sys.executable, str(APPS / "sdk_secrets.py"), "localsecretstore"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    done = run_sdk_app(sidecars["http"], APPS / "sdk_secrets.py", "localsecretstore", timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -355,15 +346,7 @@ def test_bad_lock_requests_get_daprs_errors(
 
 @pytest.mark.parametrize("store", LOCK_STORES)
 def test_the_sdk_takes_and_releases_locks(sidecars: dict[str, Sidecar], store: str) -> None:
-    s = sidecars["ext_proc"]
-    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
-    done = subprocess.run(
-        [sys.executable, str(APPS / "sdk_lock.py"), store],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    done = run_sdk_app(sidecars["ext_proc"], APPS / "sdk_lock.py", store, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(json.loads(x) for x in done.stdout.splitlines() if x.startswith("{"))
 
@@ -510,16 +493,8 @@ def test_bad_configuration_requests_get_daprs_errors(
 
 
 def test_the_sdk_gets_and_subscribes_to_configuration(setup: Setup) -> None:
-    s = setup.sidecars["ext_proc"]
-    env = {**os.environ, "DAPR_HTTP_PORT": str(s.http_port), "DAPR_GRPC_PORT": str(s.grpc_port)}
     argv = ["redisconfig", "sdk-key", "127.0.0.1", str(setup.redis.port), PASSWORD]
-    done = subprocess.run(
-        [sys.executable, str(APPS / "sdk_configuration.py"), *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_sdk_app(setup.sidecars["ext_proc"], APPS / "sdk_configuration.py", *argv)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
 

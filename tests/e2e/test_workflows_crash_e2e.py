@@ -5,7 +5,6 @@ instance completes with the right output and every committed step ran once."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from dapr.ext.workflow import DaprWorkflowClient
+from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
 from pubsub_harness import runtime_pid
 
 WAIT = 90
@@ -33,25 +32,6 @@ def start_app(sidecar: Sidecar, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def rows(log: Path, **match: object) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        row = json.loads(line)
-        if all(row.get(k) == v for k, v in match.items()):
-            out.append(row)
-    return out
-
-
-def completed(client: DaprWorkflowClient, instance: str) -> object:
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
-
-
 @pytest.fixture
 def log(tandem_home: Path, request: pytest.FixtureRequest) -> Path:
     path = tandem_home / f"{request.node.name[:12]}.jsonl"
@@ -67,14 +47,14 @@ def test_app_killed_during_a_long_activity(tandem_home: Path, log: Path) -> None
             DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
         ) as client:
             client.schedule_new_workflow(workflow="long", input=3.0, instance_id="app-crash")
-            wait_until(lambda: rows(log, activity="slow-start"), WAIT, "the long activity")
+            wait_until(lambda: json_lines(log, activity="slow-start"), WAIT, "the long activity")
             app.send_signal(signal.SIGKILL)
             app.wait(10)
             app = start_app(sidecar, log)
-            assert completed(client, "app-crash") == "before++"
+            assert workflow_output(client, "app-crash", WAIT) == "before++"
         # The interrupted activity ran again (at least once); committed steps once.
-        assert len(rows(log, activity="slow-start")) == 2
-        assert [r["value"] for r in rows(log, activity="step")] == ["before", "before+"]
+        assert len(json_lines(log, activity="slow-start")) == 2
+        assert [r["value"] for r in json_lines(log, activity="step")] == ["before", "before+"]
     finally:
         app.kill()
         app.wait(10)
@@ -92,24 +72,24 @@ def test_sidecar_killed_between_steps_and_a_timer_fires_after_the_restart(
         ) as client:
             client.schedule_new_workflow(workflow="long", input=2.0, instance_id="car-crash")
             client.schedule_new_workflow(workflow="sleeper", input=3.0, instance_id="timer")
-            wait_until(lambda: rows(log, activity="slow-start"), WAIT, "the second step")
+            wait_until(lambda: json_lines(log, activity="slow-start"), WAIT, "the second step")
             client.wait_for_workflow_start("timer", timeout_in_seconds=WAIT)
         os.kill(runtime_pid(sidecar), signal.SIGKILL)
         sidecar.proc.wait(30)
         app.kill()
         app.wait(10)
-        assert not rows(log, activity="step", value="after-timer")
+        assert not json_lines(log, activity="step", value="after-timer")
 
         sidecar = start_sidecar(tandem_home, "wfcar")
         app = start_app(sidecar, log)
         with contextlib.closing(
             DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
         ) as client:
-            assert completed(client, "car-crash") == "before++"
-            assert completed(client, "timer") == "after-timer+"
-        steps = [r["value"] for r in rows(log, activity="step", instance="car-crash")]
+            assert workflow_output(client, "car-crash", WAIT) == "before++"
+            assert workflow_output(client, "timer", WAIT) == "after-timer+"
+        steps = [r["value"] for r in json_lines(log, activity="step", instance="car-crash")]
         assert steps == ["before", "before+"]
-        assert len(rows(log, activity="step", instance="timer")) == 1
+        assert len(json_lines(log, activity="step", instance="timer")) == 1
         # The timer lived in the control plane's scheduler, not in the killed runtime.
         assert "kept in memory" not in (tandem_home / "logs" / "wfcar.runtime.log").read_text()
     finally:
@@ -134,10 +114,10 @@ def test_configuration_limits_activities_and_purges_after_retention(
             DaprWorkflowClient(host="127.0.0.1", port=str(sidecar.grpc_port))
         ) as client:
             client.schedule_new_workflow(workflow="napfan", input=6, instance_id="limited")
-            assert completed(client, "limited") == 6
+            assert workflow_output(client, "limited", WAIT) == 6
             # Never more than two activities ran at once.
             events = sorted(
-                (r["t"], 1 if r["at"] == "start" else -1) for r in rows(log, activity="nap")
+                (r["t"], 1 if r["at"] == "start" else -1) for r in json_lines(log, activity="nap")
             )
             running, peak = 0, 0
             for _, step in events:

@@ -13,7 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import (
+    APPS,
+    Sidecar,
+    json_lines,
+    start_sidecar,
+    tandem_cli,
+    wait_until,
+    workflow_output,
+)
 
 WAIT = 60
 
@@ -63,29 +71,14 @@ def client(app: tuple[Sidecar, Path]) -> Iterator[DaprWorkflowClient]:
 
 def run(client: DaprWorkflowClient, name: str, input: object = None, **kw: object) -> object:
     instance = client.schedule_new_workflow(workflow=name, input=input, **kw)
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
-
-
-def activities(log: Path, **match: object) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        row = json.loads(line)
-        if all(row.get(k) == v for k, v in match.items()):
-            out.append(row)
-    return out
+    return workflow_output(client, instance, WAIT)
 
 
 def test_chain_of_three_activities(client: DaprWorkflowClient, app: tuple[Sidecar, Path]) -> None:
     instance = f"chain-{uuid.uuid4().hex[:8]}"
     assert run(client, "chain", "x", instance_id=instance) == "x+++"
     # Each committed step ran once.
-    assert [r["value"] for r in activities(app[1], instance=instance)] == ["x", "x+", "x++"]
+    assert [r["value"] for r in json_lines(app[1], instance=instance)] == ["x", "x+", "x++"]
 
 
 def test_fan_out_fan_in_of_twenty(client: DaprWorkflowClient) -> None:
@@ -120,14 +113,14 @@ def test_child_workflow(client: DaprWorkflowClient) -> None:
 def test_continue_as_new(client: DaprWorkflowClient, app: tuple[Sidecar, Path]) -> None:
     instance = f"m-{uuid.uuid4().hex[:8]}"
     assert run(client, "monitor", 1, instance_id=instance) == 3
-    rounds = [r["value"] for r in activities(app[1], instance=instance)]
+    rounds = [r["value"] for r in json_lines(app[1], instance=instance)]
     assert rounds == ["round1", "round2", "round3"]
 
 
 def test_activity_retry_policy(client: DaprWorkflowClient, app: tuple[Sidecar, Path]) -> None:
     key = uuid.uuid4().hex
     assert run(client, "retrying", key) == "ok after 3"
-    assert len(activities(app[1], key=key)) == 3
+    assert len(json_lines(app[1], key=key)) == 3
 
 
 def test_saga_compensates_after_a_failing_activity(
@@ -135,7 +128,7 @@ def test_saga_compensates_after_a_failing_activity(
 ) -> None:
     instance = f"s-{uuid.uuid4().hex[:8]}"
     assert run(client, "saga", None, instance_id=instance) == "compensated hotel,flight"
-    assert [r["what"] for r in activities(app[1], instance=instance, activity="cancel")] == [
+    assert [r["what"] for r in json_lines(app[1], instance=instance, activity="cancel")] == [
         "hotel",
         "flight",
     ]
@@ -362,23 +355,14 @@ def test_sdk_listing_history_and_rerun(
     assert again == f"{instance}-2"
     state = client.wait_for_workflow_completion(again, timeout_in_seconds=WAIT)
     assert state is not None and json.loads(state.serialized_output) == "R++"
-    assert [r["value"] for r in activities(app[1], instance=again)] == ["R", "R+"]
+    assert [r["value"] for r in json_lines(app[1], instance=again)] == ["R", "R+"]
 
 
 # --- the CLI --------------------------------------------------------------------------------
 
 
 def tandem(home: Path, *args: str) -> object:
-    import os
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tandem.cli.main", "workflow", *args, "--output", "json"],
-        env={**os.environ, "TANDEM_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = tandem_cli(home, "workflow", *args, "--output", "json", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 

@@ -7,7 +7,6 @@ committed step running again."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -17,22 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
-from harness import APPS, Sidecar, start_sidecar, wait_until
+from harness import APPS, Sidecar, json_lines, start_sidecar, wait_until, workflow_output
 from pubsub_harness import runtime_pid
 
 APP_ID = "wfrep"
 WORKFLOW_TYPE = f"dapr.internal.default.{APP_ID}.workflow"
 WAIT = 90
-
-
-def rows(log: Path, **match: object) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # an app may be mid-line
-            row = json.loads(line)
-            if all(row.get(k) == v for k, v in match.items()):
-                out.append(row)
-    return out
 
 
 def release(log: Path) -> Path:
@@ -78,17 +67,6 @@ def replicas(tandem_home: Path) -> Iterator[tuple[Sidecar, Sidecar, Path]]:
             sidecar.stop()
 
 
-def completed(client: DaprWorkflowClient, instance: str) -> object:
-    state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
-    assert state is not None, instance
-    assert state.runtime_status == WorkflowStatus.COMPLETED, (
-        instance,
-        state.runtime_status,
-        state.failure_details,
-    )
-    return json.loads(state.serialized_output)
-
-
 def test_instances_are_split_and_each_step_runs_once(
     replicas: tuple[Sidecar, Sidecar, Path],
 ) -> None:
@@ -98,12 +76,12 @@ def test_instances_are_split_and_each_step_runs_once(
         for i in ids:
             c.schedule_new_workflow(workflow="chain", input=i, instance_id=i)
         for i in ids:
-            assert completed(c, i) == f"{i}+++"
+            assert workflow_output(c, i, WAIT) == f"{i}+++"
     for i in ids:
-        steps = rows(log, activity="step", instance=i)
+        steps = json_lines(log, activity="step", instance=i)
         assert [r["value"] for r in steps] == [i, f"{i}+", f"{i}++"]
         assert len({r["replica"] for r in steps}) == 1  # one replica ran the whole instance
-    assert {r["replica"] for r in rows(log, activity="step")} == {"r1", "r2"}
+    assert {r["replica"] for r in json_lines(log, activity="step")} == {"r1", "r2"}
 
     # Replica 2 answers for every instance too (forwarded to the owner when not its own),
     # and its listing shows both replicas' instances.
@@ -128,26 +106,26 @@ def test_a_killed_replicas_instances_complete_at_the_other(
             c.schedule_new_workflow(workflow="long", input=60.0, instance_id=i)
         # Every instance has committed its first step and is in its long second one.
         wait_until(
-            lambda: all(rows(log, activity="slow-start", instance=i) for i in ids),
+            lambda: all(json_lines(log, activity="slow-start", instance=i) for i in ids),
             WAIT,
             "every instance's long step",
         )
         # Those in their long step at replica 2 (held there until released) when it dies.
-        assert not rows(log, activity="slow-end")
-        on_r2 = {r["instance"] for r in rows(log, activity="slow-start", replica="r2")}
+        assert not json_lines(log, activity="slow-end")
+        on_r2 = {r["instance"] for r in json_lines(log, activity="slow-start", replica="r2")}
         assert on_r2, "replica 2 runs some of the instances"
         os.kill(runtime_pid(r2), signal.SIGKILL)
         release(log).touch()
         for i in ids:
-            assert completed(c, i) == "before++"
+            assert workflow_output(c, i, WAIT) == "before++"
     for i in ids:
         # The first step was committed before the long one began: it never runs again. The
         # last may have been in flight at replica 2 when it died (its result lost, so run
         # again at replica 1: an activity is at least once).
-        values = [r["value"] for r in rows(log, activity="step", instance=i)]
+        values = [r["value"] for r in json_lines(log, activity="step", instance=i)]
         assert values.count("before") == 1 and set(values) == {"before", "before+"}, values
     # Replica 2's instances still in their long step finished at replica 1, the last step
     # once (it could not have started before the kill).
     for i in on_r2:
-        last = rows(log, activity="step", instance=i, value="before+")
+        last = json_lines(log, activity="step", instance=i, value="before+")
         assert [r["replica"] for r in last] == ["r1"], last

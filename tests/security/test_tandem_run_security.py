@@ -4,21 +4,13 @@ environment of `tandem run`, as daprd reads them from its own."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, start_sidecar, wait_until
-
-from tandem.cli.ports import free_port
+from harness import APPS, Sidecar, remove_home, start_app_sidecar, start_sidecar, wait_until
 
 APP_CONFIG_TRYING_TO_DISABLE_MTLS = """\
 apiVersion: dapr.io/v1alpha1
@@ -46,24 +38,11 @@ def _home() -> Path:
 def _cleanup(home: Path, sidecars: list[Sidecar]) -> None:
     for sidecar in sidecars:
         sidecar.stop()
-    info = home / "controlplane.json"
-    if info.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.kill(json.loads(info.read_text())["pid"], signal.SIGTERM)
-    shutil.rmtree(home, ignore_errors=True)
+    remove_home(home)
 
 
 def _echo(home: Path, app_id: str, *extra: str, env: dict[str, str] | None = None) -> Sidecar:
-    port = free_port()
-    return start_sidecar(
-        home,
-        app_id,
-        "--app-port",
-        str(port),
-        *extra,
-        command=[sys.executable, str(APPS / "echo_app.py"), str(port)],
-        env=env,
-    )
+    return start_app_sidecar(home, app_id, APPS / "echo_app.py", *extra, env=env)
 
 
 def _reaches(caller: Sidecar, callee: str, headers: dict[str, str]) -> httpx.Response | None:
