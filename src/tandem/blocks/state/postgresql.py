@@ -24,6 +24,7 @@ dials again, so the store recovers on its own when the server is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shlex
@@ -152,6 +153,35 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """The pool's per-release reset is a round trip; the store keeps no session state."""
 
 
+class _Held:
+    """One pooled connection kept checked out for a caller that makes one call at a time
+    (a coalescer's batches): the pool's acquire and release per batch cost about a fifth of
+    the runtime's CPU per read. A connection that broke goes back to the pool (which
+    discards it) and the next call takes another."""
+
+    def __init__(self) -> None:
+        self._conn: asyncpg.Connection | None = None
+
+    async def get(self, pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
+        conn = self._conn
+        if conn is not None:
+            try:
+                if not conn.is_closed():
+                    return conn
+                self._conn = None
+                await pool.release(conn)
+            except asyncpg.InterfaceError:  # the pool took a lost connection back itself
+                self._conn = None
+        conn = self._conn = await pool.acquire(timeout=timeout)
+        return conn
+
+    async def give_back(self, pool: asyncpg.Pool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await pool.release(conn)
+
+
 class PostgresStateStore:
     def __init__(
         self,
@@ -188,6 +218,11 @@ class PostgresStateStore:
         self._gets: Coalescer[str, GetResponse] = Coalescer(self._get_many)
         # Likewise last-write upserts (no etag, not first-write): one statement per batch.
         self._sets: Coalescer[SetRequest, None] = Coalescer(self._set_many)
+        # The two coalescers keep a connection each, unless that would leave the pool's
+        # other callers (transactions, checked writes, queries) fewer than two.
+        keep = self._max_connections >= 4
+        self._reader = _Held() if keep else None
+        self._writer = _Held() if keep else None
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -199,21 +234,29 @@ class PostgresStateStore:
 
     async def _get_many(self, keys: list[str]) -> list[GetResponse]:
         pool = await self._ready()
+        if self._reader is None:
+            async with pool.acquire(timeout=self._timeout) as conn:
+                return await self._read_batch(conn, keys)
+        return await self._read_batch(await self._reader.get(pool, self._timeout), keys)
+
+    async def _read_batch(self, conn: asyncpg.Connection, keys: list[str]) -> list[GetResponse]:
         if len(keys) == 1:
-            row = await pool.fetchrow(
+            row = await conn.fetchrow(
                 f"SELECT value, version FROM {self._t} WHERE key = $1 AND {_LIVE}", keys[0]
             )
             return [GetResponse(None) if row is None else GetResponse(row[0], str(row[1]))]
-        found = await self._fetch_keys(pool, keys)
+        found = await self._fetch_keys(conn, keys)
         return [found.get(key) or GetResponse(None) for key in keys]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
         found = await self._fetch_keys(await self._ready(), [r.key for r in reqs])
         return [BulkGetItem(r.key, found.get(r.key) or GetResponse(None)) for r in reqs]
 
-    async def _fetch_keys(self, pool: asyncpg.Pool, keys: list[str]) -> dict[str, GetResponse]:
+    async def _fetch_keys(
+        self, db: asyncpg.Pool | asyncpg.Connection, keys: list[str]
+    ) -> dict[str, GetResponse]:
         """The live rows of ``keys``, in one statement."""
-        rows = await pool.fetch(
+        rows = await db.fetch(
             f"SELECT key, value, version FROM {self._t} WHERE key = ANY($1::text[]) AND {_LIVE}",
             keys,
         )
@@ -229,15 +272,22 @@ class PostgresStateStore:
 
     async def _set_many(self, reqs: list[SetRequest]) -> list[None | BaseException]:
         pool = await self._ready()
-        if len(reqs) == 1:
+        if self._writer is None:
             async with pool.acquire(timeout=self._timeout) as conn:
-                await self._apply(conn, reqs[0])
+                return await self._write_batch(conn, reqs)
+        return await self._write_batch(await self._writer.get(pool, self._timeout), reqs)
+
+    async def _write_batch(
+        self, conn: asyncpg.Connection, reqs: list[SetRequest]
+    ) -> list[None | BaseException]:
+        if len(reqs) == 1:
+            await self._apply(conn, reqs[0])
             return [None]
         # One row per key: of a key's writes in one batch the last wins, as if each had
         # committed in turn (an upsert cannot touch one row twice in one statement).
         last = {req.key: req for req in reqs}
         try:
-            await pool.execute(
+            await conn.execute(
                 f"INSERT INTO {self._t} (key, value, value_json, version, expires_at) "
                 f"SELECT u.key, u.value, u.doc::jsonb, nextval('{self._seq}'), "
                 f"{_EXPIRES.format(ttl='u.ttl')} "
@@ -256,13 +306,12 @@ class PostgresStateStore:
         except Exception:
             # One item the database refuses (a key it cannot hold, say) must fail alone,
             # as it would have on its own: the batch goes again one write at a time.
-            return [await self._set_one(pool, req) for req in reqs]
+            return [await self._set_one(conn, req) for req in reqs]
         return [None] * len(reqs)
 
-    async def _set_one(self, pool: asyncpg.Pool, req: SetRequest) -> None | BaseException:
+    async def _set_one(self, conn: asyncpg.Connection, req: SetRequest) -> None | BaseException:
         try:
-            async with pool.acquire(timeout=self._timeout) as conn:
-                await self._apply(conn, req)
+            await self._apply(conn, req)
         except Exception as exc:
             return exc
         return None
@@ -332,6 +381,9 @@ class PostgresStateStore:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
+                for held in (self._reader, self._writer):  # close() waits for every connection
+                    if held is not None:
+                        await held.give_back(pool)
                 await asyncio.wait_for(pool.close(), timeout=5)
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 pool.terminate()
