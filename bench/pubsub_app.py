@@ -1,8 +1,10 @@
 """The subscriber app of the pub/sub benchmarks: records when each event arrives.
 
-    python bench/pubsub_app.py PORT PUBSUB TOPIC [--record FILE]
+    python bench/pubsub_app.py PORT PUBSUB TOPIC [--record FILE] [--bulk N]
 
-- ``GET /dapr/subscribe``: one subscription, PUBSUB/TOPIC → ``/events``.
+- ``GET /dapr/subscribe``: one subscription, PUBSUB/TOPIC → ``/events``; with ``--bulk``
+  a bulk subscription (``maxMessagesCount`` N, ``maxAwaitDurationMs`` 5), each entry
+  recorded as one event and answered SUCCESS.
 - ``POST /events``: the event's data is ``{"seq": n, "t": <publish time, ns>}``; the app
   keeps ``[seq, t, receive time ns]`` and answers 200 (SUCCESS). With ``--record`` each
   line also goes to FILE (line-buffered, so what the app acknowledged survives a restart).
@@ -42,23 +44,40 @@ def _json(doc: Any) -> bytes:
 
 
 class Recorder:
-    def __init__(self, pubsub: str, topic: str, record: IO[str] | None) -> None:
+    def __init__(self, pubsub: str, topic: str, record: IO[str] | None, bulk: int = 0) -> None:
         self.records: list[list[int]] = []
         self.seen: set[int] = set()
         self.record = record
-        self.subscribe = _json([{"pubsubname": pubsub, "topic": topic, "route": "/events"}])
+        sub: dict[str, Any] = {"pubsubname": pubsub, "topic": topic, "route": "/events"}
+        if bulk:
+            sub["bulkSubscribe"] = {
+                "enabled": True,
+                "maxMessagesCount": bulk,
+                "maxAwaitDurationMs": 5,
+            }
+        self.subscribe = _json([sub])
+
+    def _keep(self, event: Any, now: int) -> None:
+        data = event.get("data") or {}
+        row = [int(data.get("seq", -1)), int(data.get("t", 0)), now]
+        self.records.append(row)
+        self.seen.add(row[0])
+        if self.record is not None:
+            self.record.write(orjson.dumps(row).decode() + "\n")
 
     def answer(self, method: bytes, url: bytes, body: bytes) -> bytes:
         path, _, query = url.partition(b"?")
         if method == b"POST" and path == b"/events":
             now = time.time_ns()
-            data = orjson.loads(body).get("data") or {}
-            row = [int(data.get("seq", -1)), int(data.get("t", 0)), now]
-            self.records.append(row)
-            self.seen.add(row[0])
-            if self.record is not None:
-                self.record.write(orjson.dumps(row).decode() + "\n")
-            return _OK
+            doc = orjson.loads(body)
+            entries = doc.get("entries")
+            if entries is None:
+                self._keep(doc, now)
+                return _OK
+            for entry in entries:  # a bulk delivery
+                self._keep(entry["event"], now)
+            statuses = [{"entryId": e["entryId"], "status": "SUCCESS"} for e in entries]
+            return _json({"statuses": statuses})
         if method == b"GET" and path == b"/stats":
             out: dict[str, Any] = {"count": len(self.seen), "deliveries": len(self.records)}
             if b"records=0" not in query:
@@ -117,9 +136,10 @@ def main() -> None:
     parser.add_argument("pubsub")
     parser.add_argument("topic")
     parser.add_argument("--record")
+    parser.add_argument("--bulk", type=int, default=0)
     args = parser.parse_args()
     record = open(args.record, "a", buffering=1) if args.record else None  # noqa: SIM115
-    uvloop.run(serve(args.port, Recorder(args.pubsub, args.topic, record)))
+    uvloop.run(serve(args.port, Recorder(args.pubsub, args.topic, record, args.bulk)))
 
 
 if __name__ == "__main__":
