@@ -26,14 +26,15 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import orjson
-from _common import TandemMachine
-from pubsub import Arrivals, Result, _measure, http_publisher
+from _common import TandemMachine, tree_cpu
+from pubsub import Arrivals, Publish, Result, _measure, http_publisher
 
+from tandem.blocks import http_client
+from tandem.blocks.http_client import HttpPool
 from tandem.cli.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -63,12 +64,11 @@ spec:
 """
 
 
-def transaction_publisher(
-    session: aiohttp.ClientSession, port: int
-) -> Callable[[bytes], Awaitable[None]]:
+def transaction_publisher(session: aiohttp.ClientSession, port: int) -> Publish:
     url = f"http://127.0.0.1:{port}/v1.0/state/orders/transaction"
 
-    async def publish(body: bytes) -> None:
+    async def publish(bodies: list[bytes]) -> None:
+        (body,) = bodies
         op = {
             "operation": "upsert",
             "request": {"key": uuid.uuid4().hex, "value": orjson.loads(body)},
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-messages", type=int, default=200)
+    parser.set_defaults(bulk=0)  # what pubsub._measure reads: one message per publish
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bob", dir="/tmp"))
     topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -101,23 +102,37 @@ def main() -> None:
             machine.run("outbox-sub", *extra, "--app-port", str(app_port), "--", *app)
             writer = machine.run("outbox-writer", *extra)
 
+            pids = [p.pid for p in machine.procs]
+
             async def run() -> list[Result]:
                 connector = aiohttp.TCPConnector(limit=64)
+                pool = HttpPool(
+                    http_client.tcp("127.0.0.1", writer), host=f"127.0.0.1:{writer}", limit=64
+                )
                 async with aiohttp.ClientSession(connector=connector) as session:
                     arrivals = Arrivals(app_port, session)
                     await arrivals.wait_ready()
-                    plain = http_publisher(session, writer, topic)
+                    plain = http_publisher(pool, topic, bulk=False)
                     outbox = transaction_publisher(session, writer)
-                    return [
-                        *await _measure("redis", "publish", plain, arrivals, args),
-                        *await _measure("redis", "outbox", outbox, arrivals, args),
-                    ]
+
+                    def cpu() -> float:
+                        return tree_cpu(pids)
+
+                    try:
+                        return [
+                            *await _measure("redis", "publish", plain, arrivals, args, cpu),
+                            *await _measure("redis", "outbox", outbox, arrivals, args, cpu),
+                        ]
+                    finally:
+                        await pool.close()
 
             results = asyncio.run(run())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("| broker | path | load | messages | msg/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| broker | path | load | messages | msg/s | p50 ms | p99 ms | CPU ms/msg (sidecars + app) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(r.row())
     mine = {(r.path, r.mode == "one at a time"): r for r in results}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gzip
 import socket
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tandem.blocks import http_client
 from tandem.blocks.app_channel import AppChannel, AppChannelError
 from tandem.blocks.http_client import HttpClientError, HttpPool
 
@@ -165,7 +165,7 @@ async def tcp_app() -> AsyncIterator[tuple[App, int]]:
 
 def pool_to(port: int, limit: int = 10) -> HttpPool:
     return HttpPool(
-        functools.partial(asyncio.open_connection, "127.0.0.1", port),
+        http_client.tcp("127.0.0.1", port),
         host=f"127.0.0.1:{port}",
         limit=limit,
     )
@@ -318,7 +318,7 @@ async def test_unix_socket(tmp_path: Path) -> None:
     app = App()
     path = str(tmp_path / "app.sock")
     server = await asyncio.start_unix_server(app.serve, path)
-    pool = HttpPool(functools.partial(asyncio.open_unix_connection, path), host="127.0.0.1:1")
+    pool = HttpPool(http_client.unix(path), host="127.0.0.1:1")
     try:
         first = await pool.request("PUT", "/over-unix", body=b"xy", timeout=5)
         second = await pool.request("GET", "/again", timeout=5)
@@ -392,7 +392,7 @@ async def test_app_channel_through_a_socket_and_back_to_the_port(tmp_path: Path)
 async def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
     async with tcp_app() as (app, port):
         pool = HttpPool(
-            functools.partial(asyncio.open_connection, "127.0.0.1", port),
+            http_client.tcp("127.0.0.1", port),
             host=f"127.0.0.1:{port}",
             idle_timeout=0.3,
         )

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 
+from tandem.blocks import http_client
 from tandem.blocks.http_client import HttpClientError, HttpPool
 
 log = logging.getLogger("tandem.app_channel")
@@ -99,9 +99,9 @@ class AppChannel:
         if pool is None:
             socket_path = self.socket_path
             if via and socket_path is not None:
-                opener = functools.partial(asyncio.open_unix_connection, socket_path)
+                opener = http_client.unix(socket_path)
             else:
-                opener = functools.partial(asyncio.open_connection, self.host, self.port)
+                opener = http_client.tcp(self.host, self.port)
             pool = self._pools[via] = HttpPool(
                 opener,
                 host=f"{self.host}:{self.port}",

@@ -18,15 +18,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import quote
 
 import httptools
 
-Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# Opens one connection with the protocol the factory makes (``tcp`` and ``unix`` below).
+Opener = Callable[
+    [Callable[[], asyncio.Protocol]], Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]
+]
+
+
+def tcp(host: str, port: int) -> Opener:
+    def open_tcp(
+        factory: Callable[[], asyncio.Protocol],
+    ) -> Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]:
+        return asyncio.get_running_loop().create_connection(factory, host, port)
+
+    return open_tcp
+
+
+def unix(path: str) -> Opener:
+    def open_unix(
+        factory: Callable[[], asyncio.Protocol],
+    ) -> Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]:
+        return asyncio.get_running_loop().create_unix_connection(factory, path)
+
+    return open_unix
+
 
 _READ_SIZE = 64 * 1024
 # Methods whose requests carry a Content-Length even when empty (as Go's and aiohttp's do).
@@ -80,24 +104,101 @@ class Response:
     body: bytes
 
 
-class _Connection:
-    __slots__ = ("reader", "writer", "idle_since")
+class _Connection(asyncio.Protocol):
+    """One connection, read by the event loop's callbacks straight into the response parser
+    (no stream reader, no task wake-up per read): ``begin`` a response, write the request,
+    await :attr:`answered`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0  # loop time it went back to the pool
+        self.reading: _Reading | None = None
+        # Resolved when the response is complete, the server closed the connection or it
+        # failed (then ``failure``): the exchange reads the outcome from ``reading``.
+        self.answered: asyncio.Future[None] | None = None
+        self.received = False  # a byte of the current response arrived
+        self.eof = False
+        self.unasked = False  # the server wrote while no request was out
+        self.failure: BaseException | None = None
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reading = self.reading
+        if reading is None or reading.done:
+            self.unasked = True
+            if reading is not None:
+                reading.trailing = True
+            return
+        self.received = True
+        try:
+            reading.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._finish(HttpClientError(f"malformed response: {exc}"))
+            return
+        if reading.done:
+            self._finish(None)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._finish(None)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._finish(exc)
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_exception(exc or ConnectionResetError("the connection closed"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    @property
+    def paused(self) -> bool:
+        """The transport's buffer is full: wait for :meth:`drain` before going on."""
+        return self._paused
+
+    async def drain(self) -> None:
+        if self._paused:
+            self._drained = self._loop.create_future()
+            await self._drained
+
+    def begin(self, reading: _Reading) -> asyncio.Future[None]:
+        self.reading = reading
+        self.received = False
+        self.failure = None
+        self.answered = self._loop.create_future()
+        return self.answered
+
+    def _finish(self, failure: BaseException | None) -> None:
+        answered = self.answered
+        if answered is not None and not answered.done():
+            self.failure = failure
+            answered.set_result(None)
+
+    def time_out(self) -> None:
+        self._finish(TimeoutError())
+        self.close()
 
     def usable(self) -> bool:
         # An idle connection the server closed (EOF seen) or wrote to unasked is dropped.
-        return not (
-            self.writer.is_closing()
-            or self.reader.at_eof()
-            or len(getattr(self.reader, "_buffer", b""))
-        )
+        transport = self.transport
+        return not (transport is None or transport.is_closing() or self.eof or self.unasked)
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _Reading:
@@ -229,18 +330,33 @@ class HttpPool:
         if body and "content-type" not in given:
             hdrs["Content-Type"] = "application/octet-stream"
         head = _head(method, target, hdrs, body)
-        async with asyncio.timeout(timeout), self._slots:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # The waits that may suspend (a free slot, a new connection) run under a timeout
+        # context; the exchange itself under one timer (cheaper: no current_task lookups).
+        if self._slots.locked():
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # returns at once
+        try:
             conn = self._take()
             if conn is not None:
                 try:
-                    return await self._exchange(conn, method, head, body)
+                    return await self._exchange(conn, method, head, body, deadline)
                 except _NothingReceived:
                     pass  # the server had closed it: once more, on a fresh one
-            conn = _Connection(*await self._open())
+            async with asyncio.timeout_at(deadline):
+                _, protocol = await self._open(functools.partial(_Connection, loop))
+            conn = cast(_Connection, protocol)
             try:
-                return await self._exchange(conn, method, head, body)
+                return await self._exchange(conn, method, head, body, deadline)
             except _NothingReceived as exc:
                 raise exc.__cause__ or ServerDisconnectedError("no response") from None
+        finally:
+            self._slots.release()
 
     def _defaults(self) -> tuple[tuple[str, str], ...]:
         return (("Host", self._host), ("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"))
@@ -277,32 +393,37 @@ class HttpPool:
             due = self._idle[0].idle_since + self._idle_timeout - now
             self._sweeper = loop.call_later(due, self._sweep)
 
-    async def _exchange(self, conn: _Connection, method: str, head: bytes, body: bytes) -> Response:
+    async def _exchange(
+        self, conn: _Connection, method: str, head: bytes, body: bytes, deadline: float
+    ) -> Response:
         """One request and its response on ``conn``; the connection goes back to the pool or
         is closed, whatever happens (a timeout or cancellation closes it)."""
         reading = _Reading(head_only=method == "HEAD")
-        received = False
         keep = False
+        loop = self._loop
+        assert loop is not None and conn.transport is not None
+        answered = conn.begin(reading)
+        timer = loop.call_at(deadline, conn.time_out)
         try:
-            try:
-                conn.writer.write(head + body if len(body) < _READ_SIZE else head)
-                if len(body) >= _READ_SIZE:
-                    conn.writer.write(body)
-                await conn.writer.drain()
-                while not reading.done:
-                    data = await conn.reader.read(_READ_SIZE)
-                    if not data:
-                        break
-                    received = True
-                    reading.parser.feed_data(data)
-            except OSError as exc:
-                if not received:
-                    raise _NothingReceived() from exc
-                raise
-            except httptools.HttpParserError as exc:
-                raise HttpClientError(f"malformed response: {exc}") from exc
+            if len(body) < _READ_SIZE:
+                conn.transport.write(head + body)
+            else:
+                conn.transport.write(head)
+                conn.transport.write(body)
+            if conn.paused:
+                # A failed connection's outcome is in conn.failure (answered is resolved).
+                with contextlib.suppress(OSError):
+                    await conn.drain()
+            await answered
+            failure = conn.failure
+            if failure is not None:
+                if isinstance(failure, TimeoutError | HttpClientError):
+                    raise failure
+                if not conn.received:
+                    raise _NothingReceived() from failure
+                raise failure
             if not reading.done:
-                if not received:
+                if not conn.received:
                     raise _NothingReceived() from ServerDisconnectedError(
                         "the server closed the connection without answering"
                     )
@@ -311,14 +432,12 @@ class HttpPool:
                 # No length given: the body ran to the close.
             headers = Headers(reading.pairs)
             body_out = _decoded(b"".join(reading.chunks), headers.get("content-encoding", ""))
-            keep = (
-                reading.done
-                and reading.keep_alive
-                and not reading.trailing
-                and not conn.reader.at_eof()
-            )
+            keep = reading.done and reading.keep_alive and not reading.trailing and not conn.eof
             return Response(reading.status, headers, body_out)
         finally:
+            timer.cancel()
+            conn.reading = None
+            conn.answered = None
             if keep:
                 self._give_back(conn)
             else:
@@ -332,9 +451,6 @@ class HttpPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
-        for conn in idle:
-            with contextlib.suppress(OSError):
-                await conn.writer.wait_closed()
 
 
 class _NothingReceived(Exception):
