@@ -32,7 +32,7 @@ from tandem.blocks.pubsub.subscriptions import (
     TopicSubscription,
     from_declarative,
 )
-from tandem.blocks.registry import ComponentContext, ComponentSpec, known_types
+from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component, known_types
 from tandem.blocks.resiliency import behind_policy, resilient
 from tandem.blocks.secrets.service import SecretsService
 from tandem.blocks.state.resilient import resilient_store
@@ -288,7 +288,11 @@ def wire_blocks(
 
 
 def wire_secrets(
-    router: Router, wiring: Wiring, secrets: SecretsService, metrics: RuntimeMetrics = NO_METRICS
+    router: Router,
+    wiring: Wiring,
+    secrets: SecretsService,
+    ctx: ComponentContext,
+    metrics: RuntimeMetrics = NO_METRICS,
 ) -> None:
     """The secrets API over the stores the runtime opened while loading its components."""
     secrets.metrics = metrics
@@ -297,6 +301,16 @@ def wire_secrets(
     for name, type_ in secrets.types.items():
         wiring.components.append(ComponentInfo(name, type_, "v1"))
     wiring.closers.append(secrets.close)
+    wiring.swaps.append(secret_store_reload(secrets, ctx))
+
+
+def secret_store_reload(secrets: SecretsService, ctx: ComponentContext) -> SwapReload:
+    """Hot reload of secret stores: a changed one is opened anew and swapped in."""
+    return SwapReload(
+        "secretstores",
+        lambda spec, _: (create_component(spec, ctx), spec.type),
+        secrets.swap,
+    )
 
 
 def start_app(

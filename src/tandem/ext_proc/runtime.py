@@ -170,7 +170,7 @@ class Runtime:
         except (UnknownComponentError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         if self._secrets is not None:
-            wire_secrets(self.router, wiring, self._secrets, self._metrics)
+            wire_secrets(self.router, wiring, self._secrets, ctx, self._metrics)
         self._closers.extend(wiring.closers)
         self.metadata.components = list(wiring.components)
         if self.options.worker_index:

@@ -158,3 +158,72 @@ async def test_hot_reload_keeps_resolving_and_keeps_the_last_good_store(
     assert SECRET not in caplog.text
     await reloader.close()
     await state.close()
+
+
+async def test_hot_reload_replaces_adds_and_removes_secret_stores(tmp_path: Path) -> None:
+    """A secret store's YAML changed, added or removed while the runtime serves: the
+    secrets API answers from the new store, and a reference in a component reloaded
+    afterwards resolves from it."""
+    from tandem.blocks.errors import DaprError
+    from tandem.blocks.metadata import MetadataService
+    from tandem.blocks.state.service import StateService
+    from tandem.ext_proc.blocks_wiring import secret_store_reload, state_policy_wrapper
+    from tandem.ext_proc.reload import RuntimeReloader
+
+    folder = resources(tmp_path)
+    (tmp_path / "rotated.json").write_text(json.dumps({"redis": "rotated-value"}))
+    loaded = load_resources([folder], app_id="app")
+    ctx = ComponentContext(app_id="app", home=tmp_path)
+    secrets, resolver = open_secret_stores(loaded.components, ctx)
+    state = StateService.from_specs(
+        [resolver.spec(c) for c in loaded.components if c.block == "state"], ctx
+    )
+    metadata = MetadataService("app")
+    reloader = RuntimeReloader(
+        paths=(folder,),
+        config=None,
+        app_id="app",
+        namespace=None,
+        ctx=ctx,
+        state=state,
+        metadata=metadata,
+        wrap=state_policy_wrapper,
+        resolve=resolver.spec,
+        swaps=(secret_store_reload(secrets, ctx),),
+    )
+    reloader.start(loaded)
+    first = secrets.stores["files"]
+    try:
+        assert await secrets.get("files", "redis", {}) == {"redis": SECRET}
+
+        store_yaml = folder / "a-store.yaml"
+        store_yaml.write_text(STORE.format(file=tmp_path / "rotated.json"))
+        (folder / "c-second.yaml").write_text(
+            STORE.format(file=tmp_path / "secrets.json").replace("name: files", "name: second")
+        )
+        await reloader.check()
+        assert await secrets.get("files", "redis", {}) == {"redis": "rotated-value"}
+        assert await secrets.get("second", "redis", {}) == {"redis": SECRET}
+        assert secrets.stores["files"] is not first
+        assert {c.name for c in metadata.components} >= {"files", "second", "cache"}
+
+        # A component loaded from now on resolves its reference from the store now served,
+        # and the state component, edited, is rebuilt with it.
+        started = state.components["cache"]
+        (folder / "b-state.yaml").write_text(
+            (folder / "b-state.yaml").read_text().replace("value: x", "value: y")
+        )
+        await reloader.check()
+        assert state.components["cache"] is not started
+        cache = load_resources([folder], app_id="app").component("cache")
+        assert resolver.spec(cache).metadata["password"] == "rotated-value"  # type: ignore[arg-type]
+
+        store_yaml.unlink()
+        await reloader.check()
+        with pytest.raises(DaprError) as err:
+            await secrets.get("files", "redis", {})
+        assert err.value.error_code == "ERR_SECRET_STORE_NOT_FOUND"
+    finally:
+        await reloader.close()
+        await state.close()
+        await secrets.close()

@@ -80,12 +80,32 @@ class SecretsService:
         # Secrets the scopes deny are left out of a bulk answer, not an error.
         return {name: value for name, value in found.items() if self.allowed(store_name, name)}
 
+    async def swap(self, name: str, new: tuple[SecretStore, str] | None) -> _Closer | None:
+        """Serve ``new`` (the store and its type) under ``name``, None: remove it; the
+        replaced store, to close once calls in flight are done. The dict is changed in
+        place: the resolver of other components' secretKeyRefs shares it."""
+        old = self.stores.pop(name, None)
+        self.types.pop(name, None)
+        if new is not None:
+            self.stores[name], self.types[name] = new
+        return None if old is None else _Closer(old)
+
     async def close(self) -> None:
         for name, store in self.stores.items():
             try:
                 await asyncio.to_thread(store.close)
             except Exception:
                 log.exception("closing secret store %s failed", name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Closer:
+    """A replaced store, closed the way :meth:`SecretsService.close` closes one."""
+
+    store: SecretStore
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.store.close)
 
 
 def _reason(exc: Exception) -> str:
