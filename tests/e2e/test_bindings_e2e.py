@@ -14,7 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import APPS, Sidecar, distinct_free_ports, json_lines, start_sidecar, wait_until
+from harness import (
+    APPS,
+    Sidecar,
+    distinct_free_ports,
+    json_lines,
+    start_app_sidecar,
+    start_sidecar,
+    wait_until,
+)
 
 RESOURCES = """\
 apiVersion: dapr.io/v1alpha1
@@ -218,3 +226,60 @@ def test_output_binding_round_trip_and_errors_through_both_doors(
     assert comps["files"]["type"] == "bindings.localstorage"
     assert comps["files"]["capabilities"] == ["OUTPUT_BINDING"]
     assert comps["flaky"]["capabilities"] == ["INPUT_BINDING"]
+
+
+HOT = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: hot}}
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - {{name: schedule, value: "@every 1s"}}
+  - {{name: route, value: {route}}}
+"""
+WITNESS = HOT.replace("name: hot", "name: witness").format(route="/witness")
+
+
+def test_input_bindings_follow_hot_reload(tandem_home: Path, tmp_path: Path) -> None:
+    """An input binding added, changed and removed while the sidecar runs: it starts
+    reaching the app, moves to its new route (the old one gets nothing more), and stops."""
+    resources = tmp_path / "res"
+    resources.mkdir()
+    (resources / "witness.yaml").write_text(WITNESS)
+    log = tmp_path / "app.jsonl"
+    sidecar = start_app_sidecar(
+        tandem_home, "bind-hot", APPS / "binding_app.py", "--resources-path", str(resources),
+        app_args=[str(log)],
+    )  # fmt: skip
+    hot = resources / "hot.yaml"
+
+    def posts(path: str) -> int:
+        return sum(1 for r in json_lines(log) if r["method"] == "POST" and r["path"] == path)
+
+    def after_witness_ticks(n: int) -> None:
+        target = posts("/witness") + n
+        wait_until(lambda: posts("/witness") >= target, 30, f"{n} more witness ticks")
+
+    try:
+        hot.write_text(HOT.format(route="/hot-a"))
+        wait_until(lambda: posts("/hot-a") >= 1, 30, "the added binding's first tick")
+
+        hot.write_text(HOT.format(route="/hot-b"))
+        wait_until(lambda: posts("/hot-b") >= 1, 30, "a tick at the changed route")
+        at_a = posts("/hot-a")
+        after_witness_ticks(2)
+        assert posts("/hot-a") == at_a  # the replaced binding reads no more
+
+        hot.unlink()
+        wait_until(
+            lambda: "hot" not in {c["name"] for c in httpx.get(
+                f"{sidecar.base}/v1.0/metadata", timeout=5).json()["components"]},
+            30, "the removed binding gone from the metadata",
+        )  # fmt: skip
+        at_b = posts("/hot-b")
+        after_witness_ticks(2)
+        assert posts("/hot-b") == at_b
+    finally:
+        sidecar.stop()

@@ -272,6 +272,17 @@ def wire_blocks(
         wiring.components.append(ComponentInfo(name, binding.type, binding.version, caps))
     wiring.closers.append(bindings.close)
     wiring.bindings = bindings
+    wiring.swaps.append(
+        SwapReload(
+            "bindings",
+            lambda spec, res: BindingsService.build(
+                spec,
+                ctx,
+                resilient(component_policy(res, spec.name, "outbound", "Bindings"), spec.name),
+            ),
+            bindings.swap,
+        )
+    )
     wiring.metrics = metrics
 
     outboxes = configs_from(
@@ -382,7 +393,8 @@ def start_app(
 
         tasks.append(asyncio.create_task(app_ready()))
     inputs: InputBindings | None = None
-    if wiring.bindings is not None and wiring.bindings.inputs():
+    # Also with no input binding yet: hot reload may add one.
+    if wiring.bindings is not None:
         inputs = InputBindings(
             wiring.bindings,
             channel,

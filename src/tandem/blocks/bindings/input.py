@@ -68,25 +68,46 @@ class InputBindings:
         self._grpc = grpc_channel
         self._resiliencies = resiliencies
         self._metrics = metrics
-        self._tasks: list[asyncio.Task[None]] = []
-        self.serving: list[str] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by binding name
+        self._started = False
+        service.watchers.append(self._swapped)
+
+    @property
+    def serving(self) -> list[str]:
+        """The input bindings being read (the app serves them)."""
+        return list(self._tasks)
 
     async def start(self) -> None:
         """Ask the app which bindings it serves and start reading those."""
+        self._started = True
         inputs = self._service.inputs()
         if not inputs:
             return
         listed = await self._grpc_list() if self._grpc is not None else None
         for comp in inputs:
-            if listed is not None:
-                served = comp.name in listed
-            else:
-                served = await self._http_probe(comp)
-            if not served:
-                log.info("input binding %s: the app does not serve it; not read", comp.name)
-                continue
-            self.serving.append(comp.name)
-            self._tasks.append(asyncio.create_task(self._read(comp), name=f"binding-{comp.name}"))
+            await self._serve(comp, listed)
+
+    async def _serve(self, comp: BindingComponent, listed: set[str] | None) -> None:
+        if listed is not None:
+            served = comp.name in listed
+        else:
+            served = await self._http_probe(comp)
+        if not served:
+            log.info("input binding %s: the app does not serve it; not read", comp.name)
+            return
+        self._tasks[comp.name] = asyncio.create_task(self._read(comp), name=f"binding-{comp.name}")
+
+    async def _swapped(self, name: str, new: BindingComponent | None) -> None:
+        """Hot reload replaced or removed ``name``: stop reading the old component, and
+        read the new one if the app serves it (asked again, as at start)."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if not self._started or new is None or new.input is None:
+            return
+        listed = await self._grpc_list() if self._grpc is not None else None
+        await self._serve(new, listed)
 
     async def _grpc_list(self) -> set[str]:
         assert self._grpc is not None
@@ -154,7 +175,10 @@ class InputBindings:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        if self._swapped in self._service.watchers:
+            self._service.watchers.remove(self._swapped)
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +90,41 @@ class InvokeFailedError(DaprError):
         self.metadata: Mapping[str, str] = metadata or {}
 
 
+# Told of each binding swapped by hot reload: its name and what serves it now (None: gone).
+SwapWatcher = Callable[[str, "BindingComponent | None"], Awaitable[None]]
+
+
 class BindingsService:
     def __init__(self, components: Iterable[BindingComponent]) -> None:
         self._components = {c.name: c for c in components}
         self.tracing: Tracing = NO_TRACING
         self.metrics: RuntimeMetrics = NO_METRICS
+        self.watchers: list[SwapWatcher] = []  # the input side, once the app is there
+
+    @staticmethod
+    def build(
+        spec: ComponentSpec, ctx: ComponentContext, runner: Resilient | None = None
+    ) -> BindingComponent:
+        return BindingComponent(
+            spec.name,
+            spec.type,
+            create_component(spec, ctx),
+            spec.version,
+            directions(spec.name, spec.metadata),
+            lookup(spec.metadata, "route") or "",
+            runner,
+        )
+
+    async def swap(self, name: str, new: BindingComponent | None) -> Any | None:
+        """Serve ``new`` under ``name`` (None: remove it); the replaced component, to close.
+        Its input side stops reading before this returns (the watchers see to it), so the
+        old component is closed with nothing reading from it."""
+        old = self._components.pop(name, None)
+        if new is not None:
+            self._components[name] = new
+        for watcher in self.watchers:
+            await watcher(name, new)
+        return None if old is None else old.component
 
     @classmethod
     def from_specs(
@@ -104,22 +134,11 @@ class BindingsService:
         runner_for: Callable[[str], Resilient | None] | None = None,
     ) -> BindingsService:
         """``runner_for`` gives each binding's outbound Resiliency runner (None: bare)."""
-        components = []
-        for spec in specs:
-            if not spec.type.startswith("bindings."):
-                continue
-            components.append(
-                BindingComponent(
-                    spec.name,
-                    spec.type,
-                    create_component(spec, ctx),
-                    spec.version,
-                    directions(spec.name, spec.metadata),
-                    lookup(spec.metadata, "route") or "",
-                    runner_for(spec.name) if runner_for else None,
-                )
-            )
-        return cls(components)
+        return cls(
+            cls.build(spec, ctx, runner_for(spec.name) if runner_for else None)
+            for spec in specs
+            if spec.type.startswith("bindings.")
+        )
 
     @property
     def components(self) -> Mapping[str, BindingComponent]:
