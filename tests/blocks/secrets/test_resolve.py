@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tandem.blocks.errors import DaprError
+from tandem.blocks.metadata import MetadataService
 from tandem.blocks.registry import ComponentContext
-from tandem.blocks.secrets.resolve import open_secret_stores
+from tandem.blocks.secrets.resolve import SecretResolver, open_secret_stores
+from tandem.blocks.secrets.service import SecretsService
+from tandem.blocks.state.service import StateService
+from tandem.ext_proc.blocks_wiring import secret_store_reload, state_policy_wrapper
+from tandem.ext_proc.reload import RuntimeReloader
 from tandem.ext_proc.runtime import Runtime, RuntimeOptions, StartupError
 from tandem.resources import ResourceError, load_resources
 
@@ -54,6 +61,45 @@ def resolve(folder: Path):
     loaded = load_resources([folder], app_id="app")
     service, resolver = open_secret_stores(loaded.components, ComponentContext(app_id="app"))
     return service, resolver.spec(loaded.component("cache"))  # type: ignore[arg-type]
+
+
+@dataclass
+class Reloading:
+    """A runtime's reload side over ``folder``: its secret stores, state and reloader."""
+
+    secrets: SecretsService
+    resolver: SecretResolver
+    state: StateService
+    metadata: MetadataService
+    reloader: RuntimeReloader
+
+    @classmethod
+    def start(cls, folder: Path, home: Path, *, reload_secret_stores: bool) -> Reloading:
+        loaded = load_resources([folder], app_id="app")
+        ctx = ComponentContext(app_id="app", home=home)
+        secrets, resolver = open_secret_stores(loaded.components, ctx)
+        specs = [resolver.spec(c) for c in loaded.components if c.block == "state"]
+        state = StateService.from_specs(specs, ctx)
+        metadata = MetadataService("app")
+        reloader = RuntimeReloader(
+            paths=(folder,),
+            config=None,
+            app_id="app",
+            namespace=None,
+            ctx=ctx,
+            state=state,
+            metadata=metadata,
+            wrap=state_policy_wrapper,
+            resolve=resolver.spec,
+            swaps=(secret_store_reload(secrets, ctx),) if reload_secret_stores else (),
+        )
+        reloader.start(loaded)
+        return cls(secrets, resolver, state, metadata, reloader)
+
+    async def close(self) -> None:
+        await self.reloader.close()
+        await self.state.close()
+        await self.secrets.close()
 
 
 def test_a_reference_is_resolved_from_the_named_store(tmp_path: Path) -> None:
@@ -120,29 +166,9 @@ async def test_hot_reload_keeps_resolving_and_keeps_the_last_good_store(
 ) -> None:
     """A state store started with a resolved password is not replaced by one without it
     when an unrelated file changes; a reference that stops resolving changes nothing."""
-    from tandem.blocks.metadata import MetadataService
-    from tandem.blocks.state.service import StateService
-    from tandem.ext_proc.blocks_wiring import state_policy_wrapper
-    from tandem.ext_proc.reload import RuntimeReloader
-
     folder = resources(tmp_path)
-    loaded = load_resources([folder], app_id="app")
-    ctx = ComponentContext(app_id="app", home=tmp_path)
-    _, resolver = open_secret_stores(loaded.components, ctx)
-    specs = [resolver.spec(c) for c in loaded.components if c.block == "state"]
-    state = StateService.from_specs(specs, ctx)
-    reloader = RuntimeReloader(
-        paths=(folder,),
-        config=None,
-        app_id="app",
-        namespace=None,
-        ctx=ctx,
-        state=state,
-        metadata=MetadataService("app"),
-        wrap=state_policy_wrapper,
-        resolve=resolver.spec,
-    )
-    reloader.start(loaded)
+    run = Reloading.start(folder, tmp_path, reload_secret_stores=False)
+    state, reloader = run.state, run.reloader
     started = state.components["cache"]
 
     (folder / "c-other.yaml").write_text("# nothing of Dapr's\n")
@@ -156,42 +182,17 @@ async def test_hot_reload_keeps_resolving_and_keeps_the_last_good_store(
     assert state.components["cache"] is started
     assert "secret 'x' not found" in caplog.text
     assert SECRET not in caplog.text
-    await reloader.close()
-    await state.close()
+    await run.close()
 
 
 async def test_hot_reload_replaces_adds_and_removes_secret_stores(tmp_path: Path) -> None:
     """A secret store's YAML changed, added or removed while the runtime serves: the
     secrets API answers from the new store, and a reference in a component reloaded
     afterwards resolves from it."""
-    from tandem.blocks.errors import DaprError
-    from tandem.blocks.metadata import MetadataService
-    from tandem.blocks.state.service import StateService
-    from tandem.ext_proc.blocks_wiring import secret_store_reload, state_policy_wrapper
-    from tandem.ext_proc.reload import RuntimeReloader
-
     folder = resources(tmp_path)
     (tmp_path / "rotated.json").write_text(json.dumps({"redis": "rotated-value"}))
-    loaded = load_resources([folder], app_id="app")
-    ctx = ComponentContext(app_id="app", home=tmp_path)
-    secrets, resolver = open_secret_stores(loaded.components, ctx)
-    state = StateService.from_specs(
-        [resolver.spec(c) for c in loaded.components if c.block == "state"], ctx
-    )
-    metadata = MetadataService("app")
-    reloader = RuntimeReloader(
-        paths=(folder,),
-        config=None,
-        app_id="app",
-        namespace=None,
-        ctx=ctx,
-        state=state,
-        metadata=metadata,
-        wrap=state_policy_wrapper,
-        resolve=resolver.spec,
-        swaps=(secret_store_reload(secrets, ctx),),
-    )
-    reloader.start(loaded)
+    run = Reloading.start(folder, tmp_path, reload_secret_stores=True)
+    secrets, state, reloader = run.secrets, run.state, run.reloader
     first = secrets.stores["files"]
     try:
         assert await secrets.get("files", "redis", {}) == {"redis": SECRET}
@@ -205,7 +206,7 @@ async def test_hot_reload_replaces_adds_and_removes_secret_stores(tmp_path: Path
         assert await secrets.get("files", "redis", {}) == {"redis": "rotated-value"}
         assert await secrets.get("second", "redis", {}) == {"redis": SECRET}
         assert secrets.stores["files"] is not first
-        assert {c.name for c in metadata.components} >= {"files", "second", "cache"}
+        assert {c.name for c in run.metadata.components} >= {"files", "second", "cache"}
 
         # A component loaded from now on resolves its reference from the store now served,
         # and the state component, edited, is rebuilt with it.
@@ -216,7 +217,7 @@ async def test_hot_reload_replaces_adds_and_removes_secret_stores(tmp_path: Path
         await reloader.check()
         assert state.components["cache"] is not started
         cache = load_resources([folder], app_id="app").component("cache")
-        assert resolver.spec(cache).metadata["password"] == "rotated-value"  # type: ignore[arg-type]
+        assert run.resolver.spec(cache).metadata["password"] == "rotated-value"  # type: ignore[arg-type]
 
         store_yaml.unlink()
         await reloader.check()
@@ -224,6 +225,4 @@ async def test_hot_reload_replaces_adds_and_removes_secret_stores(tmp_path: Path
             await secrets.get("files", "redis", {})
         assert err.value.error_code == "ERR_SECRET_STORE_NOT_FOUND"
     finally:
-        await reloader.close()
-        await state.close()
-        await secrets.close()
+        await run.close()
