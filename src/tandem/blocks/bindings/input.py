@@ -95,6 +95,8 @@ class InputBindings:
         if not served:
             log.info("input binding %s: the app does not serve it; not read", comp.name)
             return
+        if self._service.components.get(comp.name) is not comp or comp.name in self._tasks:
+            return  # hot reload replaced it meanwhile, and reads its successor
         self._tasks[comp.name] = asyncio.create_task(self._read(comp), name=f"binding-{comp.name}")
 
     async def _swapped(self, name: str, new: BindingComponent | None) -> None:
