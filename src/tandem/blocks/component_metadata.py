@@ -63,6 +63,11 @@ def redis_address(metadata: Mapping[str, str], what: str) -> tuple[str, int]:
     return host, as_int("redisHost port", port, 6379)
 
 
+def redis_read_timeout(metadata: Mapping[str, str]) -> float:
+    """``readTimeout``: how long one call may wait for Redis's answer (default 5 s)."""
+    return as_seconds("readTimeout", lookup(metadata, "readTimeout"), 5.0)
+
+
 _QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|k|M|G)?")
 _UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
 

@@ -38,6 +38,7 @@ from tandem.blocks.component_metadata import (
     as_seconds,
     lookup,
     redis_address,
+    redis_read_timeout,
 )
 from tandem.blocks.pubsub._inflight import InFlight
 from tandem.blocks.pubsub.broker import (
@@ -85,7 +86,7 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisPubSub:
         processing_timeout=as_seconds("processingTimeout", lookup(md, "processingTimeout"), 60.0),
         redeliver_interval=as_seconds("redeliverInterval", lookup(md, "redeliverInterval"), 60.0),
         max_len=max_len or None,
-        read_timeout=as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0),
+        read_timeout=redis_read_timeout(md),
     )
 
 

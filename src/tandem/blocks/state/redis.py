@@ -29,6 +29,7 @@ from tandem.blocks.component_metadata import (
     as_seconds,
     lookup,
     redis_address,
+    redis_read_timeout,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state.store import (
@@ -111,11 +112,6 @@ return #KEYS
 """
 
 
-def read_timeout(md: Mapping[str, str]) -> float:
-    """Dapr's ``readTimeout``: how long one call may wait for Redis's answer."""
-    return as_seconds("readTimeout", lookup(md, "readTimeout"), 5.0)
-
-
 def redis_client(
     md: Mapping[str, str], what: str, *, caller_bounds_calls: bool = False
 ) -> aioredis.Redis:
@@ -134,7 +130,7 @@ def redis_client(
         password=lookup(md, "redisPassword") or None,
         ssl=as_bool(lookup(md, "enableTLS")),
         socket_connect_timeout=as_seconds("dialTimeout", lookup(md, "dialTimeout"), 5.0),
-        socket_timeout=None if caller_bounds_calls else read_timeout(md),
+        socket_timeout=None if caller_bounds_calls else redis_read_timeout(md),
         decode_responses=False,
         # Dapr's knobs and defaults: 3 retries of connection errors, backoff capped at 2s.
         retry=Retry(
@@ -151,7 +147,7 @@ def create(spec: ComponentSpec, ctx: ComponentContext) -> RedisStateStore:
     md = spec.metadata
     client = redis_client(md, f"state store {spec.name}", caller_bounds_calls=True)
     default_ttl = as_int("ttlInSeconds", lookup(md, "ttlInSeconds"), 0)
-    return RedisStateStore(client, default_ttl=default_ttl, timeout=read_timeout(md))
+    return RedisStateStore(client, default_ttl=default_ttl, timeout=redis_read_timeout(md))
 
 
 class RedisStateStore:
