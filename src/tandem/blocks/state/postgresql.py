@@ -28,8 +28,8 @@ import contextlib
 import logging
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -58,6 +58,7 @@ from tandem.blocks.state.store import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # libpq keyword/value connection strings: the keywords asyncpg takes as arguments.
@@ -154,15 +155,29 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 class _Held:
-    """One pooled connection kept checked out for a caller that makes one call at a time
-    (a coalescer's batches): the pool's acquire and release per batch cost about a fifth of
-    the runtime's CPU per read. A connection that broke goes back to the pool (which
-    discards it) and the next call takes another."""
+    """The connection of a caller that makes one call at a time (a coalescer's batches).
 
-    def __init__(self) -> None:
+    With ``keep``, one pooled connection stays checked out between calls: the pool's
+    acquire and release per batch cost about a fifth of the runtime's CPU per read. A
+    connection that broke goes back to the pool (which discards it) and the next call
+    takes another. Without, each call acquires and releases as usual."""
+
+    def __init__(self, keep: bool) -> None:
+        self._keep = keep
         self._conn: asyncpg.Connection | None = None
 
-    async def get(self, pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
+    async def run(
+        self,
+        pool: asyncpg.Pool,
+        timeout: float,
+        work: Callable[[asyncpg.Connection], Awaitable[_T]],
+    ) -> _T:
+        if not self._keep:
+            async with pool.acquire(timeout=timeout) as conn:
+                return await work(conn)
+        return await work(await self._get(pool, timeout))
+
+    async def _get(self, pool: asyncpg.Pool, timeout: float) -> asyncpg.Connection:
         conn = self._conn
         if conn is not None:
             try:
@@ -221,8 +236,7 @@ class PostgresStateStore:
         # The two coalescers keep a connection each, unless that would leave the pool's
         # other callers (transactions, checked writes, queries) fewer than two.
         keep = self._max_connections >= 4
-        self._reader = _Held() if keep else None
-        self._writer = _Held() if keep else None
+        self._reader, self._writer = _Held(keep), _Held(keep)
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -234,10 +248,7 @@ class PostgresStateStore:
 
     async def _get_many(self, keys: list[str]) -> list[GetResponse]:
         pool = await self._ready()
-        if self._reader is None:
-            async with pool.acquire(timeout=self._timeout) as conn:
-                return await self._read_batch(conn, keys)
-        return await self._read_batch(await self._reader.get(pool, self._timeout), keys)
+        return await self._reader.run(pool, self._timeout, lambda c: self._read_batch(c, keys))
 
     async def _read_batch(self, conn: asyncpg.Connection, keys: list[str]) -> list[GetResponse]:
         if len(keys) == 1:
@@ -272,10 +283,7 @@ class PostgresStateStore:
 
     async def _set_many(self, reqs: list[SetRequest]) -> list[None | BaseException]:
         pool = await self._ready()
-        if self._writer is None:
-            async with pool.acquire(timeout=self._timeout) as conn:
-                return await self._write_batch(conn, reqs)
-        return await self._write_batch(await self._writer.get(pool, self._timeout), reqs)
+        return await self._writer.run(pool, self._timeout, lambda c: self._write_batch(c, reqs))
 
     async def _write_batch(
         self, conn: asyncpg.Connection, reqs: list[SetRequest]
@@ -382,8 +390,7 @@ class PostgresStateStore:
             pool, self._pool = self._pool, None
             try:
                 for held in (self._reader, self._writer):  # close() waits for every connection
-                    if held is not None:
-                        await held.give_back(pool)
+                    await held.give_back(pool)
                 await asyncio.wait_for(pool.close(), timeout=5)
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 pool.terminate()
