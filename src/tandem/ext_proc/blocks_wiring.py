@@ -33,7 +33,8 @@ from tandem.blocks.pubsub.subscriptions import (
     from_declarative,
 )
 from tandem.blocks.registry import ComponentContext, ComponentSpec, create_component, known_types
-from tandem.blocks.resiliency import behind_policy, resilient
+from tandem.blocks.resiliency import Resilient, behind_policy, resilient
+from tandem.blocks.secrets.resolve import SECRET_STORE_BLOCK
 from tandem.blocks.secrets.service import SecretsService
 from tandem.blocks.state.resilient import resilient_store
 from tandem.blocks.state.service import StateService
@@ -258,9 +259,7 @@ def wire_blocks(
     bindings = BindingsService.from_specs(
         served,
         ctx,
-        runner_for=lambda name: resilient(
-            component_policy(resiliencies, name, "outbound", "Bindings"), name
-        ),
+        runner_for=lambda name: _binding_runner(resiliencies, name),
     )
     bindings.tracing, bindings.metrics = tracing, metrics
     bindings_http.register(router, bindings)
@@ -275,11 +274,7 @@ def wire_blocks(
     wiring.swaps.append(
         SwapReload(
             "bindings",
-            lambda spec, res: BindingsService.build(
-                spec,
-                ctx,
-                resilient(component_policy(res, spec.name, "outbound", "Bindings"), spec.name),
-            ),
+            lambda spec, res: BindingsService.build(spec, ctx, _binding_runner(res, spec.name)),
             bindings.swap,
         )
     )
@@ -296,6 +291,11 @@ def wire_blocks(
         wiring.closers.append(outbox.close)  # stops relaying before pubsub and state close
         wiring.outbox = outbox
     return wiring
+
+
+def _binding_runner(resiliencies: Sequence[Resiliency], name: str) -> Resilient | None:
+    """An output binding's outbound Resiliency runner (None: no policy targets it)."""
+    return resilient(component_policy(resiliencies, name, "outbound", "Bindings"), name)
 
 
 def wire_secrets(
@@ -318,7 +318,7 @@ def wire_secrets(
 def secret_store_reload(secrets: SecretsService, ctx: ComponentContext) -> SwapReload:
     """Hot reload of secret stores: a changed one is opened anew and swapped in."""
     return SwapReload(
-        "secretstores",
+        SECRET_STORE_BLOCK,
         lambda spec, _: (create_component(spec, ctx), spec.type),
         secrets.swap,
     )
