@@ -130,6 +130,75 @@ async def test_redis_call_without_an_answer_fails_after_read_timeout_and_the_sto
             await svc.close()
 
 
+async def test_redis_first_calls_after_a_restart_are_answered_on_fresh_connections(
+    tmp_path: Path,
+) -> None:
+    """Redis killed and started again: the store's kept connections are dead, and the very
+    next read and write go again on new ones (Dapr's ``maxRetries``), with no error. The
+    restarted server has lost its scripts too: the write loads ours again."""
+    with run_redis_process(tmp_path) as redis:
+        md = {"redisHost": redis.server.address}
+        svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+        try:
+            await asyncio.gather(*(svc.save(STORE, [SetRequest(f"k{i}", b"1")]) for i in range(8)))
+            await asyncio.gather(*(svc.get(STORE, f"k{i}") for i in range(8)))
+            redis.stop()
+            redis.start()
+            saves = [svc.save(STORE, [SetRequest(f"k{i}", b"2")]) for i in range(8)]
+            await asyncio.gather(*saves)
+            got = await asyncio.gather(*(svc.get(STORE, f"k{i}") for i in range(8)))
+            assert [(g.data, g.etag) for g in got] == [(b"2", "1")] * 8
+        finally:
+            await svc.close()
+
+
+async def test_redis_writes_in_flight_after_a_script_flush_load_it_again(
+    redis_server: RedisServer,
+) -> None:
+    """A server that forgot the store's scripts (SCRIPT FLUSH, a failover) answers the
+    batched writes NOSCRIPT; each is then written through the script loaded again."""
+    import redis.asyncio as aioredis
+
+    md = {"redisHost": redis_server.address, "keyPrefix": f"flush-{uuid.uuid4().hex[:8]}"}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        await svc.save(STORE, [SetRequest("s0", b"0")])
+        await client.script_flush()
+        await asyncio.gather(*(svc.save(STORE, [SetRequest(f"s{i}", b"1")]) for i in range(8)))
+        got = await asyncio.gather(*(svc.get(STORE, f"s{i}") for i in range(8)))
+        assert [g.data for g in got] == [b"1"] * 8
+        assert got[0].etag == "2" and {g.etag for g in got[1:]} == {"1"}
+    finally:
+        await client.aclose()
+        await svc.close()
+
+
+async def test_redis_key_that_cannot_be_sent_fails_alone_among_calls_in_flight(
+    redis_server: RedisServer,
+) -> None:
+    """Calls in flight share one round trip; a key with no UTF-8 form (a lone surrogate)
+    fails its own read and write, and the calls beside it are served."""
+    md = {"redisHost": redis_server.address, "keyPrefix": f"bad-{uuid.uuid4().hex[:8]}"}
+    svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
+    bad = "bad\udc80"
+    try:
+        saves = await asyncio.gather(
+            svc.save(STORE, [SetRequest(bad, b"1")]),
+            svc.save(STORE, [SetRequest("good", b"1")]),
+            return_exceptions=True,
+        )
+        gets = await asyncio.gather(
+            svc.get(STORE, bad), svc.get(STORE, "good"), return_exceptions=True
+        )
+        for failed in (saves[0], gets[0]):
+            assert isinstance(failed, DaprError) and failed.http_status == 500, failed
+        assert saves[1] is None
+        assert not isinstance(gets[1], BaseException) and gets[1].data == b"1"
+    finally:
+        await svc.close()
+
+
 async def test_redis_transaction_over_a_corrupt_version_writes_nothing(
     redis_server: RedisServer,
 ) -> None:

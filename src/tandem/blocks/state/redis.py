@@ -31,6 +31,7 @@ from tandem.blocks.component_metadata import (
     redis_address,
     redis_read_timeout,
 )
+from tandem.blocks.redis_wire import Links, command
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 from tandem.blocks.state.store import (
     BulkGetItem,
@@ -164,13 +165,19 @@ class RedisStateStore:
         self._set = client.register_script(_SET)
         self._delete = client.register_script(_DELETE)
         self._transact = client.register_script(_TRANSACT)
-        # Concurrent single-key calls share one pipelined round trip (see coalesce.py).
-        self._gets: Coalescer[str, GetResponse] = Coalescer(self._get_many)
-        # Writes: up to three batches at once, each on its own pooled connection. Each
-        # write is one atomic script, so batches need no order between them; the server's
-        # script time no longer holds the next batch back (SAVE +9 % at 16 in flight;
-        # reads gained nothing).
-        self._sets: Coalescer[SetRequest, None] = Coalescer(self._set_many, in_flight=3)
+        # Concurrent single-key calls share one pipelined round trip (see coalesce.py),
+        # sent raw over a kept connection (see redis_wire.py).
+        self._gets: Coalescer[bytes, GetResponse] = Coalescer(self._get_many)
+        self._get_links = Links(client)
+        # Writes: up to three batches at once, each on its own connection. Each write is
+        # one atomic script, so batches need no order between them; the server's script
+        # time no longer holds the next batch back (SAVE +9 % at 16 in flight; reads
+        # gained nothing).
+        self._sets: Coalescer[tuple[SetRequest, bytes], None] = Coalescer(
+            self._set_many, in_flight=3
+        )
+        self._set_links = Links(client, size=3)
+        self._set_sha = self._set.sha.encode()
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -178,18 +185,12 @@ class RedisStateStore:
         return frozenset({Feature.ETAG, Feature.TRANSACTIONAL, Feature.TTL, Feature.KEYS_LIKE})
 
     async def get(self, req: GetRequest) -> GetResponse:
-        return await self._gets.submit(req.key)
+        # Encoded here, so a key Redis cannot be sent fails its own call, not a batch.
+        return await self._gets.submit(command(b"HMGET", req.key.encode(), b"data", b"version"))
 
-    async def _get_many(self, keys: list[str]) -> list[GetResponse | BaseException]:
-        if len(keys) == 1:
-            async with asyncio.timeout(self._timeout):
-                data, version = await self._client.hmget(keys[0], ["data", "version"])
-            return [_response(data, version)]
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(key, ["data", "version"])
+    async def _get_many(self, hmgets: list[bytes]) -> list[GetResponse | BaseException]:
         async with asyncio.timeout(self._timeout):
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._get_links.roundtrip(b"".join(hmgets), len(hmgets))
         return [r if isinstance(r, Exception) else _response(r[0], r[1]) for r in results]
 
     async def bulk_get(self, reqs: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
@@ -208,26 +209,31 @@ class RedisStateStore:
         return items
 
     async def set(self, req: SetRequest) -> None:
-        await self._sets.submit(req)
+        # Packed here, so a key or etag that cannot be sent fails its own call, not a batch.
+        await self._sets.submit((req, self._evalsha(req)))
 
     def _set_args(self, req: SetRequest) -> list[Any]:
         etag = _etag_arg(req.etag)
         return [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
 
-    async def _set_many(self, reqs: list[SetRequest]) -> list[None | BaseException]:
-        if len(reqs) == 1:
-            await self._run(self._set, [reqs[0].key], self._set_args(reqs[0]), reqs[0].key)
-            return [None]
-        # EVALSHA straight into the pipeline (registering the script with it would cost a
-        # SCRIPT EXISTS round trip per batch); a server without the script yet answers
-        # NOSCRIPT, and those calls go again one by one, which loads it.
-        pipe = self._client.pipeline(transaction=False)
-        for req in reqs:
-            pipe.evalsha(self._set.sha, 1, req.key, *self._set_args(req))
+    def _evalsha(self, req: SetRequest) -> bytes:
+        etag = _etag_arg(req.etag).encode()
+        insert_only = b"1" if req.insert_only else b"0"
+        ttl = b"%d" % self._ttl(req)
+        return command(
+            b"EVALSHA", self._set_sha, b"1", req.key.encode(), etag, insert_only, req.value, ttl
+        )
+
+    async def _set_many(self, writes: list[tuple[SetRequest, bytes]]) -> list[None | BaseException]:
+        # EVALSHA, raw (registering the script with a pipeline would cost a SCRIPT EXISTS
+        # round trip per batch); a server without the script yet answers NOSCRIPT, and
+        # those calls go again one by one through the registered script, which loads it.
         async with asyncio.timeout(self._timeout):
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._set_links.roundtrip(
+                b"".join([evalsha for _, evalsha in writes]), len(writes)
+            )
         out: list[None | BaseException] = []
-        for req, r in zip(reqs, results, strict=True):
+        for (req, _), r in zip(writes, results, strict=True):
             if isinstance(r, NoScriptError):
                 try:
                     await self._run(self._set, [req.key], self._set_args(req), req.key)
