@@ -373,6 +373,20 @@ def tree_pids(roots: list[int], of_role: str) -> list[int]:
     return [pid for pid in _tree(procs, roots) if role(procs[pid][2]) == of_role]
 
 
+def pin_apart(roots: list[int]) -> None:
+    """Envoy's threads on CPU 0, the runtime's on CPU 1: a diagnostic, never a default.
+
+    Left to itself, the scheduler often wakes one beside the other on the same core (a
+    Unix-socket write is a "sync" wake-up), and on a 2-core box the second core then
+    waits; pinning shows what the same processes do when they are kept apart."""
+    if len(os.sched_getaffinity(0)) < 2:
+        sys.exit("bench: --pin needs two CPUs")
+    for what, cpu in (("envoy", 0), ("runtime", 1)):
+        for pid in tree_pids(roots, what):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                os.sched_setaffinity(int(task.name), {cpu})
+
+
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system

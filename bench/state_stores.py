@@ -55,7 +55,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 import redis.asyncio as aioredis
-from _common import TandemMachine, WrkResult, wait_http, wrk
+from _common import TandemMachine, WrkResult, pin_apart, wait_http, wrk
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, state_pb2
 
@@ -437,6 +437,14 @@ def main() -> None:
         help="one HTTP API row set per transport (http, ext_proc); default: tandem run's",
     )
     ap.add_argument(
+        "--envoy-concurrency", type=int, default=0, help="the sidecar's Envoy workers (0: default)"
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="diagnostic: the sidecar's Envoy on CPU 0 and its runtime on CPU 1 (pin_apart)",
+    )
+    ap.add_argument(
         "--stores",
         nargs="+",
         default=["sqlite", "redis", "postgresql", "in-memory"],
@@ -464,11 +472,18 @@ def main() -> None:
                             f"bench-{s.name}-{t or 'default'}",
                             *extra,
                             *(("--api-transport", t) if t else ()),
+                            *(
+                                ("--envoy-concurrency", str(a.envoy_concurrency))
+                                if a.envoy_concurrency
+                                else ()
+                            ),
                         ),
                     )
                     for t in a.api_transport
                 ]
                 ports = sidecars[0][1]
+                if a.pin:
+                    pin_apart([p.pid for p in machine.procs])
                 load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 print(f"bench: {s.name} sidecar up (load average {load}), measuring ...")
                 spec = s.spec
