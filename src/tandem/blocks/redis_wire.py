@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 
@@ -44,7 +45,19 @@ class Links:
         )
 
     async def _once(self, payload: bytes, replies: int) -> list[Any]:
-        conn = self._idle.pop() if self._idle else await self._pool.get_connection()
+        if self._idle:
+            conn = self._idle.pop()
+            # As the pool checks a connection it hands out: one the server closed while it
+            # was kept (a restart) is opened again before anything is sent on it, so a
+            # write is never left in doubt on a connection known to be dead.
+            try:
+                stale = await conn.can_read()
+            except RedisConnectionError:  # it has closed the connection already
+                stale = False
+            if stale:
+                await conn.disconnect()
+        else:
+            conn = await self._pool.get_connection()
         try:
             await conn.send_packed_command(payload, check_health=False)
             out: list[Any] = []

@@ -133,11 +133,12 @@ async def test_redis_call_without_an_answer_fails_after_read_timeout_and_the_sto
 async def test_redis_first_calls_after_a_restart_are_answered_on_fresh_connections(
     tmp_path: Path,
 ) -> None:
-    """Redis killed and started again: the store's kept connections are dead, and the very
-    next read and write go again on new ones (Dapr's ``maxRetries``), with no error. The
-    restarted server has lost its scripts too: the write loads ours again."""
+    """Redis stopped and started again: the connections the store kept are closed, and the
+    very next reads and writes find that out before sending, and go on new ones, with no
+    error, even with ``maxRetries: 0``. The restarted server has lost the store's scripts:
+    the writes load them again."""
     with run_redis_process(tmp_path) as redis:
-        md = {"redisHost": redis.server.address}
+        md = {"redisHost": redis.server.address, "maxRetries": "0"}
         svc = StateService.from_specs([ComponentSpec(STORE, "state.redis", metadata=md)], CTX)
         try:
             await asyncio.gather(*(svc.save(STORE, [SetRequest(f"k{i}", b"1")]) for i in range(8)))

@@ -49,6 +49,7 @@ from tandem.blocks.pubsub.broker import (
     PublishEntry,
     SubscribeOptions,
 )
+from tandem.blocks.redis_wire import Links, command
 from tandem.blocks.registry import ComponentContext, ComponentSpec
 
 log = logging.getLogger(__name__)
@@ -252,8 +253,13 @@ class RedisPubSub:
         self.redeliver_interval = redeliver_interval
         self._max_len = max_len
         self._subs: list[_Subscription] = []
-        self._adds: Coalescer[tuple[str, dict[Any, Any]], None] = Coalescer(self._write_adds)
+        # Publishes and acks in flight together share one round trip each, sent raw over a
+        # kept connection (redis_wire).
+        self._adds: Coalescer[bytes, None] = Coalescer(self._write_adds)
+        self._add_links = Links(client)
         self._acks: Coalescer[tuple[str, str, str], None] = Coalescer(self._write_acks)
+        self._ack_links = Links(client)
+        self._trim = (b"MAXLEN", b"~", b"%d" % max_len) if max_len else ()
 
     @property
     def features(self) -> frozenset[Feature]:
@@ -268,20 +274,22 @@ class RedisPubSub:
         return {"data": data, "metadata": orjson.dumps(dict(metadata))}
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
-        await self._adds.submit((topic, self._fields(data, metadata)))
+        # Packed here, so a topic that cannot be sent fails its own call, not a batch.
+        xadd = command(
+            b"XADD",
+            topic.encode(),
+            *self._trim,
+            b"*",
+            b"data",
+            data,
+            b"metadata",
+            orjson.dumps(dict(metadata)),
+        )
+        await self._adds.submit(xadd)
 
-    async def _write_adds(
-        self, items: list[tuple[str, dict[Any, Any]]]
-    ) -> list[BaseException | None]:
+    async def _write_adds(self, xadds: list[bytes]) -> list[BaseException | None]:
         async with self.bounded():
-            if len(items) == 1:
-                topic, fields = items[0]
-                await self.client.xadd(topic, fields, maxlen=self._max_len, approximate=True)
-                return [None]
-            pipe = self.client.pipeline(transaction=False)
-            for topic, fields in items:
-                pipe.xadd(topic, fields, maxlen=self._max_len, approximate=True)
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._add_links.roundtrip(b"".join(xadds), len(xadds))
         return [r if isinstance(r, Exception) else None for r in results]
 
     async def ack(self, topic: str, group: str, msg_id: str) -> None:
@@ -291,15 +299,12 @@ class RedisPubSub:
         ids: dict[tuple[str, str], list[str]] = {}
         for topic, group, msg_id in items:
             ids.setdefault((topic, group), []).append(msg_id)
+        xacks = b"".join(
+            command(b"XACK", topic.encode(), group.encode(), *(i.encode() for i in some))
+            for (topic, group), some in ids.items()
+        )
         async with self.bounded():
-            if len(ids) == 1:
-                ((topic, group), same), *_ = ids.items()
-                await self.client.xack(topic, group, *same)
-                return [None] * len(items)
-            pipe = self.client.pipeline(transaction=False)
-            for (topic, group), some in ids.items():
-                pipe.xack(topic, group, *some)
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._ack_links.roundtrip(xacks, len(ids))
         failed = {key: r for key, r in zip(ids, results, strict=True) if isinstance(r, Exception)}
         return [failed.get((topic, group)) for topic, group, _ in items]
 
