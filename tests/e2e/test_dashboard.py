@@ -116,6 +116,19 @@ def shot(driver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"dashboard-{name}.png"))
 
 
+def fresh(action):
+    """``action`` as a poll: the page re-renders every 2 s, so an element found may be
+    gone by the time it is read or clicked; that attempt then counts as not yet."""
+
+    def attempt() -> bool:
+        try:
+            return bool(action())
+        except StaleElementReferenceException:
+            return False
+
+    return attempt
+
+
 def test_the_apps_page_shows_the_mesh(mesh, browser):
     url, caller, callee, _ = mesh
     # Some traffic, so the callee has requests to show.
@@ -125,25 +138,30 @@ def test_the_apps_page_shows_the_mesh(mesh, browser):
         "the caller to reach the callee",
     )
     browser.get(url)
+
+    def apps_listed() -> bool:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#apps tbody tr")
+        return {"dash-caller", "dash-callee"} <= {r.get_attribute("data-app") for r in rows}
+
+    def row(app: str):
+        return browser.find_element(By.CSS_SELECTOR, f'tr[data-app="{app}"]')
+
+    def click(app: str):
+        return lambda: row(app).click() or True
+
+    wait_until(fresh(apps_listed), 30, "both apps on the page")
+    # A loaded box may show the callee's health a refresh later.
     wait_until(
-        lambda: (
-            {"dash-caller", "dash-callee"}
-            <= {
-                r.get_attribute("data-app")
-                for r in browser.find_elements(By.CSS_SELECTOR, "#apps tbody tr")
-            }
-        ),
-        20,
-        "both apps on the page",
+        fresh(lambda: {"healthy", str(callee.http_port)} <= set(row("dash-callee").text.split())),
+        30,
+        "the callee healthy, on its port",
     )
-    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-app="dash-callee"]')
-    assert "healthy" in row.text and str(callee.http_port) in row.text
-    row.click()
+    wait_until(fresh(click("dash-callee")), 10, "a click on the callee's row")
     details = browser.find_element(By.ID, "app-details")
-    wait_until(lambda: "statestore" in details.text, 10, "the callee's components")
+    wait_until(fresh(lambda: "statestore" in details.text), 30, "the callee's components")
     assert '"appId": "dash-caller"' in details.text  # who may call it
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-app="dash-caller"]').click()
-    wait_until(lambda: "Resiliency calm" in details.text, 10, "the caller's policies")
+    wait_until(fresh(click("dash-caller")), 10, "a click on the caller's row")
+    wait_until(fresh(lambda: "Resiliency calm" in details.text), 30, "the caller's policies")
     shot(browser, "apps")
     browser.find_element(By.CSS_SELECTOR, 'a[data-tab="workflows"]').click()
     assert browser.find_element(By.ID, "tab-workflows").is_displayed()
@@ -160,15 +178,6 @@ def test_a_workflow_is_listed_its_history_shown_and_terminated(mesh, browser):
     )
     assert started.status_code == 202, started.text
     browser.get(f"{url}/#workflows")
-
-    def fresh(action):  # the page re-renders every 2 s: an element may go stale
-        def attempt() -> bool:
-            try:
-                return bool(action())
-            except StaleElementReferenceException:
-                return False
-
-        return attempt
 
     def choose_app() -> bool:
         Select(browser.find_element(By.ID, "wf-app")).select_by_value("dash-wf")
