@@ -5,11 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
-from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
+from tandem.xds.translate.names import ROUTER_FILTER
+
 HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def router_filter() -> hcm_pb2.HttpFilter:
+    """The router, adding no ``x-envoy-*`` headers to requests or answers: Dapr sends none
+    (an app or caller would see Envoy's plumbing), and writing them costs CPU per request."""
+    return hcm_pb2.HttpFilter(
+        name=ROUTER_FILTER, typed_config=pack(router_pb2.Router(suppress_envoy_headers=True))
+    )
+
+
+# An x-request-id serves only Envoy's tracer (it carries the sampling decision): a
+# connection manager makes none unless tracing.apply gives it a tracer. A UUID per request
+# is a measurable part of Envoy's CPU per request (BENCHMARKS.md).
+NO_REQUEST_ID = wrappers_pb2.BoolValue(value=False)
 
 
 def downstream_protocol_options() -> hpo_pb2.HttpProtocolOptions:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -25,7 +24,14 @@ from tandem.xds.translate import (
     tracing,
     traffic,
 )
-from tandem.xds.translate._protos import ads, pack, seconds, socket_address
+from tandem.xds.translate._protos import (
+    NO_REQUEST_ID,
+    ads,
+    pack,
+    router_filter,
+    seconds,
+    socket_address,
+)
 from tandem.xds.translate.ext_proc import ext_proc_filter
 from tandem.xds.translate.local_app import app_channel_listener
 from tandem.xds.translate.local_reply import local_reply_config
@@ -36,15 +42,10 @@ from tandem.xds.translate.names import (
     EXT_PROC_FILTER,
     HCM_FILTER,
     LOOPBACK,
-    ROUTER_FILTER,
 )
 from tandem.xds.translate.uds import uds_listeners
 
 _HCM = hcm_pb2.HttpConnectionManager
-
-
-def _router() -> hcm_pb2.HttpFilter:
-    return hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
 
 
 def _listener(
@@ -86,6 +87,7 @@ def _hcm(
         codec_type=codec,  # type: ignore[arg-type]
         rds=hcm_pb2.Rds(route_config_name=name, config_source=ads()),
         http_filters=list(http_filters),
+        generate_request_id=NO_REQUEST_ID,
     )
     if local_reply is not None:
         hcm.local_reply_config.CopyFrom(local_reply)
@@ -98,7 +100,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     answered by ext_proc."""
     # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
     # Fault injection and rate limits of traffic policies (translate/traffic.py).
-    filters = [http_endpoints.url_filter(), *traffic.http_filters(sidecar), _router()]
+    filters = [http_endpoints.url_filter(), *traffic.http_filters(sidecar), router_filter()]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
             0,
@@ -127,7 +129,7 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
-    filters = [*traffic.http_filters(sidecar), _router()]
+    filters = [*traffic.http_filters(sidecar), router_filter()]
     if grpc_bridge.enabled(sidecar):
         filters.insert(-1, grpc_bridge.http_filter())  # on its one route only (routes.py)
     hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, filters)
@@ -160,7 +162,7 @@ def dapr_inbound(sidecar: Sidecar, mesh: Mesh) -> listener_pb2.Listener:
             )
         )
     filters += middleware.app_filters(sidecar)  # appHttpPipeline (translate/middleware.py)
-    filters.append(_router())
+    filters.append(router_filter())
     hcm = _hcm(
         DAPR_INBOUND,
         _HCM.AUTO,

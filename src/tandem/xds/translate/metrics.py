@@ -13,7 +13,6 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -21,13 +20,12 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Sidecar
-from tandem.xds.translate._protos import pack, seconds, socket_address
+from tandem.xds.translate._protos import NO_REQUEST_ID, pack, router_filter, seconds, socket_address
 from tandem.xds.translate.names import (
     ADMIN_CLUSTER,
     DAPR_METRICS,
     HCM_FILTER,
     LOOPBACK,
-    ROUTER_FILTER,
 )
 
 METRICS_PATH = "/metrics"
@@ -124,9 +122,8 @@ def metrics_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         # Static: the route never changes while the sidecar lives, so no RDS round trip.
         route_config=_routes(sidecar),
-        http_filters=[
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
-        ],
+        http_filters=[router_filter()],
+        generate_request_id=NO_REQUEST_ID,
     )
     return listener_pb2.Listener(
         name=DAPR_METRICS,

@@ -10,13 +10,12 @@ from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from tandem.xds.translate._protos import pack, seconds
-from tandem.xds.translate.names import HCM_FILTER, ROUTER_FILTER
+from tandem.xds.translate._protos import NO_REQUEST_ID, pack, router_filter, seconds
+from tandem.xds.translate.names import HCM_FILTER
 
 
 def runtime_pipe_listener(
@@ -30,9 +29,10 @@ def runtime_pipe_listener(
         ),
         http_filters=[
             *filters,
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
+            router_filter(),
         ],
         stream_idle_timeout=seconds(0),
+        generate_request_id=NO_REQUEST_ID,
     )
     return listener_pb2.Listener(
         name=name,

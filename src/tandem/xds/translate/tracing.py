@@ -105,6 +105,7 @@ def apply(listener: listener_pb2.Listener, sidecar: Sidecar, *, inbound: bool) -
             hcm = hcm_pb2.HttpConnectionManager()
             f.typed_config.Unpack(hcm)
             hcm.tracing.CopyFrom(tracing)
+            hcm.generate_request_id.value = True  # the tracer keeps its decision in it
             f.typed_config.Pack(hcm)
 
 
