@@ -26,10 +26,12 @@ def router_filter() -> hcm_pb2.HttpFilter:
     )
 
 
-# An x-request-id serves only Envoy's tracer (it carries the sampling decision): a
-# connection manager makes none unless tracing.apply gives it a tracer. A UUID per request
-# is a measurable part of Envoy's CPU per request (BENCHMARKS.md).
-NO_REQUEST_ID = wrappers_pb2.BoolValue(value=False)
+def no_request_id() -> wrappers_pb2.BoolValue:
+    """For ``generate_request_id``: an x-request-id serves only Envoy's tracer (it carries
+    the sampling decision), so a connection manager makes none unless ``tracing.apply``
+    gives it a tracer. A UUID per request is a measurable part of Envoy's CPU per request
+    (BENCHMARKS.md)."""
+    return wrappers_pb2.BoolValue(value=False)
 
 
 def downstream_protocol_options() -> hpo_pb2.HttpProtocolOptions:

@@ -25,8 +25,8 @@ from tandem.xds.translate import (
     traffic,
 )
 from tandem.xds.translate._protos import (
-    NO_REQUEST_ID,
     ads,
+    no_request_id,
     pack,
     router_filter,
     seconds,
@@ -87,7 +87,7 @@ def _hcm(
         codec_type=codec,  # type: ignore[arg-type]
         rds=hcm_pb2.Rds(route_config_name=name, config_source=ads()),
         http_filters=list(http_filters),
-        generate_request_id=NO_REQUEST_ID,
+        generate_request_id=no_request_id(),
     )
     if local_reply is not None:
         hcm.local_reply_config.CopyFrom(local_reply)

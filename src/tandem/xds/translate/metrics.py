@@ -20,7 +20,7 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from tandem.xds.ir import Sidecar
-from tandem.xds.translate._protos import NO_REQUEST_ID, pack, router_filter, seconds, socket_address
+from tandem.xds.translate._protos import no_request_id, pack, router_filter, seconds, socket_address
 from tandem.xds.translate.names import (
     ADMIN_CLUSTER,
     DAPR_METRICS,
@@ -123,7 +123,7 @@ def metrics_listener(sidecar: Sidecar) -> listener_pb2.Listener | None:
         # Static: the route never changes while the sidecar lives, so no RDS round trip.
         route_config=_routes(sidecar),
         http_filters=[router_filter()],
-        generate_request_id=NO_REQUEST_ID,
+        generate_request_id=no_request_id(),
     )
     return listener_pb2.Listener(
         name=DAPR_METRICS,

@@ -14,7 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from tandem.xds.translate._protos import NO_REQUEST_ID, pack, router_filter, seconds
+from tandem.xds.translate._protos import no_request_id, pack, router_filter, seconds
 from tandem.xds.translate.names import HCM_FILTER
 
 
@@ -32,7 +32,7 @@ def runtime_pipe_listener(
             router_filter(),
         ],
         stream_idle_timeout=seconds(0),
-        generate_request_id=NO_REQUEST_ID,
+        generate_request_id=no_request_id(),
     )
     return listener_pb2.Listener(
         name=name,
