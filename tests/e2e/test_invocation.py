@@ -45,6 +45,10 @@ def test_invoke_preserves_verb_path_query_headers_and_body(mesh):
     assert seen["headers"]["content-type"] == "application/json"
     assert seen["headers"]["dapr-caller-app-id"] == "a"
     assert seen["headers"]["dapr-callee-app-id"] == "b"
+    # As from Dapr: none of Envoy's own headers reach the app or come back to the caller.
+    envoyish = [h for h in seen["headers"] if h.startswith("x-envoy-") or h == "x-request-id"]
+    assert envoyish == []
+    assert not [h for h in r.headers if h.startswith("x-envoy-")]
 
 
 @pytest.mark.parametrize("verb", ["GET", "PUT", "DELETE", "PATCH"])

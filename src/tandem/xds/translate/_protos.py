@@ -18,12 +18,14 @@ from tandem.xds.translate.names import ROUTER_FILTER
 HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
-def router_filter() -> hcm_pb2.HttpFilter:
+def router_filter(*, envoy_headers: bool = False) -> hcm_pb2.HttpFilter:
     """The router, adding no ``x-envoy-*`` headers to requests or answers: Dapr sends none
-    (an app or caller would see Envoy's plumbing), and writing them costs CPU per request."""
-    return hcm_pb2.HttpFilter(
-        name=ROUTER_FILTER, typed_config=pack(router_pb2.Router(suppress_envoy_headers=True))
-    )
+    (an app or caller would see Envoy's plumbing), and writing them costs CPU per request.
+
+    ``envoy_headers``: keep them where something reads one: the API log's ``%PATH%`` is
+    the path before a route's rewrite only through ``x-envoy-original-path``."""
+    router = router_pb2.Router(suppress_envoy_headers=not envoy_headers)
+    return hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router))
 
 
 def no_request_id() -> wrappers_pb2.BoolValue:

@@ -100,7 +100,12 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     answered by ext_proc."""
     # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
     # Fault injection and rate limits of traffic policies (translate/traffic.py).
-    filters = [http_endpoints.url_filter(), *traffic.http_filters(sidecar), router_filter()]
+    logged = sidecar.api_logging is not None
+    filters = [
+        http_endpoints.url_filter(),
+        *traffic.http_filters(sidecar),
+        router_filter(envoy_headers=logged),
+    ]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
             0,
@@ -129,7 +134,10 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
 
 def dapr_grpc(sidecar: Sidecar) -> listener_pb2.Listener:
     """App-facing Dapr gRPC API: the runtime's gRPC server, or gRPC proxying to other apps."""
-    filters = [*traffic.http_filters(sidecar), router_filter()]
+    filters = [
+        *traffic.http_filters(sidecar),
+        router_filter(envoy_headers=sidecar.api_logging is not None),
+    ]
     if grpc_bridge.enabled(sidecar):
         filters.insert(-1, grpc_bridge.http_filter())  # on its one route only (routes.py)
     hcm = _hcm(DAPR_GRPC, _HCM.HTTP2, filters)
