@@ -91,11 +91,11 @@ def resolve(sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]) -> Sidecar:
 
 def inputs(
     sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]
-) -> tuple[tuple[tuple[str, str], ...], str | None]:
+) -> tuple[tuple[tuple[str, str], ...], dict[str, Any] | None]:
     """What :func:`resolve` reads for ``sidecar``: equal inputs, equal result."""
     objects = list(objects)
     config = None
     if sidecar.configuration is not None:
         obj = find(objects, sidecar.namespace, sidecar.configuration)
-        config = yaml.safe_dump(document(obj), sort_keys=True) if obj is not None else None
+        config = document(obj) if obj is not None else None
     return resource_files(objects, sidecar.namespace), config
