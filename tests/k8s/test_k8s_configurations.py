@@ -7,6 +7,7 @@ naming it and its namespace; the runtime says the same in its own log."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,22 @@ def test_a_missing_configuration_refuses_the_sidecar_naming_it() -> None:
     # A pod without dapr.io/config does not wait for Configurations.
     registry.on_stream_open(2, node(None))
     assert [s.configuration for s in registry.local_sidecars()] == [None]
+
+
+def test_an_invalid_object_of_the_namespace_does_not_keep_the_sidecar_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    resiliency = json.loads((Path(__file__).parent / "fixtures/resiliency-orders.json").read_text())
+    resiliency["spec"]["targets"]["apps"]["payments"]["retry"] = "no-such-policy"
+    watches, registry, _ = cluster(CONFIGURATION, MIDDLEWARE, resiliency)
+    registry.on_stream_open(1, node())
+    [joined] = registry.local_sidecars()
+    assert joined.resiliencies == ()
+    # Its Configuration applies all the same (the middleware it names has its own object).
+    assert joined.api_access is not None
+    assert [m.name for m in joined.http_middleware] == ["upper"]
+    ClusterFeed(registry, watches).sync()
+    assert "no-such-policy" in caplog.text
 
 
 def test_another_trust_domain_is_refused_by_object_field_and_reason() -> None:

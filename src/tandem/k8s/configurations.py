@@ -80,13 +80,36 @@ def apply_configuration(sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]) 
     return sidecar.with_configuration_metadata(metadata, source)
 
 
+def with_namespace_files(sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]) -> Sidecar:
+    """``sidecar`` with its namespace's invocation-shaping objects; raises ResourceError."""
+    files = resource_files(objects, sidecar.namespace)
+    return sidecar if files == sidecar.resource_files else sidecar.with_resource_files(files)
+
+
+def joining(sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]) -> Sidecar:
+    """A joining sidecar with its namespace's valid invocation-shaping objects (an invalid
+    one is left out: it must not keep the namespace's sidecars from joining; the next watch
+    round logs it) and its Configuration. Raises ResourceError for the Configuration."""
+    objects = list(objects)
+    try:
+        with_files = with_namespace_files(sidecar, objects)
+    except ResourceError:
+        valid = []
+        for file in resource_files(objects, sidecar.namespace):
+            try:
+                sidecar.with_resource_files((file,))
+            except ResourceError:
+                continue
+            valid.append(file)
+        with_files = sidecar.with_resource_files(tuple(valid))
+    return apply_configuration(with_files, objects)
+
+
 def resolve(sidecar: Sidecar, objects: Iterable[Mapping[str, Any]]) -> Sidecar:
     """``sidecar`` with its namespace's invocation-shaping objects and its Configuration:
-    what it is given when it joins and again whenever they change. Raises ResourceError."""
+    what it is given again whenever they change. Raises ResourceError."""
     objects = list(objects)
-    files = resource_files(objects, sidecar.namespace)
-    updated = sidecar if files == sidecar.resource_files else sidecar.with_resource_files(files)
-    return apply_configuration(updated, objects)
+    return apply_configuration(with_namespace_files(sidecar, objects), objects)
 
 
 def inputs(

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from typing import Any
 
-from tandem.k8s.configurations import inputs, resolve
+from tandem.k8s.configurations import inputs, joining, resolve
 from tandem.k8s.inject import INJECTED_LABEL
 from tandem.k8s.mesh_sources import peers_from_pods
 from tandem.k8s.reflector import Reflector, list_watch
@@ -78,7 +78,7 @@ class Watches:
                 "the control plane has not listed the cluster's Configurations yet; "
                 "the sidecar's Envoy retries"
             )
-        return resolve(sidecar, self.objects())
+        return joining(sidecar, self.objects())
 
 
 def resource_class(group: str, version: str, kind: str, plural: str) -> Any:
