@@ -4,9 +4,11 @@
 #   KUBECONFIG=~/.kube/config TANDEM_IMAGE=registry.example/tandem:dev scripts/k8s-e2e.sh
 #
 # Installs the chart (two control-plane replicas), deploys two annotated apps and a state
-# store, then checks: service invocation between them, state, the mTLS identities the
-# control plane issued, and that the mesh keeps working after the leading control-plane
-# replica is killed (a new leader takes the Lease; sidecars reconnect to the other one).
+# store, then checks: service invocation between them, state, a pod's Configuration
+# (dapr.io/config) applied to its runtime and Envoy, a missing one named in the runtime's log,
+# the mTLS identities the control plane issued, and that the mesh keeps working after the
+# leading control-plane replica is killed (a new leader takes the Lease; sidecars reconnect
+# to the other one).
 #
 # TANDEM_IMAGE: an image built from this repository's Dockerfile that the cluster can pull
 # (for kind: `docker build -t tandem:e2e . && kind load docker-image tandem:e2e`).
@@ -61,7 +63,7 @@ helm upgrade --install "$RELEASE" "$ROOT/charts/tandem" -n "$CP_NS" --create-nam
   --set replicas=2 --wait --timeout "$TIMEOUT"
 kubectl rollout status -n "$CP_NS" "deployment/$RELEASE-controlplane" --timeout "$TIMEOUT"
 
-step "deploying two annotated apps and a state store into $APP_NS"
+step "deploying three annotated apps, a Configuration and a state store into $APP_NS"
 kubectl create namespace "$APP_NS" --dry-run=client -o yaml | kubectl apply -f -
 # A tiny HTTP app in the Tandem image (it has Python): answers /hello with its app id.
 APP_SOURCE='
@@ -75,7 +77,28 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", 8080), H).serve_forever()
 '
-for app in orders checkout; do
+# checkout runs with this Configuration (dapr.io/config): features for its runtime, an API
+# allow list for its Envoy. lost names one that does not exist: its sidecar must not start.
+kubectl apply -n "$APP_NS" -f - <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: checkout-config
+spec:
+  features:
+    - {name: ActorStateTTL, enabled: true}
+  api:
+    allowed:
+      - {name: invoke, version: v1.0, protocol: http}
+      - {name: state, version: v1.0, protocol: http}
+      - {name: metadata, version: v1.0, protocol: http}
+EOF
+for app in orders checkout lost; do
+  case "$app" in
+    checkout) config='dapr.io/config: checkout-config' ;;
+    lost) config='dapr.io/config: no-such-config' ;;
+    *) config='dapr.io/log-level: info' ;;
+  esac
   kubectl apply -n "$APP_NS" -f - <<EOF
 apiVersion: apps/v1
 kind: Deployment
@@ -92,6 +115,7 @@ spec:
         dapr.io/enabled: "true"
         dapr.io/app-id: $app
         dapr.io/app-port: "8080"
+        $config
     spec:
       containers:
         - name: app
@@ -139,6 +163,30 @@ check_mesh() {
 
 step "checking invocation (checkout -> orders) and state"
 check_mesh || fail "invocation or state through the sidecars"
+
+step "checking checkout's Configuration (runtime features, Envoy's API allow list)"
+CONFIGURED='
+import json, urllib.error, urllib.request
+meta = json.load(urllib.request.urlopen("http://127.0.0.1:3500/v1.0/metadata", timeout=10))
+try:
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:3500/v1.0/publish/p/t", b"{}"), timeout=10)
+    refused = "not refused"
+except urllib.error.HTTPError as exc:
+    refused = str(exc.code) + " " + json.load(exc)["errorCode"]
+print(",".join(meta.get("enabledFeatures", [])), refused)'
+answer="$(in_checkout "$CONFIGURED")" || fail "checkout's sidecar did not answer"
+[[ "$answer" == "ActorStateTTL 404 ERR_BAD_REQUEST" ]] ||
+  fail "checkout's Configuration is not applied (features, publish: $answer)"
+
+step "checking that a missing Configuration stops the sidecar, named in the runtime's log"
+deadline=$((SECONDS + 120))
+until kubectl logs -n "$APP_NS" deploy/lost -c tandem-runtime --tail=-1 2>/dev/null |
+  grep -q "Configuration 'no-such-config' not found in namespace '$APP_NS'"; do
+  ((SECONDS < deadline)) || fail "lost's runtime did not name its missing Configuration"
+  sleep 3
+done
+ready="$(kubectl get pods -n "$APP_NS" -l app=lost -o jsonpath='{.items[0].status.containerStatuses[0].ready}')"
+[[ "$ready" != "true" ]] || fail "lost became ready without its Configuration"
 
 step "checking the mTLS identities the control plane issued"
 logs="$(kubectl logs -n "$CP_NS" -l app.kubernetes.io/component=controlplane -c controlplane --tail=-1)"

@@ -350,10 +350,16 @@ def test_metrics_and_the_configuration_name(injector: Injector) -> None:
     assert "DAPR_METRICS_PORT" not in _env(out["spec"]["containers"][0])
     bootstrap = json.loads(envoy["args"][envoy["args"].index("--config-yaml") + 1])
     assert "metrics_port" not in bootstrap["node"]["metadata"]
+    # Envoy's control plane applies the namespace's Configuration of that name
+    # (test_k8s_configurations.py); the runtime reads the copy the resources container
+    # writes, and says which Configuration is missing if there is none.
     assert bootstrap["node"]["metadata"]["configuration"] == "tracing"
-    # Recorded, not yet applied in a cluster: the user is told.
-    [warning] = response["warnings"]
-    assert "dapr.io/config 'tracing'" in warning
+    runtime = out["spec"]["initContainers"][2]["args"]
+    config = runtime[runtime.index("--config") + 1]
+    assert config == "/var/run/tandem/resources/configuration-tracing.yaml"
+    assert runtime[runtime.index("--resources-path") + 1] == str(Path(config).parent)
+    assert runtime[runtime.index("--config-name") + 1] == "tracing"
+    assert "warnings" not in response
 
 
 def test_the_app_id_defaults_to_the_deployment_name(injector: Injector) -> None:

@@ -175,6 +175,7 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         "dapr.io/enabled": "true",
         "dapr.io/app-id": "orders",
         "dapr.io/app-port": "8080",
+        "dapr.io/config": "appconfig",
     }
     spec = dataclasses.replace(
         parse(annotations, "orders"),
@@ -202,6 +203,23 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
             "kind": "Component",
             "metadata": {"name": "statestore", "namespace": "shop"},
             "spec": {"type": "state.in-memory", "version": "v1", "metadata": []},
+        }
+    )
+    # The pod's dapr.io/config: the runtime reads its features, Envoy its API allow list.
+    api.put(
+        {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Configuration",
+            "metadata": {"name": "appconfig", "namespace": "shop"},
+            "spec": {
+                "features": [{"name": "ActorStateTTL", "enabled": True}],
+                "api": {
+                    "allowed": [
+                        {"name": api, "version": "v1.0", "protocol": "http"}
+                        for api in ("state", "metadata")
+                    ]
+                },
+            },
         }
     )
     cp_env = {
@@ -276,6 +294,12 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         metadata = httpx.get(f"http://127.0.0.1:{spec.http_port}/v1.0/metadata", timeout=10).json()
         assert metadata["id"] == "orders"
         assert {c["name"] for c in metadata["components"]} >= {"statestore"}
+        assert metadata["enabledFeatures"] == ["ActorStateTTL"]
+        publish = f"http://127.0.0.1:{spec.http_port}/v1.0/publish/pubsub/orders"
+        refused = httpx.post(publish, json={}, timeout=10)
+        # Not in spec.api.allowed: Envoy's answer, not the runtime's ERR_PUBSUB_NOT_FOUND.
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["errorCode"] == "ERR_BAD_REQUEST"
         base = f"http://127.0.0.1:{spec.http_port}/v1.0/state/statestore"
         saved = httpx.post(base, json=[{"key": "k", "value": "v"}], timeout=10)
         assert saved.status_code == 204, saved.text
@@ -298,6 +322,8 @@ def test_the_injected_sidecar_serves_with_the_charted_control_plane(run_dir: Pat
         )
         assert _probe(envoy, "livenessProbe", pod_dir)
         assert httpx.get(f"{base}/k", timeout=10).json() == "v"
+        # That replica applied the same Configuration when it admitted the sidecar.
+        assert httpx.post(publish, json={}, timeout=10).json()["errorCode"] == "ERR_BAD_REQUEST"
     except Exception:
         for log in sorted(run_dir.glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")

@@ -39,7 +39,7 @@ def security_metadata(
     config: Path | None,
     control_plane_ready: Callable[[], object],
 ) -> dict[str, object]:
-    """Identity, access control and API tokens for the node metadata.
+    """Identity (trust domain, key, credential) and API tokens for the node metadata.
 
     The key pair is made here, next to the sidecar; the control plane sees only the CSR
     and the credential minted for this node id, SPIFFE id and key (see
@@ -48,8 +48,8 @@ def security_metadata(
     """
     from tandem.resources import ResourceError, load_configuration
     from tandem.xds.ca import DEFAULT_TRUST_DOMAIN, ca_dir, spiffe_id
+    from tandem.xds.configuration_metadata import trust_domain as trust_domain_of
     from tandem.xds.enrolment import EnrolmentKey, WorkloadKey
-    from tandem.xds.ir import access_control_metadata
 
     out: dict[str, object] = {}
     trust_domain = DEFAULT_TRUST_DOMAIN
@@ -58,9 +58,8 @@ def security_metadata(
             configuration = load_configuration(config)
         except ResourceError as exc:
             raise EnvoyConfigError(f"--config: {exc}") from exc
-        if configuration.access_control is not None:
-            trust_domain = configuration.access_control.trust_domain
-            out["access_control"] = access_control_metadata(configuration.access_control)
+        # Its access control itself goes with the rest (observability.node_metadata).
+        trust_domain = trust_domain_of(configuration)
         out["config_path"] = str(config.resolve())  # watched (hot reload)
     key = WorkloadKey.generate()
     key_path = run_dir / "workload.key"

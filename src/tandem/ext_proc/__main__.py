@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
     p.add_argument("--namespace", help="load only this namespace's components (default: all)")
     p.add_argument("--resources-path", action="append", type=Path, default=[])
     p.add_argument("--config", type=Path)
+    p.add_argument(
+        "--config-name",
+        help="Kubernetes: the dapr.io/config Configuration --config holds (a missing file is "
+        "reported as that Configuration missing from --namespace)",
+    )
     p.add_argument("--app-port", type=int)
     p.add_argument(
         "--app-protocol", default="http", choices=["http", "grpc", "https", "grpcs", "h2c"]
@@ -105,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeOptions:
         namespace=a.namespace,
         resources_paths=tuple(a.resources_path),
         config=a.config,
+        config_name=a.config_name,
         app_port=a.app_port,
         app_protocol=a.app_protocol,
         max_body_bytes=a.max_body_bytes,

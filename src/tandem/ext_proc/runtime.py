@@ -73,6 +73,8 @@ class RuntimeOptions:
     namespace: str | None = None  # None: every component loads (NAMESPACE unset)
     resources_paths: tuple[Path, ...] = ()
     config: Path | None = None
+    # Kubernetes: the dapr.io/config Configuration --config was written from (its name).
+    config_name: str | None = None
     app_port: int | None = None
     app_protocol: str = "http"
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -353,6 +355,15 @@ class Runtime:
 
         try:
             if self.options.config is not None:
+                if self.options.config_name is not None and not self.options.config.is_file():
+                    # Dapr's failure: the pod's Configuration is not in its namespace.
+                    from tandem.k8s.config_name import missing_message
+
+                    raise StartupError(
+                        missing_message(
+                            self.options.namespace or "default", self.options.config_name
+                        )
+                    )
                 # Validated at start so a bad --config fails here, naming file, field and reason.
                 self._config = load_configuration(self.options.config)
             resources = load_resources(

@@ -325,11 +325,6 @@ def parse(annotations: Mapping[str, str], fallback_app_id: str) -> SidecarSpec:
     health_path = ours.get("app-health-check-path", "/healthz").strip() or "/healthz"
     if not health_path.startswith("/") or "$" in health_path or " " in health_path:
         raise AnnotationError(f"{PREFIX}app-health-check-path: {health_path!r} is not a path")
-    if config is not None:
-        notes.append(
-            f"{PREFIX}config {config!r} is recorded in the sidecar's metadata; a cluster's "
-            "Configuration is not applied to the sidecar yet (mTLS is the chart's setting)"
-        )
     return SidecarSpec(
         app_id=app_id,
         app_port=_port("app-port", ours["app-port"]) if "app-port" in ours else None,

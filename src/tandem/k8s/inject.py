@@ -136,6 +136,16 @@ def _log_level(spec: SidecarSpec) -> str:
     return "warning" if spec.log_level == "warn" else spec.log_level
 
 
+def runtime_file_name(kind: str, name: str) -> str:
+    """The file an object of the namespace becomes in RESOURCES_DIR (resource_service)."""
+    return f"{kind.lower()}-{name}.yaml"
+
+
+def config_file(name: str) -> Path:
+    """Where the runtime finds the Configuration ``name`` (tandem.k8s.resource_service)."""
+    return RESOURCES_DIR / runtime_file_name("Configuration", name)
+
+
 def runtime_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) -> list[str]:
     """The runtime's command line, as `tandem run` builds it (cli/run.py)."""
     argv = [
@@ -163,6 +173,9 @@ def runtime_argv(spec: SidecarSpec, settings: InjectorSettings, namespace: str) 
     if spec.app_port is not None:
         argv += ["--app-port", str(spec.app_port)]
     argv += ["--resources-path", str(RESOURCES_DIR)]
+    if spec.config is not None:
+        # The tandem-resources container writes it there before the runtime starts.
+        argv += ["--config", str(config_file(spec.config)), "--config-name", spec.config]
     argv += ["--http-socket", str(RUN_DIR / "runtime-http.sock")]
     argv += ["--dapr-http-port", str(spec.http_port)]
     placement = settings.placement_address or settings.control_plane_address

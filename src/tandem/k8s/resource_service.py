@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import yaml
 
+from tandem.k8s.inject import runtime_file_name
 from tandem.k8s.mesh_sources import document
 from tandem.k8s.reflector import Reflector
 from tandem.k8s.workload_identity import EnrolRequest
@@ -43,7 +44,7 @@ def runtime_files(objects: Iterable[Mapping[str, Any]], namespace: str) -> list[
     for obj in objects:
         meta = obj.get("metadata") or {}
         if obj.get("kind") in RUNTIME_KINDS and meta.get("namespace") == namespace:
-            name = f"{str(obj['kind']).lower()}-{meta.get('name')}.yaml"
+            name = runtime_file_name(str(obj["kind"]), str(meta.get("name")))
             out.append([name, yaml.safe_dump(document(obj), sort_keys=True)])
     return sorted(out)
 

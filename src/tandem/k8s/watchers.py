@@ -8,6 +8,9 @@
   sidecar's resource files, namespace by namespace, through ``Sidecar.with_resource_files``:
   the path file-based hot reload takes (:mod:`tandem.xds.reload`). An invalid object changes
   nothing and is logged once, by object, field and reason.
+- A sidecar's ``dapr.io/config`` Configuration (:mod:`tandem.k8s.configurations`), applied
+  when it joins (:meth:`Watches.prepare`: a missing one refuses its stream) and followed
+  as it is edited, as the runtime follows its copy.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import contextlib
 import logging
 from typing import Any
 
+from tandem.k8s.configurations import inputs, joining, resolve
 from tandem.k8s.inject import INJECTED_LABEL
-from tandem.k8s.mesh_sources import peers_from_pods, resource_files
+from tandem.k8s.mesh_sources import peers_from_pods
 from tandem.k8s.reflector import Reflector, list_watch
 from tandem.resources import ResourceError
+from tandem.xds.ir import Sidecar
 from tandem.xds.registry import Registry
 
 log = logging.getLogger("tandem.k8s.watchers")
@@ -61,6 +66,20 @@ class Watches:
         self.resources = {kind: Reflector(kind) for _, _, kind, _ in WATCHED_RESOURCES}
         self.updates = Broadcast()
 
+    def objects(self) -> list[dict[str, Any]]:
+        return [o for r in self.resources.values() for o in r.objects.values()]
+
+    def prepare(self, sidecar: Sidecar) -> Sidecar:
+        """A joining sidecar with its namespace's objects and its Configuration, so its
+        first snapshot already has them. Raises ValueError (its stream is refused)."""
+        listed = self.resources["Configuration"].resource_version is not None
+        if sidecar.configuration is not None and not listed:
+            raise ValueError(
+                "the control plane has not listed the cluster's Configurations yet; "
+                "the sidecar's Envoy retries"
+            )
+        return joining(sidecar, self.objects())
+
 
 def resource_class(group: str, version: str, kind: str, plural: str) -> Any:
     from lightkube.generic_resource import create_namespaced_resource
@@ -78,29 +97,36 @@ class ClusterFeed:
         self.resources = self.watches.resources
         self._peers_generation = -1
         self._refused: dict[str, str] = {}  # node -> the last error logged
+        # node -> the inputs last applied (configurations.inputs): idle rounds parse nothing.
+        self._applied: dict[str, object] = {}
 
     def sync(self) -> None:
         if self.pods.generation != self._peers_generation:
             self._peers_generation = self.pods.generation
             self.registry.set_peers(peers_from_pods(self.pods.objects.values()))
-        objects = [o for r in self.resources.values() for o in r.objects.values()]
+        objects = self.watches.objects()
+        live = {s.node_id for s in self.registry.local_sidecars()}
+        for node in set(self._applied) - live:
+            del self._applied[node]
         for sidecar in self.registry.local_sidecars():
-            files = resource_files(objects, sidecar.namespace)
-            if files == sidecar.resource_files:
+            seen = inputs(sidecar, objects)
+            if self._applied.get(sidecar.node_id) == seen:
                 continue
+            self._applied[sidecar.node_id] = seen
             try:
-                updated = sidecar.with_resource_files(files)
+                updated = resolve(sidecar, objects)
             except ResourceError as exc:
                 if self._refused.get(sidecar.node_id) != str(exc):
                     self._refused[sidecar.node_id] = str(exc)
                     log.warning(
-                        "resources not reloaded, the last good ones stay: %s",
+                        "resources or Configuration not reloaded, the last good ones stay: %s",
                         exc,
                         extra={"node": sidecar.node_id, "app_id": sidecar.app_id},
                     )
                 continue
             self._refused.pop(sidecar.node_id, None)
-            self.registry.reload_sidecar(updated)
+            if updated != sidecar:
+                self.registry.reload_sidecar(updated)
 
 
 async def run_watchers(

@@ -200,6 +200,8 @@ async def _run(args: argparse.Namespace) -> int:
             # Traffic kinds here apply to every sidecar (README "Traffic policy").
             mesh_resources=home / "resources",
             interceptors=cluster.interceptors() if cluster else (),
+            # Its namespace's objects and its dapr.io/config, before its first snapshot.
+            prepare=cluster.watches.prepare if cluster else None,
         )
         address = await control_plane.start()
         if cluster is not None:

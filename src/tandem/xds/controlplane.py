@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -20,6 +20,7 @@ import grpc
 from tandem.xds.ca import utcnow
 from tandem.xds.cache import SnapshotCache
 from tandem.xds.identity import Identities
+from tandem.xds.ir import Sidecar
 from tandem.xds.registry import Registry
 from tandem.xds.reload import ResourceWatcher
 from tandem.xds.server import AdsServer, add_to_server
@@ -70,6 +71,7 @@ class ControlPlane:
         services: Sequence[GrpcService] = (),
         mesh_resources: Path | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        prepare: Callable[[Sidecar], Sidecar] | None = None,
     ) -> None:
         self._interceptors = tuple(interceptors)  # e.g. leader-only services (Kubernetes HA)
         self._mesh_resources = mesh_resources  # $TANDEM_HOME/resources/ (hot reload)
@@ -84,6 +86,7 @@ class ControlPlane:
             self.identities,
             on_admitted=self._admitted.set,
             awaited_pids=awaited_pids,
+            prepare=prepare,
         )
         self._services = tuple(services)  # more services on the same server (placement)
         self._settle_seconds = settle_seconds

@@ -132,6 +132,9 @@ class Sidecar:
     resources_paths: tuple[str, ...] = ()
     # The app's --config: its accessControl is watched too (hot reload).
     config_path: str | None = None
+    # A pod's dapr.io/config: the name of its namespace's Configuration, which the control
+    # plane applies from the cluster (tandem.k8s.configurations).
+    configuration: str | None = None
     resiliencies: tuple[Resiliency, ...] = field(default=(), compare=False, hash=False)
     http_endpoints: tuple[HTTPEndpoint, ...] = field(default=(), compare=False, hash=False)
     # Whether NAMESPACE was set for this sidecar: unset, Dapr's self-hosted rule loads every
@@ -197,7 +200,11 @@ class Sidecar:
     ) -> Sidecar:
         """This sidecar with (new) pipelines, resolved against its middleware components;
         raises ResourceError naming file, field and reason."""
-        source = self.config_path or "node metadata"
+        source = self.config_path or (
+            configuration_source(self.namespace, self.configuration)
+            if self.configuration
+            else "node metadata"
+        )
         components = self.middleware_components
         return dataclasses.replace(
             self,
@@ -210,6 +217,23 @@ class Sidecar:
                 app, components, source=source, field="spec.appHttpPipeline"
             ),
         )
+
+    def with_configuration_metadata(self, metadata: Mapping[str, Any], source: str) -> Sidecar:
+        """This sidecar under a Configuration's node metadata (access control, tracing, API
+        lists, pipelines; tandem.xds.configuration_metadata), absent keys clearing theirs;
+        raises ResourceError naming ``source``."""
+        problems: list[str] = []
+        reader = _Reader(metadata, problems)
+        access_control = reader.access_control("access_control")
+        tracing = reader.tracing("tracing")
+        api_access = reader.api_access("api_access")
+        pipelines = reader.pipelines("pipelines")
+        if problems:
+            raise ResourceError(source, "", "; ".join(problems))
+        updated = dataclasses.replace(
+            self, access_control=access_control, tracing=tracing, api_access=api_access
+        )
+        return updated.with_pipelines(*pipelines)
 
     def endpoint_secret(self, endpoint: str, name: str) -> str | None:
         return next((v for e, f, v in self.endpoint_secrets if e == endpoint and f == name), None)
@@ -291,6 +315,7 @@ class Sidecar:
         endpoint_secrets = reader.endpoint_secrets("http_endpoint_secrets")
         resources_paths = reader.strings("resources_paths")
         config_path = reader.string("config_path") or None
+        configuration = reader.string("configuration") or None
         resources = _invocation_resources(
             resource_files, app_id, namespace if namespace_set else None, problems
         )
@@ -333,6 +358,7 @@ class Sidecar:
             endpoint_secrets=endpoint_secrets,
             resources_paths=resources_paths,
             config_path=config_path,
+            configuration=configuration,
             **_by_kind(resources),
             tracing=tracing,
             runtime_metrics_socket=runtime_metrics_socket,
@@ -371,6 +397,7 @@ class Sidecar:
             ("unix_domain_socket", self.unix_domain_socket),
             ("actor_forward_socket", self.actor_forward_socket),
             ("runtime_metrics_socket", self.runtime_metrics_socket),
+            ("configuration", self.configuration),
             ("runtime_workers", self.runtime_workers if self.runtime_workers > 1 else None),
         ):
             if value is not None:
@@ -406,6 +433,11 @@ class Sidecar:
         if self.http_pipeline or self.app_http_pipeline:
             out["pipelines"] = pipelines_metadata(self.http_pipeline, self.app_http_pipeline)
         return out
+
+
+def configuration_source(namespace: str, name: str) -> str:
+    """How errors name a cluster's Configuration (as tandem.k8s.mesh_sources names files)."""
+    return f"k8s:Configuration/{namespace}/{name}"
 
 
 _Invocation = Resiliency | HTTPEndpoint | HTTPRoute | BackendTrafficPolicy | Component

@@ -59,8 +59,12 @@ class Registry:
         translator: Translator = translate,
         on_admitted: Callable[[], None] = lambda: None,
         awaited_pids: frozenset[int] = frozenset(),
+        prepare: Callable[[Sidecar], Sidecar] | None = None,
     ) -> None:
         self._cache = cache
+        # What a joining sidecar gets before its first snapshot, from elsewhere than its
+        # metadata (a cluster's objects, tandem.k8s.watchers); raises ValueError to refuse.
+        self._prepare = prepare
         self._identities = identities
         self._translate = translator
         self._on_admitted = on_admitted
@@ -123,6 +127,8 @@ class Registry:
             raise PermissionError(
                 f"node {node.id!r} already has a live stream; one stream per sidecar"
             )
+        if self._prepare is not None:
+            sidecar = self._prepare(sidecar)
         self._identities.admit(sidecar, metadata)
         self._on_admitted()
         self._entries[node.id] = _Entry(stream_id, sidecar)
