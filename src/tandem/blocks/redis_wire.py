@@ -26,7 +26,9 @@ def command(*args: bytes) -> bytes:
 
 class Links:
     """Up to ``size`` kept connections, one per batch in flight (the coalescer's
-    ``in_flight``): a batch takes one, and gives it back when its replies are all read."""
+    ``in_flight``): a round trip takes one (or a fresh one from the pool when none is
+    kept, so concurrent callers never share a connection), and gives it back when its
+    replies are all read."""
 
     def __init__(self, client: aioredis.Redis, size: int = 1) -> None:
         self._pool = client.connection_pool

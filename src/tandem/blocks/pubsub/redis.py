@@ -251,7 +251,6 @@ class RedisPubSub:
         self._concurrency = concurrency
         self.processing_timeout = processing_timeout
         self.redeliver_interval = redeliver_interval
-        self._max_len = max_len
         self._subs: list[_Subscription] = []
         # Publishes and acks in flight together share one round trip each, sent raw over a
         # kept connection (redis_wire).
@@ -270,22 +269,14 @@ class RedisPubSub:
         timeout bounded it before (redis-py closes a connection whose call is cut short)."""
         return asyncio.timeout(None if self._read_timeout is None else self._read_timeout + extra)
 
-    def _fields(self, data: bytes, metadata: Mapping[str, str]) -> dict[Any, Any]:
-        return {"data": data, "metadata": orjson.dumps(dict(metadata))}
+    def _xadd(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> bytes:
+        """One entry's XADD, packed (the same layout for single and bulk publishes)."""
+        fields = (b"data", data, b"metadata", orjson.dumps(dict(metadata)))
+        return command(b"XADD", topic.encode(), *self._trim, b"*", *fields)
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         # Packed here, so a topic that cannot be sent fails its own call, not a batch.
-        xadd = command(
-            b"XADD",
-            topic.encode(),
-            *self._trim,
-            b"*",
-            b"data",
-            data,
-            b"metadata",
-            orjson.dumps(dict(metadata)),
-        )
-        await self._adds.submit(xadd)
+        await self._adds.submit(self._xadd(topic, data, metadata))
 
     async def _write_adds(self, xadds: list[bytes]) -> list[BaseException | None]:
         async with self.bounded():
@@ -309,13 +300,10 @@ class RedisPubSub:
         return [failed.get((topic, group)) for topic, group, _ in items]
 
     async def bulk_publish(self, topic: str, entries: Sequence[PublishEntry]) -> list[str]:
-        pipe = self.client.pipeline(transaction=False)
-        for e in entries:
-            pipe.xadd(
-                topic, self._fields(e.data, e.metadata), maxlen=self._max_len, approximate=True
-            )
+        # One round trip of its own (Links gives each concurrent caller its own connection).
+        xadds = b"".join([self._xadd(topic, e.data, e.metadata) for e in entries])
         async with self.bounded():
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._add_links.roundtrip(xadds, len(entries))
         return [
             e.entry_id for e, r in zip(entries, results, strict=True) if isinstance(r, Exception)
         ]
