@@ -217,12 +217,9 @@ class RedisStateStore:
         return [etag, "1" if req.insert_only else "0", req.value, self._ttl(req)]
 
     def _evalsha(self, req: SetRequest) -> bytes:
-        etag = _etag_arg(req.etag).encode()
-        insert_only = b"1" if req.insert_only else b"0"
-        ttl = b"%d" % self._ttl(req)
-        return command(
-            b"EVALSHA", self._set_sha, b"1", req.key.encode(), etag, insert_only, req.value, ttl
-        )
+        # The same ARGV the registered script gets (_set_args), as bytes.
+        argv = [a if isinstance(a, bytes) else str(a).encode() for a in self._set_args(req)]
+        return command(b"EVALSHA", self._set_sha, b"1", req.key.encode(), *argv)
 
     async def _set_many(self, writes: list[tuple[SetRequest, bytes]]) -> list[None | BaseException]:
         # EVALSHA, raw (registering the script with a pipeline would cost a SCRIPT EXISTS
