@@ -100,11 +100,10 @@ def dapr_http(sidecar: Sidecar) -> listener_pb2.Listener:
     answered by ext_proc."""
     # By-URL invocation resolves its host in this filter (translate/http_endpoints.py).
     # Fault injection and rate limits of traffic policies (translate/traffic.py).
-    logged = sidecar.api_logging is not None
     filters = [
         http_endpoints.url_filter(),
         *traffic.http_filters(sidecar),
-        router_filter(envoy_headers=logged),
+        router_filter(envoy_headers=sidecar.api_logging is not None),
     ]
     if sidecar.api_transport == "ext_proc":
         filters.insert(
